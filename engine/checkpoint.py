@@ -1,0 +1,81 @@
+"""Checkpoints that hold everything needed to continue a run, written atomically.
+
+A checkpoint is written into ``checkpoints/.tmp-step-NNNNNN`` and renamed to
+``checkpoints/step-NNNNNN`` only once complete, so a directory named ``step-*`` is always
+whole; ``COMPLETE`` inside it is the second guard readers check.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.config import dump_yaml
+
+COMPLETE = "COMPLETE"
+STATE = "trainer_state.json"
+TRAINING = "training_state.pt"
+
+
+def save_checkpoint(trainer, final_path: Path) -> Path:
+    final_path = Path(final_path)
+    tmp = final_path.parent / f".tmp-{final_path.name}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        trainer.model.save_pretrained(tmp, safe_serialization=True)
+        trainer.tokenizer.save_pretrained(tmp)
+        torch.save(
+            {
+                "optimizer": trainer.optimizer.state_dict(),
+                "scheduler": trainer.scheduler.state_dict(),
+                "rng": {
+                    "python": random.getstate(),
+                    "numpy": np.random.get_state(),
+                    "torch": torch.get_rng_state(),
+                    "sampling": trainer.sampling_gen.get_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                },
+            },
+            tmp / TRAINING,
+        )
+        state = {
+            "step": trainer.step,
+            "data_order": trainer.order.state_dict(),
+            "num_tokens": trainer.num_tokens,
+            "skipped_updates": trainer.skipped_updates,
+            "adjustments": trainer.adjustments,
+        }
+        (tmp / STATE).write_text(json.dumps(state, indent=1), encoding="utf-8")
+        (tmp / "config.yaml").write_text(dump_yaml(trainer.cfg), encoding="utf-8")
+        (tmp / COMPLETE).write_text("ok\n", encoding="utf-8")
+        if final_path.exists():
+            shutil.rmtree(final_path)
+        tmp.rename(final_path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final_path
+
+
+def complete_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first (half-written ones are never listed)."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [p for p in root.glob("step-*") if p.is_dir() and (p / COMPLETE).exists() and (p / STATE).exists()]
+    return sorted(found, key=lambda p: p.name)
+
+
+def prune(run_dir: Path, keep: int | None) -> None:
+    """``save_total_limit``: keep only the newest ``keep`` complete checkpoints."""
+    if not keep or keep <= 0:
+        return
+    for old in complete_checkpoints(run_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,224 @@
+"""The thread-safe bridge between a running trainer and whoever watches it.
+
+Commands go in (pause, resume, stop, checkpoint, adjust) from any thread; the trainer
+applies them at the next step boundary, which is the only point where changing the
+optimizer or the sampling parameters is safe. Events come out: the trainer publishes
+them and every subscriber's callback is called on the engine thread, so callbacks must
+not block (the dashboard's callback only does ``App.post_message``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Callable
+
+
+class RunState(str, Enum):
+    STARTING = "starting"
+    RUNNING = "running"
+    PAUSED = "paused"
+    CHECKPOINTING = "checkpointing"
+    STOPPING = "stopping"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (RunState.FINISHED, RunState.FAILED)
+
+
+# ---------------------------------------------------------------- events
+
+
+@dataclass
+class Event:
+    """Base of everything the engine publishes."""
+
+    kind = "event"
+
+
+@dataclass
+class RunStarted(Event):
+    run_dir: str
+    config: dict
+    total_steps: int
+    model: str
+    device: str
+    start_step: int = 0
+    time: float = field(default_factory=time.time)
+    kind = "run_started"
+
+
+@dataclass
+class StateChanged(Event):
+    state: RunState
+    message: str = ""
+    time: float = field(default_factory=time.time)
+    kind = "state"
+
+
+@dataclass
+class StepMetrics(Event):
+    step: int
+    metrics: dict[str, float]
+    time: float = field(default_factory=time.time)
+    kind = "metrics"
+
+
+@dataclass
+class StepSamples(Event):
+    step: int
+    groups: list[dict]
+    time: float = field(default_factory=time.time)
+    kind = "samples"
+
+
+@dataclass
+class LogEvent(Event):
+    """Anything worth a line in the events pane: adjustments, checkpoints, warnings, errors."""
+
+    level: str  # info | warning | error
+    category: str  # adjust | checkpoint | reward_error | health | eval | nan | status | ...
+    message: str
+    step: int | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    time: float = field(default_factory=time.time)
+    kind = "log"
+
+
+@dataclass
+class EvalResult(Event):
+    step: int
+    metrics: dict[str, float]
+    time: float = field(default_factory=time.time)
+    kind = "eval"
+
+
+@dataclass
+class RunFinished(Event):
+    summary: dict
+    time: float = field(default_factory=time.time)
+    kind = "finished"
+
+
+@dataclass
+class RunFailed(Event):
+    error: str
+    traceback_path: str | None = None
+    time: float = field(default_factory=time.time)
+    kind = "failed"
+
+
+Subscriber = Callable[[Event], None]
+
+
+# ---------------------------------------------------------------- commands
+
+
+@dataclass
+class _Pending:
+    checkpoint: bool = False
+    stop: bool = False
+    adjustments: dict[str, Any] = field(default_factory=dict)
+
+
+class Control:
+    """Commands in, events out. Every method is safe to call from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._resume = threading.Event()
+        self._resume.set()
+        self._pending = _Pending()
+        self._subscribers: list[Subscriber] = []
+        self._state = RunState.STARTING
+        self._wake = threading.Event()
+
+    # -- commands (any thread) -------------------------------------------
+    def pause(self) -> None:
+        self._resume.clear()
+
+    def resume(self) -> None:
+        self._resume.set()
+        self._wake.set()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._pending.stop = True
+        self._resume.set()
+        self._wake.set()
+
+    def checkpoint(self) -> None:
+        with self._lock:
+            self._pending.checkpoint = True
+        self._wake.set()
+
+    def adjust(self, **changes: Any) -> None:
+        """Queue hyperparameter changes; the trainer validates and applies them at the next step."""
+        with self._lock:
+            self._pending.adjustments.update(changes)
+        self._wake.set()
+
+    @property
+    def paused_requested(self) -> bool:
+        return not self._resume.is_set()
+
+    @property
+    def stop_requested(self) -> bool:
+        with self._lock:
+            return self._pending.stop
+
+    @property
+    def state(self) -> RunState:
+        return self._state
+
+    # -- events ----------------------------------------------------------
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Register a callback for every event; returns a function that unsubscribes it."""
+        with self._lock:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def publish(self, event: Event) -> None:
+        """Called by the engine. A subscriber that raises is dropped, never the run."""
+        if isinstance(event, StateChanged):
+            self._state = event.state
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for callback in subscribers:
+            try:
+                callback(event)
+            except Exception:  # noqa: BLE001 - a broken viewer must not kill training
+                with self._lock:
+                    if callback in self._subscribers:
+                        self._subscribers.remove(callback)
+
+    # -- engine side -----------------------------------------------------
+    def take_checkpoint_request(self) -> bool:
+        with self._lock:
+            wanted, self._pending.checkpoint = self._pending.checkpoint, False
+            return wanted
+
+    def take_adjustments(self) -> dict[str, Any]:
+        with self._lock:
+            changes, self._pending.adjustments = self._pending.adjustments, {}
+            return changes
+
+    def wait_while_paused(self, on_tick: Callable[[], None] | None = None, poll_s: float = 0.1) -> None:
+        """Block the engine thread while paused; wake for checkpoint/adjust/stop requests."""
+        while not self._resume.is_set():
+            self._wake.wait(poll_s)
+            self._wake.clear()
+            if on_tick is not None:
+                on_tick()
+            if self.stop_requested:
+                return

@@ -1,0 +1,53 @@
+"""Loading the policy, its tokenizer and the frozen reference model."""
+
+from __future__ import annotations
+
+import torch
+
+
+def pick_device() -> torch.device:
+    """The accelerator when there is one, else the CPU (through accelerate, which knows them all)."""
+    from accelerate import PartialState
+
+    return PartialState().device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """``auto`` is bfloat16 on a GPU that supports it and float32 elsewhere (CPU training in fp32)."""
+    if name == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token  # common for base models; completions are masked anyway
+    return tokenizer
+
+
+def load_model_and_tokenizer(cfg, device: torch.device):
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = load_tokenizer(cfg.model_name_or_path)
+    model = AutoModelForCausalLM.from_pretrained(cfg.model_name_or_path, dtype=resolve_dtype(cfg.torch_dtype, device))
+    model.to(device)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    model.train()
+    return model, tokenizer
+
+
+def load_reference_model(cfg, device: torch.device):
+    """A frozen copy of the starting weights for the KL penalty (loaded only when beta > 0)."""
+    from transformers import AutoModelForCausalLM
+
+    ref = AutoModelForCausalLM.from_pretrained(cfg.model_name_or_path, dtype=resolve_dtype(cfg.torch_dtype, device))
+    ref.to(device).eval()
+    ref.requires_grad_(False)
+    return ref

@@ -1,0 +1,197 @@
+"""Generation backends: sample G completions for each prompt.
+
+A backend takes token ids of B prompts and returns a :class:`Rollout` of B·G completions,
+grouped contiguously (rows ``b*G … b*G+G−1`` answer prompt b). The interface is small on
+purpose so a vLLM backend can sit beside the transformers one:
+
+    backend.generate(prompt_ids, num_generations, params, generator) -> Rollout
+    backend.sync_weights(model)   # after every optimizer step (a no-op when the backend
+                                  # samples from the training model itself)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import torch
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_new_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    min_p: float | None = None
+    repetition_penalty: float = 1.0
+    greedy: bool = False
+
+    def with_(self, **changes) -> "SamplingParams":
+        return replace(self, **changes)
+
+
+@dataclass
+class Rollout:
+    prompt_ids: torch.Tensor  # [N, P] left-padded
+    prompt_mask: torch.Tensor  # [N, P] 1 on real prompt tokens
+    completion_ids: torch.Tensor  # [N, T] right-padded with pad_id after EOS
+    completion_mask: torch.Tensor  # [N, T] 1 up to and including the first EOS
+    logprobs: torch.Tensor  # [N, T] log-prob of each sampled token under softmax(logits / T)
+    truncated: torch.Tensor  # [N] bool: no EOS within max_new_tokens
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.completion_mask.sum(dim=1)
+
+
+class RolloutBackend(Protocol):
+    def generate(
+        self,
+        prompt_ids: list[list[int]],
+        num_generations: int,
+        params: SamplingParams,
+        generator: torch.Generator | None = None,
+    ) -> Rollout: ...
+
+    def sync_weights(self, model: torch.nn.Module) -> None: ...
+
+
+def left_pad(sequences: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad token lists into ids [N, P] and an attention mask [N, P]."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for i, seq in enumerate(sequences):
+        if seq:
+            ids[i, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+            mask[i, width - len(seq) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+def position_ids_from_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Positions that ignore left padding: the first real token is position 0."""
+    return (mask.cumsum(dim=1) - 1).clamp(min=0)
+
+
+def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """Apply top-k, top-p (nucleus) and min-p filtering to temperature-scaled logits [N, V]."""
+    if params.top_k and params.top_k > 0 and params.top_k < logits.size(-1):
+        kth = torch.topk(logits, params.top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if params.min_p is not None and params.min_p > 0:
+        probs = torch.softmax(logits, dim=-1)
+        threshold = params.min_p * probs.max(dim=-1, keepdim=True).values
+        logits = logits.masked_fill(probs < threshold, float("-inf"))
+    if params.top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+        drop = cumulative - torch.softmax(sorted_logits, dim=-1) >= params.top_p  # keep the token crossing top_p
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    return logits
+
+
+def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """CTRL-style penalty on tokens already in the sequence: positive logits ÷ p, negative × p.
+
+    seen [N, V] bool marks the tokens present in the prompt or generated so far."""
+    penalised = torch.where(logits > 0, logits / penalty, logits * penalty)
+    return torch.where(seen, penalised, logits)
+
+
+class TransformersRollout:
+    """Samples from the training model itself with a KV cache, one batch for all B·G rows.
+
+    Each row stops at its first EOS; the loop ends when every row has stopped or the
+    token budget is spent."""
+
+    def __init__(self, model: torch.nn.Module, pad_id: int, eos_ids: list[int]) -> None:
+        self.model = model
+        self.pad_id = pad_id
+        self.eos_ids = torch.tensor(sorted(set(eos_ids)), dtype=torch.long)
+
+    def sync_weights(self, model: torch.nn.Module) -> None:
+        self.model = model
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompt_ids: list[list[int]],
+        num_generations: int,
+        params: SamplingParams,
+        generator: torch.Generator | None = None,
+    ) -> Rollout:
+        model = self.model
+        device = next(model.parameters()).device
+        rows = [p for p in prompt_ids for _ in range(num_generations)]
+        ids, mask = left_pad(rows, self.pad_id, device)
+        n = ids.size(0)
+        eos = self.eos_ids.to(device)
+        was_training = model.training
+        model.eval()
+
+        seen = None
+        if params.repetition_penalty != 1.0:
+            vocab = model.get_output_embeddings().weight.size(0)
+            seen = torch.zeros((n, vocab), dtype=torch.bool, device=device)
+            seen.scatter_(1, ids, mask.bool())
+
+        positions = position_ids_from_mask(mask)
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+        cache = out.past_key_values
+        next_logits = out.logits[:, -1, :].float()
+        next_pos = positions[:, -1:] + 1
+
+        tokens, logps = [], []
+        finished = torch.zeros(n, dtype=torch.bool, device=device)
+        attn = mask
+        for t in range(params.max_new_tokens):
+            logits = next_logits
+            if seen is not None:
+                logits = apply_repetition_penalty(logits, seen, params.repetition_penalty)
+            if params.greedy:
+                token = logits.argmax(dim=-1)
+                logp = torch.log_softmax(logits, dim=-1).gather(1, token[:, None]).squeeze(1)
+            else:
+                scaled = logits / params.temperature
+                probs = torch.softmax(filter_logits(scaled, params), dim=-1)
+                token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+                logp = torch.log_softmax(scaled, dim=-1).gather(1, token[:, None]).squeeze(1)
+            token = torch.where(finished, torch.full_like(token, self.pad_id), token)
+            logp = torch.where(finished, torch.zeros_like(logp), logp)
+            tokens.append(token)
+            logps.append(logp)
+            if seen is not None:
+                seen[torch.arange(n, device=device), token] = True
+            finished = finished | torch.isin(token, eos)
+            if bool(finished.all()) or t == params.max_new_tokens - 1:
+                break
+            attn = torch.cat([attn, torch.ones((n, 1), dtype=attn.dtype, device=device)], dim=1)
+            out = model(
+                input_ids=token[:, None],
+                attention_mask=attn,
+                position_ids=next_pos,
+                past_key_values=cache,
+                use_cache=True,
+            )
+            cache = out.past_key_values
+            next_logits = out.logits[:, -1, :].float()
+            next_pos = next_pos + 1
+
+        if was_training:
+            model.train()
+        completion_ids = torch.stack(tokens, dim=1)
+        is_eos = torch.isin(completion_ids, eos)
+        # mask: 1 up to and including the first EOS
+        after_eos = (is_eos.cumsum(dim=1) - is_eos.long()) > 0
+        completion_mask = (~after_eos).long()
+        truncated = ~is_eos.any(dim=1)
+        return Rollout(
+            prompt_ids=ids,
+            prompt_mask=mask,
+            completion_ids=completion_ids,
+            completion_mask=completion_mask,
+            logprobs=torch.stack(logps, dim=1) * completion_mask,
+            truncated=truncated,
+        )

@@ -1,0 +1,196 @@
+"""The run directory: the one place a run lives on disk (a contract, see DESIGN.md).
+
+```
+runs/<name>/
+  config.yaml        the resolved config
+  metrics.jsonl      one object per optimizer step
+  samples.jsonl      the sampled groups of each step
+  events.jsonl       status changes, adjustments, warnings, checkpoints, errors
+  checkpoints/step-NNNNNN/
+  final/             the trained model, save_pretrained format
+```
+
+Writers append whole lines and flush them; readers tolerate a partial last line (a
+process killed mid-write), so another process can tail these files while a run goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+METRICS = "metrics.jsonl"
+SAMPLES = "samples.jsonl"
+EVENTS = "events.jsonl"
+CONFIG = "config.yaml"
+CHECKPOINTS = "checkpoints"
+FINAL = "final"
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN/inf: write them as null so every reader can parse the line."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def dumps(record: dict) -> str:
+    return json.dumps(_clean(record), separators=(",", ":"), ensure_ascii=False)
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """Every complete record of a JSON-lines file; a torn or corrupt line is skipped."""
+    return list(iter_jsonl(path))
+
+
+def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
+    try:
+        with open(path, "rb") as f:
+            for raw in f:
+                if not raw.endswith(b"\n"):
+                    break  # partial last line: the writer has not finished it
+                try:
+                    record = json.loads(raw)
+                except ValueError:
+                    continue
+                if isinstance(record, dict):
+                    yield record
+    except FileNotFoundError:
+        return
+
+
+class JsonlTail:
+    """Incremental reader for a file another process appends to (attach, the dashboard)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._offset = 0
+
+    def read_new(self) -> list[dict]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        end = data.rfind(b"\n")
+        if end < 0:
+            return []
+        self._offset += end + 1
+        records = []
+        for raw in data[: end + 1].splitlines():
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+        return records
+
+
+class RunWriter:
+    """Appends records to a run directory. Used by the trainer only (rank 0)."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / CHECKPOINTS).mkdir(exist_ok=True)
+        self._files = {
+            name: open(self.root / name, "a", encoding="utf-8") for name in (METRICS, SAMPLES, EVENTS)
+        }
+
+    def write_config(self, yaml_text: str) -> None:
+        tmp = self.root / (CONFIG + ".tmp")
+        tmp.write_text(yaml_text, encoding="utf-8")
+        os.replace(tmp, self.root / CONFIG)
+
+    def _append(self, name: str, record: dict) -> None:
+        f = self._files[name]
+        f.write(dumps(record) + "\n")
+        f.flush()
+
+    def metrics(self, step: int, metrics: dict[str, float]) -> None:
+        self._append(METRICS, {"step": step, "time": time.time(), **metrics})
+
+    def samples(self, step: int, groups: list[dict]) -> None:
+        self._append(SAMPLES, {"step": step, "groups": groups})
+
+    def event(self, level: str, category: str, message: str, step: int | None = None, data: dict | None = None) -> None:
+        self._append(
+            EVENTS,
+            {"time": time.time(), "step": step, "level": level, "kind": category, "message": message, "data": data or {}},
+        )
+
+    def checkpoint_dir(self, step: int) -> Path:
+        return self.root / CHECKPOINTS / f"step-{step:06d}"
+
+    @property
+    def final_dir(self) -> Path:
+        return self.root / FINAL
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+
+
+@dataclass
+class RunRecord:
+    """What a finished, failed or live run directory holds, read back (dashboard, `runs`)."""
+
+    root: Path
+    metrics: list[dict]
+    samples: list[dict]
+    events: list[dict]
+    config_text: str
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    @property
+    def last_step(self) -> int:
+        return int(self.metrics[-1]["step"]) if self.metrics else 0
+
+    @property
+    def state(self) -> str:
+        """The last status the run wrote ("running", "finished", "failed", ...), or "unknown"."""
+        for event in reversed(self.events):
+            if event.get("kind") == "status":
+                return str((event.get("data") or {}).get("state", "unknown"))
+        return "unknown"
+
+    def samples_at(self, step: int) -> dict | None:
+        for record in reversed(self.samples):
+            if record.get("step") == step:
+                return record
+        return None
+
+
+def read_run(root: str | os.PathLike) -> RunRecord:
+    root = Path(root)
+    config_path = root / CONFIG
+    return RunRecord(
+        root=root,
+        metrics=read_jsonl(root / METRICS),
+        samples=read_jsonl(root / SAMPLES),
+        events=read_jsonl(root / EVENTS),
+        config_text=config_path.read_text(encoding="utf-8") if config_path.exists() else "",
+    )
+
+
+def list_runs(runs_root: str | os.PathLike = "runs") -> list[Path]:
+    """Run directories under ``runs_root``, newest first."""
+    root = Path(runs_root)
+    if not root.is_dir():
+        return []
+    runs = [p for p in root.iterdir() if p.is_dir() and (p / CONFIG).exists()]
+    return sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)

@@ -1,0 +1,55 @@
+"""The sampled groups a step writes to samples.jsonl: what the sample pane and inspector show."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def _num(x: float) -> float | None:
+    return None if x is None or math.isnan(x) or math.isinf(x) else round(float(x), 5)
+
+
+def sample_groups(batch, tokenizer, reward_funcs, num_generations: int, max_groups: int,
+                  token_logps: torch.Tensor, token_entropy: torch.Tensor) -> list[dict]:
+    """The first ``max_groups`` groups of a batch with per-completion rewards and token arrays.
+
+    Each completion carries its tokens (as text pieces), the policy's log-prob of each token
+    and the entropy at each position, so the inspector can colour them without the model.
+    """
+    rollout = batch.rollout
+    n_groups = min(max_groups, rollout.completion_ids.size(0) // num_generations)
+    names = [f.name for f in reward_funcs]
+    ids_all = rollout.completion_ids.tolist()
+    lengths = rollout.lengths.tolist()
+    groups = []
+    for g in range(n_groups):
+        rows = range(g * num_generations, (g + 1) * num_generations)
+        first = batch.rows[rows[0]]
+        completions = []
+        for i in rows:
+            n = int(lengths[i])
+            ids = ids_all[i][:n]
+            completions.append({
+                "text": batch.completions[i],
+                "reward": _num(float(batch.rewards_total[i])),
+                "rewards": {name: _num(float(batch.rewards_per_func[i, j])) for j, name in enumerate(names)},
+                "advantage": _num(float(batch.advantages[i])),
+                "length": n,
+                "truncated": bool(rollout.truncated[i]),
+                "tokens": [tokenizer.decode([t]) for t in ids],
+                "logprobs": [_num(v) for v in token_logps[i, :n].tolist()],
+                "entropy": [_num(v) for v in token_entropy[i, :n].tolist()],
+            })
+        rewards = batch.rewards_total[rows[0] : rows[-1] + 1]
+        group = {
+            "prompt": first["prompt"] if isinstance(first["prompt"], str) else first["prompt"][-1].get("content", ""),
+            "completions": completions,
+            "reward_mean": _num(float(rewards.mean())),
+            "reward_std": _num(float(rewards.std())) if rewards.numel() > 1 else 0.0,
+        }
+        if "answer" in first:
+            group["answer"] = str(first["answer"])
+        groups.append(group)
+    return groups

@@ -1,0 +1,512 @@
+"""The GRPO loop: sample → generate → score → advantages → update → report.
+
+``Trainer(cfg, control).start()`` runs it on a background thread; ``run()`` runs it in the
+calling thread (headless). Everything a viewer needs leaves through ``control.publish`` and
+the run directory; everything a viewer may change comes in through ``control`` and is
+applied at a step boundary.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers.utils import logging as hf_logging
+
+from engine import checkpoint as ckpt
+from engine import grpo
+from engine.config import ConfigError, RunConfig, config_to_dict, dump_yaml, validate_adjustment
+from engine.control import (
+    Control,
+    EvalResult,
+    LogEvent,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    RunState,
+    StateChanged,
+    StepMetrics,
+    StepSamples,
+)
+from engine.data import BatchOrder, PromptRenderer, load_prompt_data, reward_columns
+from engine.evaluation import greedy_eval
+from engine.health import HealthMonitor
+from engine.modeling import load_model_and_tokenizer, load_reference_model, pick_device
+from engine.rewards import build_reward_funcs, score
+from engine.rollout import Rollout, SamplingParams, TransformersRollout
+from engine.rundir import RunWriter
+from engine.scheduler import lr_lambda
+from engine.samples import sample_groups
+
+
+def default_run_dir(cfg: RunConfig) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{cfg.run_name or 'run'}-{stamp}"
+
+
+@dataclass
+class Batch:
+    """One generation batch, kept for the μ = num_iterations updates that reuse it."""
+
+    rollout: Rollout
+    rows: list[dict]
+    advantages: torch.Tensor  # [N]
+    mask: torch.Tensor  # [N, T] completion mask after truncation masking
+    old_logps: torch.Tensor | None  # [N, T] when μ > 1
+    ref_logps: torch.Tensor | None  # [N, T] when β > 0
+    stats: dict[str, float]
+    rewards_total: torch.Tensor
+    rewards_per_func: torch.Tensor
+    completions: list[str]
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, control: Control | None = None, run_dir: str | Path | None = None,
+                 evaluate: bool = True) -> None:
+        self.cfg = cfg
+        self.evaluate = evaluate
+        self.control = control or Control()
+        self.run_dir = Path(run_dir or cfg.output_dir or default_run_dir(cfg))
+        self.step = 0
+        self.summary: dict[str, Any] = {}
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ entry points
+    def start(self) -> threading.Thread:
+        self._thread = threading.Thread(target=self.run, name="grpo-engine", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def run(self) -> dict[str, Any]:
+        """Train to the end (or a stop request). Never raises: a failure becomes RunFailed."""
+        self.writer = RunWriter(self.run_dir)
+        try:
+            self._setup()
+            self._train()
+            self._finish()
+        except Exception as exc:  # noqa: BLE001 - reported, written, and the viewer stays alive
+            self._fail(exc)
+        finally:
+            self.writer.close()
+        return self.summary
+
+    # ------------------------------------------------------------------ setup
+    def _setup(self) -> None:
+        cfg = self.cfg
+        self._set_state(RunState.STARTING, "loading model")
+        hf_logging.disable_progress_bar()
+        torch.manual_seed(cfg.seed)
+        self.device = pick_device()
+        self.model, self.tokenizer = load_model_and_tokenizer(cfg, self.device)
+        self.ref_model = load_reference_model(cfg, self.device) if cfg.beta > 0 else None
+        self.data = load_prompt_data(cfg.dataset, seed=cfg.seed)
+        self.renderer = PromptRenderer(
+            self.tokenizer,
+            system_prompt=cfg.dataset.system_prompt,
+            chat_template=getattr(cfg.dataset, "chat_template", None),
+            max_prompt_length=cfg.max_prompt_length,
+        )
+        self.order = BatchOrder(len(self.data.train), cfg.seed, cfg.dataset.shuffle)
+        self.reward_funcs = build_reward_funcs(
+            cfg.reward_funcs, task=self.data.task, reward_kwargs=cfg.reward_kwargs,
+            max_completion_length=cfg.max_completion_length,
+        )
+        self.reward_weights = torch.tensor(cfg.reward_weights or [1.0] * len(self.reward_funcs))
+        self.eos_ids = _eos_ids(self.model, self.tokenizer)
+        self.backend = TransformersRollout(self.model, self.tokenizer.pad_token_id, self.eos_ids)
+        self.sampling_gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+        self.optimizer = torch.optim.AdamW(
+            [p for p in self.model.parameters() if p.requires_grad],
+            lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon,
+            weight_decay=cfg.weight_decay,
+        )
+        self.base_lr = cfg.learning_rate
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg))
+        self.health = HealthMonitor()
+        self.batch: Batch | None = None
+        self.num_tokens = 0
+        self.skipped_updates = 0
+        self.adjustments: list[dict] = []
+
+        self.writer.write_config(dump_yaml(cfg))
+        n_params = sum(p.numel() for p in self.model.parameters())
+        self._publish(RunStarted(
+            run_dir=str(self.run_dir), config=config_to_dict(cfg), total_steps=cfg.max_steps,
+            model=cfg.model_name_or_path, device=str(self.device), start_step=self.step,
+        ))
+        self._log("info", "status", f"model {cfg.model_name_or_path} ({n_params / 1e6:.2f}M params) on {self.device}")
+        self.last_eval: dict[str, float] = {}
+        if self.step == 0:
+            before = self._evaluate(0, "before training")
+            self.eval_before = before
+            if before:
+                self.writer.metrics(0, before)
+        self.t_start = time.perf_counter()
+        self._first_step = self.step
+        self._set_state(RunState.RUNNING)
+
+    # ------------------------------------------------------------------ the loop
+    def _train(self) -> None:
+        cfg, control = self.cfg, self.control
+        while self.step < cfg.max_steps:
+            self._between_steps()
+            if control.stop_requested:
+                self._log("info", "status", f"stop requested at step {self.step}")
+                break
+            self.step += 1
+            self._train_step(self.step)
+            if cfg.save_steps and self.step % cfg.save_steps == 0:
+                self._checkpoint("save_steps")
+
+    def _train_step(self, step: int) -> None:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {"time/generate": 0.0, "time/reward": 0.0}
+        # Generate + Score + Advantages, once every μ optimizer steps (num_iterations)
+        if (step - 1) % cfg.num_iterations == 0 or self.batch is None:
+            self.batch = self._make_batch(step, timings)
+        batch = self.batch
+
+        # ---- Update -------------------------------------------------------------
+        t_update = time.perf_counter()
+        update = self._update(batch)
+        timings["time/update"] = time.perf_counter() - t_update
+
+        # ---- Report -------------------------------------------------------------
+        step_time = time.perf_counter() - t0
+        metrics = self._step_metrics(batch, update, timings, step_time)
+        if step == cfg.max_steps or (cfg.eval_steps and step % cfg.eval_steps == 0):
+            metrics.update(self._evaluate(step, "end of training" if step == cfg.max_steps else "periodic"))
+        self.writer.metrics(step, metrics)
+        self._publish(StepMetrics(step=step, metrics=metrics))
+        if (step - 1) % cfg.num_iterations == 0 and cfg.log_completions_groups > 0:
+            groups = sample_groups(
+                batch, self.tokenizer, self.reward_funcs, cfg.num_generations,
+                cfg.log_completions_groups, update["token_logps"], update["token_entropy"],
+            )
+            self.writer.samples(step, groups)
+            self._publish(StepSamples(step=step, groups=groups))
+        for alarm in self.health.observe(step, metrics):
+            self._log("warning", "health", alarm.message, step=step, data={"alarm": alarm.name, "suggestion": alarm.suggestion})
+
+    def _make_batch(self, step: int, timings: dict[str, float]) -> Batch:
+        cfg = self.cfg
+        n_completions = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
+        n_prompts = n_completions // cfg.num_generations
+        rows = [self.data.train[i] for i in self.order.next(n_prompts)]
+
+        # ---- Generate -----------------------------------------------------------
+        t = time.perf_counter()
+        prompt_ids = [self.renderer.ids(r["prompt"]) for r in rows]
+        rollout = self.backend.generate(prompt_ids, cfg.num_generations, self.sampling_params(), self.sampling_gen)
+        timings["time/generate"] = time.perf_counter() - t
+
+        # ---- Score --------------------------------------------------------------
+        t = time.perf_counter()
+        completions = self._decode(rollout)
+        group_rows = [r for r in rows for _ in range(cfg.num_generations)]
+        prompts = [r["prompt"] for r in group_rows]
+        conversational = self.renderer.uses_chat(rows[0]["prompt"]) and isinstance(rows[0]["prompt"], list)
+        completions_arg = [[{"role": "assistant", "content": c}] for c in completions] if conversational else completions
+        ids_list = [ids[: int(n)] for ids, n in zip(rollout.completion_ids.tolist(), rollout.lengths.tolist())]
+        rewards = score(
+            self.reward_funcs, self.reward_weights, prompts, completions_arg,
+            reward_columns(group_rows), ids_list, step,
+        )
+        for name, message in rewards.errors:
+            self._log("error", "reward_error", f"reward function {name} failed: {message}", step=step,
+                      data={"function": name})
+        timings["time/reward"] = time.perf_counter() - t
+
+        # ---- Advantages ---------------------------------------------------------
+        advantages, adv_stats = grpo.group_advantages(rewards.total, cfg.num_generations, cfg.scale_rewards)
+        mask = rollout.completion_mask.float()
+        if cfg.mask_truncated_completions:
+            mask = grpo.truncation_mask(mask, rollout.truncated.to(mask.device))
+        with torch.no_grad():
+            old_logps = self._logps(self.model, rollout)[0] if cfg.num_iterations > 1 else None
+            ref_logps = self._logps(self.ref_model, rollout)[0] if self.cfg.beta > 0 and self.ref_model is not None else None
+        stats = {
+            "reward_std": float(adv_stats["reward_std"]),
+            "frac_reward_zero_std": float(adv_stats["frac_reward_zero_std"]),
+            "advantage/std": float(advantages.std()) if advantages.numel() > 1 else 0.0,
+        }
+        return Batch(rollout, group_rows, advantages.to(self.device), mask.to(self.device), old_logps, ref_logps,
+                     stats, rewards.total, rewards.per_func, completions)
+
+    def _update(self, batch: Batch) -> dict[str, Any]:
+        """μ-th pass over a batch: gradient accumulation over micro-batches, one optimizer step."""
+        cfg = self.cfg
+        self.model.train()
+        n = batch.rollout.completion_ids.size(0)
+        micro = cfg.per_device_train_batch_size
+        accum = max(1, math.ceil(n / micro))
+        num_items = batch.mask.sum().clamp(min=1.0)
+        sums: dict[str, float] = {}
+        token_logps = torch.zeros_like(batch.mask)
+        token_entropy = torch.zeros_like(batch.mask)
+        total_loss = 0.0
+        for start in range(0, n, micro):
+            sl = slice(start, start + micro)
+            logps, entropy = self._logps(self.model, batch.rollout, sl, with_entropy=True)
+            loss, stats = grpo.policy_loss(
+                logps,
+                batch.old_logps[sl] if batch.old_logps is not None else None,
+                batch.advantages[sl],
+                batch.mask[sl],
+                loss_type=cfg.loss_type,
+                epsilon_low=cfg.epsilon,
+                epsilon_high=cfg.epsilon_high,
+                beta=cfg.beta if batch.ref_logps is not None else 0.0,
+                ref_logps=batch.ref_logps[sl] if batch.ref_logps is not None else None,
+                importance_sampling_level=cfg.importance_sampling_level,
+                delta=cfg.delta,
+                max_completion_length=cfg.max_completion_length,
+                num_items_in_batch=num_items,
+                entropies=entropy,
+            )
+            if cfg.loss_type != "dapo":
+                loss = loss / accum
+            loss.backward()
+            total_loss += float(loss.detach())
+            weight = float(batch.mask[sl].sum()) / float(num_items)
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * weight
+            token_logps[sl] = logps.detach()
+            token_entropy[sl] = entropy.detach()
+
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        lr = self.optimizer.param_groups[0]["lr"]
+        if math.isfinite(total_loss) and bool(torch.isfinite(grad_norm)):
+            self.optimizer.step()
+        else:
+            self.skipped_updates += 1
+            self._log("warning", "nan", f"non-finite loss or gradient at step {self.step}: update skipped "
+                      f"({self.skipped_updates} so far)", step=self.step)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.backend.sync_weights(self.model)
+        self.num_tokens += int(batch.rollout.prompt_mask.sum() + batch.rollout.completion_mask.sum())
+        return {"loss": total_loss, "grad_norm": float(grad_norm), "learning_rate": lr, "stats": sums,
+                "token_logps": token_logps, "token_entropy": token_entropy}
+
+    def _logps(self, model, rollout: Rollout, sl: slice = slice(None), with_entropy: bool = False):
+        """Per-token log-probs (and entropies) of the completion tokens under ``model``, at T."""
+        prompt_ids, prompt_mask = rollout.prompt_ids[sl], rollout.prompt_mask[sl]
+        completion_ids, completion_mask = rollout.completion_ids[sl], rollout.completion_mask[sl]
+        ids = torch.cat([prompt_ids, completion_ids], dim=1)
+        attn = torch.cat([prompt_mask, torch.ones_like(completion_mask)], dim=1)
+        positions = (attn.cumsum(dim=1) - 1).clamp(min=0)
+        t = completion_ids.size(1)
+        logits = model(input_ids=ids, attention_mask=attn, position_ids=positions, logits_to_keep=t + 1).logits
+        logits = grpo.completion_logits(logits.float(), t, self.cfg.temperature)
+        logps = grpo.selective_log_softmax(logits, completion_ids)
+        entropy = None
+        if with_entropy:
+            with torch.no_grad():
+                entropy = grpo.entropy_from_logits(logits)
+        return logps, entropy
+
+    # ------------------------------------------------------------------ between steps
+    def _between_steps(self) -> None:
+        """Apply what the viewer asked for: adjustments, checkpoint-now, pause."""
+        control = self.control
+        self._apply_adjustments()
+        if control.take_checkpoint_request():
+            self._checkpoint("requested")
+        if control.paused_requested and not control.stop_requested:
+            self._set_state(RunState.PAUSED, f"paused at step {self.step}")
+            paused_at = time.perf_counter()
+
+            def tick() -> None:
+                self._apply_adjustments()
+                if control.take_checkpoint_request():
+                    self._checkpoint("requested")
+                    self._set_state(RunState.PAUSED, f"paused at step {self.step}")
+
+            control.wait_while_paused(on_tick=tick)
+            self.t_start += time.perf_counter() - paused_at  # ETA ignores paused time
+            if not control.stop_requested:
+                self._set_state(RunState.RUNNING, f"resumed at step {self.step}")
+
+    def _apply_adjustments(self) -> None:
+        changes = self.control.take_adjustments()
+        if not changes:
+            return
+        try:
+            changes = validate_adjustment(self.cfg, changes)
+        except ConfigError as exc:
+            self._log("error", "adjust", f"adjustment rejected: {exc}", step=self.step)
+            return
+        for key, value in changes.items():
+            setattr(self.cfg, key, value)
+            if key == "learning_rate":
+                self.scheduler.base_lrs = [value for _ in self.scheduler.base_lrs]
+                factor = self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = value * factor
+            elif key == "reward_weights":
+                self.reward_weights = torch.tensor(value, dtype=torch.float32)
+            elif key == "beta" and value > 0 and self.ref_model is None:
+                self.ref_model = load_reference_model(self.cfg, self.device)
+        self.adjustments.append({"step": self.step, **changes})
+        text = ", ".join(f"{k}={v}" for k, v in changes.items())
+        self._log("info", "adjust", f"adjusted {text} (from step {self.step + 1})", step=self.step, data=changes)
+
+    def sampling_params(self, greedy: bool = False) -> SamplingParams:
+        cfg = self.cfg
+        return SamplingParams(
+            max_new_tokens=cfg.max_completion_length, temperature=cfg.temperature, top_p=cfg.top_p,
+            top_k=cfg.top_k or 0, min_p=cfg.min_p, repetition_penalty=cfg.repetition_penalty, greedy=greedy,
+        )
+
+    # ------------------------------------------------------------------ checkpoints, eval, end
+    def _checkpoint(self, reason: str) -> Path | None:
+        previous = self.control.state
+        self._set_state(RunState.CHECKPOINTING, f"saving checkpoint at step {self.step}")
+        try:
+            path = ckpt.save_checkpoint(self, self.writer.checkpoint_dir(self.step))
+            ckpt.prune(self.run_dir, self.cfg.save_total_limit)
+            self._log("info", "checkpoint", f"checkpoint saved: {path} ({reason})", step=self.step, data={"path": str(path)})
+        except OSError as exc:
+            path = None
+            self._log("error", "checkpoint", f"checkpoint at step {self.step} could not be written: {exc}", step=self.step)
+        if previous != RunState.CHECKPOINTING:
+            self._set_state(previous if previous != RunState.STARTING else RunState.RUNNING)
+        return path
+
+    def _evaluate(self, step: int, why: str) -> dict[str, float]:
+        """Greedy accuracy on the held-out rows (``eval/accuracy``); empty when there are none."""
+        cfg = self.cfg
+        rows = self.data.eval[: cfg.eval_max_samples] if cfg.eval_max_samples else self.data.eval
+        if not rows or not self.evaluate:
+            return {}
+        metrics = greedy_eval(self.model, self.renderer, self.backend, self.tokenizer, self.reward_funcs,
+                              self.data.task, rows, self.sampling_params(greedy=True))
+        self.last_eval = metrics
+        self._publish(EvalResult(step=step, metrics=metrics))
+        acc = metrics.get("eval/accuracy", float("nan"))
+        self._log("info", "eval", f"held-out greedy accuracy {acc:.3f} on {len(rows)} prompts ({why})", step=step, data=metrics)
+        return metrics
+
+    def _finish(self) -> None:
+        self._set_state(RunState.STOPPING, "saving final model")
+        final = self.writer.final_dir
+        self.model.save_pretrained(final, safe_serialization=True)
+        self.tokenizer.save_pretrained(final)
+        if self.step < self.cfg.max_steps and self.step > 0:  # stopped early: the last step had no eval
+            self._evaluate(self.step, "at stop")
+        wall = time.perf_counter() - self.t_start
+        self.summary = {
+            "steps": self.step,
+            "max_steps": self.cfg.max_steps,
+            "wall_time_s": round(wall, 2),
+            "eval_accuracy_before": getattr(self, "eval_before", {}).get("eval/accuracy"),
+            "eval_accuracy_after": self.last_eval.get("eval/accuracy"),
+            "skipped_updates": self.skipped_updates,
+            "final_model": str(final),
+            "run_dir": str(self.run_dir),
+        }
+        self._log("info", "summary", "run finished", step=self.step, data=self.summary)
+        self._set_state(RunState.FINISHED, f"finished at step {self.step}")
+        self._publish(RunFinished(summary=self.summary))
+
+    def _fail(self, exc: Exception) -> None:
+        tb_path = self.run_dir / "error.log"
+        try:
+            tb_path.write_text(traceback.format_exc(), encoding="utf-8")
+        except OSError:
+            tb_path = None
+        message = f"{type(exc).__name__}: {exc}"
+        self.summary = {"error": message, "steps": self.step, "run_dir": str(self.run_dir)}
+        try:
+            self._log("error", "error", message, step=self.step, data={"traceback": str(tb_path) if tb_path else None})
+            self._set_state(RunState.FAILED, message)
+        finally:
+            self._publish(RunFailed(error=message, traceback_path=str(tb_path) if tb_path else None))
+
+    # ------------------------------------------------------------------ reporting helpers
+    def _decode(self, rollout: Rollout) -> list[str]:
+        ids = rollout.completion_ids.tolist()
+        lengths = rollout.lengths.tolist()
+        return self.tokenizer.batch_decode([row[: int(n)] for row, n in zip(ids, lengths)], skip_special_tokens=True)
+
+    def _step_metrics(self, batch: Batch, update: dict, timings: dict, step_time: float) -> dict[str, float]:
+        cfg = self.cfg
+        lengths = batch.rollout.lengths.float()
+        truncated = batch.rollout.truncated
+        terminated = lengths[~truncated]
+        m: dict[str, float] = {
+            "reward": float(batch.rewards_total.mean()),
+            **batch.stats,
+        }
+        for j, fn in enumerate(self.reward_funcs):
+            col = batch.rewards_per_func[:, j]
+            m[f"rewards/{fn.name}/mean"] = _nanmean(col)
+            m[f"rewards/{fn.name}/std"] = _nanstd(col)
+        if any(fn.name == "accuracy" for fn in self.reward_funcs):
+            m["accuracy"] = m["rewards/accuracy/mean"]
+        m.update({k: v for k, v in update["stats"].items()})
+        m.update({
+            "completions/mean_length": float(lengths.mean()),
+            "completions/min_length": float(lengths.min()),
+            "completions/max_length": float(lengths.max()),
+            "completions/clipped_ratio": float(truncated.float().mean()),
+            "completions/mean_terminated_length": float(terminated.mean()) if terminated.numel() else 0.0,
+            "loss": update["loss"],
+            "grad_norm": update["grad_norm"],
+            "learning_rate": update["learning_rate"],
+            "num_tokens": float(self.num_tokens),
+            "step_time": step_time,
+            "completions_per_s": batch.rollout.completion_ids.size(0) / step_time if step_time > 0 else 0.0,
+            "skipped_updates": float(self.skipped_updates),
+            "beta": cfg.beta,
+            "temperature": cfg.temperature,
+            **timings,
+        })
+        elapsed = time.perf_counter() - self.t_start
+        m["elapsed_s"] = elapsed
+        remaining = cfg.max_steps - self.step
+        m["eta_s"] = elapsed / max(self.step - self._first_step, 1) * remaining
+        return m
+
+    def _set_state(self, state: RunState, message: str = "") -> None:
+        self.writer.event("info", "status", message or state.value, step=self.step, data={"state": state.value})
+        self._publish(StateChanged(state=state, message=message))
+
+    def _log(self, level: str, category: str, message: str, step: int | None = None, data: dict | None = None) -> None:
+        self.writer.event(level, category, message, step=step, data=data)
+        self._publish(LogEvent(level=level, category=category, message=message, step=step, data=data or {}))
+
+    def _publish(self, event) -> None:
+        self.control.publish(event)
+
+
+def _eos_ids(model, tokenizer) -> list[int]:
+    ids = set()
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in (tokenizer.eos_token_id, gen_eos):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(int(v) for v in value)
+    if not ids:
+        raise ValueError("the tokenizer has no EOS token: completions could never end")
+    return sorted(ids)
+
+
+def _nanmean(x: torch.Tensor) -> float:
+    v = x[~torch.isnan(x)]
+    return float(v.mean()) if v.numel() else float("nan")
+
+
+def _nanstd(x: torch.Tensor) -> float:
+    v = x[~torch.isnan(x)]
+    return float(v.std()) if v.numel() > 1 else 0.0
