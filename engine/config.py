@@ -1,0 +1,1087 @@
+"""Run configuration: typed dataclasses, YAML presets, ``--set`` overrides, validation.
+
+A preset is a flat YAML mapping of :class:`RunConfig` fields with one nested
+``dataset:`` block. Field names follow TRL's ``GRPOConfig`` (and transformers'
+``TrainingArguments``) wherever those have the field, so a TRL user can read a
+preset without a glossary.
+
+Validation never stops at the first mistake: every problem is collected and
+reported at once, each prefixed by its field path, because fixing a preset one
+error per launch is the slowest loop there is. Whatever text a preset holds, the
+result is a :class:`RunConfig` or a :class:`ConfigError` -- never another exception.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+"""The folder holding ``engine/``: relative paths fall back to it, so the bundled
+model and presets are found wherever the command is run from."""
+
+BUILTIN_REWARDS = ("accuracy", "format", "tag_count", "length")
+"""Reward names known without asking ``engine.rewards`` (which may know more)."""
+
+ADJUSTABLE_FIELDS = (
+    "learning_rate",
+    "beta",
+    "temperature",
+    "top_p",
+    "epsilon",
+    "epsilon_high",
+    "max_completion_length",
+    "reward_weights",
+)
+"""Fields the trainer can change between two steps of a running job."""
+
+DATASET_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+
+
+# --------------------------------------------------------------------------- dataclasses
+
+
+@dataclass
+class DatasetConfig:
+    """Where prompts come from: exactly one of ``task``, ``path`` or ``name``."""
+
+    task: str | None = None
+    """built-in task name (e.g. "arithmetic"); answers are verified by the task itself"""
+    task_args: dict = field(default_factory=dict)
+    """keyword arguments for the built-in task, e.g. {"digits": 2, "ops": "+"}"""
+    path: str | None = None
+    """local .jsonl/.json/.csv/.parquet file; relative paths resolve against the preset's folder"""
+    name: str | None = None
+    """🤗 datasets hub id"""
+    config: str | None = None
+    """hub dataset config name"""
+    split: str = "train"
+    """split the training prompts come from"""
+    eval_split: str | None = None
+    """hub split for evaluation; None holds eval_size rows out of the training split"""
+    eval_size: int = 200
+    """rows held out of the training split for evaluation when eval_split is None"""
+    prompt_column: str = "prompt"
+    """column holding the prompt: a string, or a list of chat messages"""
+    system_prompt: str | None = None
+    """prepended as a system message when rendering the chat template"""
+    shuffle: bool = True
+    """shuffle the training prompts (with the run seed)"""
+
+
+@dataclass
+class RunConfig:
+    """Everything one GRPO run needs; names follow TRL's GRPOConfig where it has them."""
+
+    # --- model
+    model_name_or_path: str = "assets/tiny-model"
+    """hub id or local folder; relative paths resolve against the preset folder, the current folder, then the repository"""
+    torch_dtype: str = "auto"
+    """weights dtype: auto | float32 | bfloat16 | float16"""
+    dataset: DatasetConfig = field(default_factory=lambda: DatasetConfig(task="arithmetic"))
+    """prompt source (default: the built-in arithmetic task the bundled model was warm-started on)"""
+
+    # --- generation
+    num_generations: int = 8
+    """completions sampled per prompt (the group size G)"""
+    max_prompt_length: int | None = 512
+    """prompts longer than this many tokens are truncated from the left; None = no limit"""
+    max_completion_length: int = 256
+    """maximum tokens generated per completion"""
+    temperature: float = 1.0
+    """sampling temperature"""
+    top_p: float = 1.0
+    """nucleus sampling: keep the smallest token set with this much probability mass"""
+    top_k: int = 0
+    """keep only the k most likely tokens; 0 = off"""
+    min_p: float | None = None
+    """drop tokens below min_p times the top token's probability; None = off"""
+    repetition_penalty: float = 1.0
+    """penalise tokens already in the prompt or completion; 1.0 = off"""
+
+    # --- algorithm
+    beta: float = 0.0
+    """KL coefficient against the reference model; 0 = no reference model is kept"""
+    epsilon: float = 0.2
+    """lower clipping range of the importance ratio (1 - epsilon)"""
+    epsilon_high: float | None = None
+    """upper clipping range (1 + epsilon_high); None = epsilon (DAPO uses 0.28)"""
+    delta: float | None = None
+    """two-sided clipping bound on the ratio for negative advantages; None = off"""
+    loss_type: str = "dapo"
+    """loss normalisation: grpo | bnpo | dr_grpo | dapo"""
+    scale_rewards: str = "group"
+    """divide advantages by the reward std of the group | batch | none"""
+    num_iterations: int = 1
+    """policy updates per generated batch (mu in the GRPO paper)"""
+    importance_sampling_level: str = "token"
+    """importance ratio per token or per sequence (GSPO)"""
+    mask_truncated_completions: bool = False
+    """exclude completions cut at max_completion_length from the loss"""
+    reward_funcs: list[str] = field(default_factory=lambda: ["accuracy"])
+    """built-in names, "module:function" or "path/file.py:function"; their weighted sum is the reward"""
+    reward_weights: list[float] | None = None
+    """one weight per reward function; None = all 1.0"""
+    reward_kwargs: dict[str, dict] = field(default_factory=dict)
+    """options for reward functions by name, e.g. {"format": {"pattern": "..."}}"""
+
+    # --- optimisation
+    learning_rate: float = 1e-6
+    """AdamW learning rate (peak, after warm-up)"""
+    adam_beta1: float = 0.9
+    """AdamW beta1"""
+    adam_beta2: float = 0.999
+    """AdamW beta2"""
+    adam_epsilon: float = 1e-8
+    """AdamW epsilon"""
+    weight_decay: float = 0.0
+    """AdamW weight decay"""
+    lr_scheduler_type: str = "constant"
+    """constant | linear | cosine | constant_with_warmup"""
+    warmup_steps: int = 0
+    """linear warm-up steps (wins over warmup_ratio when > 0)"""
+    warmup_ratio: float = 0.0
+    """fraction of max_steps spent warming up"""
+    max_grad_norm: float = 1.0
+    """gradient clipping norm; 0 = no clipping"""
+    per_device_train_batch_size: int = 8
+    """completions per micro-batch (counted as TRL counts them)"""
+    gradient_accumulation_steps: int = 1
+    """micro-batches per optimizer step; their product with the batch size must be a multiple of num_generations"""
+    max_steps: int = 100
+    """optimizer steps to run"""
+    seed: int = 42
+    """seed for sampling prompts, generation and initialisation"""
+    bf16: bool | None = None
+    """bfloat16 autocast; None = on when the GPU supports it"""
+    gradient_checkpointing: bool = False
+    """trade compute for memory in the backward pass"""
+
+    # --- bookkeeping
+    output_dir: str | None = None
+    """run directory; None = runs/<run_name>-<timestamp>"""
+    logging_steps: int = 1
+    """write metrics every this many steps"""
+    save_steps: int = 0
+    """checkpoint every this many steps; 0 = only the final model"""
+    save_total_limit: int | None = None
+    """keep at most this many checkpoints; None = keep all"""
+    eval_steps: int = 0
+    """evaluate every this many steps; 0 = before and after training only"""
+    eval_max_samples: int | None = None
+    """cap on evaluation prompts; None = the whole eval split"""
+    log_completions_groups: int = 4
+    """groups per step written to samples.jsonl"""
+    run_name: str | None = None
+    """name shown in the dashboard and used for the run directory; default = the preset's name"""
+
+
+@dataclass
+class PresetInfo:
+    """One preset file as the launcher lists it."""
+
+    name: str
+    """file name without .yaml/.yml"""
+    path: Path
+    """absolute path of the file"""
+    description: str
+    """the leading comment lines of the file, without '#'"""
+    ok: bool
+    """whether the preset validates (paths checked)"""
+    problems: list[str] = field(default_factory=list)
+    """what is wrong with it, one line per problem"""
+
+
+class ConfigError(Exception):
+    """A preset or override that cannot make a valid run, with every problem found.
+
+    ``problems`` holds one ``"field.path: message"`` line per problem; ``str(e)`` is a
+    single message listing them all, fit to show to a user as is.
+    """
+
+    def __init__(self, problems: Iterable[str] | str, source: str = "config"):
+        self.problems: list[str] = [problems] if isinstance(problems, str) else list(problems)
+        self.source = source
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        n = len(self.problems)
+        head = f"{self.source} has {n} problem{'' if n == 1 else 's'}:"
+        return "\n".join([head, *(f"  - {p}" for p in self.problems)])
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self):
+        return (type(self), (self.problems, self.source))
+
+
+# --------------------------------------------------------------------------- field schema
+
+
+@dataclass(frozen=True)
+class _Spec:
+    kind: str  # str | int | float | bool | list | dict | dataset
+    optional: bool
+    item: str | None = None  # element kind of a list, value kind of a dict
+
+
+def _spec_of(tp: Any) -> _Spec:
+    optional = False
+    if get_origin(tp) in (Union, types.UnionType):
+        args = get_args(tp)
+        optional = type(None) in args
+        tp = next(a for a in args if a is not type(None))
+    if tp is DatasetConfig:
+        return _Spec("dataset", optional)
+    origin = get_origin(tp) or tp
+    args = get_args(tp)
+    if origin is list:
+        return _Spec("list", optional, args[0].__name__)
+    if origin is dict:
+        return _Spec("dict", optional, args[1].__name__ if args else None)
+    return _Spec(tp.__name__, optional)
+
+
+_SCHEMA: dict[type, dict[str, _Spec]] = {
+    cls: {name: _spec_of(tp) for name, tp in get_type_hints(cls).items()}
+    for cls in (DatasetConfig, RunConfig)
+}
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "torch_dtype": ("auto", "float32", "bfloat16", "float16"),
+    "loss_type": ("grpo", "bnpo", "dr_grpo", "dapo"),
+    "scale_rewards": ("group", "batch", "none"),
+    "importance_sampling_level": ("token", "sequence"),
+    "lr_scheduler_type": ("constant", "linear", "cosine", "constant_with_warmup"),
+}
+
+
+def _range(lo: float | None = None, hi: float | None = None, *, lo_open=False, hi_open=False):
+    """A check that a number lies in [lo, hi] (open ends where asked); None = unbounded."""
+    if hi is None:
+        text = f"must be {'>' if lo_open else '>='} {lo:g}"
+    else:
+        text = f"must be in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+
+    def check(v: float) -> str | None:
+        low_ok = v > lo if lo_open else v >= lo
+        high_ok = hi is None or (v < hi if hi_open else v <= hi)
+        return None if low_ok and high_ok else f"{text}, got {v!r}"
+
+    return check
+
+
+def _not_empty(v: str) -> str | None:
+    return None if v.strip() else "must not be empty"
+
+
+_RULES: dict[str, Callable[[Any], str | None]] = {
+    "model_name_or_path": _not_empty,
+    "num_generations": _range(2),
+    "max_prompt_length": _range(1),
+    "max_completion_length": _range(1),
+    "temperature": _range(0, lo_open=True),
+    "top_p": _range(0, 1, lo_open=True),
+    "top_k": _range(0),
+    "min_p": _range(0, 1),
+    "repetition_penalty": _range(0, lo_open=True),
+    "beta": _range(0),
+    "epsilon": _range(0, lo_open=True),
+    "epsilon_high": _range(0, lo_open=True),
+    "delta": _range(0, lo_open=True),
+    "num_iterations": _range(1),
+    "learning_rate": _range(0),
+    "adam_beta1": _range(0, 1, hi_open=True),
+    "adam_beta2": _range(0, 1, hi_open=True),
+    "adam_epsilon": _range(0),
+    "weight_decay": _range(0),
+    "warmup_steps": _range(0),
+    "warmup_ratio": _range(0, 1, hi_open=True),
+    "max_grad_norm": _range(0),
+    "per_device_train_batch_size": _range(1),
+    "gradient_accumulation_steps": _range(1),
+    "max_steps": _range(1),
+    "seed": _range(0),
+    "logging_steps": _range(1),
+    "save_steps": _range(0),
+    "save_total_limit": _range(1),
+    "eval_steps": _range(0),
+    "eval_max_samples": _range(1),
+    "log_completions_groups": _range(0),
+    "dataset.path": _not_empty,
+    "dataset.name": _not_empty,
+    "dataset.split": _not_empty,
+    "dataset.eval_size": _range(0),
+    "dataset.prompt_column": _not_empty,
+}
+
+
+def _tolerate_trl(name: str, value: Any) -> Any:
+    """Spellings TRL accepts that map onto ours."""
+    if name == "scale_rewards" and isinstance(value, bool):
+        return "group" if value else "none"
+    if name == "top_k" and value is None:
+        return 0
+    return value
+
+
+# --------------------------------------------------------------------------- coercion
+
+
+class _Bad(Exception):
+    """A value of the wrong type; the message says what was expected."""
+
+
+def _describe(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return f"{str(v).lower()} (a boolean)"
+    if isinstance(v, Mapping):
+        return "a mapping"
+    if isinstance(v, (list, tuple)):
+        return "a list"
+    if isinstance(v, str):
+        text = repr(v)
+        return text if len(text) <= 60 else text[:57] + "...'"
+    if isinstance(v, (int, float)):
+        text = repr(v)
+        return text if len(text) <= 30 else text[:27] + "..."
+    return f"a {type(v).__name__}"
+
+
+def _as_float(v: Any) -> float:
+    # Numeric strings are accepted because YAML 1.1 reads "5e-5" (no dot) as a string.
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise _Bad(f"expected a number, got {_describe(v)}")
+    try:
+        f = float(v.strip()) if isinstance(v, str) else float(v)
+    except ValueError:
+        raise _Bad(f"expected a number, got {_describe(v)}") from None
+    except OverflowError:
+        raise _Bad(f"number out of range: {_describe(v)}") from None
+    if not math.isfinite(f):
+        raise _Bad(f"expected a finite number, got {_describe(v)}")
+    return f
+
+
+def _as_int(v: Any) -> int:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    if isinstance(v, str):
+        try:
+            return int(v.strip())
+        except ValueError:
+            pass
+    try:
+        f = _as_float(v)
+    except _Bad:
+        raise _Bad(f"expected a whole number, got {_describe(v)}") from None
+    if not f.is_integer():
+        raise _Bad(f"expected a whole number, got {_describe(v)}")
+    return int(f)
+
+
+def _as_scalar(kind: str, v: Any) -> Any:
+    if kind == "float":
+        return _as_float(v)
+    if kind == "int":
+        return _as_int(v)
+    if kind == "bool":
+        if not isinstance(v, bool):
+            raise _Bad(f"expected true or false, got {_describe(v)}")
+        return v
+    if kind == "str":
+        if not isinstance(v, str):
+            raise _Bad(f"expected a string, got {_describe(v)}")
+        return v
+    raise AssertionError(kind)
+
+
+_BAD = object()
+
+
+def _did_you_mean(word: Any, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _as_list(spec: _Spec, value: Any, path: str, problems: list[str]) -> Any:
+    if not isinstance(value, (list, tuple)):
+        raise _Bad(f"expected a list (e.g. [a, b]), got {_describe(value)}")
+    out, ok = [], True
+    for i, item in enumerate(value):
+        try:
+            out.append(_as_scalar(spec.item, item))
+        except _Bad as e:
+            problems.append(f"{path}[{i}]: {e}")
+            ok = False
+    return out if ok else _BAD
+
+
+def _as_dict(spec: _Spec, value: Any, path: str, problems: list[str]) -> Any:
+    """A mapping with string keys (passed to functions as **kwargs); for
+    dict[str, dict] each value must itself be such a mapping."""
+    if not isinstance(value, Mapping):
+        raise _Bad(f"expected a mapping (key: value), got {_describe(value)}")
+    before = len(problems)
+    out = {}
+    for key, item in value.items():
+        if not isinstance(key, str):
+            problems.append(f"{path}: keys must be strings, got {_describe(key)}")
+            continue
+        if spec.item == "dict":
+            if item is not None and not isinstance(item, Mapping):
+                problems.append(f"{path}.{key}: expected a mapping of options, got {_describe(item)}")
+                continue
+            item = item or {}
+            for sub in item:
+                if not isinstance(sub, str):
+                    problems.append(f"{path}.{key}: keys must be strings, got {_describe(sub)}")
+        out[key] = _copy(item)
+    return out if len(problems) == before else _BAD
+
+
+def _check_value(spec: _Spec, path: str, value: Any, problems: list[str]) -> Any:
+    """Coerce one field's value and check its choices and range; _BAD on any problem."""
+    value = _tolerate_trl(path, value)
+    if value is None:
+        if spec.optional:
+            return None
+        if spec.kind == "dict":
+            return {}
+        problems.append(f"{path}: must be set, got null")
+        return _BAD
+    try:
+        if spec.kind == "list":
+            return _as_list(spec, value, path, problems)
+        if spec.kind == "dict":
+            return _as_dict(spec, value, path, problems)
+        value = _as_scalar(spec.kind, value)
+    except _Bad as e:
+        problems.append(f"{path}: {e}")
+        return _BAD
+    choices = _CHOICES.get(path)
+    if choices is not None and value not in choices:
+        problems.append(f"{path}: {value!r} is not one of {' | '.join(choices)}{_did_you_mean(value, choices)}")
+        return _BAD
+    rule = _RULES.get(path)
+    message = rule(value) if rule else None
+    if message:
+        problems.append(f"{path}: {message}")
+        return _BAD
+    return value
+
+
+def _check_block(cls: type, data: Mapping, prefix: str, problems: list[str]) -> tuple[dict, set]:
+    """Check one mapping against a dataclass's fields: (values that passed, keys that did not)."""
+    schema = _SCHEMA[cls]
+    good: dict[str, Any] = {}
+    bad: set[Any] = set()
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        spec = schema.get(key) if isinstance(key, str) else None
+        if spec is None:
+            problems.append(f"{path}: unknown key{_did_you_mean(key, schema)}")
+        elif spec.kind == "dataset":
+            if not isinstance(value, Mapping):
+                problems.append(f"{path}: expected a mapping (task:, path: or name: ...), got {_describe(value)}")
+                bad.add(key)
+                continue
+            ds_good, ds_bad = _check_block(DatasetConfig, value, f"{path}.", problems)
+            # A given dataset block starts from DatasetConfig's defaults, not RunConfig's default task.
+            good[key] = {**dataclasses.asdict(DatasetConfig()), **ds_good}
+            bad.update(f"{key}.{k}" for k in ds_bad)
+        else:
+            v = _check_value(spec, path, value, problems)
+            if v is _BAD:
+                bad.add(key)
+            else:
+                good[key] = v
+    return good, bad
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def _exists(p: Path) -> bool:
+    try:
+        return p.exists()
+    except (OSError, ValueError):
+        return False
+
+
+def _search_dirs(base_dir: str | os.PathLike | None) -> list[Path]:
+    """Where a relative path is looked for: the preset's folder, the current folder, the repo."""
+    dirs: list[Path] = []
+    candidates: list[Any] = [base_dir]
+    try:
+        candidates.append(Path.cwd())
+    except OSError:
+        pass
+    candidates.append(REPO_ROOT)
+    for d in candidates:
+        if d is None:
+            continue
+        try:
+            d = Path(os.path.abspath(Path(d).expanduser()))
+        except (OSError, ValueError, RuntimeError):
+            continue
+        if d not in dirs:
+            dirs.append(d)
+    return dirs
+
+
+def _resolve(text: str, dirs: list[Path]) -> Path | None:
+    """The absolute path of an existing file or folder, or None."""
+    try:
+        p = Path(text).expanduser()
+        if p.is_absolute():
+            return Path(os.path.abspath(p)) if _exists(p) else None
+        for d in dirs:
+            if _exists(d / p):
+                return Path(os.path.abspath(d / p))
+    except (OSError, ValueError, RuntimeError):
+        return None
+    return None
+
+
+def _looks_local(model: str, dirs: list[Path]) -> bool:
+    """True when a model reference is clearly a path rather than a hub id like 'Org/Name'."""
+    if model.startswith((".", "/", "~", "\\")) or os.path.isabs(model) or "\\" in model:
+        return True
+    if model.count("/") > 1:
+        return True
+    if "/" in model:
+        head = model.split("/", 1)[0]
+        return any(_exists(d / head) for d in dirs)
+    return False
+
+
+def _where(dirs: list[Path]) -> str:
+    return ", ".join(str(d) for d in dirs)
+
+
+# --------------------------------------------------------------------------- cross-field checks
+
+
+_TASKS_BUILT: set[tuple[str, str]] = set()
+"""(task, options) pairs already built once: tasks are deterministic, so once is enough."""
+
+
+def _task_registry() -> tuple[list[str], Callable[..., Any] | None]:
+    """(known task names, get_task) -- lazily, so a broken or absent registry degrades to
+    the one task every install has rather than breaking config loading."""
+    try:
+        from engine.tasks import get_task, task_names
+
+        names = list(task_names())
+    except Exception:
+        return ["arithmetic"], None
+    return names or ["arithmetic"], get_task
+
+
+def _rewards_api(name: str) -> Callable | None:
+    """A function from engine.rewards, imported lazily (it pulls in math-verify); None if absent."""
+    try:
+        import engine.rewards as rewards
+    except Exception:
+        return None
+    return getattr(rewards, name, None)
+
+
+def _ask(checker: Callable[[str], str | None], spec: str) -> str | None:
+    try:
+        return checker(spec)
+    except Exception as e:  # a checker that breaks must not break loading the preset
+        return f"could not check {spec!r}: {type(e).__name__}: {e}"
+
+
+def _is_file_spec(target: str) -> bool:
+    return target.endswith(".py") or "/" in target or "\\" in target
+
+
+def _check_rewards(funcs: list[str], dirs: list[Path], check_paths: bool, problems: list[str]) -> list[str]:
+    """Check each reward spec; returns them with plugin file paths made absolute."""
+    checker = _rewards_api("check_reward_spec")
+    resolved = []
+    for i, spec in enumerate(funcs):
+        path = f"reward_funcs[{i}]"
+        resolved.append(spec)
+        if ":" not in spec:
+            if spec in BUILTIN_REWARDS:
+                continue
+            message = _ask(checker, spec) if checker else (
+                f"unknown reward function {spec!r}{_did_you_mean(spec, BUILTIN_REWARDS)}: use a built-in "
+                f"({', '.join(BUILTIN_REWARDS)}), module:function or path/file.py:function"
+            )
+            if message:
+                problems.append(f"{path}: {message}")
+            continue
+        target, _, fn = spec.rpartition(":")
+        if not target.strip() or not fn.strip() or not fn.isidentifier():
+            problems.append(f"{path}: {spec!r} is not 'module:function' or 'path/file.py:function'")
+            continue
+        if _is_file_spec(target):
+            found = _resolve(target, dirs)
+            if found is not None and found.is_file():
+                spec = resolved[-1] = f"{found}:{fn}"
+            elif check_paths:
+                problems.append(f"{path}: file not found: {target} (looked in {_where(dirs)})")
+                continue
+        if check_paths and checker:
+            message = _ask(checker, spec)
+            if message:
+                problems.append(f"{path}: {message}")
+    return resolved
+
+
+def _weights_mismatch(n_weights: int, n_funcs: int) -> str:
+    weights = f"{n_weights} weight{'' if n_weights == 1 else 's'}"
+    funcs = f"{n_funcs} function{'' if n_funcs == 1 else 's'}"
+    return f"reward_weights: has {weights} but reward_funcs has {funcs}"
+
+
+def _reward_name(spec: str) -> str:
+    return spec.rpartition(":")[2] if ":" in spec else spec
+
+
+def _cross_check(v: dict, bad: set, dirs: list[Path], check_paths: bool, problems: list[str]) -> None:
+    """Checks that need several fields or the outside world; only on fields that passed alone."""
+    batch, accum, gens = (v.get(k) for k in ("per_device_train_batch_size", "gradient_accumulation_steps", "num_generations"))
+    if None not in (batch, accum, gens) and (batch * accum) % gens:
+        problems.append(
+            f"per_device_train_batch_size: per_device_train_batch_size * gradient_accumulation_steps "
+            f"= {batch} * {accum} = {batch * accum} completions per step is not a multiple of "
+            f"num_generations ({gens})"
+        )
+
+    funcs = v.get("reward_funcs")
+    if funcs is not None:
+        if not funcs:
+            problems.append("reward_funcs: name at least one reward function")
+        v["reward_funcs"] = funcs = _check_rewards(funcs, dirs, check_paths, problems)
+        weights = v.get("reward_weights")
+        if weights is not None and len(weights) != len(funcs):
+            problems.append(_weights_mismatch(len(weights), len(funcs)))
+        names = [_reward_name(f) for f in funcs]
+        kwargs = dict(v.get("reward_kwargs") or {})
+        for key in list(kwargs):
+            if key not in names:
+                problems.append(
+                    f"reward_kwargs.{key}: no reward function named {key!r} in reward_funcs"
+                    f"{_did_you_mean(key, names)}"
+                )
+                del kwargs[key]
+        check_kwargs = _rewards_api("check_reward_kwargs")
+        if kwargs and check_kwargs is not None and "max_completion_length" not in bad:
+            try:
+                problems.extend(check_kwargs(kwargs, max_completion_length=v.get("max_completion_length")))
+            except Exception as e:
+                problems.append(f"reward_kwargs: could not check options: {type(e).__name__}: {e}")
+
+    model = v.get("model_name_or_path")
+    if model is not None:
+        found = _resolve(model, dirs)
+        if found is not None:
+            v["model_name_or_path"] = str(found)
+        elif check_paths and _looks_local(model, dirs):
+            problems.append(f"model_name_or_path: not found: {model} (looked in {_where(dirs)})")
+
+    ds = v.get("dataset")
+    if ds is not None:
+        _check_dataset(ds, {k.partition(".")[2] for k in bad if str(k).startswith("dataset.")}, dirs, check_paths, problems)
+
+
+def _check_dataset(ds: dict, bad: set, dirs: list[Path], check_paths: bool, problems: list[str]) -> None:
+    sources = [k for k in ("task", "path", "name") if ds.get(k) is not None]
+    if not bad & {"task", "path", "name"} and len(sources) != 1:
+        got = "none is set" if not sources else f"got {' and '.join(sources)}"
+        problems.append(
+            f"dataset: set exactly one of dataset.task, dataset.path, dataset.name ({got}; "
+            "clear one with --set dataset.<key>=null)"
+        )
+    task = ds.get("task")
+    if task is not None:
+        known, get_task = _task_registry()
+        if task not in known:
+            problems.append(f"dataset.task: unknown task {task!r}; known tasks: {', '.join(known)}{_did_you_mean(task, known)}")
+        elif get_task is not None and "task_args" not in bad:
+            key = (task, repr(sorted(ds["task_args"].items())))
+            try:  # building the task is how its options get checked (tasks are cheap to build)
+                if key not in _TASKS_BUILT:
+                    get_task(task, **ds["task_args"])
+                    _TASKS_BUILT.add(key)
+            except (TypeError, ValueError) as e:
+                problems.append(f"dataset.task_args: {e}")
+            except Exception as e:
+                problems.append(f"dataset.task_args: could not build task {task!r}: {type(e).__name__}: {e}")
+    path = ds.get("path")
+    if path is not None:
+        suffix = Path(path).suffix.lower()
+        if suffix not in DATASET_SUFFIXES:
+            problems.append(f"dataset.path: unsupported file type {suffix or '(none)'!r}; use {', '.join(DATASET_SUFFIXES)}")
+        found = _resolve(path, dirs)
+        if found is not None and found.is_file():
+            ds["path"] = str(found)
+        elif check_paths:
+            problems.append(f"dataset.path: file not found: {path} (looked in {_where(dirs)})")
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _validate(
+    d: Any,
+    *,
+    base_dir: str | os.PathLike | None,
+    check_paths: bool,
+    problems: list[str],
+) -> RunConfig | None:
+    if not isinstance(d, Mapping):
+        problems.append(f"top level: expected a mapping of settings (key: value), got {_describe(d)}")
+        return None
+    good, bad = _check_block(RunConfig, d, "", problems)
+    values = {**config_to_dict(RunConfig()), **good}
+    for key in bad:
+        if "." not in key:
+            values.pop(key, None)
+    # Cross-field checks run on whatever passed alone, so all mistakes show at once.
+    _cross_check(values, bad, _search_dirs(base_dir), check_paths, problems)
+    if problems:
+        return None
+    ds = values.pop("dataset")
+    return RunConfig(**values, dataset=DatasetConfig(**ds))
+
+
+def config_from_dict(
+    d: Mapping,
+    *,
+    base_dir: str | os.PathLike | None = None,
+    check_paths: bool = True,
+    source: str = "config",
+) -> RunConfig:
+    """Validate a preset-shaped mapping and build the RunConfig; ConfigError lists every problem.
+
+    Relative paths resolve against ``base_dir`` (the preset's folder), the current folder,
+    then the repository root; found paths are stored absolute. ``check_paths=False`` skips
+    the checks that need the filesystem (model and dataset paths, reward plugins).
+    """
+    problems: list[str] = []
+    cfg = _validate(d, base_dir=base_dir, check_paths=check_paths, problems=problems)
+    if cfg is None:
+        raise ConfigError(problems, source=source)
+    return cfg
+
+
+def config_to_dict(cfg: RunConfig) -> dict:
+    """The config as plain data, in preset shape; ``config_from_dict`` reads it back."""
+    return dataclasses.asdict(cfg)
+
+
+def dump_yaml(cfg: RunConfig) -> str:
+    """The resolved config as YAML (what a run directory's config.yaml holds)."""
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True, default_flow_style=None, width=120)
+
+
+# --------------------------------------------------------------------------- YAML text
+
+
+def _parse_yaml(text: str, problems: list[str]) -> Any:
+    """Parse YAML text; on failure append a problem with the line number and return _BAD."""
+    loader = None
+    try:
+        loader = yaml.SafeLoader(text)  # the reader already rejects control characters here
+        node = loader.get_single_node()
+        data = {} if node is None else loader.construct_document(node)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        what = e.problem or e.context or "invalid YAML"
+        context = f" ({e.context})" if e.context and e.problem else ""
+        problems.append(f"yaml: {where}invalid YAML: {what}{context}")
+        return _BAD
+    except yaml.reader.ReaderError as e:
+        line = text.count("\n", 0, max(e.position, 0)) + 1
+        code = f"#x{e.character:04x}" if isinstance(e.character, int) else repr(e.character)
+        problems.append(f"yaml: line {line}: invalid YAML: character {code} is not allowed ({e.reason})")
+        return _BAD
+    except Exception as e:  # e.g. ValueError for a timestamp like 2020-13-45, RecursionError
+        problems.append(f"yaml: invalid YAML: {type(e).__name__}: {e}")
+        return _BAD
+    finally:
+        if loader is not None:
+            loader.dispose()
+    if not isinstance(data, Mapping):
+        problems.append(
+            f"top level: expected a mapping of settings (key: value), got {_describe(data)} "
+            f"(line {node.start_mark.line + 1})"
+        )
+        return _BAD
+    return data
+
+
+def config_from_yaml(
+    text: str,
+    overrides: Iterable[str] = (),
+    *,
+    base_dir: str | os.PathLike | None = None,
+    check_paths: bool = True,
+    source: str = "config",
+) -> RunConfig:
+    """Build a RunConfig from preset text (e.g. the preset editor's buffer); see load_preset."""
+    problems: list[str] = []
+    data = _parse_yaml(text, problems)
+    if data is _BAD:
+        raise ConfigError(problems, source=source)
+    data = _apply_overrides(data, overrides, problems)
+    cfg = _validate(data, base_dir=base_dir, check_paths=check_paths, problems=problems)
+    if cfg is None:
+        raise ConfigError(problems, source=source)
+    return cfg
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def _apply_overrides(d: Mapping, overrides: Iterable[str], problems: list[str]) -> dict:
+    """Apply ``key=value`` overrides to a copy of ``d``; bad ones become problems and are skipped."""
+    if not isinstance(d, Mapping):
+        problems.append(f"top level: expected a mapping of settings (key: value), got {_describe(d)}")
+        return d
+    out = _copy(d)
+    if isinstance(overrides, str):
+        overrides = [overrides]
+    for item in overrides:
+        key, sep, raw = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            problems.append(f"{key or item}: override {item!r} is not key=value (e.g. learning_rate=5e-5)")
+            continue
+        parts = key.split(".")
+        spec, error = _override_target(parts)
+        if error:
+            problems.append(f"{key}: {error} (in --set {item})")
+            continue
+        value = _parse_override_value(raw, spec)
+        node: Any = out
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                problems.append(f"{'.'.join(parts[: depth + 1])}: is not a mapping, cannot set {key} (in --set {item})")
+                break
+            node = child
+        else:
+            node[parts[-1]] = value
+    return out
+
+
+def _copy(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return {k: _copy(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_copy(v) for v in x]
+    return x
+
+
+def _override_target(parts: list[str]) -> tuple[_Spec | None, str | None]:
+    """The spec of the field an override names (None below free-form mappings), or an error."""
+    cls: type | None = RunConfig
+    spec: _Spec | None = None
+    for depth, part in enumerate(parts):
+        if not part:
+            return None, "empty key segment"
+        if cls is None:
+            if spec is None:  # free-form options below a mapping field: anything goes
+                continue
+            if spec.kind == "dict":  # reward_kwargs.<name> is itself a mapping; task_args.<x> is free
+                spec = _Spec("dict", True) if spec.item == "dict" else None
+                continue
+            parent = ".".join(parts[:depth])
+            return None, f"{parent} is not a mapping"
+        schema = _SCHEMA[cls]
+        spec = schema.get(part)
+        if spec is None:
+            prefix = ".".join(parts[:depth])
+            where = f" in {prefix}" if prefix else ""
+            return None, f"unknown key{where}{_did_you_mean(part, schema)}"
+        cls = DatasetConfig if spec.kind == "dataset" else None
+    return spec, None
+
+
+def _parse_override_value(raw: str, spec: _Spec | None) -> Any:
+    try:
+        value = yaml.safe_load(raw)
+    except Exception:
+        return raw  # e.g. "system_prompt=Answer: {x" -- the text itself was meant
+    if spec is not None and spec.kind == "str" and value is not None and not isinstance(value, str):
+        return raw.strip()  # "run_name=123" or "system_prompt=Answer: x" meant the text
+    return value
+
+
+def apply_overrides(d: Mapping, overrides: Iterable[str]) -> dict:
+    """A copy of ``d`` with ``key=value`` / ``dataset.split=test`` overrides applied.
+
+    Values are parsed as YAML (``learning_rate=5e-5``, ``reward_funcs=[accuracy, format]``).
+    Unknown keys raise ConfigError with a did-you-mean; values are checked later, by
+    config_from_dict.
+    """
+    problems: list[str] = []
+    out = _apply_overrides(d, overrides, problems)
+    if problems:
+        raise ConfigError(problems, source="overrides")
+    return out
+
+
+# --------------------------------------------------------------------------- presets
+
+
+def preset_dirs() -> list[Path]:
+    """Folders searched for presets by name, in order."""
+    dirs = [REPO_ROOT / "presets"]
+    try:
+        dirs.append(Path.cwd() / "presets")
+    except OSError:
+        pass
+    try:
+        dirs.append(Path("~/.config/grpo-tui/presets").expanduser())
+    except RuntimeError:
+        pass
+    unique: list[Path] = []
+    for d in dirs:
+        d = Path(os.path.abspath(d))
+        if d not in unique:
+            unique.append(d)
+    return unique
+
+
+def _preset_files() -> list[Path]:
+    """Every preset file, first one found per name (a later folder cannot shadow an earlier one)."""
+    seen: set[str] = set()
+    files: list[Path] = []
+    for d in preset_dirs():
+        try:
+            entries = sorted(p for p in d.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+        except OSError:
+            continue
+        for p in entries:
+            if p.stem not in seen:
+                seen.add(p.stem)
+                files.append(p)
+    return files
+
+
+def _find_preset_file(name_or_path: str) -> Path:
+    text = str(name_or_path)
+    p = Path(text).expanduser()
+    if _exists(p) and p.is_file():
+        return Path(os.path.abspath(p))
+    looks_like_path = any(s in text for s in ("/", "\\")) or text.startswith(("~", "."))
+    if not looks_like_path:
+        for d in preset_dirs():
+            for candidate in (text, f"{text}.yaml", f"{text}.yml"):
+                q = d / candidate
+                if _exists(q) and q.is_file():
+                    return q
+    names = [f.stem for f in _preset_files()]
+    available = f"available presets: {', '.join(names)}" if names else "no presets found"
+    if looks_like_path:
+        message = f"preset: file not found: {text} ({available})"
+    else:
+        message = (
+            f"preset: no preset named {text!r}{_did_you_mean(text, names)}; {available} "
+            f"(searched {', '.join(str(d) for d in preset_dirs())})"
+        )
+    raise ConfigError([message], source=f"preset {text}")
+
+
+def load_preset(name_or_path: str, overrides: Iterable[str] = (), *, check_paths: bool = True) -> RunConfig:
+    """Load a preset by name (presets/ in the repo, ./presets/, ~/.config/grpo-tui/presets/)
+    or by path, apply ``--set`` overrides, validate, and default run_name to the preset's name.
+    """
+    path = _find_preset_file(name_or_path)
+    source = f"preset {path.name}"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError([f"preset: cannot read {path}: {e}"], source=source) from None
+    cfg = config_from_yaml(text, overrides, base_dir=path.parent, check_paths=check_paths, source=source)
+    if cfg.run_name is None:
+        cfg.run_name = path.stem
+    return cfg
+
+
+def _description(text: str) -> str:
+    """The comment block at the top of a preset, without the '#' marks."""
+    lines: list[str] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped and not lines:
+            continue
+        if not stripped.startswith("#"):
+            break
+        body = stripped[1:]
+        lines.append(body[1:] if body.startswith(" ") else body)
+    return "\n".join(lines).strip()
+
+
+def find_presets() -> list[PresetInfo]:
+    """Every preset the launcher can offer, each validated (never raises)."""
+    infos = []
+    for path in _preset_files():
+        try:
+            description = _description(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):
+            description = ""
+        try:
+            load_preset(str(path), check_paths=True)
+            problems: list[str] = []
+        except ConfigError as e:
+            problems = e.problems
+        except Exception as e:  # a failing task or reward module must not hide the launcher
+            problems = [f"preset: {type(e).__name__}: {e}"]
+        infos.append(PresetInfo(path.stem, path, description, not problems, problems))
+    return infos
+
+
+# --------------------------------------------------------------------------- live adjustment
+
+
+def validate_adjustment(cfg: RunConfig, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Check changes to a running job; returns them coerced, or raises ConfigError.
+
+    Only ADJUSTABLE_FIELDS may change while a run is going: the rest shape the model,
+    data or buffers the run was built with.
+    """
+    if not isinstance(changes, Mapping):
+        raise ConfigError([f"changes: expected a mapping, got {_describe(changes)}"], source="adjustment")
+    problems: list[str] = []
+    out: dict[str, Any] = {}
+    schema = _SCHEMA[RunConfig]
+    for key, value in changes.items():
+        if key not in ADJUSTABLE_FIELDS:
+            what = "not adjustable while running" if key in schema else "unknown key, not adjustable while running"
+            hint = _did_you_mean(key, ADJUSTABLE_FIELDS) if key not in schema else ""
+            problems.append(f"{key}: {what}{hint} (adjustable: {', '.join(ADJUSTABLE_FIELDS)})")
+            continue
+        v = _check_value(schema[key], key, value, problems)
+        if v is not _BAD:
+            out[key] = v
+    weights = out.get("reward_weights")
+    if weights is not None and len(weights) != len(cfg.reward_funcs):
+        problems.append(_weights_mismatch(len(weights), len(cfg.reward_funcs)))
+    if problems:
+        raise ConfigError(problems, source="adjustment")
+    return out

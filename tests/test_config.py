@@ -1,0 +1,690 @@
+"""Run config: presets, overrides, validation that reports every problem at once."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import pickle
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import engine.config as config
+from engine.config import (
+    ConfigError,
+    DatasetConfig,
+    PresetInfo,
+    RunConfig,
+    apply_overrides,
+    config_from_dict,
+    config_from_yaml,
+    config_to_dict,
+    dump_yaml,
+    find_presets,
+    load_preset,
+    validate_adjustment,
+)
+
+
+def problems_of(d: dict, **kwargs) -> list[str]:
+    """The problems config_from_dict reports for ``d`` (fails if it validates)."""
+    kwargs.setdefault("check_paths", False)
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(d, **kwargs)
+    return info.value.problems
+
+
+def one_problem(d: dict, **kwargs) -> str:
+    problems = problems_of(d, **kwargs)
+    assert len(problems) == 1, problems
+    return problems[0]
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    """A private home and working folder, so only this test's presets are found there."""
+    home = tmp_path / "home"
+    work = tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    return tmp_path
+
+
+@pytest.fixture
+def model_dir(tmp_path) -> Path:
+    d = tmp_path / "model"
+    d.mkdir()
+    (d / "config.json").write_text("{}")
+    return d
+
+
+# --------------------------------------------------------------------------- the dataclasses
+
+
+def test_defaults_follow_the_spec():
+    cfg = config_from_dict({}, check_paths=False)
+    assert cfg.learning_rate == 1e-6
+    assert cfg.loss_type == "dapo" and cfg.scale_rewards == "group"
+    assert cfg.reward_funcs == ["accuracy"] and cfg.reward_weights is None
+    assert cfg.dataset.task == "arithmetic" and cfg.dataset.split == "train"
+    assert DatasetConfig().task is None  # a given dataset block starts empty
+    assert cfg.model_name_or_path.endswith("assets/tiny-model")
+
+
+def test_every_field_has_a_docstring():
+    tree = ast.parse(Path(config.__file__).read_text())
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    for name in ("RunConfig", "DatasetConfig", "PresetInfo"):
+        body = classes[name].body
+        for i, stmt in enumerate(body):
+            if isinstance(stmt, ast.AnnAssign):
+                doc = body[i + 1] if i + 1 < len(body) else None
+                assert isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant), (
+                    f"{name}.{stmt.target.id} has no docstring"
+                )
+
+
+def test_repo_root_is_the_folder_holding_engine():
+    assert (config.REPO_ROOT / "engine" / "config.py").is_file()
+
+
+# --------------------------------------------------------------------------- all problems at once
+
+
+def test_a_preset_with_many_mistakes_reports_them_all(tmp_path):
+    preset = write(
+        tmp_path / "tiny-arithmetic.yaml",
+        """\
+learnin_rate: 1e-5
+temperature: 0
+loss_type: dapoo
+num_generations: 3
+bf16: "yes"
+reward_funcs: [accuracy, formt]
+reward_weights: [1.0]
+dataset:
+  task: arithmetic
+  splitt: test
+  task_args: 3
+""",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_preset(str(preset), check_paths=False)
+    err = info.value
+    text = str(err)
+    assert text.startswith(f"preset tiny-arithmetic.yaml has {len(err.problems)} problems:\n  - ")
+    expected = [
+        "learnin_rate: unknown key (did you mean 'learning_rate'?)",
+        "temperature: must be > 0",
+        "loss_type: 'dapoo' is not one of grpo | bnpo | dr_grpo | dapo (did you mean 'dapo'?)",
+        "bf16: expected true or false",
+        "dataset.splitt: unknown key (did you mean 'split'?)",
+        "dataset.task_args: expected a mapping",
+        "per_device_train_batch_size: ",
+        "reward_funcs[1]: ",
+        "reward_weights: has 1 weight but reward_funcs has 2 functions",
+    ]
+    for start in expected:
+        assert any(p.startswith(start) for p in err.problems), (start, err.problems)
+    assert len(err.problems) == len(expected)
+    for problem in err.problems:
+        assert f"  - {problem}" in text
+
+
+def test_one_problem_is_singular():
+    err = ConfigError(["seed: must be >= 0, got -1"], source="preset x.yaml")
+    assert str(err) == "preset x.yaml has 1 problem:\n  - seed: must be >= 0, got -1"
+    assert "has 2 problems:" in str(ConfigError(["a: x", "b: y"]))
+
+
+def test_config_error_pickles():
+    err = ConfigError(["a: x", "b: y"], source="preset p.yaml")
+    back = pickle.loads(pickle.dumps(err))
+    assert back.problems == err.problems and str(back) == str(err)
+
+
+# --------------------------------------------------------------------------- types
+
+
+@pytest.mark.parametrize(
+    "d, expected",
+    [
+        ({"learning_rate": "fast"}, "learning_rate: expected a number, got 'fast'"),
+        ({"learning_rate": True}, "learning_rate: expected a number"),
+        ({"learning_rate": float("nan")}, "learning_rate: expected a finite number"),
+        ({"num_generations": 2.5}, "num_generations: expected a whole number"),
+        ({"seed": True}, "seed: expected a whole number"),
+        ({"bf16": "yes"}, "bf16: expected true or false"),
+        ({"bf16": 1}, "bf16: expected true or false"),
+        ({"shuffle": 1}, "shuffle: unknown key"),
+        ({"dataset": {"task": "arithmetic", "shuffle": "no"}}, "dataset.shuffle: expected true or false"),
+        ({"reward_funcs": "accuracy"}, "reward_funcs: expected a list"),
+        ({"reward_funcs": ["accuracy", 3]}, "reward_funcs[1]: expected a string"),
+        ({"reward_weights": 1.0}, "reward_weights: expected a list"),
+        ({"reward_weights": [1.0, "x"], "reward_funcs": ["accuracy", "format"]}, "reward_weights[1]: expected a number"),
+        ({"reward_kwargs": ["format"]}, "reward_kwargs: expected a mapping"),
+        ({"reward_kwargs": {"format": 3}}, "reward_kwargs.format: expected a mapping of options"),
+        ({"dataset": {"task": "arithmetic", "task_args": [1]}}, "dataset.task_args: expected a mapping"),
+        ({"dataset": {"task": "arithmetic", "task_args": {1: 2}}}, "dataset.task_args: keys must be strings"),
+        ({"dataset": "arithmetic"}, "dataset: expected a mapping"),
+        ({"dataset": {"task": 5}}, "dataset.task: expected a string"),
+        ({"model_name_or_path": 7}, "model_name_or_path: expected a string"),
+        ({"temperature": None}, "temperature: must be set, got null"),
+        ({"run_name": ["a"]}, "run_name: expected a string"),
+    ],
+)
+def test_wrong_types_are_named(d, expected):
+    assert one_problem(d).startswith(expected)
+
+
+def test_lenient_numbers_and_trl_spellings():
+    cfg = config_from_dict(
+        {
+            "learning_rate": "5e-5",  # YAML 1.1 reads this as a string
+            "temperature": 1,  # int where a float is expected
+            "max_steps": "1e3",
+            "num_generations": 4.0,
+            "scale_rewards": False,  # TRL: false -> none
+            "top_k": None,  # TRL: None -> off
+            "reward_weights": [1, "0.5"],
+            "reward_funcs": ["accuracy", "format"],
+        },
+        check_paths=False,
+    )
+    assert cfg.learning_rate == 5e-5 and isinstance(cfg.learning_rate, float)
+    assert cfg.temperature == 1.0 and isinstance(cfg.temperature, float)
+    assert cfg.max_steps == 1000 and cfg.num_generations == 4
+    assert cfg.scale_rewards == "none" and cfg.top_k == 0
+    assert cfg.reward_weights == [1.0, 0.5]
+    assert config_from_dict({"scale_rewards": True}, check_paths=False).scale_rewards == "group"
+
+
+def test_yaml_numbers_without_a_dot_are_accepted(tmp_path):
+    preset = write(tmp_path / "p.yaml", "learning_rate: 5e-5\nadam_epsilon: 1e-8\n")
+    cfg = load_preset(str(preset), check_paths=False)
+    assert cfg.learning_rate == 5e-5 and cfg.adam_epsilon == 1e-8
+
+
+# --------------------------------------------------------------------------- enums and ranges
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("loss_type", "ppo"),
+        ("scale_rewards", "std"),
+        ("importance_sampling_level", "seq"),
+        ("lr_scheduler_type", "cosine_with_restarts"),
+        ("torch_dtype", "fp16"),
+    ],
+)
+def test_enum_values(field, value):
+    problem = one_problem({field: value})
+    assert problem.startswith(f"{field}: {value!r} is not one of ")
+
+
+@pytest.mark.parametrize(
+    "field, value, good",
+    [
+        ("num_generations", 1, 2),
+        ("temperature", 0, 0.1),
+        ("top_p", 0, 1),
+        ("top_p", 1.01, 0.5),
+        ("top_k", -1, 0),
+        ("max_completion_length", 0, 1),
+        ("max_prompt_length", 0, None),
+        ("learning_rate", -1e-5, 0),
+        ("beta", -0.1, 0),
+        ("epsilon", 0, 0.1),
+        ("epsilon_high", 0, 0.28),
+        ("num_iterations", 0, 1),
+        ("warmup_ratio", 1.0, 0.0),
+        ("warmup_ratio", -0.1, 0.5),
+        ("per_device_train_batch_size", 0, 8),
+        ("gradient_accumulation_steps", 0, 2),
+        ("max_steps", 0, 1),
+        ("min_p", 1.5, 0.1),
+        ("adam_beta2", 1.0, 0.99),
+        ("save_total_limit", 0, 2),
+    ],
+)
+def test_ranges(field, value, good):
+    assert one_problem({field: value}).startswith(f"{field}: must be ")
+    config_from_dict({field: good}, check_paths=False)
+
+
+def test_dataset_ranges():
+    assert one_problem({"dataset": {"task": "arithmetic", "eval_size": -1}}).startswith("dataset.eval_size: must be >= 0")
+    assert one_problem({"dataset": {"task": "arithmetic", "split": " "}}).startswith("dataset.split: must not be empty")
+
+
+def test_batch_must_hold_whole_groups():
+    problem = one_problem({"per_device_train_batch_size": 6, "gradient_accumulation_steps": 2, "num_generations": 8})
+    assert "per_device_train_batch_size" in problem and "gradient_accumulation_steps" in problem
+    assert "num_generations (8)" in problem and "12" in problem
+    config_from_dict({"per_device_train_batch_size": 4, "gradient_accumulation_steps": 4, "num_generations": 8}, check_paths=False)
+
+
+def test_reward_weights_length():
+    problem = one_problem({"reward_funcs": ["accuracy", "format"], "reward_weights": [1.0]})
+    assert problem == "reward_weights: has 1 weight but reward_funcs has 2 functions"
+
+
+def test_reward_funcs_must_not_be_empty():
+    assert one_problem({"reward_funcs": []}).startswith("reward_funcs: name at least one")
+
+
+# --------------------------------------------------------------------------- dataset source
+
+
+@pytest.mark.parametrize(
+    "dataset, got",
+    [
+        ({}, "none is set"),
+        ({"task": "arithmetic", "name": "openai/gsm8k"}, "got task and name"),
+        ({"path": "a.jsonl", "name": "openai/gsm8k"}, "got path and name"),
+    ],
+)
+def test_exactly_one_dataset_source(dataset, got):
+    problem = one_problem({"dataset": dataset})
+    assert problem.startswith("dataset: set exactly one of dataset.task, dataset.path, dataset.name")
+    assert got in problem
+
+
+def test_unknown_task():
+    problem = one_problem({"dataset": {"task": "arithmetc"}})
+    assert problem.startswith("dataset.task: unknown task 'arithmetc'")
+    assert "(did you mean 'arithmetic'?)" in problem
+
+
+def test_unknown_task_without_a_task_registry(monkeypatch):
+    monkeypatch.setitem(sys.modules, "engine.tasks", None)  # the import now fails
+    assert "known tasks: arithmetic" in one_problem({"dataset": {"task": "sudoku"}})
+    config_from_dict({"dataset": {"task": "arithmetic", "task_args": {"anything": 1}}}, check_paths=False)
+
+
+def test_task_options_are_checked_by_the_task():
+    tasks = pytest.importorskip("engine.tasks")
+    if not hasattr(tasks, "get_task"):
+        pytest.skip("no task registry yet")
+    problem = one_problem({"dataset": {"task": "arithmetic", "task_args": {"digit": 3}}})
+    assert problem.startswith("dataset.task_args: ") and "digits" in problem
+
+
+def test_dataset_file(tmp_path):
+    problem = one_problem({"dataset": {"path": "missing.jsonl"}}, base_dir=tmp_path, check_paths=True, )
+    assert problem.startswith("dataset.path: file not found: missing.jsonl")
+    assert one_problem({"dataset": {"path": "data.txt"}}).startswith("dataset.path: unsupported file type '.txt'")
+    data = write(tmp_path / "data" / "train.jsonl", '{"prompt": "1+1=", "answer": "2"}\n')
+    cfg = config_from_dict({"dataset": {"path": "data/train.jsonl"}}, base_dir=tmp_path)
+    assert cfg.dataset.path == str(data)
+
+
+# --------------------------------------------------------------------------- model path
+
+
+@pytest.mark.parametrize("model", ["./no-such-model", "/no/such/model", "~/no-such-model", "a/b/c"])
+def test_missing_local_model_path(model, tmp_path):
+    problem = one_problem({"model_name_or_path": model}, base_dir=tmp_path, check_paths=True)
+    assert problem.startswith(f"model_name_or_path: not found: {model}")
+
+
+@pytest.mark.parametrize("model", ["Qwen/Qwen2.5-0.5B", "gpt2"])
+def test_hub_ids_are_not_checked(model, tmp_path):
+    cfg = config_from_dict({"model_name_or_path": model}, base_dir=tmp_path)
+    assert cfg.model_name_or_path == model
+
+
+def test_path_whose_first_folder_exists_is_local(tmp_path):
+    (tmp_path / "models").mkdir()
+    problem = one_problem({"model_name_or_path": "models/missing"}, base_dir=tmp_path, check_paths=True)
+    assert problem.startswith("model_name_or_path: not found: models/missing")
+
+
+def test_check_paths_false_skips_the_filesystem(tmp_path):
+    d = {
+        "model_name_or_path": "./nowhere",
+        "dataset": {"path": "nowhere.jsonl"},
+        "reward_funcs": ["nowhere/plugin.py:score"],
+    }
+    cfg = config_from_dict(d, base_dir=tmp_path, check_paths=False)
+    assert cfg.model_name_or_path == "./nowhere"
+    assert len(problems_of(d, base_dir=tmp_path, check_paths=True)) == 3
+
+
+# --------------------------------------------------------------------------- path resolution
+
+
+def test_relative_paths_prefer_the_preset_folder(tmp_path, monkeypatch, model_dir):
+    preset_dir = tmp_path / "presets"
+    cwd = tmp_path / "cwd"
+    write(preset_dir / "data.jsonl", "{}\n")
+    write(cwd / "data.jsonl", "{}\n")
+    write(cwd / "rewards" / "mine.py", "def score(prompts, completions, **kw):\n    return [0.0] * len(completions)\n")
+    monkeypatch.chdir(cwd)
+    preset = write(
+        preset_dir / "p.yaml",
+        f"model_name_or_path: {model_dir}\n"
+        "dataset: {path: data.jsonl}\n"
+        "reward_funcs: [accuracy, rewards/mine.py:score]\n",
+    )
+    cfg = load_preset(str(preset))
+    assert cfg.dataset.path == str(preset_dir / "data.jsonl")  # preset folder wins over cwd
+    assert cfg.reward_funcs[1] == f"{cwd / 'rewards' / 'mine.py'}:score"  # then the current folder
+    assert cfg.model_name_or_path == str(model_dir)
+
+
+def test_relative_paths_fall_back_to_the_repo_root(tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    (repo / "assets" / "tiny-model").mkdir(parents=True)
+    monkeypatch.setattr(config, "REPO_ROOT", repo)
+    monkeypatch.chdir(tmp_path)
+    cfg = config_from_dict({}, base_dir=tmp_path / "elsewhere")
+    assert cfg.model_name_or_path == str(repo / "assets" / "tiny-model")
+
+
+def test_reward_plugins(tmp_path):
+    assert one_problem({"reward_funcs": ["formt"]}).startswith("reward_funcs[0]: ")
+    assert "did you mean 'format'?" in one_problem({"reward_funcs": ["formt"]})
+    assert "not 'module:function'" in one_problem({"reward_funcs": ["mod:"]})
+    missing = one_problem({"reward_funcs": ["plugins/r.py:fn"]}, base_dir=tmp_path, check_paths=True)
+    assert missing.startswith("reward_funcs[0]: file not found: plugins/r.py")
+
+
+def test_reward_plugin_that_does_not_resolve(tmp_path):
+    if config._rewards_api("check_reward_spec") is None:
+        pytest.skip("no reward checker yet")
+    write(tmp_path / "r.py", "def score(prompts, completions, **kw):\n    return [1.0] * len(completions)\n")
+    config_from_dict({"reward_funcs": ["r.py:score"]}, base_dir=tmp_path)
+    assert one_problem({"reward_funcs": ["r.py:nope"]}, base_dir=tmp_path, check_paths=True).startswith("reward_funcs[0]: ")
+
+
+def test_without_the_rewards_module(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "engine.rewards", None)
+    assert "did you mean 'format'?" in one_problem({"reward_funcs": ["formt"]})
+    write(tmp_path / "r.py", "x = 1\n")
+    config_from_dict({"reward_funcs": ["r.py:nope"]}, base_dir=tmp_path)  # cannot be checked: skipped
+
+
+def test_reward_kwargs_must_name_a_reward_function():
+    problem = one_problem({"reward_funcs": ["accuracy", "format"], "reward_kwargs": {"formt": {}}})
+    assert problem.startswith("reward_kwargs.formt: no reward function named 'formt'")
+    assert "(did you mean 'format'?)" in problem
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    preset = write(tmp_path / "broken.yaml", "seed: 1\nreward_funcs: [accuracy\nbeta: 0.1\n")
+    with pytest.raises(ConfigError) as info:
+        load_preset(str(preset))
+    assert str(info.value).startswith("preset broken.yaml has 1 problem:")
+    assert "line 3" in info.value.problems[0]
+
+
+@pytest.mark.parametrize("text, what", [("- 1\n- 2\n", "a list"), ("just text\n", "'just text'"), ("42", "42")])
+def test_top_level_must_be_a_mapping(text, what):
+    with pytest.raises(ConfigError) as info:
+        config_from_yaml(text)
+    (problem,) = info.value.problems
+    assert problem.startswith("top level: expected a mapping") and what in problem and "line 1" in problem
+
+
+@pytest.mark.parametrize("text", ["a: 2020-13-45\n", "a: !!binary '@@'\n", "? [a, b]\n: 1\n", "---\na: 1\n---\nb: 2\n", "a: *nope\n"])
+def test_odd_yaml_is_a_config_error(text):
+    with pytest.raises(ConfigError):
+        config_from_yaml(text)
+
+
+def test_empty_preset_is_all_defaults(tmp_path):
+    preset = write(tmp_path / "empty.yaml", "# nothing set\n")
+    cfg = load_preset(str(preset), check_paths=False)
+    assert cfg.run_name == "empty" and cfg.learning_rate == RunConfig().learning_rate
+
+
+def test_unreadable_preset(tmp_path):
+    preset = tmp_path / "latin1.yaml"
+    preset.write_bytes(b"run_name: caf\xe9\n")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_preset(str(preset))
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def test_overrides_nested_and_typed():
+    d = {"dataset": {"task": "arithmetic"}, "seed": 1}
+    out = apply_overrides(
+        d,
+        [
+            "learning_rate=5e-5",
+            "dataset.split=test",
+            "dataset.task_args.digits=3",
+            "reward_funcs=[accuracy, format]",
+            "bf16=true",
+            "run_name=123",
+            "dataset.system_prompt=Answer: briefly",
+            "save_total_limit=",
+        ],
+    )
+    assert d == {"dataset": {"task": "arithmetic"}, "seed": 1}  # the input is not changed
+    assert out["dataset"] == {
+        "task": "arithmetic",
+        "split": "test",
+        "task_args": {"digits": 3},
+        "system_prompt": "Answer: briefly",  # a str field takes the text even when YAML reads a mapping
+    }
+    assert out["reward_funcs"] == ["accuracy", "format"] and out["bf16"] is True
+    assert out["run_name"] == "123"
+    assert out["save_total_limit"] is None
+    cfg = config_from_dict(out, check_paths=False)
+    assert cfg.learning_rate == 5e-5 and cfg.dataset.split == "test"
+    assert cfg.dataset.task_args == {"digits": 3}
+
+
+def test_override_creates_missing_blocks():
+    out = apply_overrides({}, ["dataset.name=openai/gsm8k", "reward_kwargs.format.pattern=^x$"])
+    assert out == {"dataset": {"name": "openai/gsm8k"}, "reward_kwargs": {"format": {"pattern": "^x$"}}}
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("learnin_rate=1e-5", "learnin_rate: unknown key (did you mean 'learning_rate'?)"),
+        ("dataset.splt=test", "dataset.splt: unknown key in dataset (did you mean 'split'?)"),
+        ("seed.x=1", "seed.x: seed is not a mapping"),
+        ("learning_rate", "learning_rate: override 'learning_rate' is not key=value"),
+        ("=3", "=3: override '=3' is not key=value"),
+    ],
+)
+def test_bad_overrides(override, expected):
+    with pytest.raises(ConfigError) as info:
+        apply_overrides({}, [override])
+    (problem,) = info.value.problems
+    assert problem.startswith(expected)
+
+
+def test_overrides_apply_before_validation(tmp_path):
+    preset = write(tmp_path / "p.yaml", "temperature: 0\nnum_generations: 3\n")
+    cfg = load_preset(str(preset), ["temperature=0.7", "num_generations=4"], check_paths=False)
+    assert cfg.temperature == 0.7 and cfg.num_generations == 4
+
+
+def test_override_and_preset_problems_are_reported_together(tmp_path):
+    preset = write(tmp_path / "p.yaml", "temperature: 0\n")
+    with pytest.raises(ConfigError) as info:
+        load_preset(str(preset), ["learnin_rate=1", "top_p=2"], check_paths=False)
+    starts = sorted(p.split(":")[0] for p in info.value.problems)
+    assert starts == ["learnin_rate", "temperature", "top_p"]
+
+
+def test_switching_dataset_source_by_override(tmp_path):
+    preset = write(tmp_path / "p.yaml", "dataset: {task: arithmetic}\n")
+    with pytest.raises(ConfigError, match="exactly one"):
+        load_preset(str(preset), ["dataset.name=openai/gsm8k"], check_paths=False)
+    cfg = load_preset(str(preset), ["dataset.name=openai/gsm8k", "dataset.task=null"], check_paths=False)
+    assert cfg.dataset.name == "openai/gsm8k" and cfg.dataset.task is None
+
+
+# --------------------------------------------------------------------------- finding presets
+
+
+def test_load_preset_by_name(isolated):
+    write(isolated / "work" / "presets" / "zz-local-test.yaml", "seed: 7\n")
+    write(isolated / "home" / ".config" / "grpo-tui" / "presets" / "zz-home-test.yml", "seed: 8\n")
+    assert load_preset("zz-local-test", check_paths=False).seed == 7
+    assert load_preset("zz-local-test.yaml", check_paths=False).seed == 7
+    cfg = load_preset("zz-home-test", check_paths=False)
+    assert cfg.seed == 8 and cfg.run_name == "zz-home-test"
+    assert load_preset("zz-home-test", ["run_name=mine"], check_paths=False).run_name == "mine"
+
+
+def test_missing_preset_lists_the_available_ones(isolated):
+    write(isolated / "work" / "presets" / "zz-local-test.yaml", "seed: 7\n")
+    with pytest.raises(ConfigError) as info:
+        load_preset("zz-local-tst")
+    (problem,) = info.value.problems
+    assert "did you mean 'zz-local-test'?" in problem and "available presets:" in problem
+    with pytest.raises(ConfigError, match="file not found"):
+        load_preset(str(isolated / "nope.yaml"))
+
+
+def test_find_presets(isolated, model_dir):
+    folder = isolated / "work" / "presets"
+    write(folder / "zz-good.yaml", f"# A good one.\n#\n# Runs anywhere.\nmodel_name_or_path: {model_dir}\n# not part of it\n")
+    write(folder / "zz-bad.yaml", "learnin_rate: 1\n")
+    write(folder / "zz-broken.yaml", "a: [\n")
+    write(folder / "notes.txt", "not a preset")
+    infos = {i.name: i for i in find_presets() if i.path.parent == folder}
+    assert set(infos) == {"zz-good", "zz-bad", "zz-broken"}
+    good = infos["zz-good"]
+    assert isinstance(good, PresetInfo) and good.ok and good.problems == []
+    assert good.description == "A good one.\n\nRuns anywhere."
+    assert good.path == folder / "zz-good.yaml"
+    assert not infos["zz-bad"].ok
+    assert any("did you mean 'learning_rate'?" in p for p in infos["zz-bad"].problems)
+    assert not infos["zz-broken"].ok and "line" in infos["zz-broken"].problems[0]
+
+
+# --------------------------------------------------------------------------- round trip
+
+
+def test_round_trip(tmp_path, model_dir):
+    write(tmp_path / "train.jsonl", "{}\n")
+    write(tmp_path / "r.py", "def score(prompts, completions, **kw):\n    return [1.0] * len(completions)\n")
+    preset = write(
+        tmp_path / "rt.yaml",
+        f"model_name_or_path: {model_dir}\n"
+        "dataset: {path: train.jsonl, system_prompt: 'Think: then answer', shuffle: false}\n"
+        "reward_funcs: [accuracy, r.py:score]\nreward_weights: [1, 0.5]\n"
+        "reward_kwargs: {accuracy: {}}\nlearning_rate: 3e-6\nepsilon_high: 0.28\n",
+    )
+    try:
+        cfg = load_preset(str(preset))
+    except ConfigError as e:  # a reward checker stricter about accuracy's options is fine
+        assert all(p.startswith("reward_kwargs") for p in e.problems), e.problems
+        cfg = load_preset(str(preset), ["reward_kwargs={}"])
+    assert cfg.dataset.path == str(tmp_path / "train.jsonl")
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+    assert config_from_dict(yaml.safe_load(dump_yaml(cfg))) == cfg
+    assert config_from_yaml(dump_yaml(cfg)) == cfg
+
+
+def test_config_to_dict_is_plain_data():
+    d = config_to_dict(RunConfig())
+    assert isinstance(d["dataset"], dict) and d["dataset"]["task"] == "arithmetic"
+    assert set(d) == {f.name for f in dataclasses.fields(RunConfig)}
+
+
+# --------------------------------------------------------------------------- live adjustment
+
+
+def test_validate_adjustment_coerces():
+    cfg = RunConfig(reward_funcs=["accuracy", "format"])
+    out = validate_adjustment(cfg, {"learning_rate": "5e-5", "temperature": 1, "reward_weights": [1, 0.5], "epsilon_high": None})
+    assert out == {"learning_rate": 5e-5, "temperature": 1.0, "reward_weights": [1.0, 0.5], "epsilon_high": None}
+    assert isinstance(out["temperature"], float)
+    assert validate_adjustment(cfg, {}) == {}
+
+
+def test_validate_adjustment_reports_every_problem():
+    cfg = RunConfig()
+    with pytest.raises(ConfigError) as info:
+        validate_adjustment(
+            cfg,
+            {"num_generations": 4, "learnin_rate": 1e-5, "top_p": 0, "reward_weights": [1, 2], "max_completion_length": "x"},
+        )
+    problems = info.value.problems
+    assert problems[0].startswith("num_generations: not adjustable while running")
+    assert problems[1].startswith("learnin_rate: ") and "did you mean 'learning_rate'?" in problems[1]
+    assert problems[2].startswith("top_p: must be in (0, 1]")
+    assert problems[3].startswith("max_completion_length: expected a whole number")
+    assert problems[4] == "reward_weights: has 2 weights but reward_funcs has 1 function"
+    assert len(problems) == 5
+
+
+# --------------------------------------------------------------------------- fuzz
+
+
+FIELD_NAMES = [f.name for f in dataclasses.fields(RunConfig)] + [f.name for f in dataclasses.fields(DatasetConfig)]
+keys = st.one_of(st.sampled_from(FIELD_NAMES), st.text(max_size=12), st.integers(-3, 3), st.none(), st.booleans())
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=20),
+    st.sampled_from(["5e-5", "1e3", "arithmetic", "accuracy", "format", "dapo", "group", "./x", "a/b/c", "m:f", "x.py:f", "", "~"]),
+)
+documents = st.recursive(
+    scalars,
+    lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(keys, children, max_size=6)),
+    max_leaves=25,
+)
+top_level = st.one_of(st.dictionaries(st.sampled_from(FIELD_NAMES), documents, max_size=8), documents)
+
+
+def valid_or_config_error(text: str) -> None:
+    try:
+        cfg = config_from_yaml(text)
+    except ConfigError as err:
+        assert err.problems and all(isinstance(p, str) and p for p in err.problems)
+        str(err)
+    else:
+        assert isinstance(cfg, RunConfig)
+        assert config_from_dict(config_to_dict(cfg)) == cfg
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(top_level)
+def test_any_yaml_document_gives_a_config_or_a_config_error(doc):
+    valid_or_config_error(yaml.safe_dump(doc, allow_unicode=True))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab:- \n[]{}#'\"!&*?|>%@`,.0123456789e\t")) | st.characters(), max_size=60))
+def test_any_yaml_text_gives_a_config_or_a_config_error(text):
+    valid_or_config_error(text)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(FIELD_NAMES + ["dataset.task", "dataset.split", "x.y", ""]), st.text(max_size=10)), max_size=4))
+def test_any_override_gives_a_config_or_a_config_error(pairs):
+    try:
+        cfg = config_from_yaml("", [f"{k}={v}" for k, v in pairs], check_paths=False)
+    except ConfigError:
+        return
+    assert isinstance(cfg, RunConfig)
