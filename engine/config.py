@@ -73,6 +73,9 @@ class DatasetConfig:
     """column holding the prompt: a string, or a list of chat messages"""
     system_prompt: str | None = None
     """prepended as a system message when rendering the chat template"""
+    chat_template: bool | None = None
+    """render string prompts with the tokenizer's chat template; None = only when prompts are
+    chat messages or a system_prompt is set"""
     shuffle: bool = True
     """shuffle the training prompts (with the run seed)"""
 

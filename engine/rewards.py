@@ -243,6 +243,8 @@ def _math_accuracy() -> RewardFn:
         out: list[float | None] = []
         for completion, gold in zip(completions, golds):
             gold_text = "" if gold is None else str(gold)
+            if "####" in gold_text:  # GSM8K: worked solution, then "#### <final answer>"
+                gold_text = gold_text.rsplit("####", 1)[1].strip()
             if gold_text not in gold_cache:
                 try:
                     gold_cache[gold_text] = parse(gold_text) if gold_text.strip() else []

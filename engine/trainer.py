@@ -110,7 +110,7 @@ class Trainer:
         self.renderer = PromptRenderer(
             self.tokenizer,
             system_prompt=cfg.dataset.system_prompt,
-            chat_template=getattr(cfg.dataset, "chat_template", None),
+            chat_template=cfg.dataset.chat_template,
             max_prompt_length=cfg.max_prompt_length,
         )
         self.order = BatchOrder(len(self.data.train), cfg.seed, cfg.dataset.shuffle)

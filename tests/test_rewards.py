@@ -438,3 +438,13 @@ def test_completion_text():
     assert completion_text("abc") == "abc"
     assert completion_text([{"role": "assistant", "content": "xyz"}]) == "xyz"
     assert completion_text([]) == ""
+
+
+def test_accuracy_reads_gsm8k_final_answer():
+    from engine.rewards import build_reward_funcs, score
+
+    funcs = build_reward_funcs(["accuracy"])
+    gold = "Natalia sold 48/2 = 24 clips in May.\n#### 72"
+    batch = score(funcs, None, ["q", "q"], ["<answer>72</answer>", "<answer>24</answer>"],
+                  {"answer": [gold, gold]}, [[1], [1]], 0)
+    assert batch.per_func[:, 0].tolist() == [1.0, 0.0]
