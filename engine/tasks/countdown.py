@@ -65,7 +65,14 @@ class CountdownTask:
         if num_numbers > 6:
             raise ValueError(f"countdown: num_numbers must be at most 6, got {num_numbers}")
         self.num_numbers, self.max_number, self.max_target = num_numbers, max_number, max_target
-        rng = random.Random(seed)
+        self._sizes, self._seed = (train_size, eval_size), seed
+        self._train: list[dict] | None = None
+        self._eval: list[dict] = []
+
+    def _generate(self) -> None:
+        """Draw the problems on first use (validating a preset builds the task but needs none)."""
+        train_size, eval_size = self._sizes
+        rng = random.Random(self._seed)
         problems, seen = [], set()
         attempts = 0
         while len(problems) < train_size + eval_size and attempts < 50 * (train_size + eval_size):
@@ -102,9 +109,13 @@ class CountdownTask:
         return {"prompt": PROMPT.format(nums=nums, target=target), "answer": str(target), "nums": nums, "target": target}
 
     def train_examples(self) -> list[dict]:
+        if self._train is None:
+            self._generate()
         return self._train
 
     def eval_examples(self) -> list[dict]:
+        if self._train is None:
+            self._generate()
         return self._eval
 
     def verify(self, completion: str, example: dict) -> float:

@@ -1,0 +1,3 @@
+from grpo_tui.cli import main
+
+raise SystemExit(main())

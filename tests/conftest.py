@@ -1,0 +1,44 @@
+"""Shared fixtures: offline mode, the bundled tiny model, and short real training runs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_MODEL = ROOT / "assets" / "tiny-model"
+
+
+def tiny_config(tmp_path: Path, *overrides: str):
+    """The tiny-arithmetic preset, shortened for tests, writing into tmp_path/run."""
+    from engine.config import load_preset
+
+    base = [f"output_dir={tmp_path / 'run'}", "dataset.task_args.eval_size=64"]
+    return load_preset("tiny-arithmetic", [*base, *overrides])
+
+
+def train(cfg, **trainer_kwargs):
+    """Run a Trainer to the end in this thread; returns (trainer, events)."""
+    from engine.control import Control
+    from engine.trainer import Trainer
+
+    control = Control()
+    events: list = []
+    control.subscribe(events.append)
+    trainer = Trainer(cfg, control=control, **trainer_kwargs)
+    trainer.run()
+    return trainer, events
+
+
+@pytest.fixture(scope="session")
+def short_run(tmp_path_factory):
+    """One real 6-step run of the tiny preset shared by the tests that only read its output."""
+    tmp = tmp_path_factory.mktemp("short-run")
+    cfg = tiny_config(tmp, "max_steps=6", "save_steps=3", "log_completions_groups=2")
+    trainer, events = train(cfg)
+    return trainer, events

@@ -1,0 +1,69 @@
+"""Live control of a real run on a background thread: pause, resume, adjust, checkpoint, stop."""
+
+from __future__ import annotations
+
+import queue
+import time
+
+from conftest import tiny_config
+from engine.control import Control, LogEvent, RunFinished, RunState, StateChanged, StepMetrics
+from engine.trainer import Trainer
+
+
+def start(tmp_path, *overrides):
+    cfg = tiny_config(tmp_path, "max_steps=400", "log_completions_groups=1", *overrides)
+    control = Control()
+    events: queue.Queue = queue.Queue()
+    control.subscribe(events.put)
+    trainer = Trainer(cfg, control=control, evaluate=False)
+    thread = trainer.start()
+    return trainer, control, events, thread
+
+
+def wait_for(events: queue.Queue, predicate, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            event = events.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        if predicate(event):
+            return event
+    raise AssertionError("event never came")
+
+
+def is_step(event, at_least: int = 1) -> bool:
+    return isinstance(event, StepMetrics) and event.step >= at_least
+
+
+def test_pause_resume_adjust_checkpoint_stop(tmp_path):
+    trainer, control, events, thread = start(tmp_path)
+    wait_for(events, lambda e: is_step(e, 2))
+
+    control.pause()
+    wait_for(events, lambda e: isinstance(e, StateChanged) and e.state == RunState.PAUSED)
+    paused_at = trainer.step
+    time.sleep(1.0)
+    assert trainer.step == paused_at  # no step while paused
+
+    control.checkpoint()  # served while paused
+    ckpt = wait_for(events, lambda e: isinstance(e, LogEvent) and e.category == "checkpoint")
+    assert (trainer.run_dir / "checkpoints" / f"step-{paused_at:06d}" / "COMPLETE").exists(), ckpt.message
+
+    control.adjust(learning_rate=1e-5, temperature=0.7)
+    control.resume()
+    adjusted = wait_for(events, lambda e: isinstance(e, LogEvent) and e.category == "adjust")
+    assert adjusted.data == {"learning_rate": 1e-5, "temperature": 0.7}
+    step = wait_for(events, lambda e: is_step(e, paused_at + 1))
+    assert step.metrics["learning_rate"] == 1e-5
+    assert step.metrics["temperature"] == 0.7
+
+    control.adjust(learning_rate=-1.0)  # invalid: rejected with a message, run goes on
+    rejected = wait_for(events, lambda e: isinstance(e, LogEvent) and e.category == "adjust")
+    assert rejected.level == "error" and "learning_rate" in rejected.message
+
+    control.stop()
+    finished = wait_for(events, lambda e: isinstance(e, RunFinished))
+    thread.join(60)
+    assert finished.summary["steps"] < 400
+    assert (trainer.run_dir / "final" / "model.safetensors").exists()
