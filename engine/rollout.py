@@ -126,10 +126,11 @@ class TransformersRollout:
         device = next(model.parameters()).device
         rows = [p for p in prompt_ids for _ in range(num_generations)]
         ids, mask = left_pad(rows, self.pad_id, device)
-        n = ids.size(0)
+        n, g = ids.size(0), num_generations
         eos = self.eos_ids.to(device)
         was_training = model.training
         model.eval()
+        padded = not bool(mask.all())  # without padding the model needs no attention mask at all
 
         seen = None
         if params.repetition_penalty != 1.0:
@@ -137,19 +138,25 @@ class TransformersRollout:
             seen = torch.zeros((n, vocab), dtype=torch.bool, device=device)
             seen.scatter_(1, ids, mask.bool())
 
+        # Prefill each distinct prompt once, then repeat its KV cache for the group's G rows.
         positions = position_ids_from_mask(mask)
-        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+        out = model(input_ids=ids[::g], attention_mask=mask[::g] if padded else None, position_ids=positions[::g],
+                    use_cache=True, logits_to_keep=1)
         cache = out.past_key_values
-        next_logits = out.logits[:, -1, :].float()
+        if g > 1:
+            cache.batch_repeat_interleave(g)
+        next_logits = out.logits[:, -1, :].float().repeat_interleave(g, dim=0)
         next_pos = positions[:, -1:] + 1
 
-        tokens, logps = [], []
-        finished = torch.zeros(n, dtype=torch.bool, device=device)
+        completion = torch.full((n, params.max_new_tokens), self.pad_id, dtype=torch.long, device=device)
+        logprobs = torch.zeros((n, params.max_new_tokens), device=device)
+        active = torch.arange(n, device=device)  # rows still generating; finished rows leave the batch
         attn = mask
+        steps = 0
         for t in range(params.max_new_tokens):
             logits = next_logits
             if seen is not None:
-                logits = apply_repetition_penalty(logits, seen, params.repetition_penalty)
+                logits = apply_repetition_penalty(logits, seen[active], params.repetition_penalty)
             if params.greedy:
                 token = logits.argmax(dim=-1)
                 logp = torch.log_softmax(logits, dim=-1).gather(1, token[:, None]).squeeze(1)
@@ -158,19 +165,25 @@ class TransformersRollout:
                 probs = torch.softmax(filter_logits(scaled, params), dim=-1)
                 token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
                 logp = torch.log_softmax(scaled, dim=-1).gather(1, token[:, None]).squeeze(1)
-            token = torch.where(finished, torch.full_like(token, self.pad_id), token)
-            logp = torch.where(finished, torch.zeros_like(logp), logp)
-            tokens.append(token)
-            logps.append(logp)
+            completion[active, t] = token
+            logprobs[active, t] = logp
+            steps = t + 1
             if seen is not None:
-                seen[torch.arange(n, device=device), token] = True
-            finished = finished | torch.isin(token, eos)
-            if bool(finished.all()) or t == params.max_new_tokens - 1:
+                seen[active, token] = True
+            going = ~torch.isin(token, eos)
+            if t == params.max_new_tokens - 1 or not bool(going.any()):
                 break
-            attn = torch.cat([attn, torch.ones((n, 1), dtype=attn.dtype, device=device)], dim=1)
+            if not bool(going.all()):
+                keep = torch.nonzero(going).squeeze(1)
+                active, token, next_pos = active[keep], token[keep], next_pos[keep]
+                cache.batch_select_indices(keep)
+                if padded:
+                    attn = attn[keep]
+            if padded:
+                attn = torch.cat([attn, torch.ones((attn.size(0), 1), dtype=attn.dtype, device=device)], dim=1)
             out = model(
                 input_ids=token[:, None],
-                attention_mask=attn,
+                attention_mask=attn if padded else None,
                 position_ids=next_pos,
                 past_key_values=cache,
                 use_cache=True,
@@ -181,7 +194,7 @@ class TransformersRollout:
 
         if was_training:
             model.train()
-        completion_ids = torch.stack(tokens, dim=1)
+        completion_ids = completion[:, :steps].clone()
         is_eos = torch.isin(completion_ids, eos)
         # mask: 1 up to and including the first EOS
         after_eos = (is_eos.cumsum(dim=1) - is_eos.long()) > 0
@@ -192,6 +205,6 @@ class TransformersRollout:
             prompt_mask=mask,
             completion_ids=completion_ids,
             completion_mask=completion_mask,
-            logprobs=torch.stack(logps, dim=1) * completion_mask,
+            logprobs=logprobs[:, :steps].clone() * completion_mask,
             truncated=truncated,
         )

@@ -37,6 +37,7 @@ from engine.control import (
 )
 from engine.data import BatchOrder, PromptRenderer, load_prompt_data, reward_columns
 from engine.evaluation import greedy_eval
+from engine.logprobs import completion_logps
 from engine.health import HealthMonitor
 from engine.modeling import load_model_and_tokenizer, load_reference_model, pick_device
 from engine.rewards import build_reward_funcs, score
@@ -47,8 +48,24 @@ from engine.samples import sample_groups
 
 
 def default_run_dir(cfg: RunConfig) -> Path:
+    """``runs/<preset>-<YYYYmmdd-HHMMSS>``, with a suffix if two runs start in the same second."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{cfg.run_name or 'run'}-{stamp}"
+    base = Path("runs") / f"{cfg.run_name or 'run'}-{stamp}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+class RunDirInUse(ValueError):
+    """The chosen run directory already holds a run: training into it would mix two runs."""
+
+
+def check_run_dir_free(path: str | Path) -> None:
+    path = Path(path)
+    if (path / "metrics.jsonl").exists() or (path / "config.yaml").exists():
+        raise RunDirInUse(f"output directory {path} already holds a run; choose another --output")
 
 
 @dataclass
@@ -86,6 +103,12 @@ class Trainer:
 
     def run(self) -> dict[str, Any]:
         """Train to the end (or a stop request). Never raises: a failure becomes RunFailed."""
+        try:
+            check_run_dir_free(self.run_dir)
+        except RunDirInUse as exc:  # nothing written: the other run's files stay as they were
+            self.summary = {"error": str(exc), "steps": 0, "run_dir": str(self.run_dir)}
+            self._publish(RunFailed(error=str(exc)))
+            return self.summary
         self.writer = RunWriter(self.run_dir)
         try:
             self._setup()
@@ -299,20 +322,7 @@ class Trainer:
 
     def _logps(self, model, rollout: Rollout, sl: slice = slice(None), with_entropy: bool = False):
         """Per-token log-probs (and entropies) of the completion tokens under ``model``, at T."""
-        prompt_ids, prompt_mask = rollout.prompt_ids[sl], rollout.prompt_mask[sl]
-        completion_ids, completion_mask = rollout.completion_ids[sl], rollout.completion_mask[sl]
-        ids = torch.cat([prompt_ids, completion_ids], dim=1)
-        attn = torch.cat([prompt_mask, torch.ones_like(completion_mask)], dim=1)
-        positions = (attn.cumsum(dim=1) - 1).clamp(min=0)
-        t = completion_ids.size(1)
-        logits = model(input_ids=ids, attention_mask=attn, position_ids=positions, logits_to_keep=t + 1).logits
-        logits = grpo.completion_logits(logits.float(), t, self.cfg.temperature)
-        logps = grpo.selective_log_softmax(logits, completion_ids)
-        entropy = None
-        if with_entropy:
-            with torch.no_grad():
-                entropy = grpo.entropy_from_logits(logits)
-        return logps, entropy
+        return completion_logps(model, rollout, sl, self.cfg.num_generations, self.cfg.temperature, with_entropy)
 
     # ------------------------------------------------------------------ between steps
     def _between_steps(self) -> None:

@@ -73,3 +73,9 @@ def test_presets_command_lists_bundled_presets():
     assert result.returncode == 0
     for name in ("tiny-arithmetic", "qwen2.5-0.5b-gsm8k", "qwen2.5-1.5b-countdown", "r1-reasoning"):
         assert name in result.stdout
+
+
+def test_output_directory_with_a_run_is_refused(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text("")
+    result = grpo_tui("train", "tiny-arithmetic", "--headless", "--output", str(tmp_path))
+    assert result.returncode == 2 and "already holds a run" in result.stderr
