@@ -35,6 +35,7 @@ def save_checkpoint(trainer, final_path: Path) -> Path:
             {
                 "optimizer": trainer.optimizer.state_dict(),
                 "scheduler": trainer.scheduler.state_dict(),
+                "batch": trainer.batch if trainer.cfg.num_iterations > 1 else None,  # reused by the next μ−1 steps
                 "rng": {
                     "python": random.getstate(),
                     "numpy": np.random.get_state(),
@@ -79,3 +80,32 @@ def prune(run_dir: Path, keep: int | None) -> None:
         return
     for old in complete_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def checkpoint_step(path: Path) -> int:
+    return int(json.loads((Path(path) / STATE).read_text(encoding="utf-8"))["step"])
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    found = complete_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def load_training_state(trainer, path: Path) -> dict:
+    """Restore optimizer, scheduler, RNG streams and the data position saved by save_checkpoint;
+    returns trainer_state.json (step, counters, adjustments)."""
+    path = Path(path)
+    blob = torch.load(path / TRAINING, map_location="cpu", weights_only=False)  # our own file
+    trainer.optimizer.load_state_dict(blob["optimizer"])
+    trainer.scheduler.load_state_dict(blob["scheduler"])
+    rng = blob["rng"]
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"])
+    trainer.sampling_gen.set_state(rng["sampling"])
+    if rng.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    trainer.batch = blob.get("batch")
+    state = json.loads((path / STATE).read_text(encoding="utf-8"))
+    trainer.order.load_state_dict(state["data_order"])
+    return state

@@ -30,11 +30,13 @@ def load_tokenizer(path: str):
     return tokenizer
 
 
-def load_model_and_tokenizer(cfg, device: torch.device):
+def load_model_and_tokenizer(cfg, device: torch.device, path=None):
+    """The policy and tokenizer from ``model_name_or_path`` (or ``path``: a checkpoint to resume)."""
     from transformers import AutoModelForCausalLM
 
-    tokenizer = load_tokenizer(cfg.model_name_or_path)
-    model = AutoModelForCausalLM.from_pretrained(cfg.model_name_or_path, dtype=resolve_dtype(cfg.torch_dtype, device))
+    source = str(path) if path is not None else cfg.model_name_or_path
+    tokenizer = load_tokenizer(source)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=resolve_dtype(cfg.torch_dtype, device))
     model.to(device)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
@@ -43,11 +45,19 @@ def load_model_and_tokenizer(cfg, device: torch.device):
     return model, tokenizer
 
 
-def load_reference_model(cfg, device: torch.device):
-    """A frozen copy of the starting weights for the KL penalty (loaded only when beta > 0)."""
+def load_reference_model(cfg, device: torch.device, copy_of=None):
+    """A frozen copy of the starting weights for the KL penalty (made only when beta > 0).
+
+    Loaded from ``model_name_or_path`` when that is a checkpoint on disk or the hub; a model
+    object handed in directly (Python API) is deep-copied before training changes it."""
+    import copy
+
     from transformers import AutoModelForCausalLM
 
-    ref = AutoModelForCausalLM.from_pretrained(cfg.model_name_or_path, dtype=resolve_dtype(cfg.torch_dtype, device))
+    if copy_of is not None:
+        ref = copy.deepcopy(copy_of)
+    else:
+        ref = AutoModelForCausalLM.from_pretrained(cfg.model_name_or_path, dtype=resolve_dtype(cfg.torch_dtype, device))
     ref.to(device).eval()
     ref.requires_grad_(False)
     return ref

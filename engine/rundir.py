@@ -194,3 +194,24 @@ def list_runs(runs_root: str | os.PathLike = "runs") -> list[Path]:
         return []
     runs = [p for p in root.iterdir() if p.is_dir() and (p / CONFIG).exists()]
     return sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def truncate_after(root: str | os.PathLike, step: int) -> dict[str, int]:
+    """Drop every record after ``step`` (and any torn last line) so a resumed run writes each
+    step exactly once. Each file is rewritten to a temporary file and renamed over the old one.
+    Returns how many records each file lost."""
+    root = Path(root)
+    dropped = {}
+    for name in (METRICS, SAMPLES, EVENTS):
+        path = root / name
+        if not path.exists():
+            continue
+        records = read_jsonl(path)
+        keep = [r for r in records if not isinstance(r.get("step"), int) or r["step"] <= step]
+        dropped[name] = len(records) - len(keep)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            for record in keep:
+                f.write(dumps(record) + "\n")
+        os.replace(tmp, path)
+    return dropped

@@ -22,7 +22,8 @@ from transformers.utils import logging as hf_logging
 
 from engine import checkpoint as ckpt
 from engine import grpo
-from engine.config import ConfigError, RunConfig, config_to_dict, dump_yaml, validate_adjustment
+from engine.config import ConfigError, RunConfig, config_from_yaml, config_to_dict, dump_yaml, validate_adjustment
+from engine.channel import ChannelServer
 from engine.control import (
     Control,
     EvalResult,
@@ -35,14 +36,14 @@ from engine.control import (
     StepMetrics,
     StepSamples,
 )
-from engine.data import BatchOrder, PromptRenderer, load_prompt_data, reward_columns
+from engine.data import BatchOrder, PromptData, PromptRenderer, load_prompt_data, reward_columns
 from engine.evaluation import greedy_eval
 from engine.logprobs import completion_logps
 from engine.health import HealthMonitor
-from engine.modeling import load_model_and_tokenizer, load_reference_model, pick_device
+from engine.modeling import load_model_and_tokenizer, load_reference_model, load_tokenizer, pick_device
 from engine.rewards import build_reward_funcs, score
 from engine.rollout import Rollout, SamplingParams, TransformersRollout
-from engine.rundir import RunWriter
+from engine.rundir import RunWriter, truncate_after
 from engine.scheduler import lr_lambda
 from engine.samples import sample_groups
 
@@ -56,6 +57,13 @@ def default_run_dir(cfg: RunConfig) -> Path:
         n += 1
         path = base.with_name(f"{base.name}-{n}")
     return path
+
+
+PAUSE_AFTER_FAILURES = 3  # NaN updates, or steps where every reward function failed, in a row
+
+
+class NoCheckpoint(ValueError):
+    """Resume was asked for a run directory without a complete checkpoint."""
 
 
 class RunDirInUse(ValueError):
@@ -86,14 +94,32 @@ class Batch:
 
 class Trainer:
     def __init__(self, cfg: RunConfig, control: Control | None = None, run_dir: str | Path | None = None,
-                 evaluate: bool = True) -> None:
+                 evaluate: bool = True, *, model=None, tokenizer=None, reward_funcs: list | None = None,
+                 data: PromptData | None = None) -> None:
+        """``model``, ``tokenizer``, ``reward_funcs`` (callables or specs) and ``data`` replace
+        what the config would load — the Python API passes objects a notebook already holds."""
         self.cfg = cfg
         self.evaluate = evaluate
+        self._given = {"model": model, "tokenizer": tokenizer, "reward_funcs": reward_funcs, "data": data}
         self.control = control or Control()
         self.run_dir = Path(run_dir or cfg.output_dir or default_run_dir(cfg))
         self.step = 0
         self.summary: dict[str, Any] = {}
         self._thread: threading.Thread | None = None
+        self.resume_from: Path | None = None
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, control: Control | None = None, **kwargs) -> "Trainer":
+        """A trainer that continues ``run_dir`` from its newest complete checkpoint, with the
+        config (live adjustments included) that checkpoint saved."""
+        run_dir = Path(run_dir)
+        path = ckpt.latest_checkpoint(run_dir)
+        if path is None:
+            raise NoCheckpoint(f"{run_dir} has no complete checkpoint to resume from")
+        cfg = config_from_yaml((path / "config.yaml").read_text(encoding="utf-8"), source=str(path / "config.yaml"))
+        trainer = cls(cfg, control=control, run_dir=run_dir, **kwargs)
+        trainer.resume_from = path
+        return trainer
 
     # ------------------------------------------------------------------ entry points
     def start(self) -> threading.Thread:
@@ -104,12 +130,19 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         """Train to the end (or a stop request). Never raises: a failure becomes RunFailed."""
         try:
-            check_run_dir_free(self.run_dir)
+            if self.resume_from is None:
+                check_run_dir_free(self.run_dir)
         except RunDirInUse as exc:  # nothing written: the other run's files stay as they were
             self.summary = {"error": str(exc), "steps": 0, "run_dir": str(self.run_dir)}
             self._publish(RunFailed(error=str(exc)))
             return self.summary
+        if self.resume_from is not None:
+            self.step = ckpt.checkpoint_step(self.resume_from)
+            truncate_after(self.run_dir, self.step)  # each step exactly once in the logs
         self.writer = RunWriter(self.run_dir)
+        channel = ChannelServer(self.run_dir, self.control, lambda: {
+            "state": self.control.state.value, "step": self.step, "max_steps": self.cfg.max_steps})
+        channel.start()
         try:
             self._setup()
             self._train()
@@ -117,6 +150,7 @@ class Trainer:
         except Exception as exc:  # noqa: BLE001 - reported, written, and the viewer stays alive
             self._fail(exc)
         finally:
+            channel.stop()
             self.writer.close()
         return self.summary
 
@@ -127,9 +161,14 @@ class Trainer:
         hf_logging.disable_progress_bar()
         torch.manual_seed(cfg.seed)
         self.device = pick_device()
-        self.model, self.tokenizer = load_model_and_tokenizer(cfg, self.device)
-        self.ref_model = load_reference_model(cfg, self.device) if cfg.beta > 0 else None
-        self.data = load_prompt_data(cfg.dataset, seed=cfg.seed)
+        given = self._given
+        if given["model"] is not None:
+            self.model = given["model"].to(self.device)
+            self.tokenizer = given["tokenizer"] or load_tokenizer(self.model.name_or_path)
+        else:
+            self.model, self.tokenizer = load_model_and_tokenizer(cfg, self.device, path=self.resume_from)
+        self.ref_model = load_reference_model(cfg, self.device, self._ref_source()) if cfg.beta > 0 else None
+        self.data = given["data"] or load_prompt_data(cfg.dataset, seed=cfg.seed)
         self.renderer = PromptRenderer(
             self.tokenizer,
             system_prompt=cfg.dataset.system_prompt,
@@ -138,7 +177,7 @@ class Trainer:
         )
         self.order = BatchOrder(len(self.data.train), cfg.seed, cfg.dataset.shuffle)
         self.reward_funcs = build_reward_funcs(
-            cfg.reward_funcs, task=self.data.task, reward_kwargs=cfg.reward_kwargs,
+            given["reward_funcs"] or cfg.reward_funcs, task=self.data.task, reward_kwargs=cfg.reward_kwargs,
             max_completion_length=cfg.max_completion_length,
         )
         self.reward_weights = torch.tensor(cfg.reward_weights or [1.0] * len(self.reward_funcs))
@@ -156,7 +195,14 @@ class Trainer:
         self.batch: Batch | None = None
         self.num_tokens = 0
         self.skipped_updates = 0
+        self.nan_streak = 0
+        self.reward_fail_streak = 0
         self.adjustments: list[dict] = []
+        if self.resume_from is not None:
+            state = ckpt.load_training_state(self, self.resume_from)
+            self.num_tokens = state["num_tokens"]
+            self.skipped_updates = state["skipped_updates"]
+            self.adjustments = state["adjustments"]
 
         self.writer.write_config(dump_yaml(cfg))
         n_params = sum(p.numel() for p in self.model.parameters())
@@ -165,6 +211,9 @@ class Trainer:
             model=cfg.model_name_or_path, device=str(self.device), start_step=self.step,
         ))
         self._log("info", "status", f"model {cfg.model_name_or_path} ({n_params / 1e6:.2f}M params) on {self.device}")
+        if self.resume_from is not None:
+            self._log("info", "resume", f"resumed from {self.resume_from} at step {self.step}", step=self.step,
+                      data={"checkpoint": str(self.resume_from)})
         self.last_eval: dict[str, float] = {}
         if self.step == 0:
             before = self._evaluate(0, "before training")
@@ -184,7 +233,11 @@ class Trainer:
                 self._log("info", "status", f"stop requested at step {self.step}")
                 break
             self.step += 1
-            self._train_step(self.step)
+            try:
+                self._train_step(self.step)
+            except torch.OutOfMemoryError:
+                self._recover_from_oom()
+                continue
             if cfg.save_steps and self.step % cfg.save_steps == 0:
                 self._checkpoint("save_steps")
 
@@ -246,6 +299,11 @@ class Trainer:
         for name, message in rewards.errors:
             self._log("error", "reward_error", f"reward function {name} failed: {message}", step=step,
                       data={"function": name})
+        failed = {name for name, _ in rewards.errors}
+        self.reward_fail_streak = self.reward_fail_streak + 1 if failed >= {f.name for f in self.reward_funcs} else 0
+        if self.reward_fail_streak >= PAUSE_AFTER_FAILURES:
+            self._pause_for_fault(f"every reward function failed for {self.reward_fail_streak} steps in a row "
+                                  f"(last: {rewards.errors[-1][1]})", "fix the reward function, then resume")
         timings["time/reward"] = time.perf_counter() - t
 
         # ---- Advantages ---------------------------------------------------------
@@ -309,10 +367,15 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         if math.isfinite(total_loss) and bool(torch.isfinite(grad_norm)):
             self.optimizer.step()
+            self.nan_streak = 0
         else:
             self.skipped_updates += 1
+            self.nan_streak += 1
             self._log("warning", "nan", f"non-finite loss or gradient at step {self.step}: update skipped "
                       f"({self.skipped_updates} so far)", step=self.step)
+            if self.nan_streak >= PAUSE_AFTER_FAILURES:
+                self._pause_for_fault(f"{self.nan_streak} updates in a row had a non-finite loss or gradient",
+                                      "lower learning_rate or max_grad_norm, then resume")
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.backend.sync_weights(self.model)
@@ -346,6 +409,24 @@ class Trainer:
             if not control.stop_requested:
                 self._set_state(RunState.RUNNING, f"resumed at step {self.step}")
 
+    def _pause_for_fault(self, what: str, advice: str) -> None:
+        """Stop spending compute on a run that is going wrong, keep everything, and say why."""
+        self._log("error", "fault", f"paused: {what} — {advice}", step=self.step, data={"advice": advice})
+        self.control.pause()
+
+    def _recover_from_oom(self) -> None:
+        """Out of accelerator memory: undo the step, free what we can, pause with advice."""
+        self.step -= 1
+        self.batch = None
+        self.optimizer.zero_grad(set_to_none=True)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        self._pause_for_fault(
+            f"out of GPU memory at step {self.step + 1}",
+            "lower per_device_train_batch_size (more gradient_accumulation_steps), num_generations or "
+            "max_completion_length, or turn on gradient_checkpointing; adjust, then resume",
+        )
+
     def _apply_adjustments(self) -> None:
         changes = self.control.take_adjustments()
         if not changes:
@@ -365,10 +446,14 @@ class Trainer:
             elif key == "reward_weights":
                 self.reward_weights = torch.tensor(value, dtype=torch.float32)
             elif key == "beta" and value > 0 and self.ref_model is None:
-                self.ref_model = load_reference_model(self.cfg, self.device)
+                self.ref_model = load_reference_model(self.cfg, self.device, self._ref_source())
         self.adjustments.append({"step": self.step, **changes})
         text = ", ".join(f"{k}={v}" for k, v in changes.items())
         self._log("info", "adjust", f"adjusted {text} (from step {self.step + 1})", step=self.step, data=changes)
+
+    def _ref_source(self):
+        """A model object handed in (Python API) is copied; otherwise the reference is loaded from disk."""
+        return self.model if self._given["model"] is not None else None
 
     def sampling_params(self, greedy: bool = False) -> SamplingParams:
         cfg = self.cfg

@@ -5,6 +5,11 @@
     grpo-tui train PRESET --headless      no TUI: a progress bar and a summary on stdout
     grpo-tui bench PRESET                 seconds per step, split by phase; throughput; memory
     grpo-tui presets                      the presets found and whether they validate
+    grpo-tui train PRESET --detach        train in the background; attach later
+    grpo-tui attach RUN_DIR               the dashboard of a run going on in another process
+    grpo-tui resume RUN_DIR [--headless]  continue from the newest complete checkpoint
+    grpo-tui send RUN_DIR pause|resume|stop|checkpoint|adjust [KEY=VALUE ...]
+    grpo-tui runs                         runs and their state (running, paused, finished, crashed, ...)
 
 Every command that takes a preset also takes ``--set key=value`` (repeatable, nested keys
 with dots), ``--max-steps N`` and ``--output DIR``. A preset with mistakes exits with code 2
@@ -38,6 +43,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a preset (dashboard, or --headless)")
     _preset_args(p)
     p.add_argument("--headless", action="store_true", help="no dashboard: progress bar and summary on stdout")
+    p.add_argument("--detach", action="store_true",
+                   help="train in a background process that outlives the terminal; prints the run directory")
+
+    p = sub.add_parser("resume", help="continue a run from its newest complete checkpoint")
+    p.add_argument("run_dir")
+    p.add_argument("--headless", action="store_true", help="no dashboard: progress bar and summary on stdout")
+    p.add_argument("--detach", action="store_true", help="continue in a background process")
+
+    p = sub.add_parser("attach", help="open the dashboard on a run going on in another process")
+    p.add_argument("run_dir")
+
+    p = sub.add_parser("send", help="send a command to a run going on in another process")
+    p.add_argument("run_dir")
+    p.add_argument("action", choices=["pause", "resume", "stop", "checkpoint", "adjust"])
+    p.add_argument("changes", nargs="*", metavar="KEY=VALUE", help="for adjust: e.g. learning_rate=1e-6 temperature=0.8")
+
+    p = sub.add_parser("runs", help="list runs and their state")
+    p.add_argument("--root", default="runs", help="folder holding run directories (default runs/)")
 
     p = sub.add_parser("bench", help="benchmark a preset: seconds per step by phase, throughput, peak memory")
     _preset_args(p)
@@ -64,9 +87,14 @@ def _load(args):
     """The validated config, or exit 2 with every problem listed."""
     from engine.config import ConfigError, load_preset
 
+    from engine.trainer import RunDirInUse, check_run_dir_free
+
     try:
-        return load_preset(args.preset, _overrides(args))
-    except ConfigError as exc:
+        cfg = load_preset(args.preset, _overrides(args))
+        if cfg.output_dir:
+            check_run_dir_free(cfg.output_dir)
+        return cfg
+    except (ConfigError, RunDirInUse) as exc:
         print(f"grpo-tui: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
 
@@ -81,6 +109,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args) -> int:
+    if getattr(args, "detach", False):
+        return _detach(args)
+    if args.command == "runs":
+        return _list_runs(args.root)
+    if args.command == "send":
+        return _send(args)
+    if args.command == "resume" and args.headless:
+        from grpo_tui.headless import resume_headless
+
+        return resume_headless(args.run_dir)
+    if args.command in ("resume", "attach"):
+        from grpo_tui.app import GrpoApp
+
+        _check_run_dir(args.run_dir)
+        app = GrpoApp(**{args.command: args.run_dir})
+        app.run()
+        return int(app.return_code or 0)
     if args.command in (None, "run", "view") or (args.command == "train" and not args.headless):
         from grpo_tui.app import GrpoApp
 
@@ -104,6 +149,77 @@ def _dispatch(args) -> int:
     if args.command == "presets":
         return _list_presets()
     raise AssertionError(args.command)
+
+
+def _check_run_dir(run_dir: str) -> None:
+    from pathlib import Path
+
+    if not (Path(run_dir) / "config.yaml").exists():
+        print(f"grpo-tui: {run_dir} is not a run directory (no config.yaml)", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG)
+
+
+def _detach(args) -> int:
+    """Start the same command headless in its own process session and return at once."""
+    import subprocess
+    from pathlib import Path
+
+    if args.command == "resume":
+        _check_run_dir(args.run_dir)
+        run_dir = Path(args.run_dir)
+        argv = ["resume", str(run_dir), "--headless"]
+    else:
+        from engine.trainer import default_run_dir
+
+        cfg = _load(args)
+        run_dir = Path(cfg.output_dir) if cfg.output_dir else default_run_dir(cfg)
+        argv = ["train", args.preset, "--headless", *sum((["--set", o] for o in args.overrides), []),
+                "--output", str(run_dir)]
+        if args.max_steps is not None:
+            argv += ["--max-steps", str(args.max_steps)]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = open(run_dir / "console.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "grpo_tui", *argv], stdin=subprocess.DEVNULL, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    print(f"training in the background (pid {proc.pid}): {run_dir}")
+    print(f"  watch:  grpo-tui attach {run_dir}")
+    print(f"  output: {run_dir / 'console.log'}")
+    return 0
+
+
+def _send(args) -> int:
+    import yaml
+
+    from engine.channel import send_command
+
+    _check_run_dir(args.run_dir)
+    changes = {}
+    for item in args.changes:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            print(f"grpo-tui: expected KEY=VALUE, got {item!r}", file=sys.stderr)
+            return EXIT_CONFIG
+        changes[key] = yaml.safe_load(value)
+    if args.action == "adjust" and not changes:
+        print("grpo-tui: adjust needs at least one KEY=VALUE", file=sys.stderr)
+        return EXIT_CONFIG
+    send_command(args.run_dir, args.action, **changes)
+    print(f"sent {args.action} to {args.run_dir}" + (f": {changes}" if changes else ""))
+    return 0
+
+
+def _list_runs(root: str) -> int:
+    from engine.runs import list_run_summaries
+
+    rows = list_run_summaries(root)
+    if not rows:
+        print(f"no runs in {root}/")
+        return 0
+    print(f"{'run':40s} {'state':13s} {'step':>11s}  {'reward':>7s}  model")
+    for r in rows:
+        reward = f"{r.reward:.3f}" if r.reward is not None else "-"
+        print(f"{r.name:40s} {r.state:13s} {r.step:>5d}/{r.max_steps:<5d}  {reward:>7s}  {r.model}")
+    return 0
 
 
 def _list_presets() -> int:

@@ -89,12 +89,15 @@ def print_summary(summary: dict, out=sys.stdout) -> None:
 
 def train_headless(cfg) -> int:
     """Train on a background thread; Ctrl-C asks for a clean stop (the final model is saved)."""
-    control = Control()
+    return _run_headless(Trainer(cfg, control=Control()))
+
+
+def _run_headless(trainer: Trainer) -> int:
+    control = trainer.control
     printer = HeadlessPrinter()
     control.subscribe(printer)
     outcome: dict = {}
     control.subscribe(lambda e: outcome.__setitem__("event", e) if isinstance(e, (RunFinished, RunFailed)) else None)
-    trainer = Trainer(cfg, control=control)
     thread = trainer.start()
 
     interrupts = 0
@@ -121,3 +124,15 @@ def train_headless(cfg) -> int:
     where = f" (details: {event.traceback_path})" if isinstance(event, RunFailed) and event.traceback_path else ""
     print(f"\ngrpo-tui: run failed: {message}{where}", file=sys.stderr)
     return 1
+
+
+def resume_headless(run_dir: str) -> int:
+    """Continue ``run_dir`` from its newest complete checkpoint, headless."""
+    from engine.trainer import NoCheckpoint
+
+    try:
+        trainer = Trainer.resume(run_dir, control=Control())
+    except (NoCheckpoint, FileNotFoundError) as exc:
+        print(f"grpo-tui: {exc}", file=sys.stderr)
+        return 2
+    return _run_headless(trainer)
