@@ -117,6 +117,7 @@ def policy_loss(
     max_completion_length: int | None = None,
     num_items_in_batch: float | None = None,
     entropies: torch.Tensor | None = None,
+    token_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The clipped GRPO surrogate with an optional k3 KL penalty, normalised per ``loss_type``.
 
@@ -126,7 +127,8 @@ def policy_loss(
         ratio_t = exp(mean_t(logp − old_logp)) for every t of the completion)
         L_t = −min(ratio_t·A, clip(ratio_t, 1−ε_low, 1+ε_high)·A) + β·KL3_t
 
-    with ``ratio`` first capped at ``delta`` when set (two-sided clipping). Normalisation over
+    with ``ratio`` first capped at ``delta`` when set (two-sided clipping), and the clipped term
+    multiplied by ``token_weights`` when given (e.g. the top-entropy mask). Normalisation over
     the mask M (N rows, T_max = ``max_completion_length``):
 
     - ``grpo``:    mean over rows of ``Σ_t L·M / Σ_t M``           (per-sequence mean, then mean)
@@ -161,6 +163,8 @@ def policy_loss(
         ratio = torch.clamp(ratio, max=delta)
     adv = advantages.unsqueeze(1)
     per_token = -torch.min(ratio * adv, clipped * adv)
+    if token_weights is not None:
+        per_token = per_token * token_weights
 
     stats: dict[str, torch.Tensor] = {}
     if beta != 0.0:
@@ -194,3 +198,75 @@ def policy_loss(
         if entropies is not None:
             stats["entropy"] = masked_mean(entropies.detach(), mask)
     return loss, stats
+
+
+def normalize_then_sum_advantages(
+    rewards_per_func: torch.Tensor, weights: torch.Tensor, num_generations: int
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """GDPO-style multi-objective advantages: normalise each reward within its group, then sum.
+
+    ``Â_k = (r_k − mean_group(r_k)) / (std_group(r_k) + 1e-4)`` for every reward function k
+    (NaN = "not applicable" rows count as 0), ``s = Σ_k w_k·Â_k``, and the advantage is
+    ``A = (s − mean_batch(s)) / (std_batch(s) + 1e-4)``. Unlike summing first, a reward with a
+    large spread cannot drown out the others.
+
+    Example: G=2, one group, rewards [[1, 0], [0, 0]], w = [1, 1] → Â_0 = ±.5/(.7071 + 1e-4)
+    = [.7070, −.7070], Â_1 = [0, 0] → s = [.7070, −.7070] → A = s/(std(s) + 1e-4) = [.7070, −.7070].
+    """
+    n, f = rewards_per_func.shape
+    grouped = rewards_per_func.view(-1, num_generations, f)
+    valid = ~torch.isnan(grouped)
+    filled = torch.where(valid, grouped, torch.zeros_like(grouped))
+    count = valid.sum(dim=1, keepdim=True).clamp(min=1)
+    mean = filled.sum(dim=1, keepdim=True) / count
+    var = (torch.where(valid, grouped - mean, torch.zeros_like(grouped)) ** 2).sum(dim=1, keepdim=True) / (count - 1).clamp(min=1)
+    normalised = torch.where(valid, (grouped - mean) / (var.sqrt() + ADV_EPS), torch.zeros_like(grouped))
+    summed = (normalised * weights.view(1, 1, f)).sum(dim=-1).view(-1)
+    advantages = (summed - summed.mean()) / (summed.std() + ADV_EPS) if n > 1 else summed * 0
+    group_std = var.sqrt().squeeze(1)  # [B, F]
+    zero = torch.isclose(group_std, torch.zeros_like(group_std)).all(dim=1)
+    return advantages, {"frac_reward_zero_std": zero.float().mean(), "reward_std": group_std.mean(), "group_std": group_std.mean(dim=1)}
+
+
+def groups_with_signal(rewards: torch.Tensor, num_generations: int) -> torch.Tensor:
+    """DAPO dynamic sampling: True for groups whose rewards are not all equal. [N] → [B] bool.
+
+    A group where every completion got the same reward has zero advantage everywhere and
+    teaches nothing; DAPO drops it and samples more prompts instead."""
+    grouped = rewards.view(-1, num_generations)
+    return ~torch.isclose(grouped.max(dim=1).values, grouped.min(dim=1).values)
+
+
+def high_entropy_mask(entropies: torch.Tensor, mask: torch.Tensor, quantile: float) -> torch.Tensor:
+    """``top_entropy_quantile`` ρ: keep only tokens whose entropy is in the top ρ share.
+
+    The threshold is the (1 − ρ) quantile of the entropies of real (masked-in) tokens; tokens
+    at or above it get weight 1, the rest 0. ρ = 1 keeps every token; ρ = 0.2 trains on the
+    20% most uncertain "forking" tokens (Wang et al., 2025).
+
+    Example: entropies [.1, .5, .9, .3], ρ = .5 → threshold = quantile(.5) = .4 → [0, 1, 1, 0].
+    """
+    if quantile >= 1.0:
+        return torch.ones_like(entropies)
+    real = entropies[mask.bool()]
+    if real.numel() == 0:
+        return torch.zeros_like(entropies)
+    threshold = torch.quantile(real.float(), 1.0 - quantile)
+    return (entropies >= threshold).to(entropies.dtype) * mask.to(entropies.dtype)
+
+
+@torch.no_grad()
+def mix_into_reference(ref_model: torch.nn.Module, model: torch.nn.Module, alpha: float) -> None:
+    """``sync_ref_model`` (TR-DPO): ``θ_ref ← α·θ + (1 − α)·θ_ref`` for every parameter."""
+    for ref_p, p in zip(ref_model.parameters(), model.parameters()):
+        ref_p.mul_(1.0 - alpha).add_(p.detach().to(ref_p.dtype), alpha=alpha)
+
+
+def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
+    """Unbiased pass@k from n samples with c correct (Chen et al., 2021): ``1 − C(n−c, k) / C(n, k)``."""
+    if num_samples - num_correct < k:
+        return 1.0
+    prob_all_wrong = 1.0
+    for i in range(num_samples - num_correct + 1, num_samples + 1):
+        prob_all_wrong *= 1.0 - k / i
+    return 1.0 - prob_all_wrong

@@ -166,3 +166,52 @@ def test_completion_logits_alignment():
     logits = torch.arange(5.0).view(1, 5, 1).expand(1, 5, 2)
     out = grpo.completion_logits(logits, 2, temperature=2.0)
     assert out[0, :, 0].tolist() == [1.0, 1.5]
+
+
+def test_normalize_then_sum_hand_computed():
+    per_func = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    adv, stats = grpo.normalize_then_sum_advantages(per_func, torch.tensor([1.0, 1.0]), 2)
+    s = 0.5 / (math.sqrt(0.5) + 1e-4)  # Â_0 = ±(1 − .5)/(std .7071 + 1e-4), Â_1 = 0
+    sums = torch.tensor([s, -s])
+    expected = (sums - sums.mean()) / (sums.std() + 1e-4)
+    assert adv.tolist() == pytest.approx(expected.tolist(), rel=1e-5)
+    # a reward with a huge spread no longer dominates: scale one function by 100
+    per_func = torch.tensor([[100.0, 0.0], [0.0, 1.0], [100.0, 1.0], [0.0, 0.0]])
+    adv_a, _ = grpo.normalize_then_sum_advantages(per_func, torch.ones(2), 2)
+    adv_b, _ = grpo.normalize_then_sum_advantages(per_func / torch.tensor([100.0, 1.0]), torch.ones(2), 2)
+    assert adv_a.tolist() == pytest.approx(adv_b.tolist(), abs=1e-4)
+    # NaN (None) rows count as zero for that function
+    per_func = torch.tensor([[1.0, float("nan")], [0.0, float("nan")]])
+    adv, _ = grpo.normalize_then_sum_advantages(per_func, torch.ones(2), 2)
+    assert torch.isfinite(adv).all() and adv[0] > 0 > adv[1]
+
+
+def test_groups_with_signal():
+    rewards = torch.tensor([1.0, 1.0, 0.0, 1.0, 0.5, 0.5])
+    assert grpo.groups_with_signal(rewards, 2).tolist() == [False, True, False]
+
+
+def test_high_entropy_mask():
+    ent = torch.tensor([[0.1, 0.5, 0.9, 0.3]])
+    mask = torch.ones(1, 4)
+    assert grpo.high_entropy_mask(ent, mask, 0.5).tolist() == [[0.0, 1.0, 1.0, 0.0]]
+    assert grpo.high_entropy_mask(ent, mask, 1.0).tolist() == [[1.0, 1.0, 1.0, 1.0]]
+    # padded positions never count, nor set the threshold
+    mask = torch.tensor([[1.0, 1.0, 0.0, 0.0]])
+    assert grpo.high_entropy_mask(ent, mask, 0.5).tolist() == [[0.0, 1.0, 0.0, 0.0]]
+    # the weights zero the loss of low-entropy tokens
+    logps = torch.zeros(1, 4)
+    loss, _ = grpo.policy_loss(logps, None, torch.tensor([-1.0]), torch.ones(1, 4), loss_type="bnpo",
+                               token_weights=torch.tensor([[0.0, 1.0, 1.0, 0.0]]))
+    assert loss.item() == pytest.approx(2 / 4)
+
+
+def test_mix_into_reference_and_pass_at_k():
+    ref, model = torch.nn.Linear(1, 1, bias=False), torch.nn.Linear(1, 1, bias=False)
+    ref.weight.data.fill_(0.0)
+    model.weight.data.fill_(1.0)
+    grpo.mix_into_reference(ref, model, 0.6)
+    assert ref.weight.item() == pytest.approx(0.6)
+    assert grpo.pass_at_k(4, 0, 2) == 0.0
+    assert grpo.pass_at_k(4, 4, 2) == 1.0
+    assert grpo.pass_at_k(4, 1, 2) == pytest.approx(1 - (3 * 2) / (4 * 3))  # 1 − C(3,2)/C(4,2) = .5
