@@ -133,11 +133,12 @@ def run_state(run_dir: str | os.PathLike, last_status: str, now: float | None = 
     """What a run is doing now, from its last written status and its heartbeat.
 
     A final status (finished, failed) is the answer. Otherwise the run is live only while its
-    heartbeat is fresh; a stale or missing heartbeat means the process died: ``crashed``."""
+    heartbeat is fresh, and then its last status holds; a stale or missing heartbeat means the
+    process died: ``crashed``."""
     if last_status in ("finished", "failed"):
         return last_status
     beat = read_heartbeat(run_dir)
     now = time.time() if now is None else now
     if beat is None or now - float(beat.get("time", 0)) > STALE_S:
         return "crashed"
-    return str(beat.get("state", last_status))
+    return last_status  # written at each change, so fresher than the periodic heartbeat

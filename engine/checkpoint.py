@@ -35,7 +35,7 @@ def save_checkpoint(trainer, final_path: Path) -> Path:
             {
                 "optimizer": trainer.optimizer.state_dict(),
                 "scheduler": trainer.scheduler.state_dict(),
-                "batch": trainer.batch if trainer.cfg.num_iterations > 1 else None,  # reused by the next μ−1 steps
+                "batch": trainer.batch if trainer.reuses_batch else None,  # the round later steps still use
                 "rng": {
                     "python": random.getstate(),
                     "numpy": np.random.get_state(),

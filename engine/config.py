@@ -45,6 +45,9 @@ ADJUSTABLE_FIELDS = (
 
 DATASET_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 
+REWARD_MODEL_PREFIX = "model:"
+"""``reward_funcs`` entries starting with this name a sequence-classification reward model."""
+
 
 # --------------------------------------------------------------------------- dataclasses
 
@@ -129,8 +132,29 @@ class RunConfig:
     """importance ratio per token or per sequence (GSPO)"""
     mask_truncated_completions: bool = False
     """exclude completions cut at max_completion_length from the loss"""
+    multi_objective_aggregation: str = "sum_then_normalize"
+    """sum_then_normalize: weighted sum of rewards, then group advantages | normalize_then_sum (GDPO):
+    each reward normalised within its group, then the weighted sum, normalised over the batch"""
+    dynamic_sampling: bool = False
+    """DAPO: drop groups whose rewards all agree and refill the batch from new prompts"""
+    dynamic_sampling_max_tries: int = 3
+    """extra generation rounds allowed per step to refill the batch (then zero-signal groups fill the rest)"""
+    top_entropy_quantile: float = 1.0
+    """train only on the tokens whose entropy is in this top share (1.0 = all tokens)"""
+    sync_ref_model: bool = False
+    """move the reference model towards the policy every ref_model_sync_steps (TR-DPO)"""
+    ref_model_mixup_alpha: float = 0.6
+    """ref ← alpha·policy + (1 − alpha)·ref at each sync"""
+    ref_model_sync_steps: int = 512
+    """optimizer steps between reference syncs"""
+    steps_per_generation: int | None = None
+    """micro-batches fed by one generation round (TRL); None = gradient_accumulation_steps"""
+    generation_batch_size: int | None = None
+    """completions per generation round; alternative to steps_per_generation"""
+    peft: dict | None = None
+    """LoRA through peft: {r, lora_alpha, lora_dropout, target_modules, merge_on_save}; None = full fine-tuning"""
     reward_funcs: list[str] = field(default_factory=lambda: ["accuracy"])
-    """built-in names, "module:function" or "path/file.py:function"; their weighted sum is the reward"""
+    """built-in names, "module:function", "path/file.py:function" or "model:<hub id or path>" (a reward model); their weighted sum is the reward"""
     reward_weights: list[float] | None = None
     """one weight per reward function; None = all 1.0"""
     reward_kwargs: dict[str, dict] = field(default_factory=dict)
@@ -181,8 +205,14 @@ class RunConfig:
     """evaluate every this many steps; 0 = before and after training only"""
     eval_max_samples: int | None = None
     """cap on evaluation prompts; None = the whole eval split"""
+    num_generations_eval: int = 0
+    """samples per eval prompt for pass@k (k = this); 0 = greedy accuracy only"""
     log_completions_groups: int = 4
     """groups per step written to samples.jsonl"""
+    log_completions: bool = False
+    """also write each step's logged groups as completions/completions_NNNNN.parquet (TRL's format)"""
+    report_to: list[str] = field(default_factory=list)
+    """logging integrations: tensorboard (logs in <run dir>/tensorboard) and/or wandb; [] = none"""
     run_name: str | None = None
     """name shown in the dashboard and used for the run directory; default = the preset's name"""
 
@@ -266,6 +296,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "scale_rewards": ("group", "batch", "none"),
     "importance_sampling_level": ("token", "sequence"),
     "lr_scheduler_type": ("constant", "linear", "cosine", "constant_with_warmup"),
+    "multi_objective_aggregation": ("sum_then_normalize", "normalize_then_sum"),
 }
 
 
@@ -321,6 +352,13 @@ _RULES: dict[str, Callable[[Any], str | None]] = {
     "eval_steps": _range(0),
     "eval_max_samples": _range(1),
     "log_completions_groups": _range(0),
+    "dynamic_sampling_max_tries": _range(0),
+    "top_entropy_quantile": _range(0, 1, lo_open=True),
+    "ref_model_mixup_alpha": _range(0, 1),
+    "ref_model_sync_steps": _range(1),
+    "steps_per_generation": _range(1),
+    "generation_batch_size": _range(1),
+    "num_generations_eval": _range(0),
     "dataset.path": _not_empty,
     "dataset.name": _not_empty,
     "dataset.split": _not_empty,
@@ -335,6 +373,14 @@ def _tolerate_trl(name: str, value: Any) -> Any:
         return "group" if value else "none"
     if name == "top_k" and value is None:
         return 0
+    if name == "report_to":  # TRL: None / "none" / "all" / one name / a list
+        if value is None or value == "none":
+            return []
+        if value == "all":
+            installed = _reporting_api("installed_integrations")
+            return installed() if installed else []
+        if isinstance(value, str):
+            return [value]
     return value
 
 
@@ -603,11 +649,27 @@ def _rewards_api(name: str) -> Callable | None:
     return getattr(rewards, name, None)
 
 
+def _reporting_api(name: str) -> Callable | None:
+    """A function from engine.reporting, imported lazily; None if absent."""
+    try:
+        import engine.reporting as reporting
+    except Exception:
+        return None
+    return getattr(reporting, name, None)
+
+
 def _ask(checker: Callable[[str], str | None], spec: str) -> str | None:
     try:
         return checker(spec)
     except Exception as e:  # a checker that breaks must not break loading the preset
         return f"could not check {spec!r}: {type(e).__name__}: {e}"
+
+
+def _ask_all(checker: Callable[..., list[str]], names: list[str], check_installed: bool) -> list[str]:
+    try:
+        return list(checker(names, check_installed=check_installed))
+    except Exception as e:  # a checker that breaks must not break loading the preset
+        return [f"report_to: could not check {names!r}: {type(e).__name__}: {e}"]
 
 
 def _is_file_spec(target: str) -> bool:
@@ -621,6 +683,18 @@ def _check_rewards(funcs: list[str], dirs: list[Path], check_paths: bool, proble
     for i, spec in enumerate(funcs):
         path = f"reward_funcs[{i}]"
         resolved.append(spec)
+        if spec.startswith(REWARD_MODEL_PREFIX):  # a sequence-classification reward model
+            target = spec[len(REWARD_MODEL_PREFIX):].strip()
+            found = _resolve(target, dirs) if target else None
+            if found is not None:
+                spec = resolved[-1] = f"{REWARD_MODEL_PREFIX}{found}"
+            elif check_paths and target and _looks_local(target, dirs):
+                problems.append(f"{path}: reward model not found: {target} (looked in {_where(dirs)})")
+                continue
+            message = _ask(checker, spec) if checker else None
+            if message:
+                problems.append(f"{path}: {message}")
+            continue
         if ":" not in spec:
             if spec in BUILTIN_REWARDS:
                 continue
@@ -656,6 +730,8 @@ def _weights_mismatch(n_weights: int, n_funcs: int) -> str:
 
 
 def _reward_name(spec: str) -> str:
+    if spec.startswith(REWARD_MODEL_PREFIX):  # the model's folder or repo name, as engine.rewards names it
+        return spec[len(REWARD_MODEL_PREFIX):].strip().replace("\\", "/").rstrip("/").rpartition("/")[2]
     return spec.rpartition(":")[2] if ":" in spec else spec
 
 
@@ -689,9 +765,34 @@ def _cross_check(v: dict, bad: set, dirs: list[Path], check_paths: bool, problem
         check_kwargs = _rewards_api("check_reward_kwargs")
         if kwargs and check_kwargs is not None and "max_completion_length" not in bad:
             try:
-                problems.extend(check_kwargs(kwargs, max_completion_length=v.get("max_completion_length")))
+                problems.extend(check_kwargs(kwargs, max_completion_length=v.get("max_completion_length"), reward_funcs=funcs))
             except Exception as e:
                 problems.append(f"reward_kwargs: could not check options: {type(e).__name__}: {e}")
+
+    spg, gbs = v.get("steps_per_generation"), v.get("generation_batch_size")
+    if spg is not None and gbs is not None:
+        problems.append("generation_batch_size: set either steps_per_generation or generation_batch_size, not both")
+    elif None not in (batch, accum, gens) and (spg is not None or gbs is not None):
+        per_round = gbs if gbs is not None else batch * (spg or accum)
+        if per_round % (batch * accum):
+            problems.append(f"{'generation_batch_size' if gbs is not None else 'steps_per_generation'}: a generation "
+                            f"round of {per_round} completions must feed whole optimizer steps of {batch * accum}")
+        elif per_round % gens:
+            problems.append(f"generation_batch_size: {per_round} completions per round is not a multiple of "
+                            f"num_generations ({gens})")
+    if v.get("sync_ref_model") and not v.get("beta"):
+        problems.append("sync_ref_model: needs beta > 0 (without a KL term there is no reference model)")
+    peft = v.get("peft")
+    if peft is not None:
+        problems.extend(_check_peft(peft))
+
+    if v.get("log_completions") and v.get("log_completions_groups") == 0:
+        problems.append("log_completions: the completion logs hold the groups each step logs; set log_completions_groups > 0")
+
+    report_to = v.get("report_to")
+    check_report_to = _reporting_api("check_report_to")
+    if report_to and check_report_to is not None:
+        problems.extend(_ask_all(check_report_to, report_to, check_paths))
 
     model = v.get("model_name_or_path")
     if model is not None:
@@ -704,6 +805,30 @@ def _cross_check(v: dict, bad: set, dirs: list[Path], check_paths: bool, problem
     ds = v.get("dataset")
     if ds is not None:
         _check_dataset(ds, {k.partition(".")[2] for k in bad if str(k).startswith("dataset.")}, dirs, check_paths, problems)
+
+
+PEFT_KEYS = {"r": int, "lora_alpha": (int, float), "lora_dropout": (int, float), "target_modules": (list, str),
+             "merge_on_save": bool}
+
+
+def _check_peft(peft: dict) -> list[str]:
+    """The LoRA block: known keys, right types, sensible values; peft must be importable."""
+    problems = []
+    for key, value in peft.items():
+        if key not in PEFT_KEYS:
+            problems.append(f"peft.{key}: unknown key{_did_you_mean(key, PEFT_KEYS)}")
+        elif isinstance(value, bool) and PEFT_KEYS[key] is not bool or not isinstance(value, PEFT_KEYS[key]):
+            problems.append(f"peft.{key}: wrong type ({_describe(value)})")
+    if isinstance(peft.get("r"), int) and not isinstance(peft.get("r"), bool) and peft["r"] < 1:
+        problems.append(f"peft.r: must be >= 1, got {peft['r']}")
+    dropout = peft.get("lora_dropout")
+    if isinstance(dropout, (int, float)) and not isinstance(dropout, bool) and not 0 <= dropout < 1:
+        problems.append(f"peft.lora_dropout: must be in [0, 1), got {dropout}")
+    try:
+        import peft as _peft  # noqa: F401
+    except ImportError:
+        problems.append("peft: LoRA needs the peft package: pip install 'grpo-tui[lora]'")
+    return problems
 
 
 def _check_dataset(ds: dict, bad: set, dirs: list[Path], check_paths: bool, problems: list[str]) -> None:

@@ -1,45 +1,67 @@
-"""Held-out evaluation: greedy accuracy with the task's verifier (or the accuracy reward)."""
+"""Held-out evaluation: greedy accuracy, and pass@k from k samples per prompt.
+
+The judge is the task's verifier for built-in tasks, otherwise the run's ``accuracy``
+reward (rows it cannot judge — None — are left out of the means).
+"""
 
 from __future__ import annotations
 
 import torch
 
+from engine.grpo import pass_at_k
 from engine.rewards import score
 
 EVAL_BATCH = 256
 
 
-@torch.no_grad()
-def greedy_eval(model, renderer, backend, tokenizer, reward_funcs, task, rows, params, batch_size: int = EVAL_BATCH) -> dict[str, float]:
-    """``eval/accuracy`` = share of held-out prompts whose greedy completion is verified correct.
+def _judge(texts: list[str], rows: list[dict], ids: list[list[int]], task, accuracy_fn) -> list[float | None]:
+    if task is not None:
+        return [task.verify(text, row) for text, row in zip(texts, rows)]
+    columns = {k: [r.get(k) for r in rows] for k in rows[0] if k != "prompt"}
+    batch = score(accuracy_fn, torch.ones(1), [r["prompt"] for r in rows], texts, columns, ids, 0)
+    return [None if v != v else float(v) for v in batch.per_func[:, 0].tolist()]
 
-    With a built-in task its verifier decides; otherwise the run's ``accuracy`` reward does
-    (rows it cannot judge — None — are left out of the mean). Returns {} when neither exists.
-    """
-    accuracy_fn = [f for f in reward_funcs if f.name == "accuracy"]
-    if task is None and not accuracy_fn:
-        return {}
-    correct, judged, lengths, truncated = 0.0, 0, 0.0, 0
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        rollout = backend.generate([renderer.ids(r["prompt"]) for r in chunk], 1, params)
-        ids = [row[: int(n)] for row, n in zip(rollout.completion_ids.tolist(), rollout.lengths.tolist())]
+
+@torch.no_grad()
+def _correct_counts(renderer, backend, tokenizer, task, accuracy_fn, rows, params, n: int):
+    """Per prompt: (correct completions out of n, or None when unjudgeable), plus length stats."""
+    counts: list[float | None] = []
+    lengths, truncated = 0.0, 0
+    per_batch = max(1, EVAL_BATCH // n)
+    for start in range(0, len(rows), per_batch):
+        chunk = rows[start : start + per_batch]
+        rollout = backend.generate([renderer.ids(r["prompt"]) for r in chunk], n, params)
+        ids = [row[: int(k)] for row, k in zip(rollout.completion_ids.tolist(), rollout.lengths.tolist())]
         texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
         lengths += float(rollout.lengths.float().sum())
         truncated += int(rollout.truncated.sum())
-        if task is not None:
-            for text, row in zip(texts, chunk):
-                correct += task.verify(text, row)
-            judged += len(chunk)
-        else:
-            columns = {k: [r.get(k) for r in chunk] for k in chunk[0] if k != "prompt"}
-            batch = score(accuracy_fn, torch.ones(1), [r["prompt"] for r in chunk], texts, columns, ids, 0)
-            col = batch.per_func[:, 0]
-            valid = ~torch.isnan(col)
-            correct += float(col[valid].sum())
-            judged += int(valid.sum())
-    return {
-        "eval/accuracy": correct / judged if judged else float("nan"),
-        "eval/mean_length": lengths / max(len(rows), 1),
-        "eval/clipped_ratio": truncated / max(len(rows), 1),
+        verdicts = _judge(texts, [r for r in chunk for _ in range(n)], ids, task, accuracy_fn)
+        for i in range(len(chunk)):
+            group = verdicts[i * n : (i + 1) * n]
+            counts.append(None if any(v is None for v in group) else sum(group))
+    return counts, lengths / max(len(rows) * n, 1), truncated / max(len(rows) * n, 1)
+
+
+def greedy_eval(model, renderer, backend, tokenizer, reward_funcs, task, rows, params,
+                num_samples: int = 0, sample_params=None) -> dict[str, float]:
+    """``eval/accuracy``: share of prompts whose greedy completion is correct. With
+    ``num_samples`` k > 0 also ``eval/pass@k`` (some of k samples correct; unbiased estimator)
+    and ``eval/mean@k`` (share of samples correct), sampled with ``sample_params``."""
+    accuracy_fn = [f for f in reward_funcs if f.name == "accuracy"]
+    if task is None and not accuracy_fn:
+        return {}
+    counts, mean_len, clipped = _correct_counts(renderer, backend, tokenizer, task, accuracy_fn, rows, params, 1)
+    judged = [c for c in counts if c is not None]
+    metrics = {
+        "eval/accuracy": sum(judged) / len(judged) if judged else float("nan"),
+        "eval/mean_length": mean_len,
+        "eval/clipped_ratio": clipped,
     }
+    if num_samples > 0 and sample_params is not None:
+        k = num_samples
+        counts, _, _ = _correct_counts(renderer, backend, tokenizer, task, accuracy_fn, rows, sample_params, k)
+        judged = [c for c in counts if c is not None]
+        if judged:
+            metrics[f"eval/pass@{k}"] = sum(pass_at_k(k, int(c), k) for c in judged) / len(judged)
+            metrics[f"eval/mean@{k}"] = sum(c / k for c in judged) / len(judged)
+    return metrics

@@ -36,7 +36,12 @@ def load_model_and_tokenizer(cfg, device: torch.device, path=None):
 
     source = str(path) if path is not None else cfg.model_name_or_path
     tokenizer = load_tokenizer(source)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=resolve_dtype(cfg.torch_dtype, device))
+    dtype = resolve_dtype(cfg.torch_dtype, device)
+    if cfg.peft is not None:
+        model = AutoModelForCausalLM.from_pretrained(cfg.model_name_or_path, dtype=dtype)
+        model = with_lora(model, cfg.peft, adapter_path=path)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
     model.to(device)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
@@ -61,3 +66,31 @@ def load_reference_model(cfg, device: torch.device, copy_of=None):
     ref.to(device).eval()
     ref.requires_grad_(False)
     return ref
+
+
+def with_lora(model, options: dict, adapter_path=None):
+    """Wrap ``model`` with a trainable LoRA adapter (new, or the one saved at ``adapter_path``).
+
+    Only the adapter trains; the base weights stay frozen, and the base with the adapter
+    switched off is the reference model, so none is loaded twice."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if adapter_path is not None:
+        return PeftModel.from_pretrained(model, str(adapter_path), is_trainable=True)
+    lora = LoraConfig(
+        r=int(options.get("r", 16)),
+        lora_alpha=float(options.get("lora_alpha", 32)),
+        lora_dropout=float(options.get("lora_dropout", 0.0)),
+        target_modules=options.get("target_modules", "all-linear"),
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+def save_final(model, tokenizer, path, peft_options: dict | None) -> None:
+    """``final/``: the full model in save_pretrained format; with LoRA the adapter, or the merged
+    model when ``merge_on_save`` is set (loadable with AutoModelForCausalLM directly)."""
+    if peft_options is not None and peft_options.get("merge_on_save"):
+        model = model.merge_and_unload()
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)

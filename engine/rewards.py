@@ -15,6 +15,10 @@ stop the run: ``score`` turns an exception, a wrong-length result, a non-number 
 infinity into a NaN column for that batch plus a one-line entry in ``RewardBatch.errors``.
 Likewise a plugin that fails to import is reported as one clear line
 (``check_reward_spec``), never as a traceback.
+
+A ``reward_funcs`` entry ``model:<hub id or path>`` names a sequence-classification reward
+model (as TRL accepts one): :class:`RewardModel` scores each prompt+completion with the
+model's first logit, and its metric name is the model's folder or repo name.
 """
 
 from __future__ import annotations
@@ -378,16 +382,25 @@ def _check_options(name: str, options: Any) -> None:
 
 
 def check_reward_kwargs(
-    reward_kwargs: dict[str, dict] | None, *, max_completion_length: int | None = None
+    reward_kwargs: dict[str, dict] | None,
+    *,
+    max_completion_length: int | None = None,
+    reward_funcs: Sequence[Any] | None = None,
 ) -> list[str]:
-    """Every problem with built-in reward options, one "reward_kwargs.name...: message" each.
+    """Every problem with reward options, one "reward_kwargs.name...: message" each.
 
+    Options are for built-ins and, when ``reward_funcs`` is given, for the reward models it
+    names (``batch_size``, ``max_length``, ``dtype`` under the model's name).
     For config validation, which reports all problems at once; cheap (imports nothing).
     """
     problems: list[str] = []
     ctx = _BuildContext(task=None, max_completion_length=max_completion_length)
+    model_names = {reward_model_name(s) for s in reward_funcs or () if is_reward_model_spec(s)}
     for name, options in (reward_kwargs or {}).items():
         try:
+            if name in model_names:
+                _check_reward_model_options(name, options)
+                continue
             if name not in _BUILTINS:
                 raise ValueError(
                     f"reward_kwargs.{name}: options are only for built-in rewards "
@@ -399,6 +412,198 @@ def check_reward_kwargs(
         except ValueError as exc:
             problems.append(str(exc))
     return problems
+
+
+# --------------------------------------------------------------------------- reward models
+
+
+REWARD_MODEL_PREFIX = "model:"
+"""``model:<hub id or path>`` in reward_funcs names a sequence-classification reward model."""
+
+_REWARD_MODEL_OPTIONS = ("batch_size", "max_length", "dtype")
+_REWARD_MODEL_DTYPES = ("auto", "float32", "bfloat16", "float16")
+_REWARD_MODEL_CACHE_SIZE = 2
+
+# Loaded reward models keyed by (target, device, dtype): building the reward functions twice
+# (a second run in the same process, a rebuilt trainer) loads the weights once.
+_LOADED_REWARD_MODELS: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+
+def is_reward_model_spec(spec: Any) -> bool:
+    return isinstance(spec, str) and spec.strip().startswith(REWARD_MODEL_PREFIX)
+
+
+def _reward_model_target(spec: str) -> str:
+    return spec.strip()[len(REWARD_MODEL_PREFIX) :].strip()
+
+
+def reward_model_name(spec: str) -> str:
+    """The metric name of a reward model: its folder or repo name.
+
+    ``model:OpenAssistant/reward-model-deberta-v3-large-v2`` -> ``reward-model-deberta-v3-large-v2``,
+    ``model:./my-rm/`` -> ``my-rm``. Accepts the spec or the bare target.
+    """
+    target = _reward_model_target(spec) if is_reward_model_spec(spec) else spec.strip()
+    return target.replace("\\", "/").rstrip("/").rpartition("/")[2] or target
+
+
+def _looks_like_path(target: str) -> bool:
+    """A filesystem path rather than a hub id such as 'gpt2' or 'Org/Name'."""
+    if target.startswith((".", "/", "~", "\\")) or os.path.isabs(target) or "\\" in target:
+        return True
+    return target.count("/") > 1 or Path(target).exists()
+
+
+def _check_reward_model(spec: str) -> None:
+    target = _reward_model_target(spec)
+    if not target:
+        raise RewardSpecError(
+            f"reward model '{spec}': name a model after 'model:' (a hub id or a folder)", spec
+        )
+    if not _looks_like_path(target):
+        return  # a hub id: checked when it is loaded (offline there is nothing to ask)
+    path = Path(target).expanduser()
+    if not path.exists():
+        raise RewardSpecError(f"reward model '{spec}': folder not found: {path}", spec)
+    if not (path / "config.json").is_file():
+        raise RewardSpecError(
+            f"reward model '{spec}': {path} is not a saved model (no config.json)", spec
+        )
+
+
+def _check_reward_model_options(name: str, options: Any) -> None:
+    if not isinstance(options, dict):
+        raise ValueError(f"reward_kwargs.{name}: expected a mapping of options, got {options!r}")
+    for key, value in options.items():
+        if key not in _REWARD_MODEL_OPTIONS:
+            hint = difflib.get_close_matches(str(key), _REWARD_MODEL_OPTIONS, n=1)
+            did_you_mean = f"did you mean '{hint[0]}'? " if hint else ""
+            raise ValueError(
+                f"reward_kwargs.{name}: unknown option '{key}' ({did_you_mean}"
+                f"reward model options: {', '.join(_REWARD_MODEL_OPTIONS)})"
+            )
+        if value is None and key == "max_length":
+            continue  # no truncation
+        positive_int = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        if key in ("batch_size", "max_length") and not positive_int:
+            raise ValueError(
+                f"reward_kwargs.{name}.{key}: expected a positive integer, got {value!r}"
+            )
+        if key == "dtype" and value not in _REWARD_MODEL_DTYPES:
+            raise ValueError(
+                f"reward_kwargs.{name}.dtype: {value!r} is not one of {' | '.join(_REWARD_MODEL_DTYPES)}"
+            )
+
+
+def _is_chat(prompt: Any) -> bool:
+    return isinstance(prompt, list) and all(isinstance(m, dict) and "content" in m for m in prompt)
+
+
+class RewardModel:
+    """Scores completions with a sequence-classification model's first logit (TRL's reward models).
+
+    Conversational prompts (message lists) are rendered with the reward model's chat template
+    as ``prompt messages + the assistant's completion`` and tokenized without adding special
+    tokens (the template has them); plain prompts are scored as the text ``prompt + completion``
+    with the tokenizer's own special tokens. Rows go through the model ``batch_size`` at a
+    time, right-padded, under ``torch.inference_mode``. Weights load on the first call to
+    :meth:`load` (``build_reward_funcs`` calls it), on ``device``, and are shared by later builds.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        batch_size: int = 16,
+        max_length: int | None = None,
+        dtype: str = "auto",
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.target = target
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.dtype = dtype
+        self.device = torch.device(device)
+        self.__name__ = reward_model_name(target)
+        self.model: Any = None
+        self.tokenizer: Any = None
+
+    def __repr__(self) -> str:
+        return f"RewardModel({self.target!r}, device={str(self.device)!r})"
+
+    def load(self) -> "RewardModel":
+        if self.model is not None:
+            return self
+        from engine.modeling import resolve_dtype
+
+        dtype = resolve_dtype(self.dtype, self.device)
+        key = (self.target, str(self.device), str(dtype))
+        if key not in _LOADED_REWARD_MODELS:
+            _LOADED_REWARD_MODELS[key] = self._from_pretrained(dtype)
+            while len(_LOADED_REWARD_MODELS) > _REWARD_MODEL_CACHE_SIZE:
+                _LOADED_REWARD_MODELS.pop(next(iter(_LOADED_REWARD_MODELS)))
+        self.model, self.tokenizer = _LOADED_REWARD_MODELS[key]
+        return self
+
+    def _from_pretrained(self, dtype: torch.dtype) -> tuple[Any, Any]:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        spec = f"{REWARD_MODEL_PREFIX}{self.target}"
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(self.target)
+            model = AutoModelForSequenceClassification.from_pretrained(self.target, dtype=dtype)
+        except Exception as exc:  # one line for the user, not a loader traceback
+            raise RewardSpecError(
+                f"reward model '{spec}' could not be loaded: {_format_exception(exc, where=False)}",
+                spec,
+            ) from None
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        if model.config.pad_token_id is None:  # needed to find each row's last token when batched
+            model.config.pad_token_id = tokenizer.pad_token_id
+        model.to(self.device).eval()
+        model.requires_grad_(False)
+        return model, tokenizer
+
+    def texts(self, prompts: list, completions: list) -> tuple[list[str], bool]:
+        """The text each row is scored on, and whether it came from the chat template."""
+        chat = bool(prompts) and _is_chat(prompts[0])
+        out = []
+        for prompt, completion in zip(prompts, completions):
+            if chat:
+                if isinstance(completion, list):
+                    reply = list(completion)
+                else:
+                    reply = [{"role": "assistant", "content": completion_text(completion)}]
+                out.append(self.tokenizer.apply_chat_template(list(prompt) + reply, tokenize=False))
+            else:
+                out.append(str(prompt) + completion_text(completion))
+        return out, chat
+
+    def __call__(self, prompts, completions, **kwargs) -> list[float]:
+        """The reward model's first logit for each prompt + completion."""
+        self.load()
+        texts, chat = self.texts(prompts, completions)
+        scores: list[float] = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = self.tokenizer(
+                texts[start : start + self.batch_size],
+                padding=True,
+                padding_side="right",
+                truncation=self.max_length is not None,
+                max_length=self.max_length,
+                add_special_tokens=not chat,
+                return_tensors="pt",
+            ).to(self.device)
+            with torch.inference_mode():
+                logits = self.model(**batch).logits
+            scores.extend(logits[:, 0].float().cpu().tolist())
+        return scores
+
+
+def clear_reward_model_cache() -> None:
+    """Forget loaded reward models (their memory is freed once no run holds them)."""
+    _LOADED_REWARD_MODELS.clear()
 
 
 # --------------------------------------------------------------------------- plugins
@@ -556,11 +761,14 @@ def check_reward_spec(spec: str) -> str | None:
 
 
 def _resolve_spec(spec: str) -> Callable | None:
-    """The plugin callable for ``spec``, or None for a built-in name."""
+    """The plugin callable for ``spec``, or None for a built-in name or a reward model."""
     if not isinstance(spec, str) or not spec.strip():
         raise RewardSpecError(f"reward function spec must be a non-empty string, got {spec!r}")
     spec = spec.strip()
     if spec in _BUILTINS:
+        return None
+    if is_reward_model_spec(spec):
+        _check_reward_model(spec)
         return None
     if ":" not in spec:
         raise RewardSpecError(_unknown_name_message(spec), spec)
@@ -576,18 +784,23 @@ def build_reward_funcs(
     task: Any = None,
     reward_kwargs: dict[str, dict] | None = None,
     max_completion_length: int | None = None,
+    device: str | torch.device = "cpu",
 ) -> list[RewardFunction]:
     """Resolve ``reward_funcs`` into callables, once, before training starts.
 
-    ``specs`` are built-in names, "module:function", "path/file.py:function", or callables.
+    ``specs`` are built-in names, "module:function", "path/file.py:function",
+    "model:<hub id or path>" (a reward model, loaded here onto ``device``), or callables.
     ``task``: a built-in task object (has ``verify``); ``accuracy`` then uses its verifier.
-    ``reward_kwargs``: options for built-ins, e.g. {"format": {"pattern": "..."}}.
+    ``reward_kwargs``: options by function name, e.g. {"format": {"pattern": "..."}} or
+    {"my-rm": {"batch_size": 8}}.
     Raises RewardSpecError for a spec that does not resolve, ValueError for bad options.
     """
     if not specs:
         raise ValueError("reward_funcs: at least one reward function is needed")
     reward_kwargs = dict(reward_kwargs or {})
-    problems = check_reward_kwargs(reward_kwargs, max_completion_length=max_completion_length)
+    problems = check_reward_kwargs(
+        reward_kwargs, max_completion_length=max_completion_length, reward_funcs=specs
+    )
     if problems:
         raise ValueError("; ".join(problems))
     ctx = _BuildContext(task=task, max_completion_length=max_completion_length)
@@ -601,7 +814,11 @@ def build_reward_funcs(
         else:
             spec_text = spec.strip() if isinstance(spec, str) else spec
             plugin = _resolve_spec(spec_text)
-            if plugin is None:
+            if is_reward_model_spec(spec_text):
+                label = reward_model_name(spec_text)
+                options = reward_kwargs.get(label, {})
+                fn = RewardModel(_reward_model_target(spec_text), device=device, **options).load()
+            elif plugin is None:
                 fn = _BUILTINS[spec_text](ctx, **reward_kwargs.get(spec_text, {}))
                 label = spec_text
             else:

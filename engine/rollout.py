@@ -208,3 +208,34 @@ class TransformersRollout:
             logprobs=logprobs[:, :steps].clone() * completion_mask,
             truncated=truncated,
         )
+
+
+def select_rows(rollout: Rollout, index: torch.Tensor) -> Rollout:
+    """The rollout restricted to ``index`` rows (in that order)."""
+    return Rollout(*(getattr(rollout, f)[index] for f in ROLLOUT_FIELDS))
+
+
+def concat_rollouts(rollouts: list[Rollout], pad_id: int) -> Rollout:
+    """Stack rollouts of different widths: prompts padded on the left, completions on the right."""
+    if len(rollouts) == 1:
+        return rollouts[0]
+    p = max(r.prompt_ids.size(1) for r in rollouts)
+    t = max(r.completion_ids.size(1) for r in rollouts)
+
+    def left(x: torch.Tensor, width: int, value) -> torch.Tensor:
+        return torch.nn.functional.pad(x, (width - x.size(1), 0), value=value)
+
+    def right(x: torch.Tensor, width: int, value) -> torch.Tensor:
+        return torch.nn.functional.pad(x, (0, width - x.size(1)), value=value)
+
+    return Rollout(
+        prompt_ids=torch.cat([left(r.prompt_ids, p, pad_id) for r in rollouts]),
+        prompt_mask=torch.cat([left(r.prompt_mask, p, 0) for r in rollouts]),
+        completion_ids=torch.cat([right(r.completion_ids, t, pad_id) for r in rollouts]),
+        completion_mask=torch.cat([right(r.completion_mask, t, 0) for r in rollouts]),
+        logprobs=torch.cat([right(r.logprobs, t, 0.0) for r in rollouts]),
+        truncated=torch.cat([r.truncated for r in rollouts]),
+    )
+
+
+ROLLOUT_FIELDS = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "logprobs", "truncated")

@@ -40,9 +40,10 @@ from engine.data import BatchOrder, PromptData, PromptRenderer, load_prompt_data
 from engine.evaluation import greedy_eval
 from engine.logprobs import completion_logps
 from engine.health import HealthMonitor
-from engine.modeling import load_model_and_tokenizer, load_reference_model, load_tokenizer, pick_device
+from engine.modeling import load_model_and_tokenizer, load_reference_model, load_tokenizer, pick_device, save_final
+from engine.reporting import close_reporters, make_reporters, take_errors
 from engine.rewards import build_reward_funcs, score
-from engine.rollout import Rollout, SamplingParams, TransformersRollout
+from engine.rollout import Rollout, SamplingParams, TransformersRollout, concat_rollouts, select_rows
 from engine.rundir import RunWriter, truncate_after
 from engine.scheduler import lr_lambda
 from engine.samples import sample_groups
@@ -77,8 +78,44 @@ def check_run_dir_free(path: str | Path) -> None:
 
 
 @dataclass
+class Scored:
+    """Completions of some prompts with their rewards, before advantages."""
+
+    rollout: Rollout
+    rows: list[dict]
+    completions: list[str]
+    rewards_total: torch.Tensor  # [N]
+    rewards_per_func: torch.Tensor  # [N, F]
+    keep: torch.Tensor  # [N / G] bool: the group has reward spread
+
+
+def merge_scored(parts: list[Scored], n_groups: int, g: int, pad_id: int, prefer_signal: bool) -> Scored:
+    """``n_groups`` groups out of several scored parts: groups with reward spread first when
+    ``prefer_signal`` (dynamic sampling), then the others to fill the round."""
+    if len(parts) == 1 and not prefer_signal:
+        return parts[0]
+    rollout = concat_rollouts([p.rollout for p in parts], pad_id)
+    keep = torch.cat([p.keep for p in parts])
+    order = torch.cat([torch.nonzero(keep).squeeze(1), torch.nonzero(~keep).squeeze(1)]) if prefer_signal \
+        else torch.arange(keep.numel())
+    groups = order[:n_groups]
+    rows_idx = (groups[:, None] * g + torch.arange(g)).reshape(-1)
+    all_rows = [r for p in parts for r in p.rows]
+    all_completions = [c for p in parts for c in p.completions]
+    idx = rows_idx.tolist()
+    return Scored(
+        rollout=select_rows(rollout, rows_idx.to(rollout.prompt_ids.device)),
+        rows=[all_rows[i] for i in idx],
+        completions=[all_completions[i] for i in idx],
+        rewards_total=torch.cat([p.rewards_total for p in parts])[rows_idx],
+        rewards_per_func=torch.cat([p.rewards_per_func for p in parts])[rows_idx],
+        keep=keep[groups],
+    )
+
+
+@dataclass
 class Batch:
-    """One generation batch, kept for the μ = num_iterations updates that reuse it."""
+    """One generation round, kept for the optimizer steps that use it (steps_per_generation × μ)."""
 
     rollout: Rollout
     rows: list[dict]
@@ -90,17 +127,20 @@ class Batch:
     rewards_total: torch.Tensor
     rewards_per_func: torch.Tensor
     completions: list[str]
+    token_logps: torch.Tensor  # [N, T] filled by the updates, for the inspector
+    token_entropy: torch.Tensor  # [N, T]
 
 
 class Trainer:
     def __init__(self, cfg: RunConfig, control: Control | None = None, run_dir: str | Path | None = None,
                  evaluate: bool = True, *, model=None, tokenizer=None, reward_funcs: list | None = None,
-                 data: PromptData | None = None) -> None:
+                 data: PromptData | None = None, ref_model=None) -> None:
         """``model``, ``tokenizer``, ``reward_funcs`` (callables or specs) and ``data`` replace
         what the config would load — the Python API passes objects a notebook already holds."""
         self.cfg = cfg
         self.evaluate = evaluate
-        self._given = {"model": model, "tokenizer": tokenizer, "reward_funcs": reward_funcs, "data": data}
+        self._given = {"model": model, "tokenizer": tokenizer, "reward_funcs": reward_funcs, "data": data,
+                       "ref_model": ref_model}
         self.control = control or Control()
         self.run_dir = Path(run_dir or cfg.output_dir or default_run_dir(cfg))
         self.step = 0
@@ -140,7 +180,7 @@ class Trainer:
             self.step = ckpt.checkpoint_step(self.resume_from)
             truncate_after(self.run_dir, self.step)  # each step exactly once in the logs
         self.writer = RunWriter(self.run_dir)
-        channel = ChannelServer(self.run_dir, self.control, lambda: {
+        self.channel = channel = ChannelServer(self.run_dir, self.control, lambda: {
             "state": self.control.state.value, "step": self.step, "max_steps": self.cfg.max_steps})
         channel.start()
         try:
@@ -150,6 +190,7 @@ class Trainer:
         except Exception as exc:  # noqa: BLE001 - reported, written, and the viewer stays alive
             self._fail(exc)
         finally:
+            close_reporters(getattr(self, "reporters", []))
             channel.stop()
             self.writer.close()
         return self.summary
@@ -167,7 +208,7 @@ class Trainer:
             self.tokenizer = given["tokenizer"] or load_tokenizer(self.model.name_or_path)
         else:
             self.model, self.tokenizer = load_model_and_tokenizer(cfg, self.device, path=self.resume_from)
-        self.ref_model = load_reference_model(cfg, self.device, self._ref_source()) if cfg.beta > 0 else None
+        self.ref_model = self._load_reference() if cfg.beta > 0 else None
         self.data = given["data"] or load_prompt_data(cfg.dataset, seed=cfg.seed)
         self.renderer = PromptRenderer(
             self.tokenizer,
@@ -178,8 +219,11 @@ class Trainer:
         self.order = BatchOrder(len(self.data.train), cfg.seed, cfg.dataset.shuffle)
         self.reward_funcs = build_reward_funcs(
             given["reward_funcs"] or cfg.reward_funcs, task=self.data.task, reward_kwargs=cfg.reward_kwargs,
-            max_completion_length=cfg.max_completion_length,
+            max_completion_length=cfg.max_completion_length, device=self.device,
         )
+        self.reporters = make_reporters(cfg, self.run_dir)
+        for reporter in self.reporters:
+            self.control.subscribe(reporter)
         self.reward_weights = torch.tensor(cfg.reward_weights or [1.0] * len(self.reward_funcs))
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
         self.backend = TransformersRollout(self.model, self.tokenizer.pad_token_id, self.eos_ids)
@@ -193,6 +237,11 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg))
         self.health = HealthMonitor()
         self.batch: Batch | None = None
+        per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
+        self.round_size = cfg.generation_batch_size or cfg.per_device_train_batch_size * (
+            cfg.steps_per_generation or cfg.gradient_accumulation_steps)
+        # the sampling policy differs from the one being updated once a round feeds several steps
+        self.reuses_batch = cfg.num_iterations > 1 or self.round_size > per_step
         self.num_tokens = 0
         self.skipped_updates = 0
         self.nan_streak = 0
@@ -245,14 +294,19 @@ class Trainer:
         cfg = self.cfg
         t0 = time.perf_counter()
         timings: dict[str, float] = {"time/generate": 0.0, "time/reward": 0.0}
-        # Generate + Score + Advantages, once every μ optimizer steps (num_iterations)
-        if (step - 1) % cfg.num_iterations == 0 or self.batch is None:
-            self.batch = self._make_batch(step, timings)
+        # One generation round feeds `steps_per_round` optimizer steps, each reused μ times.
+        per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
+        steps_per_round = self.round_size // per_step
+        i = (step - 1) % (steps_per_round * cfg.num_iterations)
+        new_round = i == 0 or self.batch is None
+        if new_round:
+            self.batch = self._make_batch(step, timings)  # Generate, Score, Advantages
         batch = self.batch
+        part = slice((i % steps_per_round) * per_step, (i % steps_per_round + 1) * per_step)
 
         # ---- Update -------------------------------------------------------------
         t_update = time.perf_counter()
-        update = self._update(batch)
+        update = self._update(batch, part)
         timings["time/update"] = time.perf_counter() - t_update
 
         # ---- Report -------------------------------------------------------------
@@ -262,10 +316,11 @@ class Trainer:
             metrics.update(self._evaluate(step, "end of training" if step == cfg.max_steps else "periodic"))
         self.writer.metrics(step, metrics)
         self._publish(StepMetrics(step=step, metrics=metrics))
-        if (step - 1) % cfg.num_iterations == 0 and cfg.log_completions_groups > 0:
+        if new_round and cfg.log_completions_groups > 0:
             groups = sample_groups(
                 batch, self.tokenizer, self.reward_funcs, cfg.num_generations,
-                cfg.log_completions_groups, update["token_logps"], update["token_entropy"],
+                min(cfg.log_completions_groups, per_step // cfg.num_generations),
+                batch.token_logps, batch.token_entropy,
             )
             self.writer.samples(step, groups)
             self._publish(StepSamples(step=step, groups=groups))
@@ -273,70 +328,101 @@ class Trainer:
             self._log("warning", "health", alarm.message, step=step, data={"alarm": alarm.name, "suggestion": alarm.suggestion})
 
     def _make_batch(self, step: int, timings: dict[str, float]) -> Batch:
-        cfg = self.cfg
-        n_completions = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
-        n_prompts = n_completions // cfg.num_generations
-        rows = [self.data.train[i] for i in self.order.next(n_prompts)]
+        """A generation round: prompts → G completions each → rewards → advantages.
 
+        With dynamic sampling (DAPO), groups whose rewards all agree are dropped and more
+        prompts are drawn until the round is full or the tries run out."""
+        cfg, g = self.cfg, self.cfg.num_generations
+        n_prompts = self.round_size // g
+        parts = [self._generate_and_score(self._next_prompts(n_prompts), step, timings)]
+        stats: dict[str, float] = {}
+        if cfg.dynamic_sampling:
+            tries = 0
+            while sum(int(p.keep.sum()) for p in parts) < n_prompts and tries < cfg.dynamic_sampling_max_tries:
+                tries += 1
+                deficit = n_prompts - sum(int(p.keep.sum()) for p in parts)
+                parts.append(self._generate_and_score(self._next_prompts(deficit), step, timings))
+            generated = sum(p.keep.numel() for p in parts)
+            stats["dynamic_sampling/frac_dropped"] = 1.0 - sum(int(p.keep.sum()) for p in parts) / generated
+            stats["dynamic_sampling/rounds"] = float(len(parts))
+        scored = merge_scored(parts, n_prompts, g, self.tokenizer.pad_token_id, prefer_signal=cfg.dynamic_sampling)
+
+        # ---- Advantages ---------------------------------------------------------
+        if cfg.multi_objective_aggregation == "normalize_then_sum":
+            advantages, adv_stats = grpo.normalize_then_sum_advantages(
+                scored.rewards_per_func, self.reward_weights, g)
+        else:
+            advantages, adv_stats = grpo.group_advantages(scored.rewards_total, g, cfg.scale_rewards)
+        rollout = scored.rollout
+        mask = rollout.completion_mask.float()
+        if cfg.mask_truncated_completions:
+            mask = grpo.truncation_mask(mask, rollout.truncated.to(mask.device))
+        with torch.no_grad():
+            old_logps = self._logps_chunked(self.model, rollout) if self.reuses_batch else None
+            ref_logps = self._ref_logps(rollout) if cfg.beta > 0 else None
+        stats.update({
+            "reward_std": float(adv_stats["reward_std"]),
+            "frac_reward_zero_std": float(adv_stats["frac_reward_zero_std"]),
+            "advantage/std": float(advantages.std()) if advantages.numel() > 1 else 0.0,
+        })
+        return Batch(rollout, scored.rows, advantages.to(self.device), mask.to(self.device), old_logps, ref_logps,
+                     stats, scored.rewards_total, scored.rewards_per_func, scored.completions,
+                     torch.zeros_like(mask), torch.zeros_like(mask))
+
+    def _next_prompts(self, count: int) -> list[dict]:
+        return [self.data.train[i] for i in self.order.next(count)]
+
+    def _generate_and_score(self, rows: list[dict], step: int, timings: dict[str, float]) -> Scored:
+        cfg = self.cfg
         # ---- Generate -----------------------------------------------------------
         t = time.perf_counter()
         prompt_ids = [self.renderer.ids(r["prompt"]) for r in rows]
         rollout = self.backend.generate(prompt_ids, cfg.num_generations, self.sampling_params(), self.sampling_gen)
-        timings["time/generate"] = time.perf_counter() - t
+        timings["time/generate"] += time.perf_counter() - t
 
         # ---- Score --------------------------------------------------------------
         t = time.perf_counter()
         completions = self._decode(rollout)
         group_rows = [r for r in rows for _ in range(cfg.num_generations)]
         prompts = [r["prompt"] for r in group_rows]
-        conversational = self.renderer.uses_chat(rows[0]["prompt"]) and isinstance(rows[0]["prompt"], list)
+        conversational = isinstance(rows[0]["prompt"], list)
         completions_arg = [[{"role": "assistant", "content": c}] for c in completions] if conversational else completions
         ids_list = [ids[: int(n)] for ids, n in zip(rollout.completion_ids.tolist(), rollout.lengths.tolist())]
         rewards = score(
             self.reward_funcs, self.reward_weights, prompts, completions_arg,
             reward_columns(group_rows), ids_list, step,
         )
+        self._report_reward_errors(rewards, step)
+        timings["time/reward"] += time.perf_counter() - t
+        keep = grpo.groups_with_signal(rewards.total, cfg.num_generations)
+        return Scored(rollout, group_rows, completions, rewards.total, rewards.per_func, keep)
+
+    def _report_reward_errors(self, rewards, step: int) -> None:
         for name, message in rewards.errors:
             self._log("error", "reward_error", f"reward function {name} failed: {message}", step=step,
                       data={"function": name})
         failed = {name for name, _ in rewards.errors}
         self.reward_fail_streak = self.reward_fail_streak + 1 if failed >= {f.name for f in self.reward_funcs} else 0
         if self.reward_fail_streak >= PAUSE_AFTER_FAILURES:
-            self._pause_for_fault(f"every reward function failed for {self.reward_fail_streak} steps in a row "
+            self.reward_fail_streak = 0
+            self._pause_for_fault(f"every reward function failed for {PAUSE_AFTER_FAILURES} steps in a row "
                                   f"(last: {rewards.errors[-1][1]})", "fix the reward function, then resume")
-        timings["time/reward"] = time.perf_counter() - t
 
-        # ---- Advantages ---------------------------------------------------------
-        advantages, adv_stats = grpo.group_advantages(rewards.total, cfg.num_generations, cfg.scale_rewards)
-        mask = rollout.completion_mask.float()
-        if cfg.mask_truncated_completions:
-            mask = grpo.truncation_mask(mask, rollout.truncated.to(mask.device))
-        with torch.no_grad():
-            old_logps = self._logps(self.model, rollout)[0] if cfg.num_iterations > 1 else None
-            ref_logps = self._logps(self.ref_model, rollout)[0] if self.cfg.beta > 0 and self.ref_model is not None else None
-        stats = {
-            "reward_std": float(adv_stats["reward_std"]),
-            "frac_reward_zero_std": float(adv_stats["frac_reward_zero_std"]),
-            "advantage/std": float(advantages.std()) if advantages.numel() > 1 else 0.0,
-        }
-        return Batch(rollout, group_rows, advantages.to(self.device), mask.to(self.device), old_logps, ref_logps,
-                     stats, rewards.total, rewards.per_func, completions)
-
-    def _update(self, batch: Batch) -> dict[str, Any]:
-        """μ-th pass over a batch: gradient accumulation over micro-batches, one optimizer step."""
+    def _update(self, batch: Batch, part: slice) -> dict[str, Any]:
+        """One optimizer step on rows ``part`` of the round: gradient accumulation over micro-batches."""
         cfg = self.cfg
         self.model.train()
-        n = batch.rollout.completion_ids.size(0)
         micro = cfg.per_device_train_batch_size
-        accum = max(1, math.ceil(n / micro))
-        num_items = batch.mask.sum().clamp(min=1.0)
+        starts = range(part.start, part.stop, micro)
+        num_items = batch.mask[part].sum().clamp(min=1.0)
         sums: dict[str, float] = {}
-        token_logps = torch.zeros_like(batch.mask)
-        token_entropy = torch.zeros_like(batch.mask)
         total_loss = 0.0
-        for start in range(0, n, micro):
-            sl = slice(start, start + micro)
+        for start in starts:
+            sl = slice(start, min(start + micro, part.stop))
             logps, entropy = self._logps(self.model, batch.rollout, sl, with_entropy=True)
+            weights = None
+            if cfg.top_entropy_quantile < 1.0:
+                weights = grpo.high_entropy_mask(entropy, batch.mask[sl], cfg.top_entropy_quantile)
             loss, stats = grpo.policy_loss(
                 logps,
                 batch.old_logps[sl] if batch.old_logps is not None else None,
@@ -352,16 +438,17 @@ class Trainer:
                 max_completion_length=cfg.max_completion_length,
                 num_items_in_batch=num_items,
                 entropies=entropy,
+                token_weights=weights,
             )
             if cfg.loss_type != "dapo":
-                loss = loss / accum
+                loss = loss / len(starts)
             loss.backward()
             total_loss += float(loss.detach())
-            weight = float(batch.mask[sl].sum()) / float(num_items)
+            share = float(batch.mask[sl].sum()) / float(num_items)
             for k, v in stats.items():
-                sums[k] = sums.get(k, 0.0) + float(v) * weight
-            token_logps[sl] = logps.detach()
-            token_entropy[sl] = entropy.detach()
+                sums[k] = sums.get(k, 0.0) + float(v) * share
+            batch.token_logps[sl] = logps.detach()
+            batch.token_entropy[sl] = entropy.detach()
 
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
         lr = self.optimizer.param_groups[0]["lr"]
@@ -378,10 +465,28 @@ class Trainer:
                                       "lower learning_rate or max_grad_norm, then resume")
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
+        if cfg.sync_ref_model and isinstance(self.ref_model, torch.nn.Module) and self.step % cfg.ref_model_sync_steps == 0:
+            grpo.mix_into_reference(self.ref_model, self.model, cfg.ref_model_mixup_alpha)
+            self._log("info", "ref_sync", f"reference model moved towards the policy (alpha {cfg.ref_model_mixup_alpha})",
+                      step=self.step)
         self.backend.sync_weights(self.model)
-        self.num_tokens += int(batch.rollout.prompt_mask.sum() + batch.rollout.completion_mask.sum())
-        return {"loss": total_loss, "grad_norm": float(grad_norm), "learning_rate": lr, "stats": sums,
-                "token_logps": token_logps, "token_entropy": token_entropy}
+        rollout = batch.rollout
+        self.num_tokens += int(rollout.prompt_mask[part].sum() + rollout.completion_mask[part].sum())
+        return {"loss": total_loss, "grad_norm": float(grad_norm), "learning_rate": lr, "stats": sums}
+
+    def _logps_chunked(self, model, rollout: Rollout) -> torch.Tensor:
+        """Log-probs of a whole round without gradients, one micro-batch at a time (bounded memory)."""
+        n, micro = rollout.completion_ids.size(0), self.cfg.per_device_train_batch_size
+        return torch.cat([self._logps(model, rollout, slice(s, min(s + micro, n)))[0] for s in range(0, n, micro)])
+
+    def _ref_logps(self, rollout: Rollout) -> torch.Tensor | None:
+        """Reference log-probs: a frozen copy, or — with LoRA — the policy with its adapter switched off."""
+        if isinstance(self.ref_model, torch.nn.Module):
+            return self._logps_chunked(self.ref_model, rollout)
+        if self.cfg.peft is not None:
+            with self.model.disable_adapter():
+                return self._logps_chunked(self.model, rollout)
+        return None
 
     def _logps(self, model, rollout: Rollout, sl: slice = slice(None), with_entropy: bool = False):
         """Per-token log-probs (and entropies) of the completion tokens under ``model``, at T."""
@@ -391,6 +496,8 @@ class Trainer:
     def _between_steps(self) -> None:
         """Apply what the viewer asked for: adjustments, checkpoint-now, pause."""
         control = self.control
+        for message in take_errors(getattr(self, "reporters", [])):
+            self._log("warning", "report", message, step=self.step)
         self._apply_adjustments()
         if control.take_checkpoint_request():
             self._checkpoint("requested")
@@ -446,14 +553,23 @@ class Trainer:
             elif key == "reward_weights":
                 self.reward_weights = torch.tensor(value, dtype=torch.float32)
             elif key == "beta" and value > 0 and self.ref_model is None:
-                self.ref_model = load_reference_model(self.cfg, self.device, self._ref_source())
+                self.ref_model = self._load_reference()
         self.adjustments.append({"step": self.step, **changes})
         text = ", ".join(f"{k}={v}" for k, v in changes.items())
         self._log("info", "adjust", f"adjusted {text} (from step {self.step + 1})", step=self.step, data=changes)
 
-    def _ref_source(self):
-        """A model object handed in (Python API) is copied; otherwise the reference is loaded from disk."""
-        return self.model if self._given["model"] is not None else None
+    def _load_reference(self):
+        """The frozen reference for the KL term: the one handed in (Python API), none with LoRA
+        (the policy with its adapter off is the reference), a copy of a model object handed in,
+        or the starting weights loaded from ``model_name_or_path``."""
+        given = self._given
+        if given["ref_model"] is not None:
+            ref = given["ref_model"].to(self.device).eval()
+            ref.requires_grad_(False)
+            return ref
+        if self.cfg.peft is not None:
+            return None
+        return load_reference_model(self.cfg, self.device, self.model if given["model"] is not None else None)
 
     def sampling_params(self, greedy: bool = False) -> SamplingParams:
         cfg = self.cfg
@@ -484,7 +600,8 @@ class Trainer:
         if not rows or not self.evaluate:
             return {}
         metrics = greedy_eval(self.model, self.renderer, self.backend, self.tokenizer, self.reward_funcs,
-                              self.data.task, rows, self.sampling_params(greedy=True))
+                              self.data.task, rows, self.sampling_params(greedy=True),
+                              num_samples=cfg.num_generations_eval, sample_params=self.sampling_params())
         self.last_eval = metrics
         self._publish(EvalResult(step=step, metrics=metrics))
         acc = metrics.get("eval/accuracy", float("nan"))
@@ -494,8 +611,7 @@ class Trainer:
     def _finish(self) -> None:
         self._set_state(RunState.STOPPING, "saving final model")
         final = self.writer.final_dir
-        self.model.save_pretrained(final, safe_serialization=True)
-        self.tokenizer.save_pretrained(final)
+        save_final(self.model, self.tokenizer, final, self.cfg.peft)
         if self.step < self.cfg.max_steps and self.step > 0:  # stopped early: the last step had no eval
             self._evaluate(self.step, "at stop")
         wall = time.perf_counter() - self.t_start
@@ -575,6 +691,8 @@ class Trainer:
     def _set_state(self, state: RunState, message: str = "") -> None:
         self.writer.event("info", "status", message or state.value, step=self.step, data={"state": state.value})
         self._publish(StateChanged(state=state, message=message))
+        if getattr(self, "channel", None) is not None:
+            self.channel.beat()  # other processes see the change at once
 
     def _log(self, level: str, category: str, message: str, step: int | None = None, data: dict | None = None) -> None:
         self.writer.event(level, category, message, step=step, data=data)

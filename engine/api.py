@@ -1,0 +1,530 @@
+"""The Python API for notebooks, shaped like TRL's::
+
+    from engine.api import GRPOConfig, GRPOTrainer
+
+    args = GRPOConfig(output_dir="runs/nb", num_generations=8, max_steps=50, learning_rate=5e-5)
+    trainer = GRPOTrainer(model="Qwen/Qwen2.5-0.5B-Instruct", reward_funcs=[my_reward, "format"],
+                          args=args, train_dataset=dataset)
+    trainer.train()
+
+It drives the same engine as the dashboard (``engine.trainer.Trainer``) and writes the same
+run directory, so ``grpo-tui view RUN_DIR`` / ``grpo-tui attach RUN_DIR`` watch a notebook
+run. ``trainer.control`` is the run's :class:`engine.control.Control`: with ``trainer.start()``
+the run goes on in the background and a notebook cell can pause it or adjust it.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import inspect
+import math
+import os
+import threading
+import warnings
+from pathlib import Path
+from typing import Any, Iterable
+
+from engine.config import (
+    REPO_ROOT,
+    ConfigError,
+    DatasetConfig,
+    RunConfig,
+    config_from_dict,
+)
+from engine.control import Control
+from engine.data import PromptData, is_conversational
+
+# --------------------------------------------------------------------------- GRPOConfig
+
+_TRL_NO_EFFECT: dict[str, str] = {
+    "logging_dir": "TensorBoard logs go to <run dir>/tensorboard",
+    "logging_strategy": "metrics are written every logging_steps",
+    "logging_first_step": "every step is logged",
+    "save_strategy": "checkpoints follow save_steps",
+    "eval_strategy": "evaluation follows eval_steps",
+    "overwrite_output_dir": "a run directory that holds a run is never overwritten",
+    "remove_unused_columns": "every dataset column reaches the reward functions",
+    "dataloader_num_workers": "prompts are read in process",
+    "dataloader_pin_memory": "prompts are read in process",
+    "disable_tqdm": "progress goes to the run directory",
+    "log_level": "the run's events go to events.jsonl",
+    "do_train": "train() trains",
+    "do_eval": "eval_dataset decides",
+    "per_device_eval_batch_size": "evaluation batches are sized by the engine",
+    "num_completions_to_print": "completions are shown by the dashboard",
+    "ds3_gather_for_generation": "no DeepSpeed here",
+}
+"""TRL / TrainingArguments names accepted and ignored (a warning names them): they tune
+machinery this engine does not have, so no value of theirs changes the result."""
+
+_TRL_HARMLESS_WHEN_OFF: dict[str, str] = {
+    "fp16": "use torch_dtype='float16' (or bf16=True)",
+    "use_vllm": "generation uses the transformers backend here",
+    "push_to_hub": "push <run dir>/final with huggingface_hub after training",
+    "torch_compile": "not supported",
+    "use_liger_loss": "not supported",
+    "sync_ref_model": "not supported",
+    "use_cpu": "the device is chosen automatically",
+}
+"""TRL names accepted only while off (False/None); switched on they are a problem with a hint."""
+
+_TRL_RENAMED = ("shuffle_dataset", "model_init_kwargs", "num_train_epochs")
+"""TRL names mapped onto ours by :func:`GRPOConfig` (dataset.shuffle, torch_dtype, max_steps)."""
+
+
+class GRPOConfigError(ConfigError, TypeError):
+    """Unknown or unusable ``GRPOConfig`` / ``GRPOTrainer`` arguments, every one listed.
+
+    A TypeError (as Python raises for an unexpected keyword) and a ConfigError (``problems``
+    holds one line per argument)."""
+
+
+def _accepted_names() -> list[str]:
+    own = [f.name for f in dataclasses.fields(RunConfig)]
+    return own + list(_TRL_NO_EFFECT) + list(_TRL_HARMLESS_WHEN_OFF) + list(_TRL_RENAMED)
+
+
+def GRPOConfig(**kwargs: Any) -> RunConfig:  # noqa: N802 - named like the TRL class it stands for
+    """A validated :class:`engine.config.RunConfig` from TRL ``GRPOConfig`` keyword arguments.
+
+    Our field names are TRL's, so most arguments pass straight through. Also accepted:
+    ``shuffle_dataset`` (→ ``dataset.shuffle``), ``model_init_kwargs={"torch_dtype": ...}``
+    (→ ``torch_dtype``), ``report_to`` as TRL spells it ("none", "all", a name or a list),
+    ``num_train_epochs`` (used when ``max_steps`` is not given: the trainer turns it into steps
+    from the dataset size), and TRL switches that change nothing here (``logging_dir``,
+    ``save_strategy``…; a warning lists them). Any other name raises :class:`GRPOConfigError`
+    (a TypeError) listing every unknown name with a did-you-mean; bad values raise it too.
+
+    ``dataset=`` (a mapping or DatasetConfig) sets how prompts render (``system_prompt``,
+    ``chat_template``, ``shuffle``); the prompts themselves come from GRPOTrainer's
+    ``train_dataset``. Reward-related checks that need the reward functions (weights per
+    function, options per name) wait for :class:`GRPOTrainer`, which receives them.
+    """
+    problems: list[str] = []
+    ignored: list[str] = []
+    values: dict[str, Any] = {}
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    dataset = kwargs.pop("dataset", None)
+    if isinstance(dataset, DatasetConfig):
+        dataset = dataclasses.asdict(dataset)
+    epochs = None
+    for key, value in kwargs.items():
+        if key in fields:
+            values[key] = value
+        elif key in _TRL_NO_EFFECT:
+            ignored.append(key)
+        elif key in _TRL_HARMLESS_WHEN_OFF:
+            if value:
+                problems.append(f"{key}={value!r}: not supported here ({_TRL_HARMLESS_WHEN_OFF[key]})")
+        elif key == "shuffle_dataset":
+            dataset = {**(dataset or {}), "shuffle": value}
+        elif key == "model_init_kwargs":
+            _model_init_kwargs(value, values, problems)
+        elif key == "num_train_epochs":
+            epochs = value
+        else:
+            close = difflib.get_close_matches(key, _accepted_names(), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{key}: unknown argument{hint}")
+    unknown = bool(problems)
+
+    max_steps = values.get("max_steps")
+    if max_steps is not None and not isinstance(max_steps, bool) and isinstance(max_steps, int) and max_steps <= 0:
+        values.pop("max_steps")  # TRL's -1: "use num_train_epochs"
+        max_steps = None
+        if epochs is None:
+            problems.append("max_steps: must be > 0 (or give num_train_epochs)")
+    if epochs is not None:
+        if isinstance(epochs, bool) or not isinstance(epochs, (int, float)) or not math.isfinite(epochs) or epochs <= 0:
+            problems.append(f"num_train_epochs: expected a number > 0, got {epochs!r}")
+            epochs = None
+        elif max_steps is not None:
+            epochs = None  # as in TRL, max_steps wins
+
+    data = dict(values)
+    if dataset is not None:
+        data["dataset"] = _dataset_block(dataset)
+    # The reward functions arrive with the trainer: until then weights and options cannot be
+    # matched to names, so here weights are checked as numbers and options as mappings only;
+    # GRPOTrainer matches both to the functions.
+    weights = data.pop("reward_weights", None)
+    reward_kwargs = data.pop("reward_kwargs", None)
+    if weights is not None:
+        data["reward_weights"] = weights
+        if "reward_funcs" not in data and isinstance(weights, (list, tuple)):
+            data["reward_funcs"] = ["accuracy"] * max(len(weights), 1)  # stand-ins of the right count
+    try:
+        cfg = config_from_dict(data, source="GRPOConfig")
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        cfg = None
+    if reward_kwargs is not None and not _is_options(reward_kwargs):
+        problems.append(f"reward_kwargs: expected a mapping of reward name -> options mapping, got {reward_kwargs!r}")
+    if problems:
+        cls = GRPOConfigError if unknown else ConfigError
+        raise cls(problems, source="GRPOConfig")
+    assert cfg is not None
+    if "reward_funcs" not in values:
+        cfg.reward_funcs = list(RunConfig().reward_funcs)
+    cfg.reward_weights = None if weights is None else [float(w) for w in weights]
+    cfg.reward_kwargs = copy.deepcopy(dict(reward_kwargs or {}))
+    if epochs is not None:
+        cfg.num_train_epochs = float(epochs)  # read by GRPOTrainer; not a RunConfig field
+    if ignored:
+        warnings.warn(
+            f"GRPOConfig: ignored TRL options with no effect here: {', '.join(ignored)}",
+            stacklevel=2,
+        )
+    return cfg
+
+
+def _dataset_block(dataset: Any) -> Any:
+    """The ``dataset:`` block to validate. Rendering options alone are fine here: the prompts
+    come from ``train_dataset``, so the block keeps the default source to stay valid."""
+    if isinstance(dataset, dict) and not any(dataset.get(k) for k in ("task", "path", "name")):
+        return {**dataclasses.asdict(RunConfig().dataset), **dataset}
+    return dataset  # validation says what is wrong with anything else
+
+
+def _is_options(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, dict) for k, v in value.items())
+
+
+def _model_init_kwargs(value: Any, values: dict, problems: list[str]) -> None:
+    if not isinstance(value, dict):
+        problems.append(f"model_init_kwargs: expected a mapping, got {value!r}")
+        return
+    for k, v in value.items():
+        if k in ("torch_dtype", "dtype"):
+            values["torch_dtype"] = str(v).replace("torch.", "") if v is not None else "auto"
+        else:
+            problems.append(f"model_init_kwargs.{k}: not supported here (only torch_dtype)")
+
+
+# --------------------------------------------------------------------------- GRPOTrainer
+
+
+class TrainingFailed(RuntimeError):
+    """The run stopped with an error; the message is the run's, ``traceback_path`` its log."""
+
+    def __init__(self, message: str, run_dir: Path, traceback_path: Path | None = None) -> None:
+        where = f" (traceback: {traceback_path})" if traceback_path else ""
+        super().__init__(f"{message}{where}")
+        self.run_dir = run_dir
+        self.traceback_path = traceback_path
+
+
+def _engine_trainer_class(ref_model: Any):
+    """The engine's Trainer, made to use a given reference model.
+
+    Until ``Trainer`` takes ``ref_model=`` itself, the reference it builds when beta > 0
+    (a copy of ``_ref_source()``) is made from the given model instead of the policy.
+    """
+    from engine.trainer import Trainer
+
+    if ref_model is None or "ref_model" in inspect.signature(Trainer.__init__).parameters:
+        return Trainer
+
+    class _Trainer(Trainer):
+        def _ref_source(self):
+            return ref_model
+
+    return _Trainer
+
+
+class GRPOTrainer:
+    """TRL's ``GRPOTrainer`` surface over this engine.
+
+    ``model``: a hub id or local folder (str / PathLike) or a causal-LM model object.
+    ``reward_funcs``: a callable with TRL's signature ``fn(prompts, completions, **kwargs)``,
+    a built-in name ("accuracy", "format", …), "module:function", "path.py:function",
+    "model:<hub id or path>" (a reward model) — or a list mixing them.
+    ``args``: a :func:`GRPOConfig` (a RunConfig); None = the defaults.
+    ``train_dataset`` / ``eval_dataset``: a ``datasets.Dataset``, a list of dicts with a
+    ``prompt`` (text or chat messages) and any other columns, or a list of prompt strings.
+    Without ``eval_dataset`` nothing is evaluated (as in TRL).
+    ``ref_model``: the frozen reference for the KL penalty when ``beta > 0`` (default: a copy
+    of the starting policy). ``processing_class`` / ``tokenizer``: the tokenizer (default:
+    loaded from the model's folder or hub id).
+
+    Attributes: ``run_dir``, ``control``, ``model``, ``processing_class``, ``args``, ``summary``.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        reward_funcs: Any,
+        args: RunConfig | None = None,
+        train_dataset: Any = None,
+        eval_dataset: Any = None,
+        ref_model: Any = None,
+        processing_class: Any = None,
+        tokenizer: Any = None,
+        *,
+        control: Control | None = None,
+    ) -> None:
+        cfg = copy.deepcopy(args) if args is not None else GRPOConfig()
+        if not isinstance(cfg, RunConfig):
+            raise TypeError(f"args: expected GRPOConfig(...) (a RunConfig), got {type(cfg).__name__}")
+        if processing_class is not None and tokenizer is not None and processing_class is not tokenizer:
+            raise TypeError("give the tokenizer once: processing_class= or tokenizer=, not both")
+        tokenizer = processing_class if processing_class is not None else tokenizer
+
+        specs = _reward_specs(reward_funcs)
+        _check_rewards(cfg, specs)
+        cfg.reward_funcs = [_display_spec(s) for s in specs]
+
+        column = cfg.dataset.prompt_column
+        train_rows = _rows(train_dataset, "train_dataset", column)
+        eval_rows = _rows(eval_dataset, "eval_dataset", column) if eval_dataset is not None else []
+        data = PromptData(
+            train=train_rows,
+            eval=eval_rows,
+            conversational=is_conversational(train_rows[0]["prompt"]),
+            columns=list(train_rows[0]),
+        )
+        epochs = getattr(cfg, "num_train_epochs", None)
+        if epochs is not None:
+            prompts_per_step = max(1, cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps // cfg.num_generations)
+            cfg.max_steps = max(1, math.ceil(epochs * len(train_rows) / prompts_per_step))
+
+        self.model, cfg.model_name_or_path = _load_policy(model, cfg)
+        if tokenizer is None:
+            tokenizer = _load_tokenizer(self.model, model)
+        self.processing_class = tokenizer
+        self.args = cfg
+        self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
+        self.reward_funcs = specs
+        self.control = control or Control()
+        self._given_ref = _load_reference(ref_model, cfg)
+        kwargs: dict[str, Any] = {}
+        trainer_class = _engine_trainer_class(self._given_ref)
+        if self._given_ref is not None and "ref_model" in inspect.signature(trainer_class.__init__).parameters:
+            kwargs["ref_model"] = self._given_ref
+        self._trainer = trainer_class(
+            cfg, control=self.control, evaluate=bool(eval_rows), model=self.model, tokenizer=tokenizer,
+            reward_funcs=specs, data=data, **kwargs,
+        )
+        self.run_dir: Path = self._trainer.run_dir
+        self.summary: dict[str, Any] = {}
+        self._thread: threading.Thread | None = None
+
+    # TRL spells it both ways
+    @property
+    def tokenizer(self):
+        return self.processing_class
+
+    @property
+    def ref_model(self):
+        """The reference model in use (after training starts), else the one given."""
+        used = getattr(self._trainer, "ref_model", None)
+        return used if used is not None else self._given_ref
+
+    def start(self) -> threading.Thread:
+        """Train in a background thread and return it at once; steer with ``self.control``."""
+        if self._thread is not None:
+            raise RuntimeError(f"this trainer has already run (run directory {self.run_dir}); make a new GRPOTrainer")
+        self._thread = self._trainer.start()
+        return self._thread
+
+    def train(self) -> dict[str, Any]:
+        """Train to the end and return the summary (steps, wall time, eval accuracy, final model path).
+
+        Interrupting (Ctrl-C, the notebook's stop button) asks the run to stop at the next
+        step boundary; the final model is still saved. A failed run raises TrainingFailed.
+        """
+        thread = self.start()
+        try:
+            while thread.is_alive():
+                thread.join(0.2)
+        except KeyboardInterrupt:
+            self.control.stop()
+            thread.join()
+        return self._result()
+
+    def wait(self, timeout: float | None = None) -> dict[str, Any]:
+        """After :meth:`start`: wait for the run to end and return its summary (as ``train``)."""
+        if self._thread is None:
+            raise RuntimeError("nothing to wait for: call start() first")
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError(f"the run is still going after {timeout} s")
+        return self._result()
+
+    def _result(self) -> dict[str, Any]:
+        self.summary = dict(self._trainer.summary)
+        error = self.summary.get("error")
+        if error:
+            log = self.run_dir / "error.log"
+            raise TrainingFailed(error, self.run_dir, log if log.exists() else None)
+        return self.summary
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _reward_specs(reward_funcs: Any) -> list:
+    items = list(reward_funcs) if isinstance(reward_funcs, (list, tuple)) else [reward_funcs]
+    if not items:
+        raise TypeError("reward_funcs: give at least one reward function")
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            out.append(item.strip())
+        elif callable(item):
+            out.append(item)
+        else:
+            raise TypeError(
+                f"reward_funcs[{i}]: expected a callable or a name/spec string, got {type(item).__name__}"
+            )
+    return out
+
+
+def _reward_label(spec: Any) -> str:
+    """The name a reward function's metrics will carry (as engine.rewards names it)."""
+    from engine.rewards import is_reward_model_spec, reward_model_name
+
+    if callable(spec):
+        return getattr(spec, "__name__", type(spec).__name__)
+    if is_reward_model_spec(spec):
+        return reward_model_name(spec)
+    return spec.rpartition(":")[2]
+
+
+def _display_spec(spec: Any) -> str:
+    """What config.yaml records: the spec, or ``module:function`` for an importable function."""
+    if isinstance(spec, str):
+        return spec
+    module, name = getattr(spec, "__module__", None), getattr(spec, "__qualname__", "")
+    if module and module != "__main__" and name.isidentifier():
+        return f"{module}:{name}"
+    return _reward_label(spec)
+
+
+def _resolve_local(target: str) -> str:
+    """A relative path that exists in the current folder or the repository, made absolute."""
+    for base in (Path.cwd(), REPO_ROOT):
+        p = (base / Path(target).expanduser())
+        if p.exists():
+            return str(p.resolve())
+    return target
+
+
+def _check_rewards(cfg: RunConfig, specs: list) -> None:
+    """Every problem with the reward functions and their weights and options, at once."""
+    from engine.rewards import check_reward_kwargs, check_reward_spec, is_reward_model_spec
+
+    problems: list[str] = []
+    for i, spec in enumerate(specs):
+        if isinstance(spec, str):
+            if is_reward_model_spec(spec):
+                target = spec.split(":", 1)[1].strip()
+                specs[i] = spec = f"model:{_resolve_local(target)}" if target else spec
+            message = check_reward_spec(spec)
+            if message:
+                problems.append(f"reward_funcs[{i}]: {message}")
+    if cfg.reward_weights is not None and len(cfg.reward_weights) != len(specs):
+        problems.append(
+            f"reward_weights: has {len(cfg.reward_weights)} weights but reward_funcs has {len(specs)} functions"
+        )
+    labels = [_reward_label(s) for s in specs]
+    options = dict(cfg.reward_kwargs or {})
+    for name in list(options):
+        if name not in labels:
+            close = difflib.get_close_matches(name, labels, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"reward_kwargs.{name}: no reward function named {name!r}{hint}")
+            del options[name]
+    string_specs = [s for s in specs if isinstance(s, str)]
+    problems.extend(check_reward_kwargs(options, max_completion_length=cfg.max_completion_length, reward_funcs=string_specs))
+    if problems:
+        raise GRPOConfigError(problems, source="GRPOTrainer")
+
+
+def _rows(dataset: Any, what: str, column: str = "prompt") -> list[dict]:
+    """Rows with a ``prompt`` from a datasets.Dataset, a list of dicts or a list of strings
+    (the prompt read from ``column``, ``dataset.prompt_column`` in the config)."""
+    if dataset is None:
+        raise TypeError(f"{what}: give the prompts (a datasets.Dataset, a list of dicts with 'prompt', or a list of strings)")
+    kind = type(dataset).__name__
+    if kind == "DatasetDict" or (isinstance(dataset, dict) and dataset and all(hasattr(v, "column_names") for v in dataset.values())):
+        raise TypeError(f"{what}: a DatasetDict has several splits; pass one, e.g. dataset['train']")
+    if kind == "IterableDataset":
+        raise TypeError(f"{what}: an IterableDataset has no length; load it with streaming=False or take a slice")
+    if hasattr(dataset, "column_names") and hasattr(dataset, "to_list"):
+        rows = dataset.to_list()
+    elif hasattr(dataset, "to_dict") and hasattr(dataset, "columns"):  # a pandas DataFrame
+        rows = dataset.to_dict("records")
+    elif isinstance(dataset, Iterable) and not isinstance(dataset, (str, bytes, dict)):
+        rows = list(dataset)
+    else:
+        raise TypeError(f"{what}: expected a datasets.Dataset, a list of dicts or a list of strings, got {kind}")
+    if not rows:
+        raise ValueError(f"{what}: no rows")
+    out = []
+    for i, row in enumerate(rows):
+        if isinstance(row, str):
+            out.append({"prompt": row})
+        elif isinstance(row, dict):
+            if column not in row:
+                raise ValueError(f"{what}[{i}]: no {column!r} column (columns: {', '.join(map(str, row)) or 'none'})")
+            row = dict(row)
+            if column != "prompt":
+                row["prompt"] = row.pop(column)
+            out.append(row)
+        else:
+            raise TypeError(f"{what}[{i}]: expected a dict with 'prompt' or a string, got {type(row).__name__}")
+    return out
+
+
+def _load_policy(model: Any, cfg: RunConfig) -> tuple[Any, str]:
+    """The policy model object and the name recorded for it in config.yaml."""
+    if isinstance(model, (str, os.PathLike)):
+        from transformers import AutoModelForCausalLM
+
+        from engine.modeling import pick_device, resolve_dtype
+
+        target = _resolve_local(str(model))
+        dtype = resolve_dtype(cfg.torch_dtype, pick_device())
+        policy = AutoModelForCausalLM.from_pretrained(target, dtype=dtype)
+        name = target
+    elif hasattr(model, "generate") and hasattr(model, "parameters"):
+        policy = model
+        name = getattr(model, "name_or_path", "") or type(model).__name__
+    else:
+        raise TypeError(f"model: expected a hub id, a folder or a causal-LM model object, got {type(model).__name__}")
+    if cfg.gradient_checkpointing:
+        policy.gradient_checkpointing_enable()
+        policy.config.use_cache = False
+    policy.train()
+    return policy, str(name)
+
+
+def _load_tokenizer(policy: Any, given: Any):
+    from engine.modeling import load_tokenizer
+
+    source = _resolve_local(str(given)) if isinstance(given, (str, os.PathLike)) else getattr(policy, "name_or_path", "")
+    if not source:
+        raise TypeError("processing_class: the model object has no name_or_path to load a tokenizer from; pass tokenizer=...")
+    return load_tokenizer(source)
+
+
+def _load_reference(ref_model: Any, cfg: RunConfig):
+    if ref_model is None:
+        return None
+    if isinstance(ref_model, (str, os.PathLike)):
+        from transformers import AutoModelForCausalLM
+
+        from engine.modeling import pick_device, resolve_dtype
+
+        return AutoModelForCausalLM.from_pretrained(
+            _resolve_local(str(ref_model)), dtype=resolve_dtype(cfg.torch_dtype, pick_device())
+        )
+    if not hasattr(ref_model, "parameters"):
+        raise TypeError(f"ref_model: expected a model object, a hub id or a folder, got {type(ref_model).__name__}")
+    return ref_model
+
+
+__all__ = ["GRPOConfig", "GRPOConfigError", "GRPOTrainer", "TrainingFailed"]
