@@ -81,6 +81,9 @@ class DatasetConfig:
     chat messages or a system_prompt is set"""
     shuffle: bool = True
     """shuffle the training prompts (with the run seed)"""
+    format: str = "prompts"
+    """prompts: generate completions and score them | ranked: train on given responses with ranks
+    (rows {"prompt": ..., "group": [{"response": ..., "rank": 1}, ...]}, a local file)"""
 
 
 @dataclass
@@ -297,6 +300,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "importance_sampling_level": ("token", "sequence"),
     "lr_scheduler_type": ("constant", "linear", "cosine", "constant_with_warmup"),
     "multi_objective_aggregation": ("sum_then_normalize", "normalize_then_sum"),
+    "dataset.format": ("prompts", "ranked"),
 }
 
 
@@ -832,6 +836,8 @@ def _check_peft(peft: dict) -> list[str]:
 
 
 def _check_dataset(ds: dict, bad: set, dirs: list[Path], check_paths: bool, problems: list[str]) -> None:
+    if ds.get("format") == "ranked" and ds.get("path") is None:
+        problems.append("dataset.format: ranked groups are read from a local file: set dataset.path")
     sources = [k for k in ("task", "path", "name") if ds.get(k) is not None]
     if not bad & {"task", "path", "name"} and len(sources) != 1:
         got = "none is set" if not sources else f"got {' and '.join(sources)}"

@@ -61,7 +61,12 @@ def load_prompt_data(dc, seed: int = 0) -> PromptData:
         task = get_task(dc.task, **(dc.task_args or {}))
         return PromptData(train=task.train_examples(), eval=task.eval_examples(), task=task, columns=["prompt", "answer"])
 
-    if dc.path:
+    if dc.format == "ranked":
+        from engine.ranked import load_ranked_file
+
+        rows = load_ranked_file(dc.path)
+        eval_rows = None
+    elif dc.path:
         rows = _load_local(dc.path, dc.split)
         eval_rows: list[dict] | None = None
     else:
@@ -70,7 +75,7 @@ def load_prompt_data(dc, seed: int = 0) -> PromptData:
 
     if not rows:
         raise DataError("dataset: the training split is empty")
-    column = dc.prompt_column
+    column = "prompt" if dc.format == "ranked" else dc.prompt_column
     if column not in rows[0]:
         raise DataError(f"dataset.prompt_column: no column {column!r} (columns: {', '.join(rows[0])})")
     rows = [_with_prompt(r, column) for r in rows]

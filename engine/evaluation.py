@@ -65,3 +65,25 @@ def greedy_eval(model, renderer, backend, tokenizer, reward_funcs, task, rows, p
             metrics[f"eval/pass@{k}"] = sum(pass_at_k(k, int(c), k) for c in judged) / len(judged)
             metrics[f"eval/mean@{k}"] = sum(c / k for c in judged) / len(judged)
     return metrics
+
+
+@torch.no_grad()
+def ranking_eval(rows: list[dict], rollout_of, logps_of) -> dict[str, float]:
+    """``eval/ranking_accuracy`` for ranked groups: how often the policy's sequence log-prob
+    order agrees with the given ranks, over every pair of differently ranked responses.
+
+    ``rollout_of(rows) -> (rollout, group_sizes)`` and ``logps_of(rollout) -> [N, T]`` come from
+    the trainer, so the same rendering and forward pass are measured as are trained."""
+    from engine.ranked import ranking_accuracy, sequence_logps
+
+    if not rows:
+        return {}
+    rollout, sizes = rollout_of(rows)
+    seq = sequence_logps(logps_of(rollout), rollout.completion_mask.float())
+    scores, start = [], 0
+    for row, n in zip(rows, sizes):
+        acc = ranking_accuracy(seq[start : start + n], torch.tensor(row["ranks"]))
+        start += n
+        if acc == acc:  # NaN when every rank in the group ties
+            scores.append(acc)
+    return {"eval/ranking_accuracy": sum(scores) / len(scores)} if scores else {}

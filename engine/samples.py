@@ -11,7 +11,7 @@ def _num(x: float) -> float | None:
     return None if x is None or math.isnan(x) or math.isinf(x) else round(float(x), 5)
 
 
-def sample_groups(batch, tokenizer, reward_funcs, num_generations: int, max_groups: int,
+def sample_groups(batch, tokenizer, reward_names: list[str], num_generations: int, max_groups: int,
                   token_logps: torch.Tensor, token_entropy: torch.Tensor) -> list[dict]:
     """The first ``max_groups`` groups of a batch with per-completion rewards and token arrays.
 
@@ -20,7 +20,7 @@ def sample_groups(batch, tokenizer, reward_funcs, num_generations: int, max_grou
     """
     rollout = batch.rollout
     n_groups = min(max_groups, rollout.completion_ids.size(0) // num_generations)
-    names = [f.name for f in reward_funcs]
+    names = reward_names
     ids_all = rollout.completion_ids.tolist()
     lengths = rollout.lengths.tolist()
     groups = []

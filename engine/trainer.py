@@ -37,11 +37,12 @@ from engine.control import (
     StepSamples,
 )
 from engine.data import BatchOrder, PromptData, PromptRenderer, load_prompt_data, reward_columns
-from engine.evaluation import greedy_eval
+from engine.evaluation import greedy_eval, ranking_eval
 from engine.logprobs import completion_logps
 from engine.health import HealthMonitor
 from engine.modeling import load_model_and_tokenizer, load_reference_model, load_tokenizer, pick_device, save_final
 from engine.reporting import close_reporters, make_reporters, take_errors
+from engine.ranked import rank_scores, ranked_advantages, ranked_rollout
 from engine.rewards import build_reward_funcs, score
 from engine.rollout import Rollout, SamplingParams, TransformersRollout, concat_rollouts, select_rows
 from engine.rundir import RunWriter, truncate_after
@@ -217,14 +218,16 @@ class Trainer:
             max_prompt_length=cfg.max_prompt_length,
         )
         self.order = BatchOrder(len(self.data.train), cfg.seed, cfg.dataset.shuffle)
-        self.reward_funcs = build_reward_funcs(
+        # ranked groups bring their rewards (the ranks) with them: no reward functions run
+        self.reward_funcs = [] if cfg.dataset.format == "ranked" else build_reward_funcs(
             given["reward_funcs"] or cfg.reward_funcs, task=self.data.task, reward_kwargs=cfg.reward_kwargs,
             max_completion_length=cfg.max_completion_length, device=self.device,
         )
+        self.reward_names = ["rank_score"] if cfg.dataset.format == "ranked" else [f.name for f in self.reward_funcs]
         self.reporters = make_reporters(cfg, self.run_dir)
         for reporter in self.reporters:
             self.control.subscribe(reporter)
-        self.reward_weights = torch.tensor(cfg.reward_weights or [1.0] * len(self.reward_funcs))
+        self.reward_weights = torch.tensor(cfg.reward_weights or [1.0] * len(self.reward_names))
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
         self.backend = TransformersRollout(self.model, self.tokenizer.pad_token_id, self.eos_ids)
         self.sampling_gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
@@ -237,8 +240,11 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg))
         self.health = HealthMonitor()
         self.batch: Batch | None = None
+        self.ranked = cfg.dataset.format == "ranked"
+        # rows of a group share their prompt (computed once) — not so for ranked groups of mixed sizes
+        self.share_group = 1 if self.ranked else cfg.num_generations
         per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
-        self.round_size = cfg.generation_batch_size or cfg.per_device_train_batch_size * (
+        self.round_size = per_step if self.ranked else cfg.generation_batch_size or cfg.per_device_train_batch_size * (
             cfg.steps_per_generation or cfg.gradient_accumulation_steps)
         # the sampling policy differs from the one being updated once a round feeds several steps
         self.reuses_batch = cfg.num_iterations > 1 or self.round_size > per_step
@@ -303,6 +309,8 @@ class Trainer:
             self.batch = self._make_batch(step, timings)  # Generate, Score, Advantages
         batch = self.batch
         part = slice((i % steps_per_round) * per_step, (i % steps_per_round + 1) * per_step)
+        if self.ranked:  # the groups' own sizes decide how many rows a step has
+            part = slice(0, batch.rollout.completion_ids.size(0))
 
         # ---- Update -------------------------------------------------------------
         t_update = time.perf_counter()
@@ -318,7 +326,7 @@ class Trainer:
         self._publish(StepMetrics(step=step, metrics=metrics))
         if new_round and cfg.log_completions_groups > 0:
             groups = sample_groups(
-                batch, self.tokenizer, self.reward_funcs, cfg.num_generations,
+                batch, self.tokenizer, self.reward_names, cfg.num_generations,
                 min(cfg.log_completions_groups, per_step // cfg.num_generations),
                 batch.token_logps, batch.token_entropy,
             )
@@ -334,6 +342,8 @@ class Trainer:
         prompts are drawn until the round is full or the tries run out."""
         cfg, g = self.cfg, self.cfg.num_generations
         n_prompts = self.round_size // g
+        if self.ranked:
+            return self._ranked_batch(self._next_prompts(n_prompts))
         parts = [self._generate_and_score(self._next_prompts(n_prompts), step, timings)]
         stats: dict[str, float] = {}
         if cfg.dynamic_sampling:
@@ -368,6 +378,24 @@ class Trainer:
         return Batch(rollout, scored.rows, advantages.to(self.device), mask.to(self.device), old_logps, ref_logps,
                      stats, scored.rewards_total, scored.rewards_per_func, scored.completions,
                      torch.zeros_like(mask), torch.zeros_like(mask))
+
+    def _ranked_batch(self, rows: list[dict]) -> Batch:
+        """Ranked groups: the given responses stand in for sampled ones and their ranks for
+        rewards (score (G − rank)/(G − 1)); advantages as usual, no generation, no scoring."""
+        cfg = self.cfg
+        rollout, sizes = self._ranked_rollout(rows)
+        ranks = [list(r["ranks"]) for r in rows]
+        advantages = ranked_advantages(ranks, cfg.scale_rewards).to(self.device)
+        scores = torch.cat([rank_scores(torch.tensor(r, dtype=torch.float32)) for r in ranks])
+        mask = rollout.completion_mask.float()
+        with torch.no_grad():
+            ref_logps = self._ref_logps(rollout) if cfg.beta > 0 else None
+        group_rows = [r for r, n in zip(rows, sizes) for _ in range(n)]
+        completions = [resp for r in rows for resp in r["responses"]]
+        stats = {"reward_std": float(scores.std()) if scores.numel() > 1 else 0.0, "frac_reward_zero_std": 0.0,
+                 "advantage/std": float(advantages.std()) if advantages.numel() > 1 else 0.0}
+        return Batch(rollout, group_rows, advantages, mask.to(self.device), None, ref_logps, stats, scores,
+                     scores[:, None], completions, torch.zeros_like(mask), torch.zeros_like(mask))
 
     def _next_prompts(self, count: int) -> list[dict]:
         return [self.data.train[i] for i in self.order.next(count)]
@@ -490,7 +518,7 @@ class Trainer:
 
     def _logps(self, model, rollout: Rollout, sl: slice = slice(None), with_entropy: bool = False):
         """Per-token log-probs (and entropies) of the completion tokens under ``model``, at T."""
-        return completion_logps(model, rollout, sl, self.cfg.num_generations, self.cfg.temperature, with_entropy)
+        return completion_logps(model, rollout, sl, self.share_group, self.cfg.temperature, with_entropy)
 
     # ------------------------------------------------------------------ between steps
     def _between_steps(self) -> None:
@@ -599,14 +627,25 @@ class Trainer:
         rows = self.data.eval[: cfg.eval_max_samples] if cfg.eval_max_samples else self.data.eval
         if not rows or not self.evaluate:
             return {}
-        metrics = greedy_eval(self.model, self.renderer, self.backend, self.tokenizer, self.reward_funcs,
+        if self.ranked:
+            metrics = ranking_eval(rows, self._ranked_rollout, self._logps_chunked_current)
+        else:
+            metrics = greedy_eval(self.model, self.renderer, self.backend, self.tokenizer, self.reward_funcs,
                               self.data.task, rows, self.sampling_params(greedy=True),
                               num_samples=cfg.num_generations_eval, sample_params=self.sampling_params())
         self.last_eval = metrics
         self._publish(EvalResult(step=step, metrics=metrics))
-        acc = metrics.get("eval/accuracy", float("nan"))
-        self._log("info", "eval", f"held-out greedy accuracy {acc:.3f} on {len(rows)} prompts ({why})", step=step, data=metrics)
+        text = ", ".join(f"{k.removeprefix('eval/')} {v:.3f}" for k, v in metrics.items()
+                         if not k.endswith(("length", "clipped_ratio")))
+        self._log("info", "eval", f"held-out {text} on {len(rows)} prompts ({why})", step=step, data=metrics)
         return metrics
+
+    def _ranked_rollout(self, rows: list[dict]):
+        return ranked_rollout(rows, [self.renderer.ids(r["prompt"]) for r in rows], self.tokenizer, self.eos_ids[0],
+                              self.tokenizer.pad_token_id, self.cfg.max_completion_length, self.device)
+
+    def _logps_chunked_current(self, rollout: Rollout) -> torch.Tensor:
+        return self._logps_chunked(self.model, rollout)
 
     def _finish(self) -> None:
         self._set_state(RunState.STOPPING, "saving final model")
@@ -658,11 +697,11 @@ class Trainer:
             "reward": float(batch.rewards_total.mean()),
             **batch.stats,
         }
-        for j, fn in enumerate(self.reward_funcs):
+        for j, name in enumerate(self.reward_names):
             col = batch.rewards_per_func[:, j]
-            m[f"rewards/{fn.name}/mean"] = _nanmean(col)
-            m[f"rewards/{fn.name}/std"] = _nanstd(col)
-        if any(fn.name == "accuracy" for fn in self.reward_funcs):
+            m[f"rewards/{name}/mean"] = _nanmean(col)
+            m[f"rewards/{name}/std"] = _nanstd(col)
+        if "accuracy" in self.reward_names:
             m["accuracy"] = m["rewards/accuracy/mean"]
         m.update({k: v for k, v in update["stats"].items()})
         m.update({

@@ -70,3 +70,30 @@ def test_lora_adapter_reference_is_the_base_and_saves_merged(tmp_path):
     assert (ckpt / "adapter_model.safetensors").exists() and (ckpt / "adapter_config.json").exists()
     merged = AutoModelForCausalLM.from_pretrained(trainer.run_dir / "final")  # a plain model, adapter merged
     assert sum(p.numel() for p in merged.parameters()) == sum(p.numel() for p in trainer.model.get_base_model().parameters())
+
+
+def test_ranked_groups_train_without_generation(tmp_path):
+    import json
+    import random
+
+    rng = random.Random(0)
+    lines = []
+    for _ in range(300):
+        a, b = rng.randint(10, 99), rng.randint(10, 99)
+        right = a + b
+        group = [{"response": str(right), "rank": 1}, {"response": str(right + 1), "rank": 2},
+                 {"response": str(right + 10), "rank": 3}, {"response": str(right * 3), "rank": 4}]
+        rng.shuffle(group)
+        lines.append(json.dumps({"prompt": f"{a:02d}+{b:02d}=", "group": group}))
+    data = tmp_path / "ranked.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    cfg = tiny_config(tmp_path, "max_steps=15", "log_completions_groups=1", "dataset.task=null",
+                      f"dataset.path={data}", "dataset.format=ranked", "dataset.eval_size=40",
+                      "num_generations=4", "per_device_train_batch_size=32", "learning_rate=1e-4", "beta=0.0")
+    trainer, events = train(cfg)
+    assert isinstance(events[-1], RunFinished), events[-1]
+    steps = metrics_of(events)
+    assert "rewards/rank_score/mean" in steps[0] and "time/generate" in steps[0]
+    assert steps[0]["time/generate"] == 0.0  # nothing sampled
+    before, after = trainer.eval_before["eval/ranking_accuracy"], trainer.last_eval["eval/ranking_accuracy"]
+    assert after > before + 0.02, (before, after)

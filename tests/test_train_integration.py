@@ -62,7 +62,7 @@ def test_final_model_loads_and_parameters_changed(short_run):
     trained = AutoModelForCausalLM.from_pretrained(final)
     AutoTokenizer.from_pretrained(final)
     base = AutoModelForCausalLM.from_pretrained(TINY_MODEL)
-    diffs = [float((a - b).abs().max()) for a, b in zip(trained.parameters(), base.parameters())]
+    diffs = [float((a - b).abs().max().detach()) for a, b in zip(trained.parameters(), base.parameters())]
     assert max(diffs) > 0
     assert trainer.summary["final_model"] == str(final)
     assert 0.0 <= trainer.summary["eval_accuracy_before"] <= 1.0
