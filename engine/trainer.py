@@ -40,7 +40,15 @@ from engine.data import BatchOrder, PromptData, PromptRenderer, load_prompt_data
 from engine.evaluation import greedy_eval, ranking_eval
 from engine.logprobs import completion_logps
 from engine.health import HealthMonitor
-from engine.modeling import load_model_and_tokenizer, load_reference_model, load_tokenizer, pick_device, save_final
+from engine.modeling import (
+    cpu_threads_for_small_models,
+    load_model_and_tokenizer,
+    load_reference_model,
+    load_tokenizer,
+    make_optimizer,
+    pick_device,
+    save_final,
+)
 from engine.reporting import close_reporters, make_reporters, take_errors
 from engine.ranked import rank_scores, ranked_advantages, ranked_rollout
 from engine.rewards import build_reward_funcs, score
@@ -203,6 +211,7 @@ class Trainer:
         hf_logging.disable_progress_bar()
         torch.manual_seed(cfg.seed)
         self.device = pick_device()
+        cpu_threads_for_small_models(self.device)
         given = self._given
         if given["model"] is not None:
             self.model = given["model"].to(self.device)
@@ -231,11 +240,7 @@ class Trainer:
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
         self.backend = TransformersRollout(self.model, self.tokenizer.pad_token_id, self.eos_ids)
         self.sampling_gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
-        self.optimizer = torch.optim.AdamW(
-            [p for p in self.model.parameters() if p.requires_grad],
-            lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon,
-            weight_decay=cfg.weight_decay,
-        )
+        self.optimizer = make_optimizer(self.model, cfg, self.device)
         self.base_lr = cfg.learning_rate
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg))
         self.health = HealthMonitor()
