@@ -23,7 +23,7 @@ from engine.trainer import Trainer
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
 TIMING = {"time", "step_time", "time/generate", "time/reward", "time/update", "completions_per_s", "elapsed_s", "eta_s"}
-SHORT = ["--set", "dataset.task_args.eval_size=32", "--set", "log_completions_groups=1"]
+SHORT = ["--set", "dataset.task_args.eval_size=32", "--set", "log_completions_groups=1", "--set", "eval_steps=0"]
 
 
 def cli(*args: str) -> list[str]:
