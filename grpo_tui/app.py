@@ -1,0 +1,226 @@
+"""The Textual app: a launcher, the dashboard of a live or recorded run, the inspector
+and the preset editor.
+
+One live run at a time. Its engine thread reaches the app only through
+``Control.subscribe`` → ``App.post_message(EngineEvent)``; the event is applied to the
+run's :class:`RunModel` here, on the UI thread, and the dashboard redraws from the model
+on a timer.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from textual.app import App
+from textual.binding import Binding
+
+from grpo_tui.live import apply_event
+from grpo_tui.run_model import RunModel
+from grpo_tui.session import EngineEvent, LiveRun
+
+LIVE_SCREEN = "live-dashboard"
+
+
+def _import_engine() -> None:
+    import engine.trainer  # noqa: F401
+
+
+class GrpoApp(App):
+    """grpo-tui. ``preset`` starts training straight away; ``run_dir`` opens a run read-only."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "grpo-tui"
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS = [
+        Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("f1", "help", "Help", id="app.help", show=False),
+    ]
+
+    def __init__(
+        self,
+        preset: str | None = None,
+        overrides: Iterable[str] = (),
+        run_dir: str | None = None,
+        start_screen: str = "launcher",
+        *,
+        clock: Callable[[], float] | None = None,
+        runs_root: str | Path = "runs",
+        presets_finder: Callable[[], list[Any]] | None = None,
+    ) -> None:
+        super().__init__()
+        self.preset = preset
+        self.overrides = list(overrides)
+        self.run_dir = run_dir
+        self.start_screen = start_screen
+        self.clock: Callable[[], float] = clock or time.time
+        self.runs_root = Path(runs_root)
+        self._presets_finder = presets_finder
+        self.live: LiveRun | None = None
+        self.live_model: RunModel | None = None
+        self._quit_when_done = False
+
+    # -- sources the screens use (injectable for tests) ------------------------------
+    def find_presets(self) -> list[Any]:
+        if self._presets_finder is not None:
+            return self._presets_finder()
+        from engine.config import find_presets
+
+        return find_presets()
+
+    def list_runs(self) -> list[Path]:
+        from engine.rundir import list_runs
+
+        return list_runs(self.runs_root)
+
+    # -- start -----------------------------------------------------------------------
+    def on_mount(self) -> None:
+        from grpo_tui.screens.launcher import LauncherScreen
+
+        if not self.preset:
+            # torch and transformers take seconds to import: do it off the UI thread
+            # while the user looks at the launcher, so starting a run does not freeze keys.
+            self.run_worker(_import_engine, thread=True, exclusive=True, group="warm-imports")
+        if self.preset:
+            if not self.start_run(self.preset, self.overrides):
+                self.push_screen(LauncherScreen())
+        elif self.run_dir:
+            if not self.open_run(self.run_dir):
+                self.push_screen(LauncherScreen())
+        else:
+            self.push_screen(LauncherScreen())
+
+    def start_run(self, preset: str, overrides: Iterable[str] = ()) -> bool:
+        """Load and validate the preset, start the engine and show its dashboard."""
+        from engine.config import ConfigError, load_preset
+
+        from grpo_tui.screens.dashboard import DashboardScreen
+
+        if self.live is not None and self.live.alive:
+            self.notify("A run is already training; stop it first (d shows it).", severity="warning")
+            return False
+        try:
+            cfg = load_preset(preset, list(overrides))
+        except ConfigError as err:
+            self.notify(str(err), title="Cannot start", severity="error", timeout=15)
+            return False
+        try:
+            live = LiveRun(cfg, self.post_message)
+        except Exception as err:  # noqa: BLE001 - a clear message, never a traceback
+            self.notify(f"{type(err).__name__}: {err}", title="Cannot start", severity="error", timeout=15)
+            return False
+        model = RunModel()
+        from engine.config import config_to_dict
+
+        model.set_run_info(run_dir=str(live.run_dir), config=config_to_dict(cfg), time=self.clock())
+        if self.live is not None:
+            self.live.detach()
+            if self.is_screen_installed(LIVE_SCREEN):
+                self._pop_to_bottom_or_remove(LIVE_SCREEN)
+        self.live, self.live_model = live, model
+        self.install_screen(DashboardScreen(model, live), name=LIVE_SCREEN)
+        self.push_screen(LIVE_SCREEN)
+        live.start()
+        return True
+
+    def _pop_to_bottom_or_remove(self, name: str) -> None:
+        screen = self.get_screen(name)
+        if screen in self.screen_stack:
+            self.notify("Previous run dashboard closed", timeout=2)
+            while self.screen is not screen and len(self.screen_stack) > 1:
+                self.pop_screen()
+            if len(self.screen_stack) > 1:
+                self.pop_screen()
+        self.uninstall_screen(name)
+
+    def open_run(self, run_dir: str) -> bool:
+        """Show a run directory read-only (finished, failed, or being written elsewhere)."""
+        from grpo_tui.screens.dashboard import DashboardScreen
+
+        path = Path(run_dir)
+        if self.live is not None and Path(self.live.run_dir).resolve() == path.resolve():
+            self.action_show_dashboard()
+            return True
+        if not path.is_dir():
+            self.notify(f"not a run directory: {run_dir}", severity="error", timeout=10)
+            return False
+        from grpo_tui.follow import open_run_dir
+
+        model, follower = open_run_dir(path)
+        self.push_screen(DashboardScreen(model, follower=follower))
+        return True
+
+    # -- engine events ---------------------------------------------------------------
+    def on_engine_event(self, message: EngineEvent) -> None:
+        if self.live_model is None:
+            return
+        try:
+            apply_event(self.live_model, message.event)
+        except Exception as err:  # noqa: BLE001 - one odd event must not end the app and the run with it
+            self.log.error(f"could not apply {message.event!r}: {err!r}")
+        if self._quit_when_done and self.live_model.is_terminal:
+            self.exit()
+
+    # -- navigation ------------------------------------------------------------------
+    def action_show_launcher(self) -> None:
+        from grpo_tui.screens.launcher import LauncherScreen
+
+        if any(isinstance(s, LauncherScreen) for s in self.screen_stack[:-1]):
+            while not isinstance(self.screen, LauncherScreen):
+                self.pop_screen()
+        elif not isinstance(self.screen, LauncherScreen):
+            self.push_screen(LauncherScreen())
+
+    def action_show_dashboard(self) -> None:
+        if not self.is_screen_installed(LIVE_SCREEN):
+            self.notify("No live run", timeout=2)
+            return
+        screen = self.get_screen(LIVE_SCREEN)
+        if screen in self.screen_stack:
+            while self.screen is not screen:
+                self.pop_screen()
+        else:
+            self.push_screen(LIVE_SCREEN)
+
+    @property
+    def training(self) -> bool:
+        return (
+            self.live is not None
+            and self.live.alive
+            and self.live_model is not None
+            and not self.live_model.is_terminal
+        )
+
+    async def action_quit(self) -> None:
+        """Quit; while training, ask first (stop and save, or leave the run unfinished)."""
+        from grpo_tui.screens.confirm import ChoiceScreen
+
+        if not self.training:
+            self.exit()
+            return
+
+        def answer(choice: str | None) -> None:
+            if choice == "stop" and self.live is not None:
+                self._quit_when_done = True
+                self.live.control.stop()
+                self.notify("Stopping: saving the final model, then quitting…", timeout=10)
+            elif choice == "abandon":
+                self.exit()
+
+        self.push_screen(
+            ChoiceScreen(
+                "Training is running",
+                "Stop saves the final model, then quits.\n"
+                "Abandon quits now: the run stays unfinished\n(its last checkpoint remains).",
+                [("stop", "Stop, save, quit", "s"), ("abandon", "Abandon", "a"), ("cancel", "Cancel", "c")],
+            ),
+            answer,
+        )
+
+    def action_help(self) -> None:
+        self.action_show_help_panel()
+
+    def on_unmount(self) -> None:
+        if self.live is not None:
+            self.live.detach()

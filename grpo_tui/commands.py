@@ -1,0 +1,72 @@
+"""Command-palette providers: the dashboard's run controls, the launcher's presets and runs.
+
+The palette lists the same actions as the footer bindings, skipping those not
+possible for the run right now (a read-only or finished run cannot be paused).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+COMMANDS = (
+    ("pause", "Pause training", "Stop at the next step boundary; the model stays loaded"),
+    ("resume", "Resume training", "Continue from where it paused"),
+    ("checkpoint", "Checkpoint now", "Save a complete checkpoint at the next step boundary"),
+    ("adjust", "Adjust hyperparameters…", "learning rate, beta, temperature, top_p, epsilon, lengths, reward weights"),
+    ("stop", "Stop training…", "Stop and save the final model"),
+    ("inspect", "Inspect groups", "Browse any past step's groups token by token"),
+    ("smooth", "Toggle EMA smoothing", "Smooth the chart lines"),
+    ("config", "Show the resolved config", "The run's config.yaml, read-only"),
+    ("launcher", "Go to the launcher", "Presets and recent runs"),
+)
+
+
+class DashboardCommands(Provider):
+    def _available(self) -> list[tuple[str, str, str]]:
+        screen = self.screen
+        out = []
+        for action, title, help_text in COMMANDS:
+            if screen.check_action(action, ()):
+                out.append((action, title, help_text))
+        return out
+
+    def _runner(self, action: str):
+        return partial(self.screen.run_action, action)
+
+    async def discover(self) -> Hits:
+        for action, title, help_text in self._available():
+            yield DiscoveryHit(title, self._runner(action), help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for action, title, help_text in self._available():
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), self._runner(action), help=help_text)
+
+
+class LauncherCommands(Provider):
+    """Start any preset or open any recent run by name."""
+
+    def _items(self) -> list[tuple[str, str, object]]:
+        screen = self.screen
+        items: list[tuple[str, str, object]] = []
+        for info in getattr(screen, "presets", []):
+            if info.ok:
+                items.append((f"Start {info.name}", (info.description or "").split("\n")[0], partial(self.app.start_run, str(info.path), self.app.overrides)))
+        for run in getattr(screen, "runs", []):
+            items.append((f"Open run {run.name}", f"{run.state}, step {run.step}", partial(self.app.open_run, str(run.path))))
+        return items
+
+    async def discover(self) -> Hits:
+        for title, help_text, callback in self._items():
+            yield DiscoveryHit(title, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, help_text, callback in self._items():
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), callback, help=help_text)

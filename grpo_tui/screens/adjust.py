@@ -1,0 +1,139 @@
+"""The adjust form: live-adjustable hyperparameters, validated before they are sent.
+
+Values are typed as YAML (``1e-5``, ``[1.0, 0.5]``); only fields that changed are sent.
+The engine applies them at the next step and logs an "adjust" event.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label
+
+ADJUSTABLE = (
+    "learning_rate",
+    "beta",
+    "temperature",
+    "top_p",
+    "epsilon",
+    "epsilon_high",
+    "max_completion_length",
+    "reward_weights",
+)
+
+
+def format_value(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
+    return str(value)
+
+
+def parse_changes(current: dict[str, Any], texts: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Changed fields parsed as YAML, and per-field parse errors."""
+    changes: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for name, text in texts.items():
+        if text.strip() == format_value(current.get(name)):
+            continue
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            errors[name] = "not a value (write e.g. 1e-5, 0.9 or [1.0, 0.5])"
+            continue
+        if isinstance(value, str):
+            try:
+                value = float(value)  # YAML 1.1 reads 1e-5 (no dot) as a string
+            except ValueError:
+                pass
+        if name == "reward_weights" and value is None and current.get(name) is None:
+            continue
+        if value == current.get(name):
+            continue
+        changes[name] = value
+    return changes, errors
+
+
+def validate(cfg: Any, changes: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """The engine's own validation; problems mapped back to their fields."""
+    from engine.config import ConfigError, validate_adjustment
+
+    try:
+        return validate_adjustment(cfg, changes), {}
+    except ConfigError as err:
+        errors: dict[str, str] = {}
+        for problem in getattr(err, "problems", None) or [str(err)]:
+            field, _, message = problem.partition(":")
+            key = field.strip().split(".")[0].split("[")[0]
+            if key in ADJUSTABLE:
+                errors[key] = (errors.get(key, "") + " " + message.strip()).strip()
+            else:
+                errors["_"] = (errors.get("_", "") + " " + problem).strip()
+        return None, errors
+
+
+class AdjustScreen(ModalScreen[dict | None]):
+    """Returns the validated changes, or None when cancelled."""
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="adjust.cancel"),
+        Binding("ctrl+s", "apply", "Apply", id="adjust.apply"),
+    ]
+
+    def __init__(self, cfg: Any, current: dict[str, Any]) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.current = {name: current.get(name) for name in ADJUSTABLE}
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog", id="adjust-dialog"):
+            yield Label("Adjust hyperparameters (applied at the next step)", classes="dialog-title")
+            with Grid(id="adjust-grid"):
+                for name in ADJUSTABLE:
+                    yield Label(name, classes="field-label")
+                    yield Input(format_value(self.current[name]), id=f"in-{name}", classes="field-input", compact=True)
+            yield Label("", id="adjust-errors", classes="errors")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Apply (ctrl+s)", variant="primary", id="apply")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#in-learning_rate", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_apply()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "apply":
+            self.action_apply()
+        else:
+            self.action_cancel()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def action_apply(self) -> None:
+        texts = {name: self.query_one(f"#in-{name}", Input).value for name in ADJUSTABLE}
+        changes, errors = parse_changes(self.current, texts)
+        if not errors and changes:
+            coerced, errors = validate(self.cfg, changes)
+        else:
+            coerced = None
+        for name in ADJUSTABLE:
+            self.query_one(f"#in-{name}", Input).set_class(name in errors, "-invalid")
+        if errors:
+            self.query_one("#adjust-errors", Label).update(
+                "\n".join(f"{k}: {v}" if k != "_" else v for k, v in errors.items())
+            )
+            return
+        if not changes:
+            self.dismiss(None)
+            return
+        self.dismiss(coerced)

@@ -1,0 +1,317 @@
+"""The dashboard: status, charts, the latest sampled groups and the events of one run.
+
+Works for a live run (controls enabled) and for a run directory opened read-only
+(controls disabled). Every view redraws from the :class:`RunModel` on one timer.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import ScrollableContainer, Vertical
+from textual.screen import Screen
+from textual.widgets import TabbedContent, TabPane
+
+from grpo_tui.widgets.footer import ResponsiveFooter
+from grpo_tui.commands import DashboardCommands
+from grpo_tui.run_model import RunModel
+from grpo_tui.widgets.chart import ChartSpec, MetricChart
+from grpo_tui.widgets.events import EventsPane
+from grpo_tui.widgets.samples import SamplesPane
+from grpo_tui.widgets.status import RunStatus
+
+if TYPE_CHECKING:
+    from grpo_tui.follow import RunFollower
+    from grpo_tui.session import LiveRun
+
+TICK_HZ = 6  # one chart at most per tick, so a tick never blocks keys for long
+PANES_EVERY = 2  # status and events every 2nd tick (3 Hz)
+SAMPLES_EVERY = 6  # the samples pane at most once a second: faster is unreadable anyway
+# Charts may use about this share of one core. plotext's build (timed by the chart) is
+# roughly a third of a chart's full cost; turning its text into styled strips and
+# compositing them is the rest, hence the small figure.
+CHART_CPU_SHARE = 0.015
+COMPACT_WIDTH = 120  # below this the side panes become tabs
+COMPACT_HEIGHT = 32
+FOLLOW_S = 1.0  # how often a run directory opened from disk is re-read
+SHORT_HEIGHT = 40  # below this the chart grids scroll (a chart needs ~11 rows to be read)
+
+OVERVIEW = (
+    ChartSpec("reward", ("reward", "rewards/*/mean"), ("total", "")),
+    ChartSpec("accuracy", ("accuracy", "eval/accuracy"), ("train", "eval")),
+    ChartSpec("advantage std", ("advantage/std", "frac_reward_zero_std"), ("adv std", "zero-std frac")),
+    ChartSpec("KL", ("kl",)),
+    ChartSpec(
+        "clip ratio",
+        ("clip_ratio/low_mean", "clip_ratio/high_mean", "clip_ratio/region_mean"),
+        ("low", "high", "region"),
+    ),
+)
+TRAINING = (
+    ChartSpec("entropy", ("entropy",)),
+    ChartSpec("completion length", ("completions/mean_length",)),
+    ChartSpec("clipped (truncated) ratio", ("completions/clipped_ratio",)),
+    ChartSpec("loss", ("loss",)),
+    ChartSpec("grad norm", ("grad_norm",)),
+    ChartSpec("learning rate", ("learning_rate",)),
+    ChartSpec("completions / s", ("completions_per_s",)),
+)
+
+CONTROL_ACTIONS = ("pause", "resume", "checkpoint", "adjust", "stop")
+
+
+class ChartGrid(ScrollableContainer, can_focus=True):
+    """The charts of one tab in a grid; focusable so a short terminal scrolls it by keyboard."""
+
+    DEFAULT_CSS = "ChartGrid { layout: grid; }"
+
+
+class DashboardScreen(Screen):
+    COMMANDS = {DashboardCommands}
+
+    BINDINGS = [
+        Binding("p", "pause", "Pause", id="dashboard.pause"),
+        Binding("p", "resume", "Resume", id="dashboard.resume"),
+        Binding("c", "checkpoint", "Ckpt", id="dashboard.checkpoint"),
+        Binding("a", "adjust", "Adjust", id="dashboard.adjust"),
+        Binding("s", "stop", "Stop", id="dashboard.stop"),
+        Binding("i", "inspect", "Inspect", id="dashboard.inspect"),
+        Binding("m", "smooth", "EMA", id="dashboard.smooth"),
+        Binding("v", "config", "Config", id="dashboard.config"),
+        Binding("l,escape", "launcher", "Launcher", id="dashboard.launcher", show=False),
+        Binding("1", "tab('tab-overview')", "Overview", id="dashboard.tab1", show=False),
+        Binding("2", "tab('tab-training')", "Training", id="dashboard.tab2", show=False),
+        Binding("3", "tab('tab-samples')", "Samples", id="dashboard.tab3", show=False),
+        Binding("4", "tab('tab-events')", "Events", id="dashboard.tab4", show=False),
+    ]
+
+    def __init__(self, model: RunModel, live: "LiveRun | None" = None, follower: "RunFollower | None" = None) -> None:
+        """``live``: a run this app trains (controls on). ``follower``: a run directory
+        read from disk, kept current while another process writes it (read-only)."""
+        super().__init__()
+        self.model = model
+        self.live = live
+        self.follower = follower
+        self.smooth = False
+        self.compact: bool | None = None
+        self._charts: dict[str, list[MetricChart]] = {}
+
+    # -- layout ----------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield RunStatus(self.model, self.app.clock, id="status")
+        with Vertical(id="dash-body"):
+            with TabbedContent(id="dash-tabs", initial="tab-overview"):
+                with TabPane("Overview 1", id="tab-overview"):
+                    with ChartGrid(id="grid-overview", classes="chart-grid"):
+                        for i, spec in enumerate(OVERVIEW):
+                            yield MetricChart(spec, id=f"chart-o{i}")
+                with TabPane("Training 2", id="tab-training"):
+                    with ChartGrid(id="grid-training", classes="chart-grid"):
+                        for i, spec in enumerate(TRAINING):
+                            yield MetricChart(spec, id=f"chart-t{i}")
+                with TabPane("Samples 3", id="tab-samples"):
+                    yield SamplesPane(id="tab-samples-pane")
+                with TabPane("Events 4", id="tab-events"):
+                    yield EventsPane(id="tab-events-pane")
+            with Vertical(id="dash-side"):
+                yield SamplesPane(id="side-samples")
+                yield EventsPane(id="side-events")
+        yield ResponsiveFooter()
+
+    def on_mount(self) -> None:
+        self._tabs = self.query_one("#dash-tabs", TabbedContent)
+        self._status = self.query_one(RunStatus)
+        self.query_one("#side-samples").border_title = "Samples (latest step)"
+        self.query_one("#side-events").border_title = "Events"
+        self._apply_size()
+        self.redraw()
+        self.set_interval(1 / TICK_HZ, self.tick)
+        if self.follower is not None:
+            self.set_interval(FOLLOW_S, self.follower.poll)
+
+    def on_resize(self) -> None:
+        self._apply_size()
+        self.call_after_refresh(self.redraw)
+
+    def _apply_size(self) -> None:
+        width, height = self.app.size
+        compact = width < COMPACT_WIDTH or height < COMPACT_HEIGHT
+        self.set_class(height < SHORT_HEIGHT, "-short")
+        if compact == self.compact:
+            return
+        self.compact = compact
+        self.set_class(compact, "-compact")
+        tabs = self.query_one("#dash-tabs", TabbedContent)
+        for pane in ("tab-samples", "tab-events"):
+            if compact:
+                tabs.show_tab(pane)
+            else:
+                tabs.hide_tab(pane)
+                if tabs.active == pane:
+                    tabs.active = "tab-overview"
+
+    # -- drawing -----------------------------------------------------------------
+    _ticks = 0
+
+    def tick(self) -> None:
+        """Charts round-robin (each at most TICK_HZ / n_charts per second), panes at ~3 Hz.
+
+        A chart costs tens of milliseconds to build, so drawing them one per tick keeps
+        every tick short (keys stay responsive) and bounds the UI's share of the CPU.
+        """
+        self._ticks += 1
+        try:
+            self._tick()
+        except Exception as err:  # noqa: BLE001 - a drawing bug must not end the app (and the run with it)
+            self._report_draw_error(err)
+
+    _draw_error_shown = False
+
+    def _report_draw_error(self, err: Exception) -> None:
+        self.log.error(f"dashboard redraw failed: {err!r}")
+        if not self._draw_error_shown:
+            self._draw_error_shown = True
+            self.notify(f"A view failed to draw ({type(err).__name__}: {err}); training goes on.", severity="error")
+
+    _next_chart_at = 0.0
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        if now >= self._next_chart_at:
+            for chart in self.visible_charts():
+                if chart.needs_redraw(self.model, self.smooth):
+                    chart.update_from(self.model, self.smooth)
+                    # The next chart waits long enough to keep charts within their CPU share.
+                    self._next_chart_at = now + chart.last_cost / CHART_CPU_SHARE
+                    break
+        if self._ticks % PANES_EVERY == 0:
+            self.redraw_panes(samples=self._ticks % SAMPLES_EVERY < PANES_EVERY)
+
+    def visible_charts(self) -> list[MetricChart]:
+        active = self._tabs.active
+        if active not in ("tab-overview", "tab-training"):
+            return []
+        if active not in self._charts:  # DOM queries cost; the charts never change
+            self._charts[active] = list(self.query_one(f"#grid-{active.removeprefix('tab-')}").query(MetricChart))
+        return self._charts[active]
+
+    def redraw(self) -> None:
+        """Everything visible, now (on mount, resize, tab switch, smoothing toggle)."""
+        for chart in self.visible_charts():
+            chart.update_from(self.model, self.smooth)
+        self.redraw_panes()
+
+    def redraw_panes(self, samples: bool = True) -> None:
+        model = self.model
+        self._status.update_from(model)
+        if not self.compact:
+            if samples:
+                self.query_one("#side-samples", SamplesPane).update_from(model)
+            self.query_one("#side-events", EventsPane).update_from(model)
+        else:
+            active = self._tabs.active
+            if active == "tab-samples" and samples:
+                self.query_one("#tab-samples-pane", SamplesPane).update_from(model)
+            elif active == "tab-events":
+                self.query_one("#tab-events-pane", EventsPane).update_from(model)
+        if self._last_state != model.state:
+            self._last_state = model.state
+            self.refresh_bindings()
+
+    _last_state: str | None = None
+
+    # -- controls ----------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in CONTROL_ACTIONS:
+            if self.live is None or self.model.is_terminal or self.model.state == "stopping":
+                return None if action != "resume" else False  # dimmed: not possible for this run now
+            paused = self.live.control.paused_requested
+            if action == "pause" and paused or action == "resume" and not paused:
+                return False  # one key, two meanings: only the one that applies is shown
+        return True
+
+    def action_pause(self) -> None:
+        if self.live is None:
+            return
+        self.live.control.pause()
+        self.notify("Pausing at the next step boundary…", timeout=2)
+        self.refresh_bindings()
+
+    def action_resume(self) -> None:
+        if self.live is None:
+            return
+        self.live.control.resume()
+        self.notify("Resuming…", timeout=2)
+        self.refresh_bindings()
+
+    def action_checkpoint(self) -> None:
+        if self.live is None:
+            return
+        self.live.control.checkpoint()
+        self.notify("Checkpoint requested (saved at the next step boundary)", timeout=3)
+
+    def action_adjust(self) -> None:
+        if self.live is None:
+            return
+        from grpo_tui.screens.adjust import AdjustScreen
+
+        def done(changes: dict[str, Any] | None) -> None:
+            if changes and self.live is not None:
+                self.live.control.adjust(**changes)
+                self.notify("Adjustment queued: " + ", ".join(f"{k}={v}" for k, v in changes.items()), timeout=3)
+
+        self.app.push_screen(AdjustScreen(self.live.cfg, self.model.config), done)
+
+    def action_stop(self) -> None:
+        if self.live is None:
+            return
+        from grpo_tui.screens.confirm import ConfirmScreen
+
+        def done(yes: bool | None) -> None:
+            if yes and self.live is not None:
+                self.live.control.stop()
+                self.notify("Stopping: the final model is being saved…", timeout=3)
+
+        self.app.push_screen(
+            ConfirmScreen("Stop training?", "The run stops at the next step boundary and saves final/.", yes="Stop"),
+            done,
+        )
+
+    def action_inspect(self) -> None:
+        from grpo_tui.screens.inspector import InspectorScreen
+
+        if not self.model.run_dir:
+            self.notify("No run directory yet", severity="warning")
+            return
+        latest = self.model.latest_samples()
+        self.app.push_screen(InspectorScreen(self.model.run_dir, step=latest.get("step") if latest else None))
+
+    def action_smooth(self) -> None:
+        self.smooth = not self.smooth
+        self.notify(f"EMA smoothing {'on' if self.smooth else 'off'}", timeout=1.5)
+        self.redraw()
+
+    def action_config(self) -> None:
+        from grpo_tui.screens.editor import ConfigViewScreen
+
+        if not self.model.run_dir:
+            return
+        self.app.push_screen(ConfigViewScreen(self.model.run_dir))
+
+    def action_tab(self, tab: str) -> None:
+        tabs = self.query_one("#dash-tabs", TabbedContent)
+        if tab in ("tab-samples", "tab-events") and not self.compact:
+            target = self.query_one("#side-samples" if tab == "tab-samples" else "#side-events")
+            target.focus()
+            return
+        tabs.active = tab
+        self.redraw()
+
+    def action_launcher(self) -> None:
+        self.app.action_show_launcher()
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self.redraw()

@@ -1,0 +1,271 @@
+"""The launcher: presets (with what each needs and whether it validates) and recent runs.
+
+Enter on a preset starts a run in the dashboard; Enter on a run opens it read-only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.content import Content
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Static
+
+from grpo_tui.widgets.footer import ResponsiveFooter
+from grpo_tui.commands import LauncherCommands
+from grpo_tui.run_summary import RunSummary, summarize_run
+
+
+def preset_fields(path: Path) -> dict[str, Any]:
+    """The raw preset mapping (no validation), for the table and the details pane."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def hardware(description: str, fields: dict[str, Any]) -> str:
+    """What the preset needs, from its "Hardware:" comment line, else a guess from the model."""
+    for line in description.splitlines():
+        if line.lower().startswith("hardware:"):
+            return line.split(":", 1)[1].strip().split(";")[0].split("(")[0].strip()
+    model = str(fields.get("model_name_or_path", "assets/tiny-model"))
+    return "CPU" if "tiny" in model else "GPU"
+
+
+def dataset_label(fields: dict[str, Any]) -> str:
+    ds = fields.get("dataset") or {}
+    if not isinstance(ds, dict):
+        return "?"
+    if ds.get("task"):
+        args = ds.get("task_args") or {}
+        extra = " ".join(f"{k}={v}" for k, v in args.items() if k in ("digits", "ops")) if isinstance(args, dict) else ""
+        return f"{ds['task']} {extra}".strip()
+    return str(ds.get("name") or ds.get("path") or "?")
+
+
+def model_label(fields: dict[str, Any]) -> str:
+    return Path(str(fields.get("model_name_or_path", "assets/tiny-model"))).name if str(
+        fields.get("model_name_or_path", "")
+    ).startswith((".", "/", "assets")) else str(fields.get("model_name_or_path", "assets/tiny-model"))
+
+
+def rewards_label(fields: dict[str, Any]) -> str:
+    funcs = fields.get("reward_funcs") or ["accuracy"]
+    return ", ".join(str(f).split(":")[-1] for f in funcs) if isinstance(funcs, list) else str(funcs)
+
+
+def display_path(path: Path) -> str:
+    """Relative to the current folder when inside it, else with ~ for the home folder."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        home = str(Path.home())
+        text = str(path)
+        return "~" + text[len(home):] if text.startswith(home + "/") else text
+
+
+def _has_gpu() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:  # noqa: BLE001 - no torch, no GPU
+        return False
+
+
+DETAIL_KEYS = (
+    "num_generations",
+    "per_device_train_batch_size",
+    "max_completion_length",
+    "learning_rate",
+    "beta",
+    "loss_type",
+    "max_steps",
+)
+
+
+class LauncherScreen(Screen):
+    COMMANDS = {LauncherCommands}
+    BINDINGS = [
+        Binding("enter", "open", "Start / open", id="launcher.open", priority=True),
+        Binding("e", "edit", "Edit preset", id="launcher.edit"),
+        Binding("n", "new", "New from preset", id="launcher.new"),
+        Binding("r", "refresh", "Refresh", id="launcher.refresh"),
+        Binding("d", "dashboard", "Live run", id="launcher.dashboard"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.presets: list[Any] = []
+        self.runs: list[RunSummary] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static(
+            Content.assemble(("grpo-tui", "bold"), "  GRPO fine-tuning — pick a preset and press Enter"),
+            id="launcher-title",
+        )
+        with Horizontal(id="launcher-top"):
+            with Vertical(id="presets-col"):
+                yield DataTable(id="presets", cursor_type="row", zebra_stripes=True)
+            with VerticalScroll(id="preset-details-scroll"):
+                yield Static("", id="preset-details")
+        yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+        yield ResponsiveFooter()
+
+    def on_mount(self) -> None:
+        self.query_one("#presets-col").border_title = "Presets"
+        self.query_one("#preset-details-scroll").border_title = "Details"
+        self.query_one("#runs").border_title = "Recent runs (Enter opens read-only)"
+        presets = self.query_one("#presets", DataTable)
+        presets.add_columns("Preset", "OK", "Hardware", "Model", "Data", "Rewards")
+        runs = self.query_one("#runs", DataTable)
+        runs.add_columns("Run", "State", "Step", "Reward", "Eval acc")
+        self.action_refresh()
+        presets.focus()
+
+    def on_screen_resume(self) -> None:
+        self.action_refresh()
+
+    # -- data ----------------------------------------------------------------------
+    def action_refresh(self) -> None:
+        self.presets = self.app.find_presets()
+        table = self.query_one("#presets", DataTable)
+        table.clear()
+        for info in self.presets:
+            fields = preset_fields(Path(info.path))
+            colours = self.app.theme_variables
+            ok = (
+                Text("✓", style=f"bold {colours.get('success', 'green')}")
+                if info.ok
+                else Text("✘", style=f"bold {colours.get('error', 'red')}")
+            )
+            table.add_row(
+                info.name, ok, hardware(info.description, fields), model_label(fields),
+                dataset_label(fields), rewards_label(fields), key=str(info.path),
+            )
+        self.runs = [summarize_run(p) for p in self.app.list_runs()]
+        runs = self.query_one("#runs", DataTable)
+        runs.clear()
+        for r in self.runs:
+            runs.add_row(
+                r.name,
+                r.state,
+                f"{r.step}/{r.max_steps or '?'}",
+                "—" if r.reward is None else f"{r.reward:.3f}",
+                "—" if r.eval_accuracy is None else f"{r.eval_accuracy:.3f}",
+                key=str(r.path),
+            )
+        if not self.runs:
+            runs.add_row("no runs yet in " + str(self.app.runs_root), "", "", "", "", key="")
+        self._show_details()
+
+    def selected_preset(self) -> Any | None:
+        table = self.query_one("#presets", DataTable)
+        if not self.presets or table.cursor_row is None or table.cursor_row >= len(self.presets):
+            return None
+        return self.presets[table.cursor_row]
+
+    def selected_run(self) -> RunSummary | None:
+        table = self.query_one("#runs", DataTable)
+        if not self.runs or table.cursor_row >= len(self.runs):
+            return None
+        return self.runs[table.cursor_row]
+
+    def _show_details(self) -> None:
+        info = self.selected_preset()
+        details = self.query_one("#preset-details", Static)
+        if info is None:
+            details.update("No presets found (presets/, ./presets/, ~/.config/grpo-tui/presets/).")
+            return
+        fields = preset_fields(Path(info.path))
+        parts: list = [(info.name + "\n", "bold")]
+        if info.description:
+            parts.append(info.description + "\n\n")
+        parts.append(f"model     {fields.get('model_name_or_path', 'assets/tiny-model')}\n")
+        parts.append(f"data      {dataset_label(fields)}\n")
+        parts.append(f"rewards   {rewards_label(fields)}")
+        if fields.get("reward_weights"):
+            parts.append(f"  weights {fields['reward_weights']}")
+        parts.append(f"\nhardware  {hardware(info.description, fields)}\n")
+        for key in DETAIL_KEYS:
+            if key in fields:
+                parts.append((f"{key} = {fields[key]}\n", "$text-muted"))
+        if info.ok:
+            parts.append(("\n✓ validates", "bold $success"))
+        else:
+            parts.append(("\n✘ does not validate:\n", "bold $error"))
+            for problem in info.problems:
+                parts.append((f"  - {problem}\n", "$error"))
+        parts.append((f"\n{display_path(Path(info.path))}", "$text-muted"))
+        details.update(Content.assemble(*parts))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "presets":
+            self._show_details()
+
+    # -- actions -------------------------------------------------------------------
+    def action_open(self) -> None:
+        if self.query_one("#runs", DataTable).has_focus:
+            self._open_selected_run()
+        elif self.query_one("#presets", DataTable).has_focus:
+            self._start_selected()
+
+    def _start_selected(self) -> None:
+        info = self.selected_preset()
+        if info is None:
+            return
+        if not info.ok:
+            self.notify("This preset does not validate; press e to fix it:\n" + "\n".join(info.problems[:5]),
+                        severity="error", timeout=8)
+            return
+        need = hardware(info.description, preset_fields(Path(info.path)))
+        if "GPU" in need.upper() and not _has_gpu():
+            from grpo_tui.screens.confirm import ConfirmScreen
+
+            def answer(yes: bool | None) -> None:
+                if yes:
+                    self.app.start_run(str(info.path), self.app.overrides)
+
+            self.app.push_screen(
+                ConfirmScreen("No GPU here", f"{info.name} needs {need}.\nStart it anyway (on CPU it may be very slow)?", yes="Start"),
+                answer,
+            )
+            return
+        self.app.start_run(str(info.path), self.app.overrides)
+
+    def _open_selected_run(self) -> None:
+        run = self.selected_run()
+        if run is not None:
+            self.app.open_run(str(run.path))
+
+    def action_edit(self) -> None:
+        info = self.selected_preset()
+        if info is not None:
+            from grpo_tui.screens.editor import PresetEditorScreen
+
+            self.app.push_screen(PresetEditorScreen(Path(info.path)), lambda _: self.action_refresh())
+
+    def action_new(self) -> None:
+        info = self.selected_preset()
+        if info is not None:
+            from grpo_tui.screens.editor import PresetEditorScreen
+
+            self.app.push_screen(PresetEditorScreen(Path(info.path), new=True), lambda _: self.action_refresh())
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "dashboard":
+            return self.app.live is not None
+        if action == "open" and not isinstance(self.app.screen, LauncherScreen):
+            return False
+        return True
+
+    def action_dashboard(self) -> None:
+        self.app.action_show_dashboard()

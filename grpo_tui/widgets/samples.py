@@ -1,0 +1,106 @@
+"""The sample completions pane: the latest step's groups, one line per completion.
+
+Each completion shows its advantage (coloured by sign), total reward, the per-function
+rewards and its text; truncated completions are marked with ✂. Colours are theme
+variables, so every Textual theme works.
+"""
+
+from __future__ import annotations
+
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.widgets import Static
+
+from grpo_tui.run_model import RunModel
+
+TRUNCATED = "✂"
+Part = tuple[str, str] | str
+
+
+def short(text: str, width: int) -> str:
+    """One line of at most ``width`` characters, newlines made visible."""
+    text = text.replace("\n", "⏎")
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+def fmt_num(value: object, spec: str = "+.2f") -> str:
+    if isinstance(value, (int, float)) and value == value:  # not NaN
+        return format(value, spec)
+    return "—"
+
+
+def sign_style(value: object) -> str:
+    if isinstance(value, (int, float)) and value > 0:
+        return "$success"
+    if isinstance(value, (int, float)) and value < 0:
+        return "$error"
+    return "$text-muted"
+
+
+def group_header(index: int, group: dict, width: int) -> list[Part]:
+    comps = group.get("completions") or []
+    rewards = [c.get("reward") for c in comps if isinstance(c.get("reward"), (int, float))]
+    mean = sum(rewards) / len(rewards) if rewards else float("nan")
+    parts: list[Part] = [(f"#{index + 1} ", "bold"), (short(str(group.get("prompt", "")), max(10, width // 2)), "bold")]
+    if group.get("answer") is not None:
+        parts.append((f" → {group.get('answer')}", "$accent"))
+    parts.append((f"  mean {fmt_num(mean, '.2f')}  std {fmt_num(group.get('reward_std'), '.2f')}", "$text-muted"))
+    return parts
+
+
+def completion_line(comp: dict, width: int) -> list[Part]:
+    adv = comp.get("advantage")
+    parts: list[Part] = ["  ", (f"{fmt_num(adv):>6}", f"bold {sign_style(adv)}"), f" {fmt_num(comp.get('reward'), '5.2f')}"]
+    used = 2 + 6 + 6
+    per = comp.get("rewards") or {}
+    if len(per) > 1:
+        label = " [" + " ".join(f"{k[:4]} {fmt_num(v, '.1f')}" for k, v in per.items()) + "]"
+        parts.append((label, "$text-muted"))
+        used += len(label)
+    parts.append(" ")
+    used += 1
+    if comp.get("truncated"):
+        parts.append((TRUNCATED, "bold $warning"))
+        used += 1
+    parts.append(short(str(comp.get("text", "")), max(8, width - used)))
+    return parts
+
+
+def render_groups(record: dict | None, width: int) -> Content:
+    """Content for one samples.jsonl record."""
+    if not record:
+        return Content.styled("waiting for the first step's samples…", "$text-muted")
+    groups = record.get("groups") or []
+    parts: list[Part] = [(f"step {record.get('step')}", "bold"), (f"  {len(groups)} groups", "$text-muted")]
+    for gi, group in enumerate(groups):
+        parts.append("\n")
+        parts.extend(group_header(gi, group, width))
+        for comp in group.get("completions") or []:
+            parts.append("\n")
+            parts.extend(completion_line(comp, width))
+    return Content.assemble(*parts)
+
+
+class SamplesPane(VerticalScroll, can_focus=True):
+    """Scrollable view of the latest step's sampled groups."""
+
+    DEFAULT_CSS = """
+    SamplesPane { height: 1fr; }
+    SamplesPane > Static { width: 1fr; }
+    """
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self._body = Static("")
+        self._key: tuple | None = None
+
+    def compose(self):
+        yield self._body
+
+    def update_from(self, model: RunModel) -> None:
+        record = model.latest_samples()
+        key = (id(record), self.size.width)
+        if key == self._key or self.size.width == 0:
+            return
+        self._key = key
+        self._body.update(render_groups(record, self.size.width - 2))

@@ -1,0 +1,125 @@
+"""The dashboard's header: what run this is and where it stands.
+
+Time comes from a clock the app owns (``App.clock``), so tests can freeze it; a
+finished or read-only run shows the elapsed time recorded in its files instead.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from textual.content import Content
+from textual.widgets import Static
+
+from grpo_tui.run_model import RunModel
+
+STATE_STYLE = {
+    "starting": ("◌", "$text-muted"),
+    "running": ("▶", "$success"),
+    "paused": ("⏸", "$warning"),
+    "checkpointing": ("⛁", "$accent"),
+    "stopping": ("■", "$warning"),
+    "finished": ("✔", "$success"),
+    "failed": ("✘", "$error"),
+}
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def progress_bar(done: int, total: int, width: int) -> str:
+    if total <= 0 or width <= 0:
+        return ""
+    filled = min(width, int(width * done / total))
+    return "█" * filled + "░" * (width - filled)
+
+
+class RunStatus(Static):
+    """Run name, model, device, step / total, elapsed, ETA, completions/s and state."""
+
+    DEFAULT_CSS = """
+    RunStatus { height: 2; padding: 0 1; background: $panel; }
+    """
+
+    def __init__(self, model: RunModel, clock: Callable[[], float], *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.model = model
+        self.clock = clock
+        self._key: tuple | None = None
+        self._lines = 2
+
+    def update_from(self, model: RunModel) -> None:
+        self.model = model
+        elapsed = model.elapsed(self.clock())
+        key = (model.version, None if elapsed is None else int(elapsed), self.size.width)
+        if key != self._key:
+            self._key = key
+            content = self.render_text(elapsed)
+            lines = content.plain.count("\n") + 1
+            if lines != self._lines:
+                # A fixed height, changed only when the line count does, spares a
+                # full-screen layout on every update.
+                self._lines = lines
+                self.styles.height = lines
+            self.update(content, layout=False)
+
+    def render_text(self, elapsed: float | None) -> Content:
+        m = self.model
+        icon, colour = STATE_STYLE.get(m.state, ("?", "$text-muted"))
+        state = m.state.upper() + (" (read-only)" if m.read_only and not m.is_terminal else "")
+        width = max(40, self.size.width - 2)
+        parts: list[tuple[str, str] | str] = [
+            (f" {icon} {state} ", f"bold reverse {colour}"),
+            (f"  {m.name or 'run'}", "bold"),
+            ("  " + "  ".join(d for d in (m.model_name, m.device) if d), "$text-muted"),
+            "\n",
+            (f"step {m.step}/{m.total_steps or '?'} ", "bold"),
+        ]
+        narrow = width < 100
+        bar_width = max(0, min(30, width - 75))
+        if bar_width >= 5:
+            parts.append((progress_bar(m.step, m.total_steps, bar_width) + " ", "$accent"))
+        parts.append(f" {'' if narrow else 'elapsed '}{format_duration(elapsed)}")
+        if not m.is_terminal and not m.read_only:
+            parts.append(f"  ETA {format_duration(m.eta())}")
+        cps = m.completions_per_s()
+        if cps is not None:
+            parts.append(f"  {cps:.0f}{'/s' if narrow else ' compl/s'}")
+        reward = m.metric("reward")
+        if reward is not None:
+            parts.append(f"  {'R' if narrow else 'reward'} {reward:.3f}")
+        acc = m.metric("eval/accuracy")
+        if acc is not None:
+            parts.append(f"  {'eval' if narrow else 'eval acc'} {acc:.2f}")
+        if m.state == "failed" and m.error:
+            where = m.traceback_path or m.run_dir
+            parts.append("\n")
+            first = m.error.strip().splitlines()[0] if m.error.strip() else "failed"
+            parts.append((f"error: {first[: max(20, width - 10)]}", "bold $error"))
+            if where:
+                parts.append((f"\nlogs: {where}  (full message in the events pane)", "$error"))
+        elif m.state == "finished" and m.summary:
+            parts.append("\n")
+            parts.append((summary_line(m.summary), "$success"))
+        return Content.assemble(*parts)
+
+
+def summary_line(summary: dict) -> str:
+    """One line for RunFinished's summary (accuracy before/after, final model path)."""
+    parts = []
+    before = summary.get("accuracy_before", summary.get("eval_accuracy_before"))
+    after = summary.get("accuracy_after", summary.get("eval_accuracy_after"))
+    if isinstance(before, (int, float)) and isinstance(after, (int, float)):
+        parts.append(f"eval accuracy {before:.3f} → {after:.3f}")
+    final = summary.get("final_model") or summary.get("final_model_path") or summary.get("final_path")
+    if final:
+        parts.append(f"final model: {final}")
+    if not parts:
+        parts = [f"{k}: {v}" for k, v in list(summary.items())[:4] if not isinstance(v, (dict, list))]
+    return "finished — " + "; ".join(parts)

@@ -1,0 +1,66 @@
+"""Rebuild tests/data/recorded-run/: a real short run of the tiny model, used by the
+dashboard snapshot tests so they are deterministic (no engine, no clock).
+
+    HF_HUB_OFFLINE=1 python tests/data/make_recorded_run.py
+
+It adjusts the learning rate after step 4 and checkpoints after step 8 so the charts
+show both kinds of marker; model weights (checkpoints/, final/) are dropped to keep the
+fixture small, and absolute paths are rewritten relative to the runs folder.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))
+
+from engine.config import load_preset  # noqa: E402
+from engine.control import Control, StepMetrics  # noqa: E402
+from engine.trainer import Trainer  # noqa: E402
+
+OUT = HERE / "recorded-run"
+
+
+def main() -> None:
+    tmp = HERE / "recorded-run.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    cfg = load_preset(
+        "tiny-arithmetic",
+        [
+            "max_steps=12",
+            "per_device_train_batch_size=32",
+            "log_completions_groups=3",
+            "eval_max_samples=100",
+            "eval_steps=6",
+            "run_name=recorded-run",
+            f"output_dir={tmp}",
+        ],
+    )
+    control = Control()
+
+    def on_event(event) -> None:
+        if isinstance(event, StepMetrics) and event.step == 4:
+            control.adjust(learning_rate=1e-4)
+        if isinstance(event, StepMetrics) and event.step == 8:
+            control.checkpoint()
+
+    control.subscribe(on_event)
+    Trainer(cfg, control=control).run()
+    shutil.rmtree(tmp / "checkpoints", ignore_errors=True)
+    shutil.rmtree(tmp / "final", ignore_errors=True)
+    (tmp / "checkpoints").mkdir()
+    for path in tmp.iterdir():
+        if path.is_file():
+            text = path.read_text(encoding="utf-8").replace(str(tmp), "runs/recorded-run")
+            text = text.replace(str(HERE.parents[1]) + "/", "")
+            path.write_text(text, encoding="utf-8")
+    shutil.rmtree(OUT, ignore_errors=True)
+    tmp.rename(OUT)
+    (OUT / "checkpoints" / ".keep").write_text("")
+
+
+if __name__ == "__main__":
+    main()
