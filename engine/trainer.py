@@ -207,6 +207,7 @@ class Trainer:
     # ------------------------------------------------------------------ setup
     def _setup(self) -> None:
         cfg = self.cfg
+        self.writer.write_config(dump_yaml(cfg))  # first, so even a run that fails to load is listed
         self._set_state(RunState.STARTING, "loading model")
         hf_logging.disable_progress_bar()
         torch.manual_seed(cfg.seed)
@@ -264,7 +265,6 @@ class Trainer:
             self.skipped_updates = state["skipped_updates"]
             self.adjustments = state["adjustments"]
 
-        self.writer.write_config(dump_yaml(cfg))
         n_params = sum(p.numel() for p in self.model.parameters())
         self._publish(RunStarted(
             run_dir=str(self.run_dir), config=config_to_dict(cfg), total_steps=cfg.max_steps,
@@ -326,7 +326,9 @@ class Trainer:
         step_time = time.perf_counter() - t0
         metrics = self._step_metrics(batch, update, timings, step_time)
         if step == cfg.max_steps or (cfg.eval_steps and step % cfg.eval_steps == 0):
+            t_eval = time.perf_counter()
             metrics.update(self._evaluate(step, "end of training" if step == cfg.max_steps else "periodic"))
+            metrics["time/eval"] = time.perf_counter() - t_eval  # kept out of step_time
         self.writer.metrics(step, metrics)
         self._publish(StepMetrics(step=step, metrics=metrics))
         if new_round and cfg.log_completions_groups > 0:

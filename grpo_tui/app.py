@@ -48,8 +48,14 @@ class GrpoApp(App):
         clock: Callable[[], float] | None = None,
         runs_root: str | Path = "runs",
         presets_finder: Callable[[], list[Any]] | None = None,
+        attach: str | None = None,
+        resume: str | None = None,
     ) -> None:
+        """``attach``: follow a run another process trains, with its controls; ``resume``:
+        continue an interrupted run in this process from its newest complete checkpoint."""
         super().__init__()
+        self.attach_dir = attach
+        self.resume_dir = resume
         self.preset = preset
         self.overrides = list(overrides)
         self.run_dir = run_dir
@@ -82,7 +88,13 @@ class GrpoApp(App):
             # torch and transformers take seconds to import: do it off the UI thread
             # while the user looks at the launcher, so starting a run does not freeze keys.
             self.run_worker(_import_engine, thread=True, exclusive=True, group="warm-imports")
-        if self.preset:
+        if self.attach_dir:
+            if not self.attach_run(self.attach_dir):
+                self.push_screen(LauncherScreen())
+        elif self.resume_dir:
+            if not self.start_run(None, resume_dir=self.resume_dir):
+                self.push_screen(LauncherScreen())
+        elif self.preset:
             if not self.start_run(self.preset, self.overrides):
                 self.push_screen(LauncherScreen())
         elif self.run_dir:
@@ -91,8 +103,8 @@ class GrpoApp(App):
         else:
             self.push_screen(LauncherScreen())
 
-    def start_run(self, preset: str, overrides: Iterable[str] = ()) -> bool:
-        """Load and validate the preset, start the engine and show its dashboard."""
+    def start_run(self, preset: str | None, overrides: Iterable[str] = (), resume_dir: str | None = None) -> bool:
+        """Load and validate the preset (or the run to resume), start the engine and show its dashboard."""
         from engine.config import ConfigError, load_preset
 
         from grpo_tui.screens.dashboard import DashboardScreen
@@ -101,12 +113,13 @@ class GrpoApp(App):
             self.notify("A run is already training; stop it first (d shows it).", severity="warning")
             return False
         try:
-            cfg = load_preset(preset, list(overrides))
+            cfg = load_preset(preset, list(overrides)) if resume_dir is None else None
         except ConfigError as err:
             self.notify(str(err), title="Cannot start", severity="error", timeout=15)
             return False
         try:
-            live = LiveRun(cfg, self.post_message)
+            live = LiveRun(cfg, self.post_message, resume_dir=resume_dir)
+            cfg = live.cfg
         except Exception as err:  # noqa: BLE001 - a clear message, never a traceback
             self.notify(f"{type(err).__name__}: {err}", title="Cannot start", severity="error", timeout=15)
             return False
@@ -133,6 +146,25 @@ class GrpoApp(App):
             if len(self.screen_stack) > 1:
                 self.pop_screen()
         self.uninstall_screen(name)
+
+    def attach_run(self, run_dir: str) -> bool:
+        """The dashboard of a run another process trains, controls included."""
+        from grpo_tui.follow import open_run_dir
+        from grpo_tui.screens.dashboard import DashboardScreen
+        from grpo_tui.session import AttachedRun
+
+        path = Path(run_dir)
+        try:
+            run = AttachedRun(path)
+        except Exception as err:  # noqa: BLE001 - a clear message, never a traceback
+            self.notify(f"cannot attach to {run_dir}: {err}", severity="error", timeout=10)
+            return False
+        model, follower = open_run_dir(path)
+        model.read_only = False
+        self.push_screen(DashboardScreen(model, live=run, follower=follower))
+        if not run.alive:
+            self.notify(f"{path.name} is {run.state}: shown as it was left", timeout=6)
+        return True
 
     def open_run(self, run_dir: str) -> bool:
         """Show a run directory read-only (finished, failed, or being written elsewhere)."""

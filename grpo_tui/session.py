@@ -24,15 +24,20 @@ class EngineEvent(Message):
 class LiveRun:
     """Trainer + Control for one run; ``start`` launches the engine thread."""
 
-    def __init__(self, cfg: Any, post: Callable[[Message], bool]) -> None:
+    def __init__(self, cfg: Any, post: Callable[[Message], bool], resume_dir: str | Path | None = None) -> None:
+        """A new run of ``cfg``, or — with ``resume_dir`` — the continuation of that run from its
+        newest complete checkpoint (``cfg`` is then ignored: the checkpoint's config is used)."""
         from engine.control import Control
         from engine.trainer import Trainer
 
-        self.cfg = cfg
         self.control = Control()
         self._post = post
         self._unsubscribe = self.control.subscribe(self._forward)
-        self.trainer = Trainer(cfg, control=self.control)
+        if resume_dir is not None:
+            self.trainer = Trainer.resume(resume_dir, control=self.control)
+        else:
+            self.trainer = Trainer(cfg, control=self.control)
+        self.cfg = self.trainer.cfg
         self.run_dir = Path(self.trainer.run_dir)
         self.thread: threading.Thread | None = None
 
@@ -53,3 +58,63 @@ class LiveRun:
 
     def detach(self) -> None:
         self._unsubscribe()
+
+
+class RemoteControl:
+    """The controls of a run trained by another process, sent through its run directory's
+    command channel (``engine.channel``); the same methods as ``engine.control.Control``."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+
+    def pause(self) -> None:
+        self._send("pause")
+
+    def resume(self) -> None:
+        self._send("resume")
+
+    def stop(self) -> None:
+        self._send("stop")
+
+    def checkpoint(self) -> None:
+        self._send("checkpoint")
+
+    def adjust(self, **changes: Any) -> None:
+        self._send("adjust", **changes)
+
+    @property
+    def paused_requested(self) -> bool:
+        from engine.channel import read_heartbeat
+
+        return (read_heartbeat(self.run_dir) or {}).get("state") == "paused"
+
+    def _send(self, command: str, **args: Any) -> None:
+        from engine.channel import send_command
+
+        send_command(self.run_dir, command, **args)
+
+
+class AttachedRun:
+    """A run another process trains (``grpo-tui train --detach``): the dashboard follows its
+    files and its controls reach the process through the run directory."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        from engine.config import config_from_yaml
+
+        self.run_dir = Path(run_dir)
+        self.cfg = config_from_yaml((self.run_dir / "config.yaml").read_text(encoding="utf-8"), check_paths=False,
+                                    source=str(self.run_dir / "config.yaml"))
+        self.control = RemoteControl(self.run_dir)
+
+    @property
+    def state(self) -> str:
+        from engine.runs import summarize_run
+
+        return summarize_run(self.run_dir).state
+
+    @property
+    def alive(self) -> bool:
+        return self.state not in ("finished", "failed", "crashed")
+
+    def detach(self) -> None:
+        """Leaving the dashboard leaves the run as it is: it belongs to its own process."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from grpo_tui.downsample import downsample
 from grpo_tui.run_model import RunModel
-from grpo_tui.run_summary import summarize_run
+from engine.runs import summarize_run
 from grpo_tui.sample_index import SampleIndex
 from grpo_tui.screens.editor import locate
 from grpo_tui.widgets.yaml_area import yaml_highlights

@@ -19,7 +19,7 @@ from textual.widgets import DataTable, Static
 
 from grpo_tui.widgets.footer import ResponsiveFooter
 from grpo_tui.commands import LauncherCommands
-from grpo_tui.run_summary import RunSummary, summarize_run
+from engine.runs import RunSummary, summarize_run
 
 
 def preset_fields(path: Path) -> dict[str, Any]:
@@ -243,8 +243,29 @@ class LauncherScreen(Screen):
 
     def _open_selected_run(self) -> None:
         run = self.selected_run()
-        if run is not None:
-            self.app.open_run(str(run.path))
+        if run is None:
+            return
+        if run.state in ("running", "paused", "checkpointing", "starting", "stopping"):
+            self.app.attach_run(str(run.path))  # trained by another process: follow it, with controls
+            return
+        if run.resumable:
+            from grpo_tui.screens.confirm import ChoiceScreen
+
+            def answer(choice: str | None) -> None:
+                if choice == "resume":
+                    self.app.start_run(None, resume_dir=str(run.path))
+                elif choice == "view":
+                    self.app.open_run(str(run.path))
+
+            self.app.push_screen(
+                ChoiceScreen(f"{run.name} was interrupted",
+                             f"It stopped at step {run.step} of {run.max_steps}. Resume continues from its newest "
+                             "complete checkpoint.",
+                             [("resume", "Resume", "r"), ("view", "View", "v"), ("cancel", "Cancel", "c")]),
+                answer,
+            )
+            return
+        self.app.open_run(str(run.path))
 
     def action_edit(self) -> None:
         info = self.selected_preset()

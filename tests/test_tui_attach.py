@@ -1,0 +1,101 @@
+"""Attach and resume in the dashboard: a detached run steered from the app, and an
+interrupted run continued from the launcher."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, tiny_config, train
+from engine.channel import read_heartbeat
+from engine.rundir import read_jsonl
+from grpo_tui.app import GrpoApp
+from grpo_tui.screens.dashboard import DashboardScreen
+
+pytestmark = pytest.mark.timeout(240)
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def steps_in(run_dir: Path) -> int:
+    return len([r for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("reward") is not None])
+
+
+async def wait_for(pilot, condition, what: str, limit: float = 120) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.1)
+
+
+def test_attach_controls_a_detached_run(tmp_path: Path) -> None:
+    run_dir = tmp_path / "detached"
+    out = subprocess.run([sys.executable, "-m", "grpo_tui", "train", "tiny-arithmetic", "--detach", "--max-steps",
+                          "2000", "--output", str(run_dir), "--set", "eval_steps=0", "--set",
+                          "dataset.task_args.eval_size=32"], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    try:
+        asyncio.run(_attach(run_dir))
+    finally:
+        pid = (read_heartbeat(run_dir) or {}).get("pid")
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+
+
+async def _attach(run_dir: Path) -> None:
+    deadline = time.monotonic() + 120
+    while steps_in(run_dir) < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    app = GrpoApp(attach=str(run_dir))
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert isinstance(app.screen, DashboardScreen)
+        await wait_for(pilot, lambda: app.screen.model.step >= 2, "the attached run's steps on screen")
+        await pilot.press("p")  # reaches the other process through the command channel
+        await wait_for(pilot, lambda: (read_heartbeat(run_dir) or {}).get("state") == "paused", "paused")
+        at = steps_in(run_dir)
+        await asyncio.sleep(1.5)
+        assert steps_in(run_dir) == at
+        await pilot.press("p")
+        await wait_for(pilot, lambda: steps_in(run_dir) > at + 1, "steps after resume")
+        await pilot.press("q")  # leaving the dashboard leaves the run training
+        await pilot.pause(0.5)
+    assert (read_heartbeat(run_dir) or {}).get("state") == "running"
+
+
+def test_launcher_resumes_an_interrupted_run(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    cfg = tiny_config(tmp_path, "max_steps=6", "save_steps=3", "log_completions_groups=1",
+                      f"output_dir={runs / 'interrupted'}")
+    trainer, _ = train(cfg, evaluate=False)
+    run_dir = trainer.run_dir
+    # make it look killed after its step-3 checkpoint: later records gone, no final model, no heartbeat
+    import shutil
+
+    from engine.rundir import truncate_after
+
+    truncate_after(run_dir, 4)
+    shutil.rmtree(run_dir / "final")
+    shutil.rmtree(run_dir / "checkpoints" / "step-000006", ignore_errors=True)
+    (run_dir / "heartbeat.json").unlink()
+    asyncio.run(_resume(runs, run_dir))
+
+
+async def _resume(runs: Path, run_dir: Path) -> None:
+    app = GrpoApp(runs_root=runs)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.5)
+        app.screen.query_one("#runs").focus()
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        await pilot.press("r")  # Resume
+        await wait_for(pilot, lambda: app.live_model is not None and app.live_model.is_terminal, "the resumed run")
+    assert [r["step"] for r in read_jsonl(run_dir / "metrics.jsonl") if "reward" in r] == [1, 2, 3, 4, 5, 6]
+    assert (run_dir / "final" / "model.safetensors").exists()
