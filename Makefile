@@ -15,7 +15,7 @@ endif
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: run test bench tiny-model gpu-test clean
+.PHONY: run test bench tiny-model clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,10 +35,6 @@ bench: $(STAMP)
 # Rebuild the bundled tiny model (deterministic; about a minute on 2 cores).
 tiny-model: $(STAMP)
 	$(PY) assets/build_tiny_model.py
-
-# GPU-only tests (vLLM, CUDA); they skip cleanly elsewhere.
-gpu-test: $(STAMP)
-	$(PY) -m pytest -q -m gpu
 
 clean:
 	rm -rf $(VENV) .pytest_cache
