@@ -33,7 +33,7 @@ SAMPLES_EVERY = 6  # the samples pane at most once a second: faster is unreadabl
 # Charts may use about this share of one core. plotext's build (timed by the chart) is
 # roughly a third of a chart's full cost; turning its text into styled strips and
 # compositing them is the rest, hence the small figure.
-CHART_CPU_SHARE = 0.015
+CHART_CPU_SHARE = 0.05
 COMPACT_WIDTH = 120  # below this the side panes become tabs
 COMPACT_HEIGHT = 32
 FOLLOW_S = 1.0  # how often a run directory opened from disk is re-read
@@ -177,13 +177,18 @@ class DashboardScreen(Screen):
             self.notify(f"A view failed to draw ({type(err).__name__}: {err}); training goes on.", severity="error")
 
     _next_chart_at = 0.0
+    _chart_cursor = 0
 
     def _tick(self) -> None:
         now = time.perf_counter()
         if now >= self._next_chart_at:
-            for chart in self.visible_charts():
+            charts = self.visible_charts()
+            for offset in range(len(charts)):  # round-robin: start after the chart drawn last
+                index = (self._chart_cursor + offset) % len(charts)
+                chart = charts[index]
                 if chart.needs_redraw(self.model, self.smooth):
                     chart.update_from(self.model, self.smooth)
+                    self._chart_cursor = index + 1
                     # The next chart waits long enough to keep charts within their CPU share.
                     self._next_chart_at = now + chart.last_cost / CHART_CPU_SHARE
                     break
