@@ -122,6 +122,7 @@ Subscriber = Callable[[Event], None]
 class _Pending:
     checkpoint: bool = False
     stop: bool = False
+    handover: bool = False
     adjustments: dict[str, Any] = field(default_factory=dict)
 
 
@@ -155,6 +156,20 @@ class Control:
         with self._lock:
             self._pending.checkpoint = True
         self._wake.set()
+
+    def handover(self) -> None:
+        """Stop at the next step boundary with a checkpoint and no final model, so another
+        process can continue the run (``grpo-tui resume``): how a dashboard detaches."""
+        with self._lock:
+            self._pending.handover = True
+            self._pending.stop = True
+        self._resume.set()
+        self._wake.set()
+
+    @property
+    def handover_requested(self) -> bool:
+        with self._lock:
+            return self._pending.handover
 
     def adjust(self, **changes: Any) -> None:
         """Queue hyperparameter changes; the trainer validates and applies them at the next step."""

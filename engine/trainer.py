@@ -195,7 +195,10 @@ class Trainer:
         try:
             self._setup()
             self._train()
-            self._finish()
+            if self.control.handover_requested:
+                self._hand_over()
+            else:
+                self._finish()
         except Exception as exc:  # noqa: BLE001 - reported, written, and the viewer stays alive
             self._fail(exc)
         finally:
@@ -291,6 +294,8 @@ class Trainer:
             self._between_steps()
             if control.stop_requested:
                 self._log("info", "status", f"stop requested at step {self.step}")
+                if self.step > 0:  # resumable from where it stopped
+                    self._checkpoint("stop")
                 break
             self.step += 1
             try:
@@ -674,6 +679,13 @@ class Trainer:
         self._log("info", "summary", "run finished", step=self.step, data=self.summary)
         self._set_state(RunState.FINISHED, f"finished at step {self.step}")
         self._publish(RunFinished(summary=self.summary))
+
+    def _hand_over(self) -> None:
+        """End this process's part of the run at a checkpoint; another process resumes it."""
+        self.summary = {"handed_over": True, "steps": self.step, "run_dir": str(self.run_dir)}
+        self._log("info", "detach", f"handed over at step {self.step}: continuing in a background process",
+                  step=self.step)
+        self._set_state(RunState.STOPPING, "handed over to a background process")
 
     def _fail(self, exc: Exception) -> None:
         tb_path = self.run_dir / "error.log"

@@ -237,18 +237,37 @@ class GrpoApp(App):
                 self._quit_when_done = True
                 self.live.control.stop()
                 self.notify("Stopping: saving the final model, then quitting…", timeout=10)
+            elif choice == "detach" and self.live is not None:
+                self.live.control.handover()
+                self.notify("Detaching: checkpointing, then training goes on in the background…", timeout=10)
+                self.set_interval(0.2, self._continue_in_background)
             elif choice == "abandon":
                 self.exit()
 
         self.push_screen(
             ChoiceScreen(
                 "Training is running",
+                "Detach keeps it training in a background process (grpo-tui attach to watch it again).\n"
                 "Stop saves the final model, then quits.\n"
-                "Abandon quits now: the run stays unfinished\n(its last checkpoint remains).",
-                [("stop", "Stop, save, quit", "s"), ("abandon", "Abandon", "a"), ("cancel", "Cancel", "c")],
+                "Abandon quits now: the run stays unfinished (its last checkpoint remains).",
+                [("detach", "Detach", "d"), ("stop", "Stop, save, quit", "s"), ("abandon", "Abandon", "a"),
+                 ("cancel", "Cancel", "c")],
             ),
             answer,
         )
+
+    def _continue_in_background(self) -> None:
+        """Once the engine thread has checkpointed and ended, resume the run in its own process."""
+        if self.live is None or self.live.alive:
+            return
+        import subprocess
+        import sys
+
+        run_dir = str(self.live.run_dir)
+        started = subprocess.run([sys.executable, "-m", "grpo_tui", "resume", run_dir, "--detach"],
+                                 capture_output=True, text=True)
+        message = started.stdout.strip() or started.stderr.strip()
+        self.exit(return_code=started.returncode, message=message)
 
     def action_help(self) -> None:
         self.action_show_help_panel()

@@ -22,7 +22,7 @@ from engine.runs import summarize_run
 from engine.trainer import Trainer
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-TIMING = {"time", "step_time", "time/generate", "time/reward", "time/update", "completions_per_s", "elapsed_s", "eta_s"}
+TIMING = {"time", "step_time", "time/generate", "time/reward", "time/update", "time/eval", "completions_per_s", "elapsed_s", "eta_s"}
 SHORT = ["--set", "dataset.task_args.eval_size=32", "--set", "log_completions_groups=1", "--set", "eval_steps=0"]
 
 

@@ -99,3 +99,35 @@ async def _resume(runs: Path, run_dir: Path) -> None:
         await wait_for(pilot, lambda: app.live_model is not None and app.live_model.is_terminal, "the resumed run")
     assert [r["step"] for r in read_jsonl(run_dir / "metrics.jsonl") if "reward" in r] == [1, 2, 3, 4, 5, 6]
     assert (run_dir / "final" / "model.safetensors").exists()
+
+
+def test_quit_can_detach_the_run_into_the_background(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    app = GrpoApp(preset="tiny-arithmetic", overrides=["max_steps=3000", "eval_steps=0", "dataset.task_args.eval_size=32",
+                                                       f"output_dir={run_dir}"])
+    try:
+        asyncio.run(_detach(app, run_dir))
+        assert app.return_code == 0
+        at = steps_in(run_dir)
+        deadline = time.monotonic() + 120
+        while steps_in(run_dir) <= at + 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert steps_in(run_dir) > at + 2  # the background process goes on from the handover checkpoint
+        assert (read_heartbeat(run_dir) or {}).get("pid") not in (None, os.getpid())  # another process trains it
+        steps = [r["step"] for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("reward") is not None]
+        assert steps == list(range(1, len(steps) + 1))  # each step once across the two processes
+    finally:
+        pid = (read_heartbeat(run_dir) or {}).get("pid")
+        if pid and pid != os.getpid():
+            os.kill(pid, signal.SIGKILL)
+
+
+async def _detach(app: GrpoApp, run_dir: Path) -> None:
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.live_model is not None and app.live_model.step >= 3, "three steps")
+        await pilot.press("q")
+        await pilot.pause(0.3)
+        await pilot.press("d")
+        deadline = time.monotonic() + 60
+        while app.is_running and time.monotonic() < deadline:
+            await pilot.pause(0.2)
