@@ -38,7 +38,7 @@ async def wait_for(pilot, condition, what: str, limit: float = 120) -> None:
 def test_attach_controls_a_detached_run(tmp_path: Path) -> None:
     run_dir = tmp_path / "detached"
     out = subprocess.run([sys.executable, "-m", "grpo_tui", "train", "tiny-arithmetic", "--detach", "--max-steps",
-                          "2000", "--output", str(run_dir), "--set", "eval_steps=0", "--set",
+                          "400", "--output", str(run_dir), "--set", "eval_steps=0", "--set",
                           "dataset.task_args.eval_size=32"], cwd=ROOT, env=ENV, capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr
@@ -103,7 +103,8 @@ async def _resume(runs: Path, run_dir: Path) -> None:
 
 def test_quit_can_detach_the_run_into_the_background(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    app = GrpoApp(preset="tiny-arithmetic", overrides=["max_steps=3000", "eval_steps=0", "dataset.task_args.eval_size=32",
+    # bounded, so the background process ends by itself even if the kill below is missed
+    app = GrpoApp(preset="tiny-arithmetic", overrides=["max_steps=300", "eval_steps=0", "dataset.task_args.eval_size=32",
                                                        f"output_dir={run_dir}"])
     try:
         asyncio.run(_detach(app, run_dir))
@@ -117,9 +118,16 @@ def test_quit_can_detach_the_run_into_the_background(tmp_path: Path) -> None:
         steps = [r["step"] for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("reward") is not None]
         assert steps == list(range(1, len(steps) + 1))  # each step once across the two processes
     finally:
-        pid = (read_heartbeat(run_dir) or {}).get("pid")
-        if pid and pid != os.getpid():
-            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the background process's heartbeat replaces ours
+            pid = (read_heartbeat(run_dir) or {}).get("pid")
+            if pid and pid != os.getpid():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                break
+            time.sleep(0.2)
 
 
 async def _detach(app: GrpoApp, run_dir: Path) -> None:
