@@ -17,6 +17,7 @@ COMMANDS = (
     ("adjust", "Adjust hyperparameters…", "learning rate, beta, temperature, top_p, epsilon, lengths, reward weights"),
     ("stop", "Stop training…", "Stop and save the final model"),
     ("inspect", "Inspect groups", "Browse any past step's groups token by token"),
+    ("reward_bench", "Reward test bench", "Score a prompt and completion with every reward function"),
     ("smooth", "Toggle EMA smoothing", "Smooth the chart lines"),
     ("config", "Show the resolved config", "The run's config.yaml, read-only"),
     ("launcher", "Go to the launcher", "Presets and recent runs"),

@@ -80,7 +80,8 @@ class DashboardScreen(Screen):
         Binding("s", "stop", "Stop", id="dashboard.stop"),
         Binding("i", "inspect", "Inspect", id="dashboard.inspect"),
         Binding("m", "smooth", "EMA", id="dashboard.smooth"),
-        Binding("v", "config", "Config", id="dashboard.config"),
+        Binding("v", "config", "Config", id="dashboard.config", show=False),  # palette; the footer is full at 80 columns
+        Binding("r", "reward_bench", "Rewards", id="dashboard.reward_bench"),
         Binding("l,escape", "launcher", "Launcher", id="dashboard.launcher", show=False),
         Binding("1", "tab('tab-overview')", "Overview", id="dashboard.tab1", show=False),
         Binding("2", "tab('tab-training')", "Training", id="dashboard.tab2", show=False),
@@ -305,6 +306,28 @@ class DashboardScreen(Screen):
         if not self.model.run_dir:
             return
         self.app.push_screen(ConfigViewScreen(self.model.run_dir))
+
+    def action_reward_bench(self) -> None:
+        """The reward test bench on this run's reward functions, with the latest sample in it."""
+        from grpo_tui.screens.reward_bench import RewardBenchScreen, bench_config, one_line
+
+        try:
+            cfg = bench_config(self.model.run_dir, self.model.config, self.live)
+        except Exception as err:  # noqa: BLE001 - a clear message, never a traceback
+            self.notify(f"cannot read the run's reward config: {one_line(err)}", severity="error", timeout=8)
+            return
+        prompt = completion = ""
+        columns: dict[str, Any] = {}
+        latest = self.model.latest_samples() or {}
+        groups = latest.get("groups") or []
+        if groups:
+            group = groups[0]
+            prompt = str(group.get("prompt", ""))
+            comps = group.get("completions") or []
+            completion = str(comps[0].get("text", "")) if comps else ""
+            if group.get("answer") is not None:
+                columns["answer"] = group["answer"]
+        self.app.push_screen(RewardBenchScreen(cfg, prompt, completion, columns))
 
     def action_tab(self, tab: str) -> None:
         tabs = self.query_one("#dash-tabs", TabbedContent)

@@ -75,10 +75,15 @@ class InspectorScreen(Screen):
         Binding("z", "zero_std", "0-std", id="inspector.zero_std"),
         Binding("x", "truncated", "Trunc", id="inspector.truncated"),
         Binding("b", "sort", "Sort", id="inspector.sort"),
+        Binding(
+            "e", "reward_bench", "Edit in bench", id="inspector.reward_bench",
+            tooltip="Edit in reward bench: score this completion (edited) with every reward function",
+        ),
     ]
 
     def __init__(self, run_dir: str | Path, step: int | None = None) -> None:
         super().__init__()
+        self.run_dir = Path(run_dir)
         self.index = SampleIndex(Path(run_dir) / "samples.jsonl")
         self.index.refresh()
         steps = self.index.steps
@@ -296,6 +301,25 @@ class InspectorScreen(Screen):
         self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
         self._fill_completions()
         self._header()
+
+    def action_reward_bench(self) -> None:
+        """The selected completion in the reward test bench, with its prompt and answer."""
+        from grpo_tui.screens.reward_bench import RewardBenchScreen, bench_config, one_line
+
+        comp = self.current_completion()
+        if comp is None:
+            self.notify("No completion selected", severity="warning", timeout=2)
+            return
+        live = getattr(self.app, "live", None)
+        same_run = live is not None and Path(live.run_dir).resolve() == self.run_dir.resolve()
+        try:
+            cfg = bench_config(self.run_dir, live=live if same_run else None)
+        except Exception as err:  # noqa: BLE001 - a clear message, never a traceback
+            self.notify(f"cannot read the run's reward config: {one_line(err)}", severity="error", timeout=8)
+            return
+        group = self.current_group() or {}
+        columns = {"answer": group["answer"]} if group.get("answer") is not None else {}
+        self.app.push_screen(RewardBenchScreen(cfg, str(group.get("prompt", "")), str(comp.get("text", "")), columns))
 
 
 def token_table(comp: dict) -> Content:
