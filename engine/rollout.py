@@ -138,23 +138,26 @@ class TransformersRollout:
             seen = torch.zeros((n, vocab), dtype=torch.bool, device=device)
             seen.scatter_(1, ids, mask.bool())
 
-        # Prefill each distinct prompt once, then repeat its KV cache for the group's G rows.
+        # The model's batch holds *nodes*: distinct (prompt, tokens so far) prefixes. Rows of a
+        # group that have sampled the same tokens share a node — the same next-token
+        # distribution, computed once — and split when their samples differ. The prefill is
+        # one node per prompt; finished rows leave. Every row still samples on its own.
         positions = position_ids_from_mask(mask)
         out = model(input_ids=ids[::g], attention_mask=mask[::g] if padded else None, position_ids=positions[::g],
                     use_cache=True, logits_to_keep=1)
         cache = out.past_key_values
-        if g > 1:
-            cache.batch_repeat_interleave(g)
-        next_logits = out.logits[:, -1, :].float().repeat_interleave(g, dim=0)
-        next_pos = positions[:, -1:] + 1
+        node_logits = out.logits[:, -1, :].float()
+        node_pos = positions[::g, -1:] + 1
+        node_attn = mask[::g]
+        node_of = torch.arange(n, device=device) // g  # the node of each active row
+        vocab = node_logits.size(-1)
 
         completion = torch.full((n, params.max_new_tokens), self.pad_id, dtype=torch.long, device=device)
         logprobs = torch.zeros((n, params.max_new_tokens), device=device)
-        active = torch.arange(n, device=device)  # rows still generating; finished rows leave the batch
-        attn = mask
+        active = torch.arange(n, device=device)  # rows still generating
         steps = 0
         for t in range(params.max_new_tokens):
-            logits = next_logits
+            logits = node_logits[node_of]
             if seen is not None:
                 logits = apply_repetition_penalty(logits, seen[active], params.repetition_penalty)
             if params.greedy:
@@ -173,24 +176,25 @@ class TransformersRollout:
             going = ~torch.isin(token, eos)
             if t == params.max_new_tokens - 1 or not bool(going.any()):
                 break
-            if not bool(going.all()):
-                keep = torch.nonzero(going).squeeze(1)
-                active, token, next_pos = active[keep], token[keep], next_pos[keep]
-                cache.batch_select_indices(keep)
-                if padded:
-                    attn = attn[keep]
+            active, token, node_of = active[going], token[going], node_of[going]
+            # next nodes: distinct (parent node, token) pairs among the rows still going
+            keys, node_of = torch.unique(node_of * vocab + token, return_inverse=True)
+            parent, node_token = keys // vocab, keys % vocab
+            cache.batch_select_indices(parent)
+            node_pos = node_pos[parent]
             if padded:
-                attn = torch.cat([attn, torch.ones((attn.size(0), 1), dtype=attn.dtype, device=device)], dim=1)
+                node_attn = torch.cat([node_attn[parent], torch.ones((parent.numel(), 1), dtype=mask.dtype,
+                                                                       device=device)], dim=1)
             out = model(
-                input_ids=token[:, None],
-                attention_mask=attn if padded else None,
-                position_ids=next_pos,
+                input_ids=node_token[:, None],
+                attention_mask=node_attn if padded else None,
+                position_ids=node_pos,
                 past_key_values=cache,
                 use_cache=True,
             )
             cache = out.past_key_values
-            next_logits = out.logits[:, -1, :].float()
-            next_pos = next_pos + 1
+            node_logits = out.logits[:, -1, :].float()
+            node_pos = node_pos + 1
 
         if was_training:
             model.train()
