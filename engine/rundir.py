@@ -47,6 +47,19 @@ def dumps(record: dict) -> str:
     return json.dumps(_clean(record), separators=(",", ":"), ensure_ascii=False)
 
 
+def parse_lines(lines: list[bytes]) -> list[dict]:
+    """The JSON objects among ``lines``; anything else (a torn or corrupt line) is skipped."""
+    records = []
+    for raw in lines:
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """Every complete record of a JSON-lines file; a torn or corrupt line is skipped."""
     return list(iter_jsonl(path))
@@ -86,15 +99,7 @@ class JsonlTail:
         if end < 0:
             return []
         self._offset += end + 1
-        records = []
-        for raw in data[: end + 1].splitlines():
-            try:
-                record = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(record, dict):
-                records.append(record)
-        return records
+        return parse_lines(data[: end + 1].splitlines())
 
 
 class RunWriter:

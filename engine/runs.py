@@ -7,7 +7,6 @@ its heartbeat: a run whose process died shows as ``crashed``, not as running for
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from engine.channel import read_heartbeat, run_state
-from engine.rundir import CONFIG, EVENTS, METRICS, list_runs, read_jsonl
+from engine.rundir import CONFIG, EVENTS, METRICS, list_runs, parse_lines, read_jsonl
 
 TAIL_BYTES = 64 * 1024
 
@@ -49,15 +48,7 @@ def _tail_records(path: Path) -> list[dict]:
             data = f.read()
     except OSError:
         return []
-    out = []
-    for raw in data.split(b"\n")[1 if size > TAIL_BYTES else 0 :]:
-        try:
-            record = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            out.append(record)
-    return out
+    return parse_lines(data.split(b"\n")[1 if size > TAIL_BYTES else 0 :])  # the first line may be cut
 
 
 def summarize_run(path: str | os.PathLike) -> RunSummary:

@@ -15,16 +15,7 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label
 
-ADJUSTABLE = (
-    "learning_rate",
-    "beta",
-    "temperature",
-    "top_p",
-    "epsilon",
-    "epsilon_high",
-    "max_completion_length",
-    "reward_weights",
-)
+from engine.config import ADJUSTABLE_FIELDS as ADJUSTABLE  # the engine decides what may change live
 
 
 def format_value(value: Any) -> str:
