@@ -21,6 +21,8 @@ from grpo_tui.widgets.footer import ResponsiveFooter
 from grpo_tui.commands import LauncherCommands
 from engine.runs import RunSummary, summarize_run
 
+DEFAULT_PRESET = "tiny-arithmetic"  # runs anywhere, in about two minutes
+
 
 def preset_fields(path: Path) -> dict[str, Any]:
     """The raw preset mapping (no validation), for the table and the details pane."""
@@ -136,6 +138,8 @@ class LauncherScreen(Screen):
 
     # -- data ----------------------------------------------------------------------
     def action_refresh(self) -> None:
+        selected = self.selected_preset() if self.presets else None
+        keep = selected.name if selected is not None else DEFAULT_PRESET  # the cursor survives a refresh
         self.presets = self.app.find_presets()
         table = self.query_one("#presets", DataTable)
         table.clear()
@@ -151,6 +155,9 @@ class LauncherScreen(Screen):
                 info.name, ok, hardware(info.description, fields), model_label(fields),
                 dataset_label(fields), rewards_label(fields), key=str(info.path),
             )
+        names = [info.name for info in self.presets]
+        if keep in names:
+            table.move_cursor(row=names.index(keep))
         self.runs = [summarize_run(p) for p in self.app.list_runs()]
         runs = self.query_one("#runs", DataTable)
         runs.clear()
