@@ -191,15 +191,16 @@ class RunConfig:
     seed: int = 42
     """seed for sampling prompts, generation and initialisation"""
     bf16: bool | None = None
-    """bfloat16 autocast; None = on when the GPU supports it"""
+    """bfloat16 autocast of the forward passes over fp32 weights; None = on when a CUDA GPU supports it"""
     gradient_checkpointing: bool = False
     """trade compute for memory in the backward pass"""
 
     # --- bookkeeping
     output_dir: str | None = None
     """run directory; None = runs/<run_name>-<timestamp>"""
-    logging_steps: int = 1
-    """write metrics every this many steps"""
+    logging_steps: int = 10
+    """headless progress lines (when stdout is not a terminal) every this many steps; metrics.jsonl
+    and the dashboard get every step"""
     save_steps: int = 0
     """checkpoint every this many steps; 0 = only the final model"""
     save_total_limit: int | None = None

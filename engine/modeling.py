@@ -126,3 +126,14 @@ def cpu_threads_for_small_models(device: torch.device) -> int:
     threads = int(os.environ.get(SMALL_MODEL_THREADS_ENV, "1") or 1)
     torch.set_num_threads(max(1, threads))
     return torch.get_num_threads()
+
+
+def mixed_precision(bf16: bool | None, device: torch.device, model) -> bool:
+    """Whether the forward passes run under bfloat16 autocast (the weights stay as loaded).
+
+    ``None`` (auto): on a CUDA GPU with bfloat16 support when the weights are float32; never
+    on CPU, where autocast measured slower than float32 for small models."""
+    if bf16 is not None:
+        return bf16
+    dtype = next(model.parameters()).dtype
+    return device.type == "cuda" and torch.cuda.is_bf16_supported() and dtype == torch.float32

@@ -42,6 +42,7 @@ from engine.logprobs import completion_logps
 from engine.health import HealthMonitor
 from engine.modeling import (
     cpu_threads_for_small_models,
+    mixed_precision,
     load_model_and_tokenizer,
     load_reference_model,
     load_tokenizer,
@@ -223,6 +224,7 @@ class Trainer:
         else:
             self.model, self.tokenizer = load_model_and_tokenizer(cfg, self.device, path=self.resume_from)
         self.ref_model = self._load_reference() if cfg.beta > 0 else None
+        self.use_bf16 = mixed_precision(cfg.bf16, self.device, self.model)
         self.data = given["data"] or load_prompt_data(cfg.dataset, seed=cfg.seed)
         self.renderer = PromptRenderer(
             self.tokenizer,
@@ -530,7 +532,8 @@ class Trainer:
 
     def _logps(self, model, rollout: Rollout, sl: slice = slice(None), with_entropy: bool = False):
         """Per-token log-probs (and entropies) of the completion tokens under ``model``, at T."""
-        return completion_logps(model, rollout, sl, self.share_group, self.cfg.temperature, with_entropy)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
+            return completion_logps(model, rollout, sl, self.share_group, self.cfg.temperature, with_entropy)
 
     # ------------------------------------------------------------------ between steps
     def _between_steps(self) -> None:

@@ -52,7 +52,7 @@ class HeadlessPrinter:
         with self.lock:
             if isinstance(event, RunStarted):
                 self.total = event.total_steps
-                self.every = max(1, event.total_steps // 20)
+                self.every = max(1, int(event.config.get("logging_steps") or 1))
                 self._line(f"run {event.run_dir} · model {event.model} · {event.device} · {event.total_steps} steps")
             elif isinstance(event, StepMetrics):
                 line = progress_line(event.step, self.total, event.metrics)

@@ -92,6 +92,7 @@ def test_same_seed_same_metrics_on_cpu(tmp_path):
     ["loss_type=dr_grpo", "importance_sampling_level=sequence", "mask_truncated_completions=true",
      "per_device_train_batch_size=16", "gradient_accumulation_steps=2", "lr_scheduler_type=cosine", "warmup_steps=1",
      "top_k=5", "top_p=0.9", "repetition_penalty=1.1"],
+    ["bf16=true", "gradient_checkpointing=true", "min_p=0.05", "delta=1.5", "epsilon_high=0.28"],
 ])
 def test_algorithm_variants_train(tmp_path, overrides):
     cfg = tiny_config(tmp_path, "max_steps=2", "log_completions_groups=1", *overrides)
