@@ -44,7 +44,8 @@ def load_model_and_tokenizer(cfg, device: torch.device, path=None):
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
     model.to(device)
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable()
         model.config.use_cache = False
     model.train()
     return model, tokenizer
