@@ -339,9 +339,11 @@ class DashboardScreen(Screen):
             return
         tabs.active = tab
         self.redraw()
+        self.call_after_refresh(self.redraw)  # a tab's charts know their size only after layout
 
     def action_launcher(self) -> None:
         self.app.action_show_launcher()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         self.redraw()
+        self.call_after_refresh(self.redraw)  # a tab's charts know their size only after layout
