@@ -38,7 +38,7 @@ def _rows_from_dataset(ds) -> list[dict]:
     return [dict(row) for row in ds]
 
 
-def _load_local(path: str, split: str) -> list[dict]:
+def _load_local(path: str) -> list[dict]:
     from datasets import load_dataset
 
     suffix = Path(path).suffix.lower()
@@ -61,14 +61,13 @@ def load_prompt_data(dc, seed: int = 0) -> PromptData:
         task = get_task(dc.task, **(dc.task_args or {}))
         return PromptData(train=task.train_examples(), eval=task.eval_examples(), task=task, columns=["prompt", "answer"])
 
+    eval_rows: list[dict] | None = None  # None: hold eval rows out of the training split
     if dc.format == "ranked":
         from engine.ranked import load_ranked_file
 
         rows = load_ranked_file(dc.path)
-        eval_rows = None
     elif dc.path:
-        rows = _load_local(dc.path, dc.split)
-        eval_rows: list[dict] | None = None
+        rows = _load_local(dc.path)
     else:
         rows = _load_hub(dc.name, dc.config, dc.split)
         eval_rows = _load_hub(dc.name, dc.config, dc.eval_split) if dc.eval_split else None

@@ -13,6 +13,7 @@ command that installs it (``check_report_to``, used by config validation).
 from __future__ import annotations
 
 import difflib
+from abc import ABC, abstractmethod
 import importlib.util
 import math
 import os
@@ -76,7 +77,7 @@ def check_report_to(names: list[str], *, check_installed: bool = True) -> list[s
 # --------------------------------------------------------------------------- the base
 
 
-class Reporter:
+class Reporter(ABC):
     """A subscriber that hands events to a worker thread and never raises.
 
     Subclasses implement ``handle(event)`` (on the worker thread) and ``close_files()``.
@@ -150,8 +151,9 @@ class Reporter:
         self._error = f"{self.name} logging stopped: {what}"
         self._disabled = True
 
-    def handle(self, event: Event) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    def handle(self, event: Event) -> None:
+        """Write one event (runs on the reporter's worker thread)."""
 
     def close_files(self) -> None:
         pass

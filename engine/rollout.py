@@ -11,7 +11,7 @@ purpose so a vLLM backend can sit beside the transformers one:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -26,9 +26,6 @@ class SamplingParams:
     min_p: float | None = None
     repetition_penalty: float = 1.0
     greedy: bool = False
-
-    def with_(self, **changes) -> "SamplingParams":
-        return replace(self, **changes)
 
 
 @dataclass

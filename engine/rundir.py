@@ -162,22 +162,19 @@ class RunRecord:
         return self.root.name
 
     @property
-    def last_step(self) -> int:
-        return int(self.metrics[-1]["step"]) if self.metrics else 0
-
-    @property
     def state(self) -> str:
         """The last status the run wrote ("running", "finished", "failed", ...), or "unknown"."""
-        for event in reversed(self.events):
-            if event.get("kind") == "status":
-                return str((event.get("data") or {}).get("state", "unknown"))
-        return "unknown"
+        return last_status(self.events, default="unknown")
 
-    def samples_at(self, step: int) -> dict | None:
-        for record in reversed(self.samples):
-            if record.get("step") == step:
-                return record
-        return None
+
+
+def last_status(events: list[dict], default: str = "starting") -> str:
+    """The state of the newest ``status`` event ("running", "paused", "finished", ...)."""
+    for event in reversed(events):
+        state = (event.get("data") or {}).get("state") if event.get("kind") == "status" else None
+        if state:
+            return str(state)
+    return default
 
 
 def read_run(root: str | os.PathLike) -> RunRecord:

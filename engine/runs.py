@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from engine.channel import read_heartbeat, run_state
-from engine.rundir import CONFIG, EVENTS, METRICS, list_runs, parse_lines, read_jsonl
+from engine.rundir import CONFIG, EVENTS, METRICS, last_status, list_runs, parse_lines, read_jsonl
 
 TAIL_BYTES = 64 * 1024
 
@@ -54,8 +54,6 @@ def _tail_records(path: Path) -> list[dict]:
 def summarize_run(path: str | os.PathLike) -> RunSummary:
     root = Path(path)
     events = read_jsonl(root / EVENTS)
-    last_status = next((str((e.get("data") or {}).get("state")) for e in reversed(events)
-                        if e.get("kind") == "status" and (e.get("data") or {}).get("state")), "starting")
     metrics = _tail_records(root / METRICS)
     beat = read_heartbeat(root) or {}
     step = max(int(metrics[-1].get("step", 0)) if metrics else 0, int(beat.get("step", 0) or 0))
@@ -68,7 +66,7 @@ def summarize_run(path: str | os.PathLike) -> RunSummary:
         cfg = {}
     cfg = cfg if isinstance(cfg, dict) else {}
     max_steps = cfg.get("max_steps") if isinstance(cfg.get("max_steps"), int) else 0
-    return RunSummary(root, root.name, run_state(root, last_status), step, max_steps, reward, acc,
+    return RunSummary(root, root.name, run_state(root, last_status(events)), step, max_steps, reward, acc,
                       str(cfg.get("model_name_or_path", "?")), str(cfg.get("run_name") or ""))
 
 

@@ -247,7 +247,6 @@ class Trainer:
         self.backend = TransformersRollout(self.model, self.tokenizer.pad_token_id, self.eos_ids)
         self.sampling_gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
         self.optimizer = make_optimizer(self.model, cfg, self.device)
-        self.base_lr = cfg.learning_rate
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg))
         self.health = HealthMonitor()
         self.batch: Batch | None = None
