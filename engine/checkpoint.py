@@ -41,6 +41,7 @@ def save_checkpoint(trainer, final_path: Path) -> Path:
                     "numpy": np.random.get_state(),
                     "torch": torch.get_rng_state(),
                     "sampling": trainer.sampling_gen.get_state(),
+                    "sampling_per_rank": getattr(trainer, "rank_sampling_states", None),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 },
             },
@@ -102,7 +103,9 @@ def load_training_state(trainer, path: Path) -> dict:
     random.setstate(rng["python"])
     np.random.set_state(rng["numpy"])
     torch.set_rng_state(rng["torch"])
-    trainer.sampling_gen.set_state(rng["sampling"])
+    per_rank = rng.get("sampling_per_rank")
+    rank, world = trainer.dist.rank, trainer.dist.world
+    trainer.sampling_gen.set_state(per_rank[rank] if per_rank and len(per_rank) == world else rng["sampling"])
     if rng.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
     trainer.batch = blob.get("batch")

@@ -228,12 +228,8 @@ class Control:
             changes, self._pending.adjustments = self._pending.adjustments, {}
             return changes
 
-    def wait_while_paused(self, on_tick: Callable[[], None] | None = None, poll_s: float = 0.1) -> None:
-        """Block the engine thread while paused; wake for checkpoint/adjust/stop requests."""
-        while not self._resume.is_set():
-            self._wake.wait(poll_s)
-            self._wake.clear()
-            if on_tick is not None:
-                on_tick()
-            if self.stop_requested:
-                return
+    def wait_for_request(self, timeout: float) -> None:
+        """Block the engine thread (while paused) until a request arrives — resume, stop,
+        checkpoint, adjust — or ``timeout`` seconds pass."""
+        self._wake.wait(timeout)
+        self._wake.clear()

@@ -135,9 +135,10 @@ def can_share_prompt(model, rows: slice, n_rows: int, group: int) -> bool:
     start = rows.start or 0
     stop = n_rows if rows.stop is None else min(rows.stop, n_rows)
     whole_groups = start % group == 0 and (stop - start) % group == 0 and stop > start
-    checkpointing = getattr(model, "is_activation_checkpointing", None)
+    inner = getattr(model, "module", model)  # under DDP, the wrapped model knows
+    checkpointing = getattr(inner, "is_activation_checkpointing", None)
     if checkpointing is None:  # older transformers
-        checkpointing = getattr(model, "is_gradient_checkpointing", False)
+        checkpointing = getattr(inner, "is_gradient_checkpointing", False)
     return group > 1 and whole_groups and not (checkpointing and model.training)
 
 

@@ -7,9 +7,9 @@ import torch
 
 def pick_device() -> torch.device:
     """The accelerator when there is one, else the CPU (through accelerate, which knows them all)."""
-    from accelerate import PartialState
+    from engine.distributed import process_state
 
-    return PartialState().device
+    return process_state().device
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:

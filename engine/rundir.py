@@ -147,6 +147,20 @@ class RunWriter:
             f.close()
 
 
+class NullWriter(RunWriter):
+    """What ranks other than 0 of a multi-process run write: nothing (rank 0 writes the run)."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        self._files = {}
+
+    def write_config(self, yaml_text: str) -> None:
+        pass
+
+    def _append(self, name: str, record: dict) -> None:
+        pass
+
+
 @dataclass
 class RunRecord:
     """What a finished, failed or live run directory holds, read back (dashboard, `runs`)."""

@@ -36,6 +36,7 @@ from engine.control import (
     StepMetrics,
     StepSamples,
 )
+from engine.distributed import Dist
 from engine.data import BatchOrder, PromptData, PromptRenderer, load_prompt_data, reward_columns
 from engine.evaluation import greedy_eval, ranking_eval
 from engine.logprobs import completion_logps
@@ -54,7 +55,7 @@ from engine.reporting import close_reporters, make_reporters, take_errors
 from engine.ranked import rank_scores, ranked_advantages, ranked_rollout
 from engine.rewards import build_reward_funcs, score
 from engine.rollout import Rollout, SamplingParams, TransformersRollout, concat_rollouts, select_rows
-from engine.rundir import RunWriter, truncate_after
+from engine.rundir import NullWriter, RunWriter, truncate_after
 from engine.scheduler import lr_lambda
 from engine.samples import sample_groups
 
@@ -144,19 +145,23 @@ class Batch:
 class Trainer:
     def __init__(self, cfg: RunConfig, control: Control | None = None, run_dir: str | Path | None = None,
                  evaluate: bool = True, *, model=None, tokenizer=None, reward_funcs: list | None = None,
-                 data: PromptData | None = None, ref_model=None) -> None:
+                 data: PromptData | None = None, ref_model=None, rollout_backend=None) -> None:
         """``model``, ``tokenizer``, ``reward_funcs`` (callables or specs) and ``data`` replace
-        what the config would load — the Python API passes objects a notebook already holds."""
+        what the config would load — the Python API passes objects a notebook already holds.
+        ``rollout_backend(model, pad_id, eos_ids)`` makes the generation backend (default: the
+        transformers one; see engine.rollout for the interface)."""
         self.cfg = cfg
         self.evaluate = evaluate
         self._given = {"model": model, "tokenizer": tokenizer, "reward_funcs": reward_funcs, "data": data,
-                       "ref_model": ref_model}
+                       "ref_model": ref_model, "rollout_backend": rollout_backend}
         self.control = control or Control()
         self.run_dir = Path(run_dir or cfg.output_dir or default_run_dir(cfg))
         self.step = 0
         self.summary: dict[str, Any] = {}
         self._thread: threading.Thread | None = None
         self.resume_from: Path | None = None
+        self.dist: Dist | None = None
+        self.requests: dict[str, Any] = {}  # the viewer's requests taken at the last step boundary
 
     @classmethod
     def resume(cls, run_dir: str | Path, control: Control | None = None, **kwargs) -> "Trainer":
@@ -179,24 +184,36 @@ class Trainer:
 
     def run(self) -> dict[str, Any]:
         """Train to the end (or a stop request). Never raises: a failure becomes RunFailed."""
-        try:
-            if self.resume_from is None:
+        # Several processes (accelerate launch): rank 0 names the run directory and alone
+        # writes it and talks to viewers; the others train their share of each batch.
+        self.dist = dist = Dist()
+        self.run_dir = Path(dist.broadcast(str(self.run_dir)))
+        problem = None
+        if self.resume_from is None and dist.is_main:
+            try:
                 check_run_dir_free(self.run_dir)
-        except RunDirInUse as exc:  # nothing written: the other run's files stay as they were
-            self.summary = {"error": str(exc), "steps": 0, "run_dir": str(self.run_dir)}
-            self._publish(RunFailed(error=str(exc)))
+            except RunDirInUse as exc:  # nothing written: the other run's files stay as they were
+                problem = str(exc)
+        problem = dist.broadcast(problem)
+        if problem is not None:
+            self.summary = {"error": problem, "steps": 0, "run_dir": str(self.run_dir)}
+            self._publish(RunFailed(error=problem))
             return self.summary
         if self.resume_from is not None:
             self.step = ckpt.checkpoint_step(self.resume_from)
-            truncate_after(self.run_dir, self.step)  # each step exactly once in the logs
-        self.writer = RunWriter(self.run_dir)
+            if dist.is_main:
+                truncate_after(self.run_dir, self.step)  # each step exactly once in the logs
+            dist.barrier()
+        self.writer = RunWriter(self.run_dir) if dist.is_main else NullWriter(self.run_dir)
         self.channel = channel = ChannelServer(self.run_dir, self.control, lambda: {
-            "state": self.control.state.value, "step": self.step, "max_steps": self.cfg.max_steps})
-        channel.start()
+            "state": self.control.state.value, "step": self.step, "max_steps": self.cfg.max_steps}) \
+            if dist.is_main else None
+        if channel is not None:
+            channel.start()
         try:
             self._setup()
             self._train()
-            if self.control.handover_requested:
+            if self.requests.get("handover"):
                 self._hand_over()
             else:
                 self._finish()
@@ -204,7 +221,8 @@ class Trainer:
             self._fail(exc)
         finally:
             close_reporters(getattr(self, "reporters", []))
-            channel.stop()
+            if channel is not None:
+                channel.stop()
             self.writer.close()
         return self.summary
 
@@ -239,13 +257,14 @@ class Trainer:
             max_completion_length=cfg.max_completion_length, device=self.device,
         )
         self.reward_names = ["rank_score"] if cfg.dataset.format == "ranked" else [f.name for f in self.reward_funcs]
-        self.reporters = make_reporters(cfg, self.run_dir)
+        self.reporters = make_reporters(cfg, self.run_dir) if self.dist.is_main else []
         for reporter in self.reporters:
             self.control.subscribe(reporter)
         self.reward_weights = torch.tensor(cfg.reward_weights or [1.0] * len(self.reward_names))
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
-        self.backend = TransformersRollout(self.model, self.tokenizer.pad_token_id, self.eos_ids)
-        self.sampling_gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+        self.backend = (given["rollout_backend"] or TransformersRollout)(self.model, self.tokenizer.pad_token_id, self.eos_ids)
+        self.sampling_gen = torch.Generator(device="cpu").manual_seed(cfg.seed + self.dist.rank)
+        self.train_model = self.dist.prepare(self.model)  # DDP/FSDP across ranks; the model itself alone
         self.optimizer = make_optimizer(self.model, cfg, self.device)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg))
         self.health = HealthMonitor()
@@ -254,8 +273,13 @@ class Trainer:
         # rows of a group share their prompt (computed once) — not so for ranked groups of mixed sizes
         self.share_group = 1 if self.ranked else cfg.num_generations
         per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
-        self.round_size = per_step if self.ranked else cfg.generation_batch_size or cfg.per_device_train_batch_size * (
-            cfg.steps_per_generation or cfg.gradient_accumulation_steps)
+        # generation_batch_size counts every rank's completions (TRL); the rest are per rank
+        self.round_size = per_step if self.ranked else (cfg.generation_batch_size // self.dist.world
+                                                        if cfg.generation_batch_size else None) \
+            or cfg.per_device_train_batch_size * (cfg.steps_per_generation or cfg.gradient_accumulation_steps)
+        if self.round_size % per_step or self.round_size % cfg.num_generations:
+            raise ConfigError(f"generation_batch_size: {self.round_size} completions per round on each of "
+                              f"{self.dist.world} processes is not a multiple of {per_step} per step")
         # the sampling policy differs from the one being updated once a round feeds several steps
         self.reuses_batch = cfg.num_iterations > 1 or self.round_size > per_step
         self.num_tokens = 0
@@ -293,7 +317,7 @@ class Trainer:
         cfg, control = self.cfg, self.control
         while self.step < cfg.max_steps:
             self._between_steps()
-            if control.stop_requested:
+            if self.requests["stop"]:
                 self._log("info", "status", f"stop requested at step {self.step}")
                 if self.step > 0:  # resumable from where it stopped
                     self._checkpoint("stop")
@@ -330,7 +354,7 @@ class Trainer:
 
         # ---- Report -------------------------------------------------------------
         step_time = time.perf_counter() - t0
-        metrics = self._step_metrics(batch, update, timings, step_time)
+        metrics = self.dist.reduce_metrics(self._step_metrics(batch, update, timings, step_time))
         if step == cfg.max_steps or (cfg.eval_steps and step % cfg.eval_steps == 0):
             t_eval = time.perf_counter()
             metrics.update(self._evaluate(step, "end of training" if step == cfg.max_steps else "periodic"))
@@ -370,12 +394,15 @@ class Trainer:
             stats["dynamic_sampling/rounds"] = float(len(parts))
         scored = merge_scored(parts, n_prompts, g, self.tokenizer.pad_token_id, prefer_signal=cfg.dynamic_sampling)
 
-        # ---- Advantages ---------------------------------------------------------
+        # ---- Advantages (over every rank's groups: batch-level scaling sees the whole batch)
+        local = self.dist.local_slice(scored.rewards_total.numel())
         if cfg.multi_objective_aggregation == "normalize_then_sum":
             advantages, adv_stats = grpo.normalize_then_sum_advantages(
-                scored.rewards_per_func, self.reward_weights, g)
+                self.dist.gather(scored.rewards_per_func), self.reward_weights, g)
         else:
-            advantages, adv_stats = grpo.group_advantages(scored.rewards_total, g, cfg.scale_rewards)
+            advantages, adv_stats = grpo.group_advantages(self.dist.gather(scored.rewards_total), g, cfg.scale_rewards)
+        adv_std = float(advantages.std()) if advantages.numel() > 1 else 0.0
+        advantages = advantages[local]
         rollout = scored.rollout
         mask = rollout.completion_mask.float()
         if cfg.mask_truncated_completions:
@@ -386,7 +413,7 @@ class Trainer:
         stats.update({
             "reward_std": float(adv_stats["reward_std"]),
             "frac_reward_zero_std": float(adv_stats["frac_reward_zero_std"]),
-            "advantage/std": float(advantages.std()) if advantages.numel() > 1 else 0.0,
+            "advantage/std": adv_std,
         })
         return Batch(rollout, scored.rows, advantages.to(self.device), mask.to(self.device), old_logps, ref_logps,
                      stats, scored.rewards_total, scored.rewards_per_func, scored.completions,
@@ -411,7 +438,8 @@ class Trainer:
                      scores[:, None], completions, torch.zeros_like(mask), torch.zeros_like(mask))
 
     def _next_prompts(self, count: int) -> list[dict]:
-        return [self.data.train[i] for i in self.order.next(count)]
+        """``count`` prompts for this rank: every rank draws the same global list, keeps its slice."""
+        return self.dist.shard([self.data.train[i] for i in self.order.next(count * self.dist.world)])
 
     def _generate_and_score(self, rows: list[dict], step: int, timings: dict[str, float]) -> Scored:
         cfg = self.cfg
@@ -455,43 +483,28 @@ class Trainer:
         self.model.train()
         micro = cfg.per_device_train_batch_size
         starts = range(part.start, part.stop, micro)
-        num_items = batch.mask[part].sum().clamp(min=1.0)
+        # DAPO's token mean is over the whole batch, every rank's tokens included; gradients are
+        # averaged over ranks, so each rank divides by its share of that count.
+        local_items = batch.mask[part].sum()
+        num_items = (self.dist.sum(local_items) / self.dist.world).clamp(min=1.0)
         sums: dict[str, float] = {}
         total_loss = 0.0
-        for start in starts:
+        for n, start in enumerate(starts):
             sl = slice(start, min(start + micro, part.stop))
-            logps, entropy = self._logps(self.model, batch.rollout, sl, with_entropy=True)
-            weights = None
-            if cfg.top_entropy_quantile < 1.0:
-                weights = grpo.high_entropy_mask(entropy, batch.mask[sl], cfg.top_entropy_quantile)
-            loss, stats = grpo.policy_loss(
-                logps,
-                batch.old_logps[sl] if batch.old_logps is not None else None,
-                batch.advantages[sl],
-                batch.mask[sl],
-                loss_type=cfg.loss_type,
-                epsilon_low=cfg.epsilon,
-                epsilon_high=cfg.epsilon_high,
-                beta=cfg.beta if batch.ref_logps is not None else 0.0,
-                ref_logps=batch.ref_logps[sl] if batch.ref_logps is not None else None,
-                importance_sampling_level=cfg.importance_sampling_level,
-                delta=cfg.delta,
-                max_completion_length=cfg.max_completion_length,
-                num_items_in_batch=num_items,
-                entropies=entropy,
-                token_weights=weights,
-            )
-            if cfg.loss_type != "dapo":
-                loss = loss / len(starts)
-            loss.backward()
+            with self.dist.no_sync(self.train_model, last_micro_batch=n == len(starts) - 1):
+                loss, stats, logps, entropy = self._micro_batch_loss(batch, sl, num_items)
+                if cfg.loss_type != "dapo":
+                    loss = loss / len(starts)
+                loss.backward()
             total_loss += float(loss.detach())
-            share = float(batch.mask[sl].sum()) / float(num_items)
+            share = float(batch.mask[sl].sum()) / float(local_items.clamp(min=1.0))
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * share
             batch.token_logps[sl] = logps.detach()
             batch.token_entropy[sl] = entropy.detach()
 
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+
         lr = self.optimizer.param_groups[0]["lr"]
         if math.isfinite(total_loss) and bool(torch.isfinite(grad_norm)):
             self.optimizer.step()
@@ -514,6 +527,32 @@ class Trainer:
         rollout = batch.rollout
         self.num_tokens += int(rollout.prompt_mask[part].sum() + rollout.completion_mask[part].sum())
         return {"loss": total_loss, "grad_norm": float(grad_norm), "learning_rate": lr, "stats": sums}
+
+    def _micro_batch_loss(self, batch: Batch, sl: slice, num_items: torch.Tensor):
+        """The policy loss of rows ``sl``, through the (possibly distributed) training model."""
+        cfg = self.cfg
+        logps, entropy = self._logps(self.train_model, batch.rollout, sl, with_entropy=True)
+        weights = None
+        if cfg.top_entropy_quantile < 1.0:
+            weights = grpo.high_entropy_mask(entropy, batch.mask[sl], cfg.top_entropy_quantile)
+        loss, stats = grpo.policy_loss(
+            logps,
+            batch.old_logps[sl] if batch.old_logps is not None else None,
+            batch.advantages[sl],
+            batch.mask[sl],
+            loss_type=cfg.loss_type,
+            epsilon_low=cfg.epsilon,
+            epsilon_high=cfg.epsilon_high,
+            beta=cfg.beta if batch.ref_logps is not None else 0.0,
+            ref_logps=batch.ref_logps[sl] if batch.ref_logps is not None else None,
+            importance_sampling_level=cfg.importance_sampling_level,
+            delta=cfg.delta,
+            max_completion_length=cfg.max_completion_length,
+            num_items_in_batch=num_items,
+            entropies=entropy,
+            token_weights=weights,
+        )
+        return loss, stats, logps, entropy
 
     def _logps_chunked(self, model, rollout: Rollout) -> torch.Tensor:
         """Log-probs of a whole round without gradients, one micro-batch at a time (bounded memory)."""
@@ -540,23 +579,34 @@ class Trainer:
         control = self.control
         for message in take_errors(getattr(self, "reporters", [])):
             self._log("warning", "report", message, step=self.step)
-        self._apply_adjustments()
-        if control.take_checkpoint_request():
-            self._checkpoint("requested")
-        if control.paused_requested and not control.stop_requested:
-            self._set_state(RunState.PAUSED, f"paused at step {self.step}")
-            paused_at = time.perf_counter()
+        requests = self._take_requests()
+        if not requests["pause"]:
+            return
+        self._set_state(RunState.PAUSED, f"paused at step {self.step}")
+        paused_at = time.perf_counter()
+        while requests["pause"]:
+            if self.dist.is_main:
+                control.wait_for_request(timeout=1.0)  # other ranks wait in the broadcast
+            requests = self._take_requests()
+            if requests["checkpointed"]:
+                self._set_state(RunState.PAUSED, f"paused at step {self.step}")
+        self.t_start += time.perf_counter() - paused_at  # ETA ignores paused time
+        if not requests["stop"]:
+            self._set_state(RunState.RUNNING, f"resumed at step {self.step}")
 
-            def tick() -> None:
-                self._apply_adjustments()
-                if control.take_checkpoint_request():
-                    self._checkpoint("requested")
-                    self._set_state(RunState.PAUSED, f"paused at step {self.step}")
-
-            control.wait_while_paused(on_tick=tick)
-            self.t_start += time.perf_counter() - paused_at  # ETA ignores paused time
-            if not control.stop_requested:
-                self._set_state(RunState.RUNNING, f"resumed at step {self.step}")
+    def _take_requests(self) -> dict[str, Any]:
+        """Take the viewer's requests and apply adjustments and checkpoint-now. With several
+        processes rank 0 takes them and every rank gets the same, so all act at the same step."""
+        control = self.control
+        requests = None
+        if self.dist.is_main:
+            requests = {"adjust": control.take_adjustments(), "checkpoint": control.take_checkpoint_request(),
+                        "stop": control.stop_requested, "handover": control.handover_requested}
+            requests["pause"] = control.paused_requested and not requests["stop"]
+        self.requests = requests = self.dist.broadcast(requests)  # rank 0's word decides, on every rank
+        self._apply_adjustments(requests["adjust"])
+        requests["checkpointed"] = requests["checkpoint"] and self._checkpoint("requested") is not None
+        return requests
 
     def _pause_for_fault(self, what: str, advice: str) -> None:
         """Stop spending compute on a run that is going wrong, keep everything, and say why."""
@@ -576,8 +626,7 @@ class Trainer:
             "max_completion_length, or turn on gradient_checkpointing; adjust, then resume",
         )
 
-    def _apply_adjustments(self) -> None:
-        changes = self.control.take_adjustments()
+    def _apply_adjustments(self, changes: dict[str, Any]) -> None:
         if not changes:
             return
         try:
@@ -624,13 +673,22 @@ class Trainer:
     def _checkpoint(self, reason: str) -> Path | None:
         previous = self.control.state
         self._set_state(RunState.CHECKPOINTING, f"saving checkpoint at step {self.step}")
-        try:
-            path = ckpt.save_checkpoint(self, self.writer.checkpoint_dir(self.step))
-            ckpt.prune(self.run_dir, self.cfg.save_total_limit)
+        # every rank's sampling stream, so a resumed multi-process run samples as it would have
+        self.rank_sampling_states = self.dist.gather_object(self.sampling_gen.get_state())
+        error = None
+        if self.dist.is_main:
+            try:
+                path = ckpt.save_checkpoint(self, self.writer.checkpoint_dir(self.step))
+                ckpt.prune(self.run_dir, self.cfg.save_total_limit)
+            except OSError as exc:
+                error = str(exc)
+        error = self.dist.broadcast(error)  # every rank knows whether the run is resumable here
+        path = None if error else self.writer.checkpoint_dir(self.step)
+        if error:
+            self._log("error", "checkpoint", f"checkpoint at step {self.step} could not be written: {error}",
+                      step=self.step)
+        else:
             self._log("info", "checkpoint", f"checkpoint saved: {path} ({reason})", step=self.step, data={"path": str(path)})
-        except OSError as exc:
-            path = None
-            self._log("error", "checkpoint", f"checkpoint at step {self.step} could not be written: {exc}", step=self.step)
         if previous != RunState.CHECKPOINTING:
             self._set_state(previous if previous != RunState.STARTING else RunState.RUNNING)
         return path
@@ -639,7 +697,7 @@ class Trainer:
         """Greedy accuracy on the held-out rows (``eval/accuracy``); empty when there are none."""
         cfg = self.cfg
         rows = self.data.eval[: cfg.eval_max_samples] if cfg.eval_max_samples else self.data.eval
-        if not rows or not self.evaluate:
+        if not rows or not self.evaluate or not self.dist.is_main:  # rank 0 evaluates; the others wait
             return {}
         if self.ranked:
             metrics = ranking_eval(rows, self._ranked_rollout, self._logps_chunked_current)
@@ -664,7 +722,9 @@ class Trainer:
     def _finish(self) -> None:
         self._set_state(RunState.STOPPING, "saving final model")
         final = self.writer.final_dir
-        save_final(self.model, self.tokenizer, final, self.cfg.peft)
+        if self.dist.is_main:
+            save_final(self.model, self.tokenizer, final, self.cfg.peft)
+        self.dist.barrier()
         if self.step < self.cfg.max_steps and self.step > 0:  # stopped early: the last step had no eval
             self._evaluate(self.step, "at stop")
         wall = time.perf_counter() - self.t_start
@@ -690,7 +750,7 @@ class Trainer:
         self._set_state(RunState.STOPPING, "handed over to a background process")
 
     def _fail(self, exc: Exception) -> None:
-        tb_path = self.run_dir / "error.log"
+        tb_path = self.run_dir / ("error.log" if self.dist is None or self.dist.is_main else f"error-rank{self.dist.rank}.log")
         try:
             tb_path.write_text(traceback.format_exc(), encoding="utf-8")
         except OSError:

@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--headless", action="store_true", help="no dashboard: progress bar and summary on stdout")
     p.add_argument("--detach", action="store_true",
                    help="train in a background process that outlives the terminal; prints the run directory")
+    p.add_argument("--num-processes", type=int, default=None, metavar="N",
+                   help="data-parallel over N processes (GPUs; CPU processes where there is no GPU) through "
+                        "accelerate launch; headless, watch with `grpo-tui attach`")
+    p.add_argument("--accelerate-config", default=None, metavar="FILE",
+                   help="an accelerate config file (e.g. presets/accelerate/fsdp.yaml) for --num-processes")
 
     p = sub.add_parser("resume", help="continue a run from its newest complete checkpoint")
     p.add_argument("run_dir")
@@ -109,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args) -> int:
+    if args.command == "train" and (args.num_processes or args.accelerate_config):
+        return _launch_processes(args)
     if getattr(args, "detach", False):
         return _detach(args)
     if args.command == "runs":
@@ -185,6 +192,49 @@ def _detach(args) -> int:
     print(f"  watch:  grpo-tui attach {run_dir}")
     print(f"  output: {run_dir / 'console.log'}")
     return 0
+
+
+def _launch_processes(args) -> int:
+    """``train --num-processes N``: the same training command under ``accelerate launch``,
+    one process per GPU (or N CPU processes talking over gloo where there is no GPU)."""
+    import socket
+    import subprocess
+    from pathlib import Path
+
+    import torch
+
+    from engine.trainer import default_run_dir
+
+    n = args.num_processes or 0
+    if args.num_processes is not None and n < 1:
+        print("grpo-tui: --num-processes must be at least 1", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.accelerate_config and not Path(args.accelerate_config).is_file():
+        print(f"grpo-tui: accelerate config {args.accelerate_config} not found", file=sys.stderr)
+        return EXIT_CONFIG
+    cfg = _load(args)
+    run_dir = Path(cfg.output_dir) if cfg.output_dir else default_run_dir(cfg)
+    with socket.socket() as s:  # a free port, so two runs on one machine do not collide
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ)
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--main_process_port", str(port)]
+    if args.accelerate_config:
+        launch += ["--config_file", args.accelerate_config]
+    if n:
+        launch += ["--num_processes", str(n), "--num_machines", "1"]
+    if not args.accelerate_config:
+        launch += ["--mixed_precision", "no", "--dynamo_backend", "no"]
+        if n > 1:
+            launch += ["--multi_gpu"]
+        if not torch.cuda.is_available():
+            env["ACCELERATE_USE_CPU"] = "1"  # --multi_gpu then means processes on the CPU (gloo)
+    argv = ["train", args.preset, "--headless", *sum((["--set", o] for o in args.overrides), []),
+            "--output", str(run_dir)]
+    if args.max_steps is not None:
+        argv += ["--max-steps", str(args.max_steps)]
+    print(f"training on {n or 'the configured'} processes: {run_dir}", flush=True)
+    return subprocess.call([*launch, "-m", "grpo_tui", *argv], env=env)
 
 
 def _send(args) -> int:

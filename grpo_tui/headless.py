@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import signal
 import sys
 import threading
@@ -93,8 +94,11 @@ def train_headless(cfg) -> int:
 
 
 def _run_headless(trainer: Trainer) -> int:
+    from engine.distributed import process_state
+
     control = trainer.control
-    printer = HeadlessPrinter()
+    main = process_state().is_main_process  # with several processes, rank 0 alone prints
+    printer = HeadlessPrinter(sys.stdout if main else open(os.devnull, "w"))
     control.subscribe(printer)
     outcome: dict = {}
     control.subscribe(lambda e: outcome.__setitem__("event", e) if isinstance(e, (RunFinished, RunFailed)) else None)
@@ -118,7 +122,8 @@ def _run_headless(trainer: Trainer) -> int:
         signal.signal(signal.SIGINT, previous)
     event = outcome.get("event")
     if isinstance(event, RunFinished):
-        print_summary(event.summary)
+        if main:
+            print_summary(event.summary)
         return 0
     message = event.error if isinstance(event, RunFailed) else "the run ended without a result"
     where = f" (details: {event.traceback_path})" if isinstance(event, RunFailed) and event.traceback_path else ""

@@ -1,0 +1,164 @@
+"""Data parallelism across processes, through accelerate (``accelerate launch``).
+
+Every rank runs the same loop on its own share of the prompts. What crosses ranks is small
+and happens at fixed points of a step, identically on every rank:
+
+- **prompts**: every rank draws the same global list (same seed) and keeps its own slice;
+- **rewards**: gathered before advantages, so ``scale_rewards: batch`` and GDPO see the
+  whole batch (groups never straddle ranks, so group statistics are local anyway);
+- **loss normaliser**: the token count of the whole batch (DAPO), so the averaged gradients
+  equal those of one process on the same global batch;
+- **gradients**: averaged by DDP (or sharded by FSDP / ZeRO: accelerate's ``prepare``);
+- **metrics**: reduced (mean, or min / max / sum where that is the meaning);
+- **viewer requests** (pause, adjust, checkpoint, stop): taken on rank 0, which alone
+  talks to the dashboard and writes the run directory, and broadcast to all ranks at the
+  step boundary so every rank applies them at the same step.
+
+With one process every function here is the identity and nothing is imported eagerly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+
+# How a metric combines across ranks (the default is the mean, NaN-aware).
+_MIN = ("completions/min_length",)
+_MAX = ("completions/max_length", "step_time", "time/")
+_SUM = ("num_tokens", "completions_per_s")
+
+
+def _rule(name: str) -> str:
+    if name.startswith(_MIN):
+        return "min"
+    if name.startswith(_MAX):
+        return "max"
+    if name.startswith(_SUM):
+        return "sum"
+    return "mean"
+
+
+def process_state():
+    """accelerate's view of this process (rank, world, device), created on first use.
+
+    ``ACCELERATE_USE_CPU`` (set by ``accelerate launch --cpu`` and by ``grpo-tui train
+    --num-processes`` on a machine without GPUs) makes several CPU processes one gloo group."""
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+
+
+class Dist:
+    """This process's place in the run: ``rank`` of ``world``; collectives that are no-ops alone."""
+
+    def __init__(self) -> None:
+        state = process_state()
+        self.rank = state.process_index
+        self.world = state.num_processes
+        self.is_main = state.is_main_process
+        self.accelerator = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    def shard(self, items: list) -> list:
+        """This rank's contiguous slice of a list every rank holds in the same order.
+
+        ``[p0 p1 p2 p3]`` over 2 ranks: rank 0 keeps ``[p0 p1]``, rank 1 ``[p2 p3]``."""
+        if not self.enabled:
+            return items
+        n = len(items) // self.world
+        return items[self.rank * n : (self.rank + 1) * n]
+
+    def local_slice(self, n_local: int) -> slice:
+        """Where this rank's rows sit in a tensor gathered from every rank."""
+        return slice(self.rank * n_local, (self.rank + 1) * n_local)
+
+    def gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Concatenate equal-shaped tensors from every rank along dim 0 (rank order)."""
+        if not self.enabled:
+            return tensor
+        from accelerate.utils import gather
+
+        return gather(tensor.contiguous().to(self.device_for_collectives())).to(tensor.device)
+
+    def sum(self, value: torch.Tensor) -> torch.Tensor:
+        """Sum of a scalar tensor over ranks."""
+        if not self.enabled:
+            return value
+        from accelerate.utils import reduce
+
+        return reduce(value.detach().to(self.device_for_collectives()), reduction="sum").to(value.device)
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank (picklable objects)."""
+        if not self.enabled:
+            return obj
+        from accelerate.utils import broadcast_object_list
+
+        box = [obj]
+        broadcast_object_list(box, from_process=0)
+        return box[0]
+
+    def gather_object(self, obj: Any) -> list:
+        """``[obj of rank 0, obj of rank 1, …]`` on every rank."""
+        if not self.enabled:
+            return [obj]
+        from accelerate.utils import gather_object
+
+        return gather_object([obj])
+
+    def barrier(self) -> None:
+        if self.enabled:
+            from accelerate.utils import wait_for_everyone
+
+            wait_for_everyone()
+
+    def reduce_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+        """One step's metrics over all ranks: NaN-aware mean, except lengths' min/max, timings'
+        max (the slowest rank sets the pace), token counts and throughput summed."""
+        if not self.enabled:
+            return metrics
+        keys = sorted(metrics)
+        values = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64)
+        table = self.gather(values.unsqueeze(0))
+        out = {}
+        for j, key in enumerate(keys):
+            col = table[:, j]
+            rule = _rule(key)
+            if rule == "min":
+                out[key] = float(col.min())
+            elif rule == "max":
+                out[key] = float(col.max())
+            elif rule == "sum":
+                out[key] = float(col.sum())
+            else:
+                out[key] = float(torch.nanmean(col))
+        return out
+
+    def device_for_collectives(self) -> torch.device:
+        return process_state().device
+
+    # ------------------------------------------------------------------ the model
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The model the update runs through: DDP (or FSDP / DeepSpeed, as ``accelerate
+        launch`` was configured) across ranks; the model itself in one process."""
+        if not self.enabled:
+            return model
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        # No buffer broadcast on each forward: ranks make different numbers of forward calls
+        # per step (length buckets, shared prompts), and buffers (rotary tables) never change.
+        self.accelerator = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
+        return self.accelerator.prepare_model(model)
+
+    def no_sync(self, model: torch.nn.Module, last_micro_batch: bool):
+        """Skip the gradient all-reduce on all but the last micro-batch of an optimizer step."""
+        if not self.enabled or last_micro_batch or self.accelerator is None:
+            return contextlib.nullcontext()
+        return self.accelerator.no_sync(model)

@@ -1,0 +1,124 @@
+"""Data parallelism on CPU: two processes (gloo) through accelerate, as a user launches them."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.rundir import read_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+ONE_STEP = ROOT / "tests" / "helpers" / "one_step.py"
+LAUNCH_TIMEOUT = 240
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env() -> dict:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "ACCELERATE_USE_CPU": "1"}
+
+
+def _one_step(out: Path, processes: int, per_device: int, *overrides: str) -> None:
+    out.mkdir(parents=True)
+    if processes == 1:
+        cmd = [sys.executable, str(ONE_STEP)]
+    else:
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--main_process_port", str(_free_port()), str(ONE_STEP)]
+    done = subprocess.run([*cmd, str(out), str(per_device), *overrides], cwd=ROOT, env=_env(),
+                          capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+@pytest.mark.parametrize("overrides", [
+    ("loss_type=dapo", "scale_rewards=batch", "gradient_accumulation_steps=2"),
+    ("loss_type=grpo", "scale_rewards=group"),
+], ids=["dapo-batch-accum2", "grpo-group"])
+def test_two_processes_compute_the_loss_and_gradients_of_one_process(tmp_path, overrides):
+    """Same global batch (16 completions per micro-batch alone, 8 on each of two ranks):
+    the loss and every parameter's gradient agree within float tolerance."""
+    _one_step(tmp_path / "one", 1, 16, *overrides)
+    _one_step(tmp_path / "two", 2, 8, *overrides)
+    one, two = torch.load(tmp_path / "one" / "grads.pt"), torch.load(tmp_path / "two" / "grads.pt")
+    assert one.keys() == two.keys() and len(one) > 10
+    assert any(float(g.abs().max()) > 0 for g in one.values())  # a real gradient, not zeros
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-6, msg=name)
+    m1 = read_jsonl(tmp_path / "one" / "run" / "metrics.jsonl")[-1]
+    m2 = read_jsonl(tmp_path / "two" / "run" / "metrics.jsonl")[-1]
+    for key in ("loss", "grad_norm", "reward", "advantage/std", "num_tokens", "completions/mean_length"):
+        assert m2[key] == pytest.approx(m1[key], rel=1e-4, abs=1e-7), key
+
+
+def _grpo_tui(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "grpo_tui", *args], cwd=ROOT, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def test_num_processes_trains_and_only_rank_zero_writes_the_run(tmp_path):
+    run = tmp_path / "run"
+    proc = _grpo_tui("train", "tiny-arithmetic", "--headless", "--num-processes", "2", "--max-steps", "3",
+                     "--output", str(run), "--set", "dataset.task_args.eval_size=32")
+    out, _ = proc.communicate(timeout=LAUNCH_TIMEOUT)
+    assert proc.returncode == 0, out[-3000:]
+    assert out.count("── summary") == 1  # rank 0 alone prints
+    steps = [r["step"] for r in read_jsonl(run / "metrics.jsonl")]
+    assert steps == [0, 1, 2, 3]  # every step once: one writer
+    finished = [e for e in read_jsonl(run / "events.jsonl") if (e.get("data") or {}).get("state") == "finished"]
+    assert len(finished) == 1
+    assert (run / "final" / "config.json").exists()
+    assert not list(run.glob("error*"))
+    last = read_jsonl(run / "metrics.jsonl")[-1]
+    assert last["completions_per_s"] > 0 and "eval/accuracy" in last
+
+
+def test_a_two_process_run_obeys_adjust_and_stop_sent_to_it(tmp_path):
+    """Requests reach rank 0 (through the run directory) and every rank applies them at the
+    same step: an adjusted learning rate shows up, a stop ends both processes with a checkpoint."""
+    run = tmp_path / "run"
+    proc = _grpo_tui("train", "tiny-arithmetic", "--headless", "--num-processes", "2", "--max-steps", "400",
+                     "--output", str(run), "--set", "dataset.task_args.eval_size=16", "--set", "save_steps=0")
+    try:
+        deadline = time.monotonic() + LAUNCH_TIMEOUT
+
+        def wait_for_step(n: int) -> int:
+            while time.monotonic() < deadline:
+                steps = [r["step"] for r in read_jsonl(run / "metrics.jsonl")]
+                if steps and steps[-1] >= n:
+                    return steps[-1]
+                assert proc.poll() is None, proc.stdout.read()[-3000:]
+                time.sleep(0.1)
+            raise AssertionError("the run did not reach step %d" % n)
+
+        wait_for_step(2)
+        subprocess.run([sys.executable, "-m", "grpo_tui", "send", str(run), "adjust", "learning_rate=1e-5"],
+                       cwd=ROOT, env=_env(), check=True, capture_output=True, timeout=60)
+        while not any(r.get("learning_rate") == pytest.approx(1e-5) for r in read_jsonl(run / "metrics.jsonl")):
+            wait_for_step(wait_for_step(1) + 1)
+        subprocess.run([sys.executable, "-m", "grpo_tui", "send", str(run), "stop"],
+                       cwd=ROOT, env=_env(), check=True, capture_output=True, timeout=60)
+        out, _ = proc.communicate(timeout=LAUNCH_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    records = read_jsonl(run / "metrics.jsonl")
+    last = records[-1]["step"]
+    assert last < 400
+    assert (run / "final" / "config.json").exists()
+    assert (run / "checkpoints" / f"step-{last:06d}" / "COMPLETE").exists()
+    adjusted = [e for e in read_jsonl(run / "events.jsonl") if e.get("kind") == "adjust"]
+    assert len(adjusted) == 1 and json.dumps(adjusted[0]["data"]) == json.dumps({"learning_rate": 1e-5})
