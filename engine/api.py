@@ -61,9 +61,7 @@ machinery this engine does not have, so no value of theirs changes the result.""
 
 _TRL_HARMLESS_WHEN_OFF: dict[str, str] = {
     "fp16": "use torch_dtype='float16' (or bf16=True)",
-    "use_vllm": "generation uses the transformers backend here",
     "push_to_hub": "push <run dir>/final with huggingface_hub after training",
-    "torch_compile": "not supported",
     "use_liger_loss": "not supported",
     "sync_ref_model": "not supported",
     "use_cpu": "the device is chosen automatically",

@@ -116,6 +116,40 @@ class RunConfig:
     repetition_penalty: float = 1.0
     """penalise tokens already in the prompt or completion; 1.0 = off"""
 
+    # --- generation with vLLM (a CUDA GPU and the vllm extra: pip install 'grpo-tui[vllm]')
+    use_vllm: bool = False
+    """generate with vLLM instead of the training model's own forward passes"""
+    vllm_mode: str = "colocate"
+    """colocate: a vLLM engine inside the training process, sharing its GPU(s) | server: a separately
+    started vLLM server (`grpo-tui vllm-serve`) on GPUs of its own"""
+    vllm_gpu_memory_utilization: float = 0.3
+    """share of GPU memory the colocated engine takes (weights and KV cache)"""
+    vllm_tensor_parallel_size: int = 1
+    """GPUs one colocated engine spans; must divide the number of processes"""
+    vllm_enable_sleep_mode: bool = False
+    """free the colocated engine's memory (weights and KV cache) during the update; costs a reload per step"""
+    vllm_max_model_length: int | None = None
+    """the engine's context window; None = max_prompt_length + max_completion_length"""
+    vllm_server_base_url: str | None = None
+    """server mode: e.g. http://gpu-host:8000; None = http://vllm_server_host:vllm_server_port"""
+    vllm_server_host: str = "0.0.0.0"
+    """server mode: host of the vLLM server"""
+    vllm_server_port: int = 8000
+    """server mode: port of the vLLM server"""
+    vllm_server_timeout: float = 240.0
+    """server mode: seconds to wait for the server to come up"""
+    vllm_group_port: int = 51216
+    """server mode: port of the NCCL group that pushes weights to the server"""
+    vllm_importance_sampling_correction: bool = True
+    """reweight the loss by π_train/π_vLLM of the sampled tokens (the engines' numerics differ)"""
+    vllm_importance_sampling_mode: str = "sequence_mask"
+    """token_truncate | token_mask | sequence_truncate | sequence_mask: per token or per sequence;
+    ratios outside [clip_min, clip_max] clipped (truncate) or dropped (mask)"""
+    vllm_importance_sampling_clip_min: float | None = None
+    """lower bound of the ratio; None = none"""
+    vllm_importance_sampling_clip_max: float | None = 3.0
+    """upper bound of the ratio; None = none"""
+
     # --- algorithm
     beta: float = 0.0
     """KL coefficient against the reference model; 0 = no reference model is kept"""
@@ -194,6 +228,8 @@ class RunConfig:
     """bfloat16 autocast of the forward passes over fp32 weights; None = on when a CUDA GPU supports it"""
     gradient_checkpointing: bool = False
     """trade compute for memory in the backward pass"""
+    torch_compile: bool = False
+    """compile the training forward with torch.compile (GPU; the first steps are slow while it compiles)"""
 
     # --- bookkeeping
     output_dir: str | None = None
@@ -302,6 +338,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "lr_scheduler_type": ("constant", "linear", "cosine", "constant_with_warmup"),
     "multi_objective_aggregation": ("sum_then_normalize", "normalize_then_sum"),
     "dataset.format": ("prompts", "ranked"),
+    "vllm_mode": ("colocate", "server"),
+    "vllm_importance_sampling_mode": ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask"),
 }
 
 
@@ -364,6 +402,14 @@ _RULES: dict[str, Callable[[Any], str | None]] = {
     "steps_per_generation": _range(1),
     "generation_batch_size": _range(1),
     "num_generations_eval": _range(0),
+    "vllm_gpu_memory_utilization": _range(0, 1, lo_open=True),
+    "vllm_tensor_parallel_size": _range(1),
+    "vllm_max_model_length": _range(1),
+    "vllm_server_port": _range(1, 65535),
+    "vllm_server_timeout": _range(0, lo_open=True),
+    "vllm_group_port": _range(1, 65535),
+    "vllm_importance_sampling_clip_min": _range(0),
+    "vllm_importance_sampling_clip_max": _range(0, lo_open=True),
     "dataset.path": _not_empty,
     "dataset.name": _not_empty,
     "dataset.split": _not_empty,
@@ -791,6 +837,12 @@ def _cross_check(v: dict, bad: set, dirs: list[Path], check_paths: bool, problem
     if peft is not None:
         problems.extend(_check_peft(peft))
 
+    if v.get("use_vllm") and check_paths:
+        problems.extend(vllm_problems(v.get("vllm_mode") or "colocate"))
+    lo, hi = v.get("vllm_importance_sampling_clip_min"), v.get("vllm_importance_sampling_clip_max")
+    if lo is not None and hi is not None and lo > hi:
+        problems.append(f"vllm_importance_sampling_clip_min: {lo:g} is above vllm_importance_sampling_clip_max ({hi:g})")
+
     if v.get("log_completions") and v.get("log_completions_groups") == 0:
         problems.append("log_completions: the completion logs hold the groups each step logs; set log_completions_groups > 0")
 
@@ -810,6 +862,22 @@ def _cross_check(v: dict, bad: set, dirs: list[Path], check_paths: bool, problem
     ds = v.get("dataset")
     if ds is not None:
         _check_dataset(ds, {k.partition(".")[2] for k in bad if str(k).startswith("dataset.")}, dirs, check_paths, problems)
+
+
+def vllm_problems(mode: str) -> list[str]:
+    """Why this machine cannot generate with vLLM (``use_vllm: true``), each with its fix; [] when it can."""
+    import importlib.util
+
+    fix = "or set use_vllm: false to generate with transformers"
+    if importlib.util.find_spec("vllm") is None:
+        return [f"use_vllm: vLLM is not installed: pip install 'grpo-tui[vllm]' (needs a CUDA GPU), {fix}"]
+    if mode == "colocate":
+        import torch
+
+        if not torch.cuda.is_available():
+            return [f"use_vllm: vLLM needs a CUDA GPU and this machine has none ({torch.__version__}); "
+                    f"use vllm_mode: server with a server on a GPU machine, {fix}"]
+    return []
 
 
 PEFT_KEYS = {"r": int, "lora_alpha": (int, float), "lora_dropout": (int, float), "target_modules": (list, str),

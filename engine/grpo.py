@@ -7,6 +7,7 @@ Names and formulas follow TRL's GRPOTrainer so results can be checked against it
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -99,6 +100,57 @@ def truncation_mask(completion_mask: torch.Tensor, truncated: torch.Tensor) -> t
     completion_mask [N, T], truncated [N] bool → mask with truncated rows zeroed (DAPO's
     overlong filtering, as TRL)."""
     return completion_mask * (~truncated).unsqueeze(1).to(completion_mask.dtype)
+
+
+def sampling_correction(
+    old_logps: torch.Tensor,
+    sampling_logps: torch.Tensor,
+    completion_mask: torch.Tensor,
+    mode: str = "sequence_mask",
+    clip_min: float | None = None,
+    clip_max: float | None = 3.0,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Importance weights for the gap between the sampler's log-probs (vLLM) and the trainer's
+    log-probs of the same policy, multiplied into the clipped surrogate (not the KL term)::
+
+        d_t = (old_logp_t − sampling_logp_t) · M_t      (NaN → 0: no correction where the sampler gave none)
+        token_*:    w_t = exp(d_t)                       [N, T]
+        sequence_*: w   = exp(Σ_t d_t)                   [N, 1], the same for every token
+        *_truncate: w ← clamp(w, C_min, C_max)
+        *_mask:     w ← 0 where w < C_min or w > C_max   (the token or sequence drops out)
+
+    Example: one sequence, d = (0.1, 0.2), sequence_mask with C_max = 3 → w = e^0.3 ≈ 1.35 (kept);
+    with d = (1.0, 0.5) → w = e^1.5 ≈ 4.48 > 3 → 0.
+
+    Statistics: ``sampling/importance_sampling_ratio/{min,mean,max}`` over the weights of real
+    tokens (or sequences), ``sampling/sampling_logp_difference/{mean,max}`` of ``|d_t|``.
+    """
+    mask = completion_mask.to(old_logps.dtype)
+    diff = torch.nan_to_num((old_logps - sampling_logps) * mask, nan=0.0)
+    sequence_level = mode.startswith("sequence")
+    log_w = diff.sum(-1, keepdim=True) if sequence_level else diff
+    w = torch.exp(log_w)
+    lo = -math.inf if clip_min is None else clip_min
+    hi = math.inf if clip_max is None else clip_max
+    if mode.endswith("truncate"):
+        w = w.clamp(min=lo, max=hi)
+    elif mode.endswith("mask"):
+        w = w.masked_fill((w < lo) | (w > hi), 0.0)
+    else:
+        raise ValueError(f"unknown importance sampling mode {mode!r}")
+    with torch.no_grad():
+        real = (mask.sum(-1) > 0) if sequence_level else mask.bool()
+        values = w.squeeze(-1)[real] if sequence_level else w[real]
+        gap = diff.abs()[mask.bool()]
+        empty = torch.zeros((), dtype=w.dtype, device=w.device)
+        stats = {
+            "sampling/importance_sampling_ratio/min": values.min() if values.numel() else empty,
+            "sampling/importance_sampling_ratio/mean": values.mean() if values.numel() else empty,
+            "sampling/importance_sampling_ratio/max": values.max() if values.numel() else empty,
+            "sampling/sampling_logp_difference/mean": gap.mean() if gap.numel() else empty,
+            "sampling/sampling_logp_difference/max": gap.max() if gap.numel() else empty,
+        }
+    return w.detach(), stats
 
 
 def policy_loss(

@@ -47,8 +47,23 @@ def load_model_and_tokenizer(cfg, device: torch.device, path=None):
         enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
         enable()
         model.config.use_cache = False
+    if cfg.torch_compile:
+        compile_layers(model)
     model.train()
     return model, tokenizer
+
+
+def compile_layers(model) -> int:
+    """``torch_compile``: compile each decoder layer in place (regional compilation: one small
+    graph reused by every layer, shapes dynamic, so varying lengths do not recompile).
+    Returns how many layers were compiled (0 when the architecture has no layer list)."""
+    inner = getattr(model, "get_base_model", lambda: model)()
+    layers = getattr(getattr(inner, "model", inner), "layers", None)
+    if layers is None:
+        return 0
+    for layer in layers:
+        layer.compile(dynamic=True)
+    return len(layers)
 
 
 def load_reference_model(cfg, device: torch.device, copy_of=None):

@@ -190,7 +190,7 @@ def ranked_rollout(
     Rows are grouped contiguously, a group per prompt, with the groups' own sizes:
     returns ``(rollout, group_sizes)``. ``logprobs`` are zeros (nothing was sampled).
     """
-    from engine.rollout import Rollout, left_pad
+    from engine.rollout import rollout_from_lists
 
     prompts: list[list[int]] = []
     completions: list[list[int]] = []
@@ -204,19 +204,5 @@ def ranked_rollout(
             prompts.append(list(ids))
             completions.append(tokens[:max_completion_length])
             truncated.append(cut)
-    p_ids, p_mask = left_pad(prompts, pad_id, torch.device(device))
-    width = max(len(c) for c in completions)
-    c_ids = torch.full((len(completions), width), pad_id, dtype=torch.long)
-    c_mask = torch.zeros((len(completions), width), dtype=torch.long)
-    for i, tokens in enumerate(completions):
-        c_ids[i, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
-        c_mask[i, : len(tokens)] = 1
-    rollout = Rollout(
-        prompt_ids=p_ids,
-        prompt_mask=p_mask,
-        completion_ids=c_ids.to(device),
-        completion_mask=c_mask.to(device),
-        logprobs=torch.zeros(c_ids.shape, dtype=torch.float32, device=device),
-        truncated=torch.tensor(truncated, dtype=torch.bool, device=device),
-    )
+    rollout = rollout_from_lists(prompts, completions, truncated, pad_id, device)
     return rollout, sizes

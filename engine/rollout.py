@@ -7,6 +7,8 @@ purpose so a vLLM backend can sit beside the transformers one:
     backend.generate(prompt_ids, num_generations, params, generator) -> Rollout
     backend.sync_weights(model)   # after every optimizer step (a no-op when the backend
                                   # samples from the training model itself)
+    backend.separate_engine       # optional, True when its log-probs come from another engine
+                                  # (vLLM): the trainer then corrects for the difference
 """
 
 from __future__ import annotations
@@ -64,6 +66,27 @@ def left_pad(sequences: list[list[int]], pad_id: int, device: torch.device) -> t
             ids[i, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
             mask[i, width - len(seq) :] = 1
     return ids.to(device), mask.to(device)
+
+
+def rollout_from_lists(prompts: list[list[int]], completions: list[list[int]], truncated: list[bool], pad_id: int,
+                       device: torch.device | str = "cpu", logprobs: list[list[float]] | None = None) -> Rollout:
+    """A :class:`Rollout` from token lists made elsewhere (a vLLM engine, given responses):
+    prompts left-padded, completions right-padded with ``pad_id``, the mask covering each
+    completion's tokens (its EOS included, when it has one); ``logprobs`` zeros when not given."""
+    device = torch.device(device)
+    p_ids, p_mask = left_pad(prompts, pad_id, device)
+    width = max(1, max(len(c) for c in completions))
+    c_ids = torch.full((len(completions), width), pad_id, dtype=torch.long)
+    c_mask = torch.zeros((len(completions), width), dtype=torch.long)
+    c_logps = torch.zeros((len(completions), width), dtype=torch.float32)
+    for i, tokens in enumerate(completions):
+        c_ids[i, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+        c_mask[i, : len(tokens)] = 1
+        if logprobs is not None:
+            c_logps[i, : len(tokens)] = torch.tensor(logprobs[i][: len(tokens)], dtype=torch.float32)
+    return Rollout(prompt_ids=p_ids, prompt_mask=p_mask, completion_ids=c_ids.to(device),
+                   completion_mask=c_mask.to(device), logprobs=c_logps.to(device),
+                   truncated=torch.tensor(truncated, dtype=torch.bool, device=device))
 
 
 def position_ids_from_mask(mask: torch.Tensor) -> torch.Tensor:

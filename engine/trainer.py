@@ -262,7 +262,13 @@ class Trainer:
             self.control.subscribe(reporter)
         self.reward_weights = torch.tensor(cfg.reward_weights or [1.0] * len(self.reward_names))
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
-        self.backend = (given["rollout_backend"] or TransformersRollout)(self.model, self.tokenizer.pad_token_id, self.eos_ids)
+        if cfg.use_vllm and given["rollout_backend"] is None:
+            from engine.vllm_rollout import make_vllm_backend
+
+            self.backend = make_vllm_backend(cfg, self.model, self.tokenizer.pad_token_id, self.eos_ids, self.dist)
+        else:
+            self.backend = (given["rollout_backend"] or TransformersRollout)(
+                self.model, self.tokenizer.pad_token_id, self.eos_ids)
         self.sampling_gen = torch.Generator(device="cpu").manual_seed(cfg.seed + self.dist.rank)
         self.train_model = self.dist.prepare(self.model)  # DDP/FSDP across ranks; the model itself alone
         self.optimizer = make_optimizer(self.model, cfg, self.device)
@@ -532,9 +538,17 @@ class Trainer:
         """The policy loss of rows ``sl``, through the (possibly distributed) training model."""
         cfg = self.cfg
         logps, entropy = self._logps(self.train_model, batch.rollout, sl, with_entropy=True)
-        weights = None
+        weights, is_stats = None, {}
         if cfg.top_entropy_quantile < 1.0:
             weights = grpo.high_entropy_mask(entropy, batch.mask[sl], cfg.top_entropy_quantile)
+        if getattr(self.backend, "separate_engine", False) and cfg.vllm_importance_sampling_correction:
+            # the sampling policy's log-probs as the trainer computes them: this forward's own
+            # until the round's first update has changed the weights, then the saved ones
+            old = batch.old_logps[sl] if batch.old_logps is not None else logps.detach()
+            is_weights, is_stats = grpo.sampling_correction(
+                old, batch.rollout.logprobs[sl], batch.mask[sl], cfg.vllm_importance_sampling_mode,
+                cfg.vllm_importance_sampling_clip_min, cfg.vllm_importance_sampling_clip_max)
+            weights = is_weights if weights is None else weights * is_weights
         loss, stats = grpo.policy_loss(
             logps,
             batch.old_logps[sl] if batch.old_logps is not None else None,
@@ -552,7 +566,7 @@ class Trainer:
             entropies=entropy,
             token_weights=weights,
         )
-        return loss, stats, logps, entropy
+        return loss, {**stats, **is_stats}, logps, entropy
 
     def _logps_chunked(self, model, rollout: Rollout) -> torch.Tensor:
         """Log-probs of a whole round without gradients, one micro-batch at a time (bounded memory)."""
