@@ -864,20 +864,24 @@ def _cross_check(v: dict, bad: set, dirs: list[Path], check_paths: bool, problem
         _check_dataset(ds, {k.partition(".")[2] for k in bad if str(k).startswith("dataset.")}, dirs, check_paths, problems)
 
 
-def vllm_problems(mode: str) -> list[str]:
-    """Why this machine cannot generate with vLLM (``use_vllm: true``), each with its fix; [] when it can."""
+def vllm_unavailable(needs_gpu_for: str = "the colocated engine runs there") -> str | None:
+    """Why vLLM cannot run in this process (not installed, no CUDA GPU), with the fix; None if it can."""
     import importlib.util
 
-    fix = "or set use_vllm: false to generate with transformers"
     if importlib.util.find_spec("vllm") is None:
-        return [f"use_vllm: vLLM is not installed: pip install 'grpo-tui[vllm]' (needs a CUDA GPU), {fix}"]
-    if mode == "colocate":
-        import torch
+        return "vLLM is not installed: pip install 'grpo-tui[vllm]' (needs a CUDA GPU)"
+    import torch
 
-        if not torch.cuda.is_available():
-            return [f"use_vllm: vLLM needs a CUDA GPU and this machine has none ({torch.__version__}); "
-                    f"use vllm_mode: server with a server on a GPU machine, {fix}"]
-    return []
+    if not torch.cuda.is_available():
+        return f"vLLM generation needs a CUDA GPU ({needs_gpu_for}) and this machine has none (torch {torch.__version__})"
+    return None
+
+
+def vllm_problems(mode: str) -> list[str]:
+    """``use_vllm: true`` on this machine: the reason it cannot work, as a config problem; [] when it can."""
+    reason = vllm_unavailable("the colocated engine runs in the training process" if mode == "colocate"
+                              else "the training process sends weights to the server by NCCL")
+    return [] if reason is None else [f"use_vllm: {reason}; or set use_vllm: false to generate with transformers"]
 
 
 PEFT_KEYS = {"r": int, "lora_alpha": (int, float), "lora_dropout": (int, float), "target_modules": (list, str),

@@ -130,18 +130,11 @@ class VllmRollout:
                                         use_tqdm=False)
         rows = [(list(out.prompt_token_ids), c) for out in outputs for c in out.outputs]
         rows = self._tp_slice(rows, len(prompt_ids) * num_generations)
-        completions, logprobs, truncated = [], [], []
-        for _, c in rows:
-            tokens, logps = _tokens_and_logps(c)
-            ends_in_eos = bool(tokens) and tokens[-1] in self.eos_ids
-            if c.finish_reason == "stop" and not ends_in_eos and len(tokens) < params.max_new_tokens:
-                tokens, logps = tokens + [self.eos_ids[0]], logps + [math.nan]  # the EOS vLLM left out
-            completions.append(tokens)
-            logprobs.append(logps)
-            truncated.append(c.finish_reason == "length" and not (tokens and tokens[-1] in self.eos_ids))
+        finished = [completion_row(*_tokens_and_logps(c), c.finish_reason, self.eos_ids, params.max_new_tokens)
+                     for _, c in rows]
+        tokens, logps, truncated = (list(column) for column in zip(*finished))
         device = next(self.model.parameters()).device
-        rollout = rollout_from_lists([p for p, _ in rows], completions, truncated, self.pad_id, device, logprobs)
-        return rollout
+        return rollout_from_lists([p for p, _ in rows], tokens, truncated, self.pad_id, device, logps)
 
     # ------------------------------------------------------------------ helpers
     @contextmanager
@@ -167,6 +160,16 @@ class VllmRollout:
             return rows
         i = torch.distributed.get_rank(group=self.tp_group)
         return rows[i * n_local : (i + 1) * n_local]
+
+
+def completion_row(tokens: list[int], logps: list[float], finish_reason: str | None, eos_ids: list[int],
+                   max_new_tokens: int) -> tuple[list[int], list[float], bool]:
+    """One finished completion as the trainer wants it: ``(tokens, logps, truncated)`` with the
+    EOS that ended it among its tokens (its sampling log-prob unknown: NaN, no correction)."""
+    ends_in_eos = bool(tokens) and tokens[-1] in eos_ids
+    if finish_reason == "stop" and not ends_in_eos and len(tokens) < max_new_tokens:
+        tokens, logps = tokens + [eos_ids[0]], logps + [math.nan]
+    return tokens, logps, finish_reason == "length"
 
 
 def _tokens_and_logps(completion) -> tuple[list[int], list[float]]:

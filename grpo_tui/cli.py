@@ -10,6 +10,8 @@
     grpo-tui resume RUN_DIR [--headless]  continue from the newest complete checkpoint
     grpo-tui send RUN_DIR pause|resume|stop|checkpoint|adjust [KEY=VALUE ...]
     grpo-tui runs                         runs and their state (running, paused, finished, crashed, ...)
+    grpo-tui train PRESET --headless --num-processes N   data-parallel over N GPUs (or CPU processes)
+    grpo-tui vllm-serve MODEL             generation on GPUs of its own (presets with vllm_mode: server)
 
 Every command that takes a preset also takes ``--set key=value`` (repeatable, nested keys
 with dots), ``--max-steps N`` and ``--output DIR``. A preset with mistakes exits with code 2
@@ -76,6 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("view", help="open a run directory read-only in the dashboard")
     p.add_argument("run_dir")
+
+    p = sub.add_parser("vllm-serve", help="serve generation on GPUs of their own for runs with vllm_mode: server")
+    p.add_argument("model", help="hub id or folder: the policy's starting weights (runs push theirs every step)")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--tensor-parallel-size", type=int, default=1)
+    p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    p.add_argument("--max-model-len", type=int, default=None)
+    p.add_argument("--dtype", default="auto")
     return parser
 
 
@@ -155,6 +166,8 @@ def _dispatch(args) -> int:
         return bench(_load(args), steps=args.steps, warmup=args.warmup)
     if args.command == "presets":
         return _list_presets()
+    if args.command == "vllm-serve":
+        return _vllm_serve(args)
     raise AssertionError(args.command)
 
 
@@ -235,6 +248,20 @@ def _launch_processes(args) -> int:
         argv += ["--max-steps", str(args.max_steps)]
     print(f"training on {n or 'the configured'} processes: {run_dir}", flush=True)
     return subprocess.call([*launch, "-m", "grpo_tui", *argv], env=env)
+
+
+def _vllm_serve(args) -> int:
+    from engine.config import vllm_unavailable
+
+    reason = vllm_unavailable("the server's engine runs on it")
+    if reason:
+        print(f"grpo-tui: {reason}", file=sys.stderr)
+        return EXIT_CONFIG
+    from engine.vllm_server import serve
+
+    serve(args.model, host=args.host, port=args.port, tensor_parallel_size=args.tensor_parallel_size,
+          gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=args.max_model_len, dtype=args.dtype)
+    return 0
 
 
 def _send(args) -> int:

@@ -100,9 +100,9 @@ def test_vllm_problems_name_the_fix(monkeypatch):
     assert "pip install 'grpo-tui[vllm]'" in missing and "use_vllm: false" in missing
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    (no_gpu,) = vllm_problems("colocate")
-    assert "CUDA GPU" in no_gpu and "vllm_mode: server" in no_gpu
-    assert vllm_problems("server") == []  # the server has the GPU
+    for mode in ("colocate", "server"):
+        (no_gpu,) = vllm_problems(mode)
+        assert "needs a CUDA GPU" in no_gpu and "use_vllm: false" in no_gpu
 
 
 def test_a_preset_asking_for_vllm_fails_at_once_with_the_fix(monkeypatch):
@@ -209,3 +209,51 @@ def test_short_tiny_run_with_vllm_raises_reward(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rewards = [r["reward"] for r in read_jsonl(run / "metrics.jsonl") if "reward" in r]
     assert sum(rewards[-5:]) / 5 > sum(rewards[:5]) / 5
+
+
+@pytest.mark.skipif(HAVE_VLLM and torch.cuda.is_available(), reason="this machine can run vLLM")
+def test_vllm_serve_without_vllm_or_gpu_exits_2_with_the_fix():
+    result = subprocess.run([sys.executable, "-m", "grpo_tui", "vllm-serve", "assets/tiny-model"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "grpo-tui[vllm]" in result.stderr or "CUDA GPU" in result.stderr
+
+
+@pytest.mark.gpu
+@needs_gpu_and_vllm
+def test_server_mode_trains_against_grpo_tui_vllm_serve(tmp_path):
+    """A server on the same GPU (small memory share), a short run that generates through it."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "grpo_tui", "vllm-serve", "assets/tiny-model", "--port", str(port),
+                               "--gpu-memory-utilization", "0.2", "--host", "127.0.0.1"], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read()
+                break
+            except OSError:
+                assert server.poll() is None, server.stdout.read()[-3000:]
+                time.sleep(2)
+        run = tmp_path / "run"
+        result = subprocess.run(
+            [sys.executable, "-m", "grpo_tui", "train", "tiny-arithmetic", "--headless", "--max-steps", "20",
+             "--output", str(run), "--set", "use_vllm=true", "--set", "vllm_mode=server",
+             "--set", "vllm_server_host=127.0.0.1", "--set", f"vllm_server_port={port}",
+             "--set", "vllm_group_port=" + str(port + 1), "--set", "dataset.task_args.eval_size=64"],
+            cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        records = [r for r in read_jsonl(run / "metrics.jsonl") if "reward" in r]
+        assert len(records) == 20
+        assert all(r["sampling/importance_sampling_ratio/mean"] > 0 for r in records)  # the engines agree
+        assert sum(r["reward"] for r in records[-5:]) > sum(r["reward"] for r in records[:5])
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
