@@ -26,7 +26,7 @@ import torch
 
 # How a metric combines across ranks (the default is the mean, NaN-aware).
 _MIN = ("completions/min_length",)
-_MAX = ("completions/max_length", "step_time", "time/")
+_MAX = ("completions/max_length", "step_time", "time/", "memory/")
 _SUM = ("num_tokens", "completions_per_s")
 
 

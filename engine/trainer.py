@@ -816,6 +816,10 @@ class Trainer:
             "temperature": cfg.temperature,
             **timings,
         })
+        if self.device.type == "cuda":  # this process's share of the GPU, and its high-water mark this step
+            m["memory/allocated_gib"] = torch.cuda.memory_allocated(self.device) / 2**30
+            m["memory/peak_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+            torch.cuda.reset_peak_memory_stats(self.device)
         elapsed = time.perf_counter() - self.t_start
         m["elapsed_s"] = elapsed
         remaining = cfg.max_steps - self.step

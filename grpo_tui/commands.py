@@ -20,6 +20,7 @@ COMMANDS = (
     ("reward_bench", "Reward test bench", "Score a prompt and completion with every reward function"),
     ("smooth", "Toggle EMA smoothing", "Smooth the chart lines"),
     ("config", "Show the resolved config", "The run's config.yaml, read-only"),
+    ("show_system", "Show system resources", "CPU, RAM and GPU memory with their trend (tab 5)"),
     ("launcher", "Go to the launcher", "Presets and recent runs"),
 )
 

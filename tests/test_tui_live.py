@@ -130,6 +130,14 @@ async def _launcher_start_and_quit(tmp_path: Path) -> None:
         model = app.live_model
         assert isinstance(app.screen, DashboardScreen)
         await wait_for(pilot, lambda: model.step >= 1, "first step")
+        # the system tab: this machine's CPU and RAM, and the trainer process's share of them
+        await pilot.press("5")
+        pane = app.screen.query_one("#system-pane")
+        await wait_for(pilot, lambda: pane.snapshot is not None and pane.snapshot.process_rss, "a system sample")
+        text = pane.render_snapshot(78).plain
+        assert "CPU" in text and "RAM" in text and "trainer" in text and "GiB" in text
+        assert "RAM" in app.screen.query_one("#status").render_text(1.0).plain  # the fullest memory, in the header
+        await pilot.press("1")
         await pilot.press("q")
         assert isinstance(app.screen, ChoiceScreen)
         await pilot.press("s")  # stop, save, then quit

@@ -75,3 +75,29 @@ def test_inspector(snap_compare) -> None:
         press=["i", "left_square_bracket", "left_square_bracket", "down", "b", "t"],
         run_before=settle,
     )
+
+
+def test_dashboard_system_tab(snap_compare) -> None:
+    """The system tab with fixed figures (one GPU near full: the warning shows)."""
+    from engine.system import GIB, GpuStat, SystemSnapshot
+
+    snapshot = SystemSnapshot(cpu_percent=37.5, cores=16, ram_used=int(41.3 * GIB), ram_total=128 * GIB,
+                              process_rss=int(9.2 * GIB), process_cpu=104.0,
+                              gpus=[GpuStat(0, "NVIDIA H100 80GB HBM3", int(76.4 * GIB), 80 * GIB, 97.0)])
+
+    class Fixed:
+        def sample(self):
+            return snapshot
+
+    async def show(pilot) -> None:
+        screen = pilot.app.screen
+        screen._sampler = Fixed()
+        pane = screen.query_one("#system-pane")
+        pane.history.clear()  # what this machine showed at mount
+        for share in (0.62, 0.70, 0.81, 0.88, 0.93):  # a rising trend
+            pane._remember("GPU0", share)
+        screen.sample_system()
+        await pilot.press("5")
+        await settle(pilot)
+
+    assert snap_compare(recorded_app(), terminal_size=SIZE, run_before=show)

@@ -22,6 +22,7 @@ from grpo_tui.widgets.chart import ChartSpec, MetricChart
 from grpo_tui.widgets.events import EventsPane
 from grpo_tui.widgets.samples import SamplesPane
 from grpo_tui.widgets.status import RunStatus
+from grpo_tui.widgets.system import SystemPane
 
 if TYPE_CHECKING:
     from grpo_tui.follow import RunFollower
@@ -40,6 +41,7 @@ COMPACT_WIDTH = 120  # below this the side panes become tabs
 COMPACT_HEIGHT = 32
 FOLLOW_S = 1.0  # how often a run directory opened from disk is re-read
 SHORT_HEIGHT = 40  # below this the chart grids scroll (a chart needs ~11 rows to be read)
+SYSTEM_S = 2.0  # how often CPU, RAM and GPU memory are sampled
 
 OVERVIEW = (
     ChartSpec("reward", ("reward", "rewards/*/mean"), ("total", "")),
@@ -89,6 +91,7 @@ class DashboardScreen(Screen):
         Binding("2", "tab('tab-training')", "Training", id="dashboard.tab2", show=False),
         Binding("3", "tab('tab-samples')", "Samples", id="dashboard.tab3", show=False),
         Binding("4", "tab('tab-events')", "Events", id="dashboard.tab4", show=False),
+        Binding("5", "tab('tab-system')", "System", id="dashboard.tab5", show=False),
     ]
 
     def __init__(self, model: RunModel, live: "LiveRun | None" = None, follower: "RunFollower | None" = None) -> None:
@@ -119,6 +122,9 @@ class DashboardScreen(Screen):
                     yield SamplesPane(id="tab-samples-pane")
                 with TabPane("Events 4", id="tab-events"):
                     yield EventsPane(id="tab-events-pane")
+                with TabPane("System 5", id="tab-system"):
+                    with ScrollableContainer(id="system-scroll"):
+                        yield SystemPane(id="system-pane")
             with Vertical(id="dash-side"):
                 yield SamplesPane(id="side-samples")
                 yield EventsPane(id="side-events")
@@ -134,6 +140,43 @@ class DashboardScreen(Screen):
         self.set_interval(1 / TICK_HZ, self.tick)
         if self.follower is not None:
             self.set_interval(FOLLOW_S, self.follower.poll)
+        self._sampler = None
+        self.sample_system()
+        self.set_interval(SYSTEM_S, self.sample_system)
+
+    def sample_system(self) -> None:
+        """CPU, RAM and GPU memory now: into the system tab, and the fullest memory into the
+        status line while a process trains this run (not for a run read from disk)."""
+        from engine.system import SystemSampler
+
+        try:
+            if self._sampler is None:
+                self._sampler = SystemSampler(pid=self._trainer_pid())
+            snapshot = self._sampler.sample()
+        except Exception as err:  # noqa: BLE001 - figures are a help, never a reason to fail
+            self.log.warning(f"system sampling failed: {err!r}")
+            return
+        pane = self.query_one("#system-pane", SystemPane)
+        pane.record(snapshot)
+        if self._tabs.active == "tab-system":
+            pane.refresh_view()
+        training = self.live is not None and not self.model.is_terminal
+        self._status.system = snapshot if training else None
+
+    def _trainer_pid(self) -> int | None:
+        """The process that trains this run: this one, the one an attached run's heartbeat
+        names (on this host), or none (a run read from disk)."""
+        import os
+        import socket
+
+        from grpo_tui.session import AttachedRun
+
+        if isinstance(self.live, AttachedRun):
+            from engine.channel import read_heartbeat
+
+            beat = read_heartbeat(self.live.run_dir) or {}
+            return beat.get("pid") if beat.get("host") == socket.gethostname() else None
+        return os.getpid() if self.live is not None else None
 
     def on_resize(self) -> None:
         self._apply_size()
@@ -210,6 +253,8 @@ class DashboardScreen(Screen):
         """Everything visible, now (on mount, resize, tab switch, smoothing toggle)."""
         for chart in self.visible_charts():
             chart.update_from(self.model, self.smooth)
+        if self._tabs.active == "tab-system":
+            self.query_one("#system-pane", SystemPane).refresh_view()
         self.redraw_panes()
 
     def redraw_panes(self, samples: bool = True) -> None:
@@ -340,6 +385,9 @@ class DashboardScreen(Screen):
         tabs.active = tab
         self.redraw()
         self.call_after_refresh(self.redraw)  # a tab's charts know their size only after layout
+
+    def action_show_system(self) -> None:
+        self.action_tab("tab-system")
 
     def action_launcher(self) -> None:
         self.app.action_show_launcher()

@@ -53,11 +53,13 @@ class RunStatus(Static):
         self.clock = clock
         self._key: tuple | None = None
         self._lines = 2
+        self.system = None  # engine.system.SystemSnapshot while a process trains this run
 
     def update_from(self, model: RunModel) -> None:
         self.model = model
         elapsed = model.elapsed(self.clock())
-        key = (model.version, None if elapsed is None else int(elapsed), self.size.width)
+        pressure = None if self.system is None else (self.system.pressure()[0], round(self.system.pressure()[1], 2))
+        key = (model.version, None if elapsed is None else int(elapsed), self.size.width, pressure)
         if key != self._key:
             self._key = key
             content = self.render_text(elapsed)
@@ -97,6 +99,11 @@ class RunStatus(Static):
         acc = m.metric("eval/accuracy")
         if acc is not None:
             parts.append(f"  {'eval' if narrow else 'eval acc'} {acc:.2f}")
+        if self.system is not None:
+            from grpo_tui.widgets.system import status_segment
+
+            text, style = status_segment(self.system, short=narrow)
+            parts.append(("  " + text, style))
         if m.state == "failed" and m.error:
             where = m.traceback_path or m.run_dir
             parts.append("\n")
