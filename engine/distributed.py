@@ -40,6 +40,16 @@ def _rule(name: str) -> str:
     return "mean"
 
 
+UNSUPPORTED = ("FSDP", "DEEPSPEED", "MEGATRON_LM")
+
+
+def unsupported_message(kind: str) -> str:
+    """Why a sharded setup is refused, and what to use instead."""
+    return (f"{kind} is not supported yet: every rank samples with its full copy of the weights, which sharded "
+            f"parameters do not give. Use data parallelism (--num-processes N or presets/accelerate/ddp.yaml) "
+            f"with LoRA (peft), gradient_checkpointing and bf16 to fit large models")
+
+
 def process_state():
     """accelerate's view of this process (rank, world, device), created on first use.
 
@@ -155,6 +165,9 @@ class Dist:
         # No buffer broadcast on each forward: ranks make different numbers of forward calls
         # per step (length buckets, shared prompts), and buffers (rotary tables) never change.
         self.accelerator = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
+        kind = str(self.accelerator.distributed_type).rpartition(".")[2]
+        if kind in UNSUPPORTED:
+            raise RuntimeError(unsupported_message(kind))
         return self.accelerator.prepare_model(model)
 
     def no_sync(self, model: torch.nn.Module, last_micro_batch: bool):

@@ -222,9 +222,11 @@ def _launch_processes(args) -> int:
     if args.num_processes is not None and n < 1:
         print("grpo-tui: --num-processes must be at least 1", file=sys.stderr)
         return EXIT_CONFIG
-    if args.accelerate_config and not Path(args.accelerate_config).is_file():
-        print(f"grpo-tui: accelerate config {args.accelerate_config} not found", file=sys.stderr)
-        return EXIT_CONFIG
+    if args.accelerate_config:
+        problem = _accelerate_config_problem(Path(args.accelerate_config))
+        if problem:
+            print(f"grpo-tui: {problem}", file=sys.stderr)
+            return EXIT_CONFIG
     cfg = _load(args)
     run_dir = Path(cfg.output_dir) if cfg.output_dir else default_run_dir(cfg)
     with socket.socket() as s:  # a free port, so two runs on one machine do not collide
@@ -248,6 +250,22 @@ def _launch_processes(args) -> int:
         argv += ["--max-steps", str(args.max_steps)]
     print(f"training on {n or 'the configured'} processes: {run_dir}", flush=True)
     return subprocess.call([*launch, "-m", "grpo_tui", *argv], env=env)
+
+
+def _accelerate_config_problem(path) -> str | None:
+    """What is wrong with an accelerate config file for this trainer, or None."""
+    import yaml
+
+    from engine.distributed import UNSUPPORTED, unsupported_message
+
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError:
+        return f"accelerate config {path} not found"
+    except yaml.YAMLError as err:
+        return f"accelerate config {path} is not valid YAML: {err}"
+    kind = str(config.get("distributed_type", "")).upper() if isinstance(config, dict) else ""
+    return f"{path}: {unsupported_message(kind)}" if kind in UNSUPPORTED else None
 
 
 def _vllm_serve(args) -> int:

@@ -688,3 +688,17 @@ def test_any_override_gives_a_config_or_a_config_error(pairs):
     except ConfigError:
         return
     assert isinstance(cfg, RunConfig)
+
+
+def test_every_bundled_preset_is_well_formed():
+    """Structure and values of every shipped preset (hardware and hub checks aside: those need
+    the machine the preset names)."""
+    from conftest import ROOT
+
+    presets = sorted((ROOT / "presets").glob("*.yaml"))
+    assert len(presets) >= 6
+    for path in presets:
+        cfg = load_preset(str(path), check_paths=False)
+        assert cfg.max_steps > 0, path.name
+        text = path.read_text(encoding="utf-8")
+        assert "# Hardware:" in text, f"{path.name} does not say what it needs"

@@ -122,3 +122,18 @@ def test_a_two_process_run_obeys_adjust_and_stop_sent_to_it(tmp_path):
     assert (run / "checkpoints" / f"step-{last:06d}" / "COMPLETE").exists()
     adjusted = [e for e in read_jsonl(run / "events.jsonl") if e.get("kind") == "adjust"]
     assert len(adjusted) == 1 and json.dumps(adjusted[0]["data"]) == json.dumps({"learning_rate": 1e-5})
+
+
+def test_sharded_setups_are_refused_with_what_to_use_instead(tmp_path):
+    config = tmp_path / "fsdp.yaml"
+    config.write_text("distributed_type: FSDP\nnum_processes: 2\n")
+    proc = _grpo_tui("train", "tiny-arithmetic", "--headless", "--accelerate-config", str(config))
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in out
+    assert "FSDP is not supported yet" in out and "--num-processes" in out
+
+
+def test_the_shipped_ddp_config_is_accepted():
+    from grpo_tui.cli import _accelerate_config_problem
+
+    assert _accelerate_config_problem(ROOT / "presets" / "accelerate" / "ddp.yaml") is None
