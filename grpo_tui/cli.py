@@ -35,6 +35,14 @@ def _preset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", default=None, metavar="DIR", help="run directory (default runs/<preset>-<timestamp>)")
 
 
+def _process_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--num-processes", type=int, default=None, metavar="N",
+                   help="data-parallel over N processes (GPUs; CPU processes where there is no GPU) through "
+                        "accelerate launch; headless, watch with `grpo-tui attach`")
+    p.add_argument("--accelerate-config", default=None, metavar="FILE",
+                   help="an accelerate config file (e.g. presets/accelerate/ddp.yaml)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grpo-tui", description="Run and watch GRPO fine-tuning in the terminal.")
     sub = parser.add_subparsers(dest="command")
@@ -47,16 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--headless", action="store_true", help="no dashboard: progress bar and summary on stdout")
     p.add_argument("--detach", action="store_true",
                    help="train in a background process that outlives the terminal; prints the run directory")
-    p.add_argument("--num-processes", type=int, default=None, metavar="N",
-                   help="data-parallel over N processes (GPUs; CPU processes where there is no GPU) through "
-                        "accelerate launch; headless, watch with `grpo-tui attach`")
-    p.add_argument("--accelerate-config", default=None, metavar="FILE",
-                   help="an accelerate config file (e.g. presets/accelerate/fsdp.yaml) for --num-processes")
+    _process_args(p)
 
     p = sub.add_parser("resume", help="continue a run from its newest complete checkpoint")
     p.add_argument("run_dir")
     p.add_argument("--headless", action="store_true", help="no dashboard: progress bar and summary on stdout")
     p.add_argument("--detach", action="store_true", help="continue in a background process")
+    _process_args(p)
 
     p = sub.add_parser("attach", help="open the dashboard on a run going on in another process")
     p.add_argument("run_dir")
@@ -125,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args) -> int:
-    if args.command == "train" and (args.num_processes or args.accelerate_config):
+    if args.command in ("train", "resume") and (args.num_processes or args.accelerate_config):
         return _launch_processes(args)
     if getattr(args, "detach", False):
         return _detach(args)
@@ -208,8 +213,8 @@ def _detach(args) -> int:
 
 
 def _launch_processes(args) -> int:
-    """``train --num-processes N``: the same training command under ``accelerate launch``,
-    one process per GPU (or N CPU processes talking over gloo where there is no GPU)."""
+    """``train|resume --num-processes N``: the same command, headless, under ``accelerate
+    launch``: one process per GPU (or N CPU processes talking over gloo where there is no GPU)."""
     import socket
     import subprocess
     from pathlib import Path
@@ -227,8 +232,17 @@ def _launch_processes(args) -> int:
         if problem:
             print(f"grpo-tui: {problem}", file=sys.stderr)
             return EXIT_CONFIG
-    cfg = _load(args)
-    run_dir = Path(cfg.output_dir) if cfg.output_dir else default_run_dir(cfg)
+    if args.command == "resume":
+        _check_run_dir(args.run_dir)
+        run_dir = Path(args.run_dir)
+        argv = ["resume", str(run_dir), "--headless"]
+    else:
+        cfg = _load(args)
+        run_dir = Path(cfg.output_dir) if cfg.output_dir else default_run_dir(cfg)
+        argv = ["train", args.preset, "--headless", *sum((["--set", o] for o in args.overrides), []),
+                "--output", str(run_dir)]
+        if args.max_steps is not None:
+            argv += ["--max-steps", str(args.max_steps)]
     with socket.socket() as s:  # a free port, so two runs on one machine do not collide
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -244,10 +258,6 @@ def _launch_processes(args) -> int:
             launch += ["--multi_gpu"]
         if not torch.cuda.is_available():
             env["ACCELERATE_USE_CPU"] = "1"  # --multi_gpu then means processes on the CPU (gloo)
-    argv = ["train", args.preset, "--headless", *sum((["--set", o] for o in args.overrides), []),
-            "--output", str(run_dir)]
-    if args.max_steps is not None:
-        argv += ["--max-steps", str(args.max_steps)]
     print(f"training on {n or 'the configured'} processes: {run_dir}", flush=True)
     return subprocess.call([*launch, "-m", "grpo_tui", *argv], env=env)
 

@@ -137,3 +137,29 @@ def test_the_shipped_ddp_config_is_accepted():
     from grpo_tui.cli import _accelerate_config_problem
 
     assert _accelerate_config_problem(ROOT / "presets" / "accelerate" / "ddp.yaml") is None
+
+
+def test_a_killed_two_process_run_resumes_on_two_processes(tmp_path):
+    """kill -9 of every process, then ``resume --num-processes 2``: each step is logged once
+    and the run finishes from its last checkpoint."""
+    import signal
+
+    run = tmp_path / "run"
+    proc = _grpo_tui("train", "tiny-arithmetic", "--headless", "--num-processes", "2", "--max-steps", "24",
+                     "--output", str(run), "--set", "save_steps=4", "--set", "dataset.task_args.eval_size=16",
+                     "--set", "per_device_train_batch_size=16", start_new_session=True)
+    try:
+        deadline = time.monotonic() + LAUNCH_TIMEOUT
+        while not (run / "checkpoints" / "step-000008" / "COMPLETE").exists():
+            assert time.monotonic() < deadline and proc.poll() is None, "no checkpoint at step 8"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    resumed = _grpo_tui("resume", str(run), "--num-processes", "2")
+    out, _ = resumed.communicate(timeout=LAUNCH_TIMEOUT)
+    assert resumed.returncode == 0, out[-3000:]
+    steps = [r["step"] for r in read_jsonl(run / "metrics.jsonl")]
+    assert steps == sorted(set(steps)) and steps[-1] == 24 and set(range(1, 25)) <= set(steps)
+    assert (run / "final" / "config.json").exists()
+    assert any(e.get("kind") == "resume" for e in read_jsonl(run / "events.jsonl"))
