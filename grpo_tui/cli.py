@@ -184,24 +184,31 @@ def _check_run_dir(run_dir: str) -> None:
         raise SystemExit(EXIT_CONFIG)
 
 
-def _detach(args) -> int:
-    """Start the same command headless in its own process session and return at once."""
-    import subprocess
+def _headless_command(args):
+    """``(run_dir, argv)``: the run directory, and the arguments that run this train or resume
+    command headless into it (what a background or multi-process launch starts)."""
     from pathlib import Path
 
     if args.command == "resume":
         _check_run_dir(args.run_dir)
         run_dir = Path(args.run_dir)
-        argv = ["resume", str(run_dir), "--headless"]
-    else:
-        from engine.trainer import default_run_dir
+        return run_dir, ["resume", str(run_dir), "--headless"]
+    from engine.trainer import default_run_dir
 
-        cfg = _load(args)
-        run_dir = Path(cfg.output_dir) if cfg.output_dir else default_run_dir(cfg)
-        argv = ["train", args.preset, "--headless", *sum((["--set", o] for o in args.overrides), []),
-                "--output", str(run_dir)]
-        if args.max_steps is not None:
-            argv += ["--max-steps", str(args.max_steps)]
+    cfg = _load(args)
+    run_dir = Path(cfg.output_dir) if cfg.output_dir else default_run_dir(cfg)
+    argv = ["train", args.preset, "--headless", *sum((["--set", o] for o in args.overrides), []),
+            "--output", str(run_dir)]
+    if args.max_steps is not None:
+        argv += ["--max-steps", str(args.max_steps)]
+    return run_dir, argv
+
+
+def _detach(args) -> int:
+    """Start the same command headless in its own process session and return at once."""
+    import subprocess
+
+    run_dir, argv = _headless_command(args)
     run_dir.mkdir(parents=True, exist_ok=True)
     log = open(run_dir / "console.log", "ab")
     proc = subprocess.Popen([sys.executable, "-m", "grpo_tui", *argv], stdin=subprocess.DEVNULL, stdout=log,
@@ -221,8 +228,6 @@ def _launch_processes(args) -> int:
 
     import torch
 
-    from engine.trainer import default_run_dir
-
     n = args.num_processes or 0
     if args.num_processes is not None and n < 1:
         print("grpo-tui: --num-processes must be at least 1", file=sys.stderr)
@@ -232,17 +237,7 @@ def _launch_processes(args) -> int:
         if problem:
             print(f"grpo-tui: {problem}", file=sys.stderr)
             return EXIT_CONFIG
-    if args.command == "resume":
-        _check_run_dir(args.run_dir)
-        run_dir = Path(args.run_dir)
-        argv = ["resume", str(run_dir), "--headless"]
-    else:
-        cfg = _load(args)
-        run_dir = Path(cfg.output_dir) if cfg.output_dir else default_run_dir(cfg)
-        argv = ["train", args.preset, "--headless", *sum((["--set", o] for o in args.overrides), []),
-                "--output", str(run_dir)]
-        if args.max_steps is not None:
-            argv += ["--max-steps", str(args.max_steps)]
+    run_dir, argv = _headless_command(args)
     with socket.socket() as s:  # a free port, so two runs on one machine do not collide
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -28,9 +28,11 @@ if TYPE_CHECKING:
     from grpo_tui.follow import RunFollower
     from grpo_tui.session import LiveRun
 
-TICK_HZ = 6  # one chart at most per tick, so a tick never blocks keys for long
-PANES_EVERY = 2  # status and events every 2nd tick (3 Hz)
-SAMPLES_EVERY = 6  # the samples pane at most once a second: faster is unreadable anyway
+# Everything that changes is redrawn on one tick, so the screen is composited at most
+# TICK_HZ times a second however many views changed (a frame at 200x60 costs ~10-30 ms of
+# the interpreter the engine thread also needs).
+TICK_HZ = 1
+TICK_CHART_S = 0.03  # charts drawn in one tick stop once their estimated cost passes this (keys wait meanwhile)
 # Charts may use about this share of one core. plotext's build (timed by the chart) is
 # roughly a third of a chart's full cost; turning its text into styled strips and
 # compositing them is the rest, hence the small figure. The UI thread shares the GIL with
@@ -203,7 +205,11 @@ class DashboardScreen(Screen):
     _ticks = 0
 
     def tick(self) -> None:
-        """Charts round-robin (each at most TICK_HZ / n_charts per second), panes at ~3 Hz.
+        """Panes and status, and the charts whose data changed, in one frame per tick.
+
+        Charts go round-robin and stop at TICK_CHART_S per tick; the next tick with charts
+        waits until their cost fits CHART_CPU_SHARE. On a model whose steps take seconds every
+        chart redraws once per step; on the tiny CPU model they take turns.
 
         A chart costs tens of milliseconds to build, so drawing them one per tick keeps
         every tick short (keys stay responsive) and bounds the UI's share of the CPU.
@@ -229,17 +235,19 @@ class DashboardScreen(Screen):
         now = time.perf_counter()
         if now >= self._next_chart_at:
             charts = self.visible_charts()
+            spent = 0.0
             for offset in range(len(charts)):  # round-robin: start after the chart drawn last
                 index = (self._chart_cursor + offset) % len(charts)
                 chart = charts[index]
                 if chart.needs_redraw(self.model, self.smooth):
                     chart.update_from(self.model, self.smooth)
                     self._chart_cursor = index + 1
-                    # The next chart waits long enough to keep charts within their CPU share.
-                    self._next_chart_at = now + chart.last_cost / CHART_CPU_SHARE
-                    break
-        if self._ticks % PANES_EVERY == 0:
-            self.redraw_panes(samples=self._ticks % SAMPLES_EVERY < PANES_EVERY)
+                    spent += chart.last_cost  # its previous render: the estimate of this one
+                    if spent >= TICK_CHART_S:
+                        break
+            # The next charts wait long enough to keep charts within their CPU share.
+            self._next_chart_at = now + spent / CHART_CPU_SHARE
+        self.redraw_panes()
 
     def visible_charts(self) -> list[MetricChart]:
         active = self._tabs.active

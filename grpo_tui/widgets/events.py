@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import textwrap
 
-from textual.containers import VerticalScroll
 from textual.content import Content
-from textual.widgets import Static
 
 from grpo_tui.run_model import EventLine, RunModel
+from grpo_tui.widgets.fixed_body import FixedHeightBody
 
 ICONS = {"info": "·", "warning": "⚠", "error": "✘"}
 MAX_LINES = 300
@@ -61,21 +60,16 @@ def render_events(lines: list[EventLine], width: int = 200) -> Content:
     return Content("\n").join(render_event(line, width) for line in lines[-MAX_LINES:])
 
 
-class EventsPane(VerticalScroll, can_focus=True):
+class EventsPane(FixedHeightBody, can_focus=True):
     """The newest events at the bottom; follows new events unless scrolled up (anchored)."""
 
     DEFAULT_CSS = """
     EventsPane { height: 1fr; }
-    EventsPane > Static { width: 1fr; }
     """
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
-        self._body = Static("")
         self._shown = -1
-
-    def compose(self):
-        yield self._body
 
     def on_mount(self) -> None:
         self.anchor()  # stay at the newest event until the user scrolls up
@@ -85,4 +79,4 @@ class EventsPane(VerticalScroll, can_focus=True):
         if key == self._shown or self.size.width == 0:
             return
         self._shown = key
-        self._body.update(render_events(list(model.events), self.size.width - 2))
+        self.show(render_events(list(model.events), self.size.width - 2), self.size.width - 2)

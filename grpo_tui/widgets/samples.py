@@ -7,11 +7,10 @@ variables, so every Textual theme works.
 
 from __future__ import annotations
 
-from textual.containers import VerticalScroll
 from textual.content import Content
-from textual.widgets import Static
 
 from grpo_tui.run_model import RunModel
+from grpo_tui.widgets.fixed_body import FixedHeightBody
 
 TRUNCATED = "✂"
 Part = tuple[str, str] | str
@@ -81,21 +80,16 @@ def render_groups(record: dict | None, width: int) -> Content:
     return Content.assemble(*parts)
 
 
-class SamplesPane(VerticalScroll, can_focus=True):
+class SamplesPane(FixedHeightBody, can_focus=True):
     """Scrollable view of the latest step's sampled groups."""
 
     DEFAULT_CSS = """
     SamplesPane { height: 1fr; }
-    SamplesPane > Static { width: 1fr; }
     """
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
-        self._body = Static("")
         self._key: tuple | None = None
-
-    def compose(self):
-        yield self._body
 
     def update_from(self, model: RunModel) -> None:
         record = model.latest_samples()
@@ -103,4 +97,4 @@ class SamplesPane(VerticalScroll, can_focus=True):
         if key == self._key or self.size.width == 0:
             return
         self._key = key
-        self._body.update(render_groups(record, self.size.width - 2))
+        self.show(render_groups(record, self.size.width - 2), self.size.width - 2)
