@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from grpo_tui.session import LiveRun
 
 # Everything that changes is redrawn on one tick, so the screen is composited at most
-# TICK_HZ times a second however many views changed (a frame at 200x60 costs ~10-30 ms of
-# the interpreter the engine thread also needs).
+# TICK_HZ times a second however many views changed (a frame at 200x60 with a chart in it
+# costs tens of milliseconds of the interpreter the engine thread also needs).
 TICK_HZ = 1
 TICK_CHART_S = 0.03  # charts drawn in one tick stop once their estimated cost passes this (keys wait meanwhile)
 # Charts may use about this share of one core. plotext's build (timed by the chart) is
