@@ -136,7 +136,9 @@ async def _launcher_start_and_quit(tmp_path: Path) -> None:
         await wait_for(pilot, lambda: pane.snapshot is not None and pane.snapshot.process_rss, "a system sample")
         text = pane.render_snapshot(78).plain
         assert "CPU" in text and "RAM" in text and "trainer" in text and "GiB" in text
-        assert "RAM" in app.screen.query_one("#status").render_text(1.0).plain  # the fullest memory, in the header
+        header = app.screen.query_one("#status").render_text(1.0).plain
+        assert "RAM" in header  # the fullest memory, in the header
+        assert all(len(line) <= 78 for line in header.splitlines())  # nothing runs off an 80-column screen
         await pilot.press("1")
         await pilot.press("q")
         assert isinstance(app.screen, ChoiceScreen)

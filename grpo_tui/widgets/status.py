@@ -71,20 +71,10 @@ class RunStatus(Static):
                 self.styles.height = lines
             self.update(content, layout=False)
 
-    def render_text(self, elapsed: float | None) -> Content:
+    def _progress_parts(self, elapsed: float | None, narrow: bool, bar_width: int) -> list:
+        """Step, bar, elapsed, ETA, throughput, reward, eval accuracy and the fullest memory."""
         m = self.model
-        icon, colour = STATE_STYLE.get(m.state, ("?", "$text-muted"))
-        state = m.state.upper() + (" (read-only)" if m.read_only and not m.is_terminal else "")
-        width = max(40, self.size.width - 2)
-        parts: list[tuple[str, str] | str] = [
-            (f" {icon} {state} ", f"bold reverse {colour}"),
-            (f"  {m.name or 'run'}", "bold"),
-            ("  " + "  ".join(d for d in (m.model_name, m.device) if d), "$text-muted"),
-            "\n",
-            (f"step {m.step}/{m.total_steps or '?'} ", "bold"),
-        ]
-        narrow = width < 100
-        bar_width = max(0, min(30, width - 75))
+        parts: list[tuple[str, str] | str] = [(f"step {m.step}/{m.total_steps or '?'} ", "bold")]
         if bar_width >= 5:
             parts.append((progress_bar(m.step, m.total_steps, bar_width) + " ", "$accent"))
         parts.append(f" {'' if narrow else 'elapsed '}{format_duration(elapsed)}")
@@ -104,6 +94,26 @@ class RunStatus(Static):
 
             text, style = status_segment(self.system, short=narrow)
             parts.append(("  " + text, style))
+        return parts
+
+    def render_text(self, elapsed: float | None) -> Content:
+        m = self.model
+        icon, colour = STATE_STYLE.get(m.state, ("?", "$text-muted"))
+        state = m.state.upper() + (" (read-only)" if m.read_only and not m.is_terminal else "")
+        width = max(40, self.size.width - 2)
+        parts: list[tuple[str, str] | str] = [
+            (f" {icon} {state} ", f"bold reverse {colour}"),
+            (f"  {m.name or 'run'}", "bold"),
+            ("  " + "  ".join(d for d in (m.model_name, m.device) if d), "$text-muted"),
+            "\n",
+        ]
+        # the longest form of the progress line that fits: labels and bar, then short labels, then no bar
+        bar_width = max(0, min(30, width - 75))
+        for narrow, bar in ((width < 100, bar_width), (True, bar_width), (True, 0)):
+            line = self._progress_parts(elapsed, narrow, bar)
+            if _length(line) <= width:
+                break
+        parts.extend(line)
         if m.state == "failed" and m.error:
             where = m.traceback_path or m.run_dir
             parts.append("\n")
@@ -115,6 +125,11 @@ class RunStatus(Static):
             parts.append("\n")
             parts.append((summary_line(m.summary), "$success"))
         return Content.assemble(*parts)
+
+
+def _length(parts) -> int:
+    """Characters in a list of Content.assemble parts."""
+    return sum(len(p if isinstance(p, str) else p[0]) for p in parts)
 
 
 def summary_line(summary: dict) -> str:
