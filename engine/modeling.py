@@ -30,6 +30,20 @@ def load_tokenizer(path: str):
     return tokenizer
 
 
+def eos_token_ids(model, tokenizer) -> list[int]:
+    """Every token id that ends a completion: the tokenizer's EOS and the generation config's."""
+    ids = set()
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in (tokenizer.eos_token_id, gen_eos):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(int(v) for v in value)
+    if not ids:
+        raise ValueError("the tokenizer has no EOS token: completions could never end")
+    return sorted(ids)
+
+
 def load_model_and_tokenizer(cfg, device: torch.device, path=None):
     """The policy and tokenizer from ``model_name_or_path`` (or ``path``: a checkpoint to resume)."""
     from transformers import AutoModelForCausalLM

@@ -13,7 +13,6 @@ import math
 import threading
 import time
 import traceback
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -37,28 +36,31 @@ from engine.control import (
     StepMetrics,
     StepSamples,
 )
-from engine.distributed import Dist
+from engine.batch import Batch, Scored, merge_scored
 from engine.data import BatchOrder, PromptData, PromptRenderer, load_prompt_data, reward_columns
+from engine.distributed import Dist
 from engine.evaluation import greedy_eval, ranking_eval
-from engine.logprobs import completion_logps
 from engine.health import HealthMonitor
+from engine.logprobs import completion_logps
+from engine.metrics import length_metrics, memory_metrics, reward_metrics
 from engine.modeling import (
     cpu_threads_for_small_models,
-    mixed_precision,
+    eos_token_ids,
     load_model_and_tokenizer,
     load_reference_model,
     load_tokenizer,
     make_optimizer,
+    mixed_precision,
     pick_device,
     save_final,
 )
-from engine.reporting import close_reporters, make_reporters, take_errors
 from engine.ranked import rank_scores, ranked_advantages, ranked_rollout
+from engine.reporting import close_reporters, make_reporters, take_errors
 from engine.rewards import build_reward_funcs, score
-from engine.rollout import Rollout, SamplingParams, TransformersRollout, concat_rollouts, select_rows
+from engine.rollout import Rollout, SamplingParams, TransformersRollout
 from engine.rundir import NullWriter, RunWriter, truncate_after
-from engine.scheduler import lr_lambda
 from engine.samples import sample_groups
+from engine.scheduler import lr_lambda
 
 
 def default_run_dir(cfg: RunConfig) -> Path:
@@ -87,60 +89,6 @@ def check_run_dir_free(path: str | Path) -> None:
     path = Path(path)
     if (path / "metrics.jsonl").exists() or (path / "config.yaml").exists():
         raise RunDirInUse(f"output directory {path} already holds a run; choose another --output")
-
-
-@dataclass
-class Scored:
-    """Completions of some prompts with their rewards, before advantages."""
-
-    rollout: Rollout
-    rows: list[dict]
-    completions: list[str]
-    rewards_total: torch.Tensor  # [N]
-    rewards_per_func: torch.Tensor  # [N, F]
-    keep: torch.Tensor  # [N / G] bool: the group has reward spread
-
-
-def merge_scored(parts: list[Scored], n_groups: int, g: int, pad_id: int, prefer_signal: bool) -> Scored:
-    """``n_groups`` groups out of several scored parts: groups with reward spread first when
-    ``prefer_signal`` (dynamic sampling), then the others to fill the round."""
-    if len(parts) == 1 and not prefer_signal:
-        return parts[0]
-    rollout = concat_rollouts([p.rollout for p in parts], pad_id)
-    keep = torch.cat([p.keep for p in parts])
-    order = torch.cat([torch.nonzero(keep).squeeze(1), torch.nonzero(~keep).squeeze(1)]) if prefer_signal \
-        else torch.arange(keep.numel())
-    groups = order[:n_groups]
-    rows_idx = (groups[:, None] * g + torch.arange(g)).reshape(-1)
-    all_rows = [r for p in parts for r in p.rows]
-    all_completions = [c for p in parts for c in p.completions]
-    idx = rows_idx.tolist()
-    return Scored(
-        rollout=select_rows(rollout, rows_idx.to(rollout.prompt_ids.device)),
-        rows=[all_rows[i] for i in idx],
-        completions=[all_completions[i] for i in idx],
-        rewards_total=torch.cat([p.rewards_total for p in parts])[rows_idx],
-        rewards_per_func=torch.cat([p.rewards_per_func for p in parts])[rows_idx],
-        keep=keep[groups],
-    )
-
-
-@dataclass
-class Batch:
-    """One generation round, kept for the optimizer steps that use it (steps_per_generation × μ)."""
-
-    rollout: Rollout
-    rows: list[dict]
-    advantages: torch.Tensor  # [N]
-    mask: torch.Tensor  # [N, T] completion mask after truncation masking
-    old_logps: torch.Tensor | None  # [N, T] when μ > 1
-    ref_logps: torch.Tensor | None  # [N, T] when β > 0
-    stats: dict[str, float]
-    rewards_total: torch.Tensor
-    rewards_per_func: torch.Tensor
-    completions: list[str]
-    token_logps: torch.Tensor  # [N, T] filled by the updates, for the inspector
-    token_entropy: torch.Tensor  # [N, T]
 
 
 class Trainer:
@@ -263,7 +211,7 @@ class Trainer:
         for reporter in self.reporters:
             self.control.subscribe(reporter)
         self.reward_weights = torch.tensor(cfg.reward_weights or [1.0] * len(self.reward_names))
-        self.eos_ids = _eos_ids(self.model, self.tokenizer)
+        self.eos_ids = eos_token_ids(self.model, self.tokenizer)
         if cfg.use_vllm and given["rollout_backend"] is None:
             from engine.vllm_rollout import make_vllm_backend
 
@@ -327,7 +275,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def _train(self) -> None:
-        cfg, control = self.cfg, self.control
+        cfg = self.cfg
         while self.step < cfg.max_steps:
             self._between_steps()
             if self.requests["stop"]:
@@ -792,26 +740,12 @@ class Trainer:
 
     def _step_metrics(self, batch: Batch, update: dict, timings: dict, step_time: float) -> dict[str, float]:
         cfg = self.cfg
-        lengths = batch.rollout.lengths.float()
-        truncated = batch.rollout.truncated
-        terminated = lengths[~truncated]
-        m: dict[str, float] = {
-            "reward": float(batch.rewards_total.mean()),
+        elapsed = time.perf_counter() - self.t_start
+        return {
+            **reward_metrics(batch.rewards_total, batch.rewards_per_func, self.reward_names),
             **batch.stats,
-        }
-        for j, name in enumerate(self.reward_names):
-            col = batch.rewards_per_func[:, j]
-            m[f"rewards/{name}/mean"] = _nanmean(col)
-            m[f"rewards/{name}/std"] = _nanstd(col)
-        if "accuracy" in self.reward_names:
-            m["accuracy"] = m["rewards/accuracy/mean"]
-        m.update({k: v for k, v in update["stats"].items()})
-        m.update({
-            "completions/mean_length": float(lengths.mean()),
-            "completions/min_length": float(lengths.min()),
-            "completions/max_length": float(lengths.max()),
-            "completions/clipped_ratio": float(truncated.float().mean()),
-            "completions/mean_terminated_length": float(terminated.mean()) if terminated.numel() else 0.0,
+            **update["stats"],
+            **length_metrics(batch.rollout.lengths, batch.rollout.truncated),
             "loss": update["loss"],
             "grad_norm": update["grad_norm"],
             "learning_rate": update["learning_rate"],
@@ -822,16 +756,10 @@ class Trainer:
             "beta": cfg.beta,
             "temperature": cfg.temperature,
             **timings,
-        })
-        if self.device.type == "cuda":  # this process's share of the GPU, and its high-water mark this step
-            m["memory/allocated_gib"] = torch.cuda.memory_allocated(self.device) / 2**30
-            m["memory/peak_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
-            torch.cuda.reset_peak_memory_stats(self.device)
-        elapsed = time.perf_counter() - self.t_start
-        m["elapsed_s"] = elapsed
-        remaining = cfg.max_steps - self.step
-        m["eta_s"] = elapsed / max(self.step - self._first_step, 1) * remaining
-        return m
+            **memory_metrics(self.device),
+            "elapsed_s": elapsed,
+            "eta_s": elapsed / max(self.step - self._first_step, 1) * (cfg.max_steps - self.step),
+        }
 
     def _set_state(self, state: RunState, message: str = "") -> None:
         self.writer.event("info", "status", message or state.value, step=self.step, data={"state": state.value})
@@ -846,25 +774,3 @@ class Trainer:
     def _publish(self, event) -> None:
         self.control.publish(event)
 
-
-def _eos_ids(model, tokenizer) -> list[int]:
-    ids = set()
-    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    for value in (tokenizer.eos_token_id, gen_eos):
-        if isinstance(value, int):
-            ids.add(value)
-        elif isinstance(value, (list, tuple)):
-            ids.update(int(v) for v in value)
-    if not ids:
-        raise ValueError("the tokenizer has no EOS token: completions could never end")
-    return sorted(ids)
-
-
-def _nanmean(x: torch.Tensor) -> float:
-    v = x[~torch.isnan(x)]
-    return float(v.mean()) if v.numel() else float("nan")
-
-
-def _nanstd(x: torch.Tensor) -> float:
-    v = x[~torch.isnan(x)]
-    return float(v.std()) if v.numel() > 1 else 0.0

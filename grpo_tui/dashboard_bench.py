@@ -61,7 +61,7 @@ async def dashboard(preset: str, steps: int, out: Path, size: tuple[int, int]) -
             if app.live_model is not None and app.live_model.state == "running":  # training, not loading
                 lags.append(loop.time() - t - PROBE_S)
 
-    async with app.run_test(size=size) as pilot:
+    async with app.run_test(size=size):
         task = asyncio.create_task(probe())
         while app.live_model is None or not app.live_model.is_terminal:
             await asyncio.sleep(0.2)  # not pilot.pause: it walks every widget, which a user session never does

@@ -7,7 +7,6 @@ import os
 import signal
 import sys
 import threading
-import time
 
 from engine.control import Control, LogEvent, RunFailed, RunFinished, RunStarted, StepMetrics
 from engine.trainer import Trainer

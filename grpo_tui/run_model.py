@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
 
 EMA_ALPHA = 0.1  # weight of the newest point in the smoothed series
 MAX_EVENTS = 2000

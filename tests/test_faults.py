@@ -3,13 +3,11 @@ failing rewards, NaN losses, unwritable checkpoints, and control from another pr
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 

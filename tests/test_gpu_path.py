@@ -138,13 +138,12 @@ def test_torch_compile_trains(tmp_path):
 
 @pytest.fixture(scope="module")
 def vllm_backend(tmp_path_factory):
-    from engine.modeling import load_model_and_tokenizer
-    from engine.trainer import _eos_ids
+    from engine.modeling import eos_token_ids, load_model_and_tokenizer
     from engine.vllm_rollout import VllmRollout
 
     cfg = tiny_config(tmp_path_factory.mktemp("vllm"), "use_vllm=true", "vllm_gpu_memory_utilization=0.2")
     model, tokenizer = load_model_and_tokenizer(cfg, torch.device("cuda"))
-    backend = VllmRollout(model, tokenizer.pad_token_id, _eos_ids(model, tokenizer), cfg=cfg)
+    backend = VllmRollout(model, tokenizer.pad_token_id, eos_token_ids(model, tokenizer), cfg=cfg)
     return cfg, model, tokenizer, backend
 
 

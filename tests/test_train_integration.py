@@ -6,7 +6,6 @@ import json
 import math
 
 import pytest
-import torch
 
 from conftest import TINY_MODEL, tiny_config, train
 from engine.control import RunFinished, StepMetrics, StepSamples
