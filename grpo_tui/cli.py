@@ -206,13 +206,19 @@ def _headless_command(args):
 
 def _detach(args) -> int:
     """Start the same command headless in its own process session and return at once."""
+    run_dir, argv = _headless_command(args)
+    return _start_in_background([sys.executable, "-m", "grpo_tui", *argv], run_dir, dict(os.environ))
+
+
+def _start_in_background(command: list[str], run_dir, env: dict) -> int:
+    """Run ``command`` in its own process session (it outlives the terminal), output to
+    ``RUN_DIR/console.log``, and say how to watch it."""
     import subprocess
 
-    run_dir, argv = _headless_command(args)
     run_dir.mkdir(parents=True, exist_ok=True)
     log = open(run_dir / "console.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "grpo_tui", *argv], stdin=subprocess.DEVNULL, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True, env={**env, "PYTHONUNBUFFERED": "1"})
     print(f"training in the background (pid {proc.pid}): {run_dir}")
     print(f"  watch:  grpo-tui attach {run_dir}")
     print(f"  output: {run_dir / 'console.log'}")
@@ -253,8 +259,11 @@ def _launch_processes(args) -> int:
             launch += ["--multi_gpu"]
         if not torch.cuda.is_available():
             env["ACCELERATE_USE_CPU"] = "1"  # --multi_gpu then means processes on the CPU (gloo)
+    command = [*launch, "-m", "grpo_tui", *argv]
+    if args.detach:
+        return _start_in_background(command, run_dir, env)
     print(f"training on {n or 'the configured'} processes: {run_dir}", flush=True)
-    return subprocess.call([*launch, "-m", "grpo_tui", *argv], env=env)
+    return subprocess.call(command, env=env)
 
 
 def _accelerate_config_problem(path) -> str | None:

@@ -63,6 +63,13 @@ def test_two_processes_compute_the_loss_and_gradients_of_one_process(tmp_path, o
         assert m2[key] == pytest.approx(m1[key], rel=1e-4, abs=1e-7), key
 
 
+def _in_session(pid: int, session: int) -> bool:
+    try:
+        return os.getsid(pid) == session
+    except OSError:
+        return False
+
+
 def _grpo_tui(*args: str, **kwargs) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "grpo_tui", *args], cwd=ROOT, env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
@@ -140,22 +147,29 @@ def test_the_shipped_ddp_config_is_accepted():
 
 
 def test_a_killed_two_process_run_resumes_on_two_processes(tmp_path):
-    """kill -9 of every process, then ``resume --num-processes 2``: each step is logged once
-    and the run finishes from its last checkpoint."""
+    """A detached two-process run, kill -9 of every process, then ``resume --num-processes 2``:
+    each step is logged once and the run finishes from its last checkpoint."""
+    import re
     import signal
 
     run = tmp_path / "run"
-    proc = _grpo_tui("train", "tiny-arithmetic", "--headless", "--num-processes", "2", "--max-steps", "24",
-                     "--output", str(run), "--set", "save_steps=4", "--set", "dataset.task_args.eval_size=16",
-                     "--set", "per_device_train_batch_size=16", start_new_session=True)
+    started = subprocess.run(
+        [sys.executable, "-m", "grpo_tui", "train", "tiny-arithmetic", "--num-processes", "2", "--detach",
+         "--max-steps", "24", "--output", str(run), "--set", "save_steps=4", "--set", "dataset.task_args.eval_size=16",
+         "--set", "per_device_train_batch_size=16"], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60)
+    assert started.returncode == 0 and f"grpo-tui attach {run}" in started.stdout
+    pid = int(re.search(r"pid (\d+)", started.stdout).group(1))  # the launcher leads its own session
     try:
         deadline = time.monotonic() + LAUNCH_TIMEOUT
         while not (run / "checkpoints" / "step-000008" / "COMPLETE").exists():
-            assert time.monotonic() < deadline and proc.poll() is None, "no checkpoint at step 8"
+            assert time.monotonic() < deadline, "no checkpoint at step 8: " + (run / "console.log").read_text()[-2000:]
             time.sleep(0.05)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
+        os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while any(p.isdigit() and _in_session(int(p), pid) for p in os.listdir("/proc")):
+        assert time.monotonic() < deadline, "processes of the killed run are still alive"
+        time.sleep(0.1)
     resumed = _grpo_tui("resume", str(run), "--num-processes", "2")
     out, _ = resumed.communicate(timeout=LAUNCH_TIMEOUT)
     assert resumed.returncode == 0, out[-3000:]
