@@ -256,3 +256,38 @@ def test_server_mode_trains_against_grpo_tui_vllm_serve(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+# --------------------------------------------------------------------------- vLLM outputs in the trainer's terms
+
+
+def test_a_completion_keeps_the_eos_that_ended_it():
+    from engine.vllm_rollout import completion_row
+
+    eos = [2, 7]
+    # stopped at EOS, which the engine left out: added, its sampling log-prob unknown (no correction)
+    tokens, logps, truncated = completion_row([5, 6], [-0.1, -0.2], "stop", eos, 8)
+    assert tokens == [5, 6, 2] and logps[:2] == [-0.1, -0.2] and math.isnan(logps[2]) and not truncated
+    # the EOS already there: unchanged
+    assert completion_row([5, 7], [-0.1, -0.3], "stop", eos, 8) == ([5, 7], [-0.1, -0.3], False)
+    # cut at the length limit: truncated, nothing added
+    assert completion_row([5, 6, 6], [-1.0] * 3, "length", eos, 3) == ([5, 6, 6], [-1.0] * 3, True)
+
+
+def test_sampled_token_logprobs_are_read_from_the_engine_output():
+    from types import SimpleNamespace
+
+    from engine.vllm_rollout import _tokens_and_logps
+
+    out = SimpleNamespace(token_ids=[4, 9], logprobs=[{4: SimpleNamespace(logprob=-0.5)}, {3: SimpleNamespace(logprob=-2.0)}])
+    tokens, logps = _tokens_and_logps(out)
+    assert tokens == [4, 9] and logps[0] == -0.5 and math.isnan(logps[1])  # the sampled token missing: NaN
+    tokens, logps = _tokens_and_logps(SimpleNamespace(token_ids=[1], logprobs=None))
+    assert tokens == [1] and math.isnan(logps[0])
+
+
+def test_the_trainer_reaches_a_local_server_on_loopback():
+    from engine.vllm_server import _address_towards
+
+    assert _address_towards("http://localhost:8000") == "127.0.0.1"
+    assert _address_towards("http://127.0.0.1:8000") == "127.0.0.1"
