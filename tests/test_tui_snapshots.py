@@ -67,6 +67,11 @@ def test_dashboard_training_tab(snap_compare) -> None:
     assert snap_compare(recorded_app(), terminal_size=SIZE, press=["2"], run_before=settle)
 
 
+def test_dashboard_training_tab_small_terminal(snap_compare) -> None:
+    """At 80x24 the charts keep rows enough to read and the grid scrolls."""
+    assert snap_compare(recorded_app(), terminal_size=SMALL, press=["2"], run_before=settle)
+
+
 def test_inspector(snap_compare) -> None:
     # A past step, the second group, sorted best-first, coloured by entropy.
     assert snap_compare(
