@@ -220,7 +220,7 @@ class Trainer:
             self.backend = (given["rollout_backend"] or TransformersRollout)(
                 self.model, self.tokenizer.pad_token_id, self.eos_ids)
         self.sampling_gen = torch.Generator(device="cpu").manual_seed(cfg.seed + self.dist.rank)
-        self.train_model = self.dist.prepare(self.model)  # DDP/FSDP across ranks; the model itself alone
+        self.train_model = self.dist.prepare(self.model)  # DDP across processes; the model itself alone
         self.optimizer = make_optimizer(self.model, cfg, self.device)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg))
         self.health = HealthMonitor()
@@ -229,10 +229,12 @@ class Trainer:
         # rows of a group share their prompt (computed once) — not so for ranked groups of mixed sizes
         self.share_group = 1 if self.ranked else cfg.num_generations
         per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
-        # generation_batch_size counts every rank's completions (TRL); the rest are per rank
-        self.round_size = per_step if self.ranked else (cfg.generation_batch_size // self.dist.world
-                                                        if cfg.generation_batch_size else None) \
-            or cfg.per_device_train_batch_size * (cfg.steps_per_generation or cfg.gradient_accumulation_steps)
+        if self.ranked:
+            self.round_size = per_step
+        elif cfg.generation_batch_size:  # counts every process's completions, as in TRL
+            self.round_size = cfg.generation_batch_size // self.dist.world
+        else:
+            self.round_size = cfg.per_device_train_batch_size * (cfg.steps_per_generation or cfg.gradient_accumulation_steps)
         if self.round_size % per_step or self.round_size % cfg.num_generations:
             raise ConfigError(f"generation_batch_size: {self.round_size} completions per round on each of "
                               f"{self.dist.world} processes is not a multiple of {per_step} per step")
