@@ -71,6 +71,12 @@ def compile_layers(model) -> int:
     """``torch_compile``: compile each decoder layer in place (regional compilation: one small
     graph reused by every layer, shapes dynamic, so varying lengths do not recompile).
     Returns how many layers were compiled (0 when the architecture has no layer list)."""
+    import os
+    import shutil
+
+    if next(model.parameters()).device.type == "cpu" and not shutil.which(os.environ.get("CXX", "g++")):
+        raise RuntimeError("torch_compile on CPU needs a C++ compiler (g++, or set CXX); install one or set "
+                           "torch_compile: false")
     inner = getattr(model, "get_base_model", lambda: model)()
     layers = getattr(getattr(inner, "model", inner), "layers", None)
     if layers is None:

@@ -64,9 +64,11 @@ def test_two_processes_compute_the_loss_and_gradients_of_one_process(tmp_path, o
 
 
 def _in_session(pid: int, session: int) -> bool:
+    """A live (not zombie) process of ``session``."""
     try:
-        return os.getsid(pid) == session
-    except OSError:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        return os.getsid(pid) == session and state != "Z"
+    except (OSError, IndexError):
         return False
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -124,6 +125,8 @@ def test_cli_without_vllm_or_gpu_exits_2_with_one_message():
     assert "use_vllm:" in result.stderr and ("grpo-tui[vllm]" in result.stderr or "CUDA GPU" in result.stderr)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available() and not shutil.which(os.environ.get("CXX", "g++")),
+                    reason="torch.compile on CPU needs a C++ compiler")
 def test_torch_compile_trains(tmp_path):
     """``torch_compile: true`` compiles the decoder layers; the run trains and saves as usual."""
     cfg = tiny_config(tmp_path, "max_steps=2", "torch_compile=true", "dataset.task_args.eval_size=8")
