@@ -34,7 +34,9 @@ COMMAND_NAMES = ("pause", "resume", "stop", "checkpoint", "adjust")
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Readers see the old file or the new one, whole. The temporary name is unique to this
+    write: two threads of one process beating at once must not share (and truncate) it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     tmp.write_text(json.dumps(data), encoding="utf-8")
     os.replace(tmp, path)
 

@@ -67,3 +67,33 @@ def test_pause_resume_adjust_checkpoint_stop(tmp_path):
     thread.join(60)
     assert finished.summary["steps"] < 400
     assert (trainer.run_dir / "final" / "model.safetensors").exists()
+
+
+def test_heartbeats_from_two_threads_never_leave_a_torn_file(tmp_path):
+    """The channel thread and the engine thread both beat; a reader must always see a whole file."""
+    import threading
+
+    from engine.channel import ChannelServer, read_heartbeat
+    from engine.control import Control
+
+    server = ChannelServer(tmp_path, Control(), lambda: {"state": "running", "step": 1, "max_steps": 2})
+    server.beat()
+    done = threading.Event()
+    torn = []
+
+    def read() -> None:
+        while not done.is_set():
+            if read_heartbeat(tmp_path) is None:
+                torn.append(1)
+
+    reader = threading.Thread(target=read)
+    writers = [threading.Thread(target=lambda: [server.beat() for _ in range(300)]) for _ in range(2)]
+    reader.start()
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    done.set()
+    reader.join()
+    assert not torn and read_heartbeat(tmp_path)["step"] == 1
+    assert not list(tmp_path.glob(".heartbeat.json*"))  # no temporary files left behind
