@@ -41,21 +41,31 @@ def vllm_sampling_params(params: SamplingParams, n: int, eos_ids: list[int], see
     )
 
 
-def named_weights(model: torch.nn.Module):
-    """``(name, tensor)`` of the full model under its checkpoint names — with a LoRA adapter
-    merged in for the duration (the engine serves the plain architecture)."""
+def checkpoint_name(peft_name: str) -> str | None:
+    """A LoRA-wrapped parameter's name in the plain architecture, or None for what the engine
+    must not receive (the adapter's own matrices, the frozen copy of a ``modules_to_save`` module).
+
+    ``model.layers.0.q_proj.base_layer.weight`` → ``model.layers.0.q_proj.weight``;
+    ``lm_head.modules_to_save.default.weight`` (the trained copy) → ``lm_head.weight``."""
+    if "lora_" in peft_name or "original_module" in peft_name:
+        return None
+    return peft_name.replace(".base_layer", "").replace("modules_to_save.default.", "")
+
+
+@contextmanager
+def merged_weights(model: torch.nn.Module):
+    """``[(name, tensor)]`` of the full model under its checkpoint names, valid inside the
+    ``with`` block — a LoRA adapter is merged into the base weights until the block ends (the
+    engine serves the plain architecture), so send or copy them there."""
     if hasattr(model, "merge_adapter") and hasattr(model, "base_model"):
         model.merge_adapter()
         try:
-            for name, param in model.base_model.model.named_parameters():
-                if "lora_" in name or "modules_to_save" in name:
-                    continue
-                yield name.replace(".base_layer", ""), param.data
+            named = ((checkpoint_name(n), p.data) for n, p in model.base_model.model.named_parameters())
+            yield [(name, tensor) for name, tensor in named if name is not None]
         finally:
             model.unmerge_adapter()
     else:
-        for name, param in model.named_parameters():
-            yield name, param.data
+        yield [(name, param.data) for name, param in model.named_parameters()]
 
 
 class VllmRollout:
@@ -113,8 +123,8 @@ class VllmRollout:
             self.llm.wake_up(tags=["weights"])
             self.weights_asleep = False
         engine_model = self.llm.llm_engine.model_executor.driver_worker.model_runner.model
-        with torch.no_grad():
-            engine_model.load_weights(list(named_weights(model)))
+        with torch.no_grad(), merged_weights(model) as weights:
+            engine_model.load_weights(weights)
         self.llm.reset_prefix_cache()  # cached prompt keys/values came from the old weights
 
     @torch.no_grad()
@@ -122,7 +132,10 @@ class VllmRollout:
                  generator: torch.Generator | None = None) -> Rollout:
         if self.weights_asleep:
             self.sync_weights(self.model)
-        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if generator is not None else None
+        # the ranks of a tensor-parallel group must sample alike: their engines share a seed, so
+        # no per-request seed there (ranks' generators differ)
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) \
+            if generator is not None and self.tp == 1 else None
         prompts = self._tp_gather(prompt_ids)
         with self._awake():
             outputs = self.llm.generate([{"prompt_token_ids": list(p)} for p in prompts],

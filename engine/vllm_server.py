@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 from engine.rollout import Rollout, SamplingParams, rollout_from_lists
-from engine.vllm_rollout import _tokens_and_logps, completion_row, named_weights, vllm_sampling_params
+from engine.vllm_rollout import _tokens_and_logps, completion_row, merged_weights, vllm_sampling_params
 
 
 # --------------------------------------------------------------------------- inside the server's GPU workers
@@ -204,15 +204,15 @@ class VllmServerRollout:
         self.model = model
         if not self.dist.is_main:
             return
-        weights = [(name, t.contiguous()) for name, t in named_weights(model)]
-        meta = [[name, str(t.dtype).removeprefix("torch."), list(t.shape)] for name, t in weights]
-        result: dict[str, Any] = {}
-        posted = threading.Thread(target=lambda: result.update(self._request("/update_weights", {"params": meta})))
-        posted.start()
-        for _, tensor in weights:
-            self.comm.broadcast(tensor, src=0, stream=torch.cuda.current_stream())
-        torch.cuda.synchronize()
-        posted.join()
+        with merged_weights(model) as weights:  # a LoRA adapter stays merged until every tensor is sent
+            meta = [[name, str(t.dtype).removeprefix("torch."), list(t.shape)] for name, t in weights]
+            result: dict[str, Any] = {}
+            posted = threading.Thread(target=lambda: result.update(self._request("/update_weights", {"params": meta})))
+            posted.start()
+            for _, tensor in weights:
+                self.comm.broadcast(tensor.contiguous(), src=0, stream=torch.cuda.current_stream())
+            torch.cuda.synchronize()
+            posted.join()
 
     @torch.no_grad()
     def generate(self, prompt_ids: list[list[int]], num_generations: int, params: SamplingParams,

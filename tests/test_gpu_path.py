@@ -294,3 +294,37 @@ def test_the_trainer_reaches_a_local_server_on_loopback():
 
     assert _address_towards("http://localhost:8000") == "127.0.0.1"
     assert _address_towards("http://127.0.0.1:8000") == "127.0.0.1"
+
+
+def test_lora_weights_go_to_the_engine_merged_under_plain_names():
+    """What the vLLM engine receives from a LoRA run: the plain architecture's names, with the
+    adapter merged in while they are sent, and the base weights untouched afterwards."""
+    import copy
+
+    from transformers import AutoModelForCausalLM
+
+    from conftest import TINY_MODEL
+    from engine.modeling import with_lora
+    from engine.vllm_rollout import checkpoint_name, merged_weights
+
+    base = AutoModelForCausalLM.from_pretrained(TINY_MODEL)
+    plain = {k: v.clone() for k, v in base.state_dict().items()}
+    model = with_lora(base, {"r": 4, "target_modules": "all-linear"})
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)  # a trained adapter: B is no longer zero
+    expected = copy.deepcopy(model).merge_and_unload().state_dict()
+    with merged_weights(model) as weights:
+        sent = {name: t.clone() for name, t in weights}
+    assert set(sent) <= set(expected) and {n for n in expected if "layers.0" in n} <= set(sent)
+    for name, tensor in sent.items():
+        torch.testing.assert_close(tensor, expected[name], msg=name)
+    assert any(not torch.equal(sent[n], plain[n]) for n in sent)  # the adapter is in what was sent
+    after = {checkpoint_name(n): p for n, p in model.base_model.model.named_parameters() if checkpoint_name(n)}
+    for name, tensor in after.items():
+        torch.testing.assert_close(tensor.data, plain[name], msg=name)  # and out of the model again
+    assert checkpoint_name("lm_head.modules_to_save.default.weight") == "lm_head.weight"
+    assert checkpoint_name("lm_head.original_module.weight") is None
+    assert checkpoint_name("model.layers.0.self_attn.q_proj.lora_A.default.weight") is None
