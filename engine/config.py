@@ -17,6 +17,7 @@ import dataclasses
 import difflib
 import math
 import os
+import sys
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +25,18 @@ from typing import Any, Callable, Iterable, Mapping, Union, get_args, get_origin
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-"""The folder holding ``engine/``: relative paths fall back to it, so the bundled
-model and presets are found wherever the command is run from."""
+def _bundled_root() -> Path:
+    """Where the bundled presets and tiny model live: the source tree (a clone, an editable
+    install), or ``<environment>/share/grpo-tui`` where a wheel installs them."""
+    source = Path(__file__).resolve().parents[1]
+    if (source / "presets").is_dir():
+        return source
+    return Path(sys.prefix) / "share" / "grpo-tui"
+
+
+REPO_ROOT = _bundled_root()
+"""The folder holding the bundled ``presets/`` and ``assets/``: relative paths fall back to
+it, so the bundled model and presets are found wherever the command is run from."""
 
 BUILTIN_REWARDS = ("accuracy", "format", "tag_count", "length")
 """Reward names known without asking ``engine.rewards`` (which may know more)."""

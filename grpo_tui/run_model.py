@@ -331,9 +331,10 @@ def short_model_name(name: str) -> str:
 
 
 def _is_local(name: str) -> bool:
-    repo_root = Path(__file__).resolve().parents[1]
+    from engine.config import REPO_ROOT
+
     try:
-        return Path(name).exists() or (repo_root / name).exists()
+        return Path(name).exists() or (REPO_ROOT / name).exists()
     except OSError:
         return False
 

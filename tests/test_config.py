@@ -702,3 +702,17 @@ def test_every_bundled_preset_is_well_formed():
         assert cfg.max_steps > 0, path.name
         text = path.read_text(encoding="utf-8")
         assert "# Hardware:" in text, f"{path.name} does not say what it needs"
+
+
+def test_a_wheel_ships_every_bundled_preset_and_the_tiny_model():
+    """pyproject's data-files cover presets/ and assets/tiny-model/ (installed under
+    share/grpo-tui, where engine.config looks when there is no source tree)."""
+    import tomllib
+
+    from conftest import ROOT
+
+    spec = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["data-files"]
+    shipped = {p.resolve() for patterns in spec.values() for pattern in patterns for p in ROOT.glob(pattern)}
+    wanted = [*(ROOT / "presets").rglob("*.yaml"), *(ROOT / "assets" / "tiny-model").iterdir()]
+    assert wanted and not [str(p.relative_to(ROOT)) for p in wanted if p.resolve() not in shipped]
+    assert all(dest.startswith("share/grpo-tui/") for dest in spec)
