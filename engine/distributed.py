@@ -20,6 +20,7 @@ With one process every function here is the identity and nothing is imported eag
 from __future__ import annotations
 
 import contextlib
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -50,6 +51,12 @@ def unsupported_message(kind: str) -> str:
             f"with LoRA (peft), gradient_checkpointing and bf16 to fit large models")
 
 
+COLLECTIVE_TIMEOUT = timedelta(hours=3)
+"""How long a process waits in a collective. Rank 0 alone evaluates and writes checkpoints
+while the others wait in the next collective: a long held-out evaluation or a 7B checkpoint on a
+slow disk must not trip torch's default (10-30 minutes) and kill the run."""
+
+
 def process_state():
     """accelerate's view of this process (rank, world, device), created on first use.
 
@@ -58,7 +65,7 @@ def process_state():
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env
 
-    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"), timeout=COLLECTIVE_TIMEOUT)
 
 
 class Dist:
