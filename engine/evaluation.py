@@ -6,6 +6,8 @@ reward (rows it cannot judge — None — are left out of the means).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 
 from engine.grpo import pass_at_k
@@ -22,48 +24,76 @@ def _judge(texts: list[str], rows: list[dict], ids: list[list[int]], task, accur
     return [None if v != v else float(v) for v in batch.per_func[:, 0].tolist()]
 
 
+@dataclass
+class EvalTally:
+    """One process's results on its share of the held-out prompts, per prompt, so shares
+    from several processes combine exactly (:func:`eval_metrics`)."""
+
+    greedy: list[float | None] = field(default_factory=list)  # 1/0 correct, None: unjudgeable
+    sampled: list[float | None] = field(default_factory=list)  # correct out of k (k > 0 only)
+    lengths: list[float] = field(default_factory=list)  # greedy completion length
+    truncated: list[bool] = field(default_factory=list)  # greedy completion hit the length limit
+
+    def __getitem__(self, keep: slice) -> "EvalTally":
+        return EvalTally(self.greedy[keep], self.sampled[keep], self.lengths[keep], self.truncated[keep])
+
+
 @torch.no_grad()
 def _correct_counts(renderer, backend, tokenizer, task, accuracy_fn, rows, params, n: int):
-    """Per prompt: (correct completions out of n, or None when unjudgeable), plus length stats."""
+    """Per prompt: correct completions out of n (None when unjudgeable), the first completion's
+    length, and whether it was truncated."""
     counts: list[float | None] = []
-    lengths, truncated = 0.0, 0
+    lengths: list[float] = []
+    truncated: list[bool] = []
     per_batch = max(1, EVAL_BATCH // n)
     for start in range(0, len(rows), per_batch):
         chunk = rows[start : start + per_batch]
         rollout = backend.generate([renderer.ids(r["prompt"]) for r in chunk], n, params)
         ids = [row[: int(k)] for row, k in zip(rollout.completion_ids.tolist(), rollout.lengths.tolist())]
         texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
-        lengths += float(rollout.lengths.float().sum())
-        truncated += int(rollout.truncated.sum())
+        lengths += rollout.lengths[::n].float().tolist()
+        truncated += rollout.truncated[::n].tolist()
         verdicts = _judge(texts, [r for r in chunk for _ in range(n)], ids, task, accuracy_fn)
         for i in range(len(chunk)):
             group = verdicts[i * n : (i + 1) * n]
             counts.append(None if any(v is None for v in group) else sum(group))
-    return counts, lengths / max(len(rows) * n, 1), truncated / max(len(rows) * n, 1)
+    return counts, lengths, truncated
 
 
-def greedy_eval(model, renderer, backend, tokenizer, reward_funcs, task, rows, params,
-                num_samples: int = 0, sample_params=None) -> dict[str, float]:
-    """``eval/accuracy``: share of prompts whose greedy completion is correct. With
-    ``num_samples`` k > 0 also ``eval/pass@k`` (some of k samples correct; unbiased estimator)
-    and ``eval/mean@k`` (share of samples correct), sampled with ``sample_params``."""
+def can_evaluate(reward_funcs, task) -> bool:
+    """Held-out accuracy needs a judge: the task's verifier or an ``accuracy`` reward."""
+    return task is not None or any(f.name == "accuracy" for f in reward_funcs)
+
+
+def eval_tally(renderer, backend, tokenizer, reward_funcs, task, rows, params,
+               num_samples: int = 0, sample_params=None) -> EvalTally:
+    """Greedy (and, with ``num_samples`` k > 0, k sampled) completions of ``rows``, judged."""
     accuracy_fn = [f for f in reward_funcs if f.name == "accuracy"]
-    if task is None and not accuracy_fn:
-        return {}
-    counts, mean_len, clipped = _correct_counts(renderer, backend, tokenizer, task, accuracy_fn, rows, params, 1)
-    judged = [c for c in counts if c is not None]
-    metrics = {
-        "eval/accuracy": sum(judged) / len(judged) if judged else float("nan"),
-        "eval/mean_length": mean_len,
-        "eval/clipped_ratio": clipped,
-    }
+    greedy, lengths, truncated = _correct_counts(renderer, backend, tokenizer, task, accuracy_fn, rows, params, 1)
+    sampled: list[float | None] = []
     if num_samples > 0 and sample_params is not None:
-        k = num_samples
-        counts, _, _ = _correct_counts(renderer, backend, tokenizer, task, accuracy_fn, rows, sample_params, k)
-        judged = [c for c in counts if c is not None]
-        if judged:
-            metrics[f"eval/pass@{k}"] = sum(pass_at_k(k, int(c), k) for c in judged) / len(judged)
-            metrics[f"eval/mean@{k}"] = sum(c / k for c in judged) / len(judged)
+        sampled, _, _ = _correct_counts(renderer, backend, tokenizer, task, accuracy_fn, rows, sample_params,
+                                        num_samples)
+    return EvalTally(greedy, sampled, lengths, truncated)
+
+
+def eval_metrics(tallies: list[EvalTally], num_samples: int = 0) -> dict[str, float]:
+    """``eval/accuracy`` (share of judged prompts whose greedy completion is correct),
+    ``eval/mean_length``, ``eval/clipped_ratio``; with k = ``num_samples`` > 0 also
+    ``eval/pass@k`` (some of k samples correct; unbiased estimator) and ``eval/mean@k``."""
+    greedy = [c for t in tallies for c in t.greedy if c is not None]
+    lengths = [v for t in tallies for v in t.lengths]
+    truncated = [v for t in tallies for v in t.truncated]
+    metrics = {
+        "eval/accuracy": sum(greedy) / len(greedy) if greedy else float("nan"),
+        "eval/mean_length": sum(lengths) / max(len(lengths), 1),
+        "eval/clipped_ratio": sum(truncated) / max(len(truncated), 1),
+    }
+    k = num_samples
+    judged = [c for t in tallies for c in t.sampled if c is not None]
+    if k > 0 and judged:
+        metrics[f"eval/pass@{k}"] = sum(pass_at_k(k, int(c), k) for c in judged) / len(judged)
+        metrics[f"eval/mean@{k}"] = sum(c / k for c in judged) / len(judged)
     return metrics
 
 

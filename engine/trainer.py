@@ -39,7 +39,7 @@ from engine.control import (
 from engine.batch import Batch, Scored, merge_scored
 from engine.data import BatchOrder, PromptData, PromptRenderer, load_prompt_data, reward_columns
 from engine.distributed import Dist
-from engine.evaluation import greedy_eval, ranking_eval
+from engine.evaluation import can_evaluate, eval_metrics, eval_tally, ranking_eval
 from engine.health import HealthMonitor
 from engine.logprobs import completion_logps
 from engine.metrics import length_metrics, memory_metrics, reward_metrics
@@ -668,14 +668,24 @@ class Trainer:
         """Greedy accuracy on the held-out rows (``eval/accuracy``); empty when there are none."""
         cfg = self.cfg
         rows = self.data.eval[: cfg.eval_max_samples] if cfg.eval_max_samples else self.data.eval
-        if not rows or not self.evaluate or not self.dist.is_main:  # rank 0 evaluates; the others wait
+        if not rows or not self.evaluate:
             return {}
         if self.ranked:
+            if not self.dist.is_main:  # forward passes only: rank 0 alone, the others wait
+                return {}
             metrics = ranking_eval(rows, self._ranked_rollout, self._logps_chunked_current)
         else:
-            metrics = greedy_eval(self.model, self.renderer, self.backend, self.tokenizer, self.reward_funcs,
-                              self.data.task, rows, self.sampling_params(greedy=True),
-                              num_samples=cfg.num_generations_eval, sample_params=self.sampling_params())
+            if not can_evaluate(self.reward_funcs, self.data.task):
+                return {}
+            # Every process judges its share; all generate as many prompts (the last share is
+            # padded and the padding dropped), so tensor-parallel engines stay in step.
+            world, rank = self.dist.world, self.dist.rank
+            mine = rows[rank::world]
+            real = len(mine)
+            mine = mine + rows[:1] * (-(-len(rows) // world) - real)
+            tally = eval_tally(self.renderer, self.backend, self.tokenizer, self.reward_funcs, self.data.task, mine,
+                               self.sampling_params(greedy=True), cfg.num_generations_eval, self.sampling_params())
+            metrics = eval_metrics(self.dist.gather_object(tally[:real]), cfg.num_generations_eval)
         self.last_eval = metrics
         self._publish(EvalResult(step=step, metrics=metrics))
         text = ", ".join(f"{k.removeprefix('eval/')} {v:.3f}" for k, v in metrics.items()

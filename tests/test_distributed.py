@@ -92,6 +92,16 @@ def test_num_processes_trains_and_only_rank_zero_writes_the_run(tmp_path):
     assert not list(run.glob("error*"))
     last = read_jsonl(run / "metrics.jsonl")[-1]
     assert last["completions_per_s"] > 0 and "eval/accuracy" in last
+    # the held-out evaluation is shared out and combined: the same greedy accuracy as one process
+    one = tmp_path / "one"
+    alone = _grpo_tui("train", "tiny-arithmetic", "--headless", "--max-steps", "1", "--output", str(one),
+                      "--set", "dataset.task_args.eval_size=32")
+    alone.communicate(timeout=LAUNCH_TIMEOUT)
+    assert alone.returncode == 0
+    before = [read_jsonl(d / "metrics.jsonl")[0] for d in (run, one)]
+    assert before[0]["step"] == before[1]["step"] == 0
+    assert before[0]["eval/accuracy"] == pytest.approx(before[1]["eval/accuracy"], abs=1 / 32 + 1e-9)
+    assert before[0]["eval/mean_length"] == pytest.approx(before[1]["eval/mean_length"], rel=0.05)
 
 
 def test_a_two_process_run_obeys_adjust_and_stop_sent_to_it(tmp_path):
