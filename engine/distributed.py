@@ -12,7 +12,8 @@ and happens at fixed points of a step, identically on every rank:
 - **metrics**: reduced (mean, or min / max / sum where that is the meaning);
 - **viewer requests** (pause, adjust, checkpoint, stop): taken on rank 0, which alone
   talks to the dashboard and writes the run directory, and broadcast to all ranks at the
-  step boundary so every rank applies them at the same step.
+  step boundary so every rank applies them at the same step;
+- **evaluation**: each rank judges its share of the held-out prompts; the tallies are gathered.
 
 With one process every function here is the identity and nothing is imported eagerly.
 """
@@ -52,9 +53,9 @@ def unsupported_message(kind: str) -> str:
 
 
 COLLECTIVE_TIMEOUT = timedelta(hours=3)
-"""How long a process waits in a collective. Rank 0 alone evaluates and writes checkpoints
-while the others wait in the next collective: a long held-out evaluation or a 7B checkpoint on a
-slow disk must not trip torch's default (10-30 minutes) and kill the run."""
+"""How long a process waits in a collective. Rank 0 alone writes checkpoints and the final
+model (and runs the ranked-data evaluation) while the others wait in the next collective: a 7B
+checkpoint on a slow disk must not trip torch's default (10-30 minutes) and kill the run."""
 
 
 def process_state():
