@@ -22,7 +22,9 @@ STATE = "trainer_state.json"
 TRAINING = "training_state.pt"
 
 
-def save_checkpoint(trainer, final_path: Path) -> Path:
+def save_checkpoint(trainer, final_path: Path, sampling_per_rank: list | None = None) -> Path:
+    """Everything to continue ``trainer``'s run, atomically; ``sampling_per_rank``: every
+    process's sampling-generator state when several train the run."""
     final_path = Path(final_path)
     tmp = final_path.parent / f".tmp-{final_path.name}"
     if tmp.exists():
@@ -41,7 +43,7 @@ def save_checkpoint(trainer, final_path: Path) -> Path:
                     "numpy": np.random.get_state(),
                     "torch": torch.get_rng_state(),
                     "sampling": trainer.sampling_gen.get_state(),
-                    "sampling_per_rank": getattr(trainer, "rank_sampling_states", None),
+                    "sampling_per_rank": sampling_per_rank,
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 },
             },

@@ -112,6 +112,12 @@ class Dist:
 
         return reduce(value.detach().to(self.device_for_collectives()), reduction="sum").to(value.device)
 
+    def max_int(self, value: int) -> int:
+        """The largest of every rank's ``value``."""
+        if not self.enabled:
+            return value
+        return int(self.gather(torch.tensor([value], dtype=torch.long)).max())
+
     def broadcast(self, obj: Any) -> Any:
         """Rank 0's ``obj`` on every rank (picklable objects)."""
         if not self.enabled:

@@ -347,10 +347,12 @@ class Trainer:
         parts = [self._generate_and_score(self._next_prompts(n_prompts), step, timings)]
         stats: dict[str, float] = {}
         if cfg.dynamic_sampling:
-            tries = 0
-            while sum(int(p.keep.sum()) for p in parts) < n_prompts and tries < cfg.dynamic_sampling_max_tries:
-                tries += 1
-                deficit = n_prompts - sum(int(p.keep.sum()) for p in parts)
+            # Every process refills by the most any of them lacks, so the data order and a
+            # generation engine shared across processes stay in step.
+            for _ in range(cfg.dynamic_sampling_max_tries):
+                deficit = self.dist.max_int(n_prompts - sum(int(p.keep.sum()) for p in parts))
+                if deficit <= 0:
+                    break
                 parts.append(self._generate_and_score(self._next_prompts(deficit), step, timings))
             generated = sum(p.keep.numel() for p in parts)
             stats["dynamic_sampling/frac_dropped"] = 1.0 - sum(int(p.keep.sum()) for p in parts) / generated
@@ -645,11 +647,11 @@ class Trainer:
         previous = self.control.state
         self._set_state(RunState.CHECKPOINTING, f"saving checkpoint at step {self.step}")
         # every rank's sampling stream, so a resumed multi-process run samples as it would have
-        self.rank_sampling_states = self.dist.gather_object(self.sampling_gen.get_state())
+        sampling_states = self.dist.gather_object(self.sampling_gen.get_state())
         error = None
         if self.dist.is_main:
             try:
-                path = ckpt.save_checkpoint(self, self.writer.checkpoint_dir(self.step))
+                path = ckpt.save_checkpoint(self, self.writer.checkpoint_dir(self.step), sampling_states)
                 ckpt.prune(self.run_dir, self.cfg.save_total_limit)
             except OSError as exc:
                 error = str(exc)

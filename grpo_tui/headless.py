@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import signal
 import sys
 import threading
@@ -97,8 +96,9 @@ def _run_headless(trainer: Trainer) -> int:
 
     control = trainer.control
     main = process_state().is_main_process  # with several processes, rank 0 alone prints
-    printer = HeadlessPrinter(sys.stdout if main else open(os.devnull, "w"))
-    control.subscribe(printer)
+    printer = HeadlessPrinter()
+    if main:
+        control.subscribe(printer)
     outcome: dict = {}
     control.subscribe(lambda e: outcome.__setitem__("event", e) if isinstance(e, (RunFinished, RunFailed)) else None)
     thread = trainer.start()
@@ -110,7 +110,8 @@ def _run_headless(trainer: Trainer) -> int:
         interrupts += 1
         if interrupts > 1:
             raise KeyboardInterrupt
-        printer._line("stopping after this step and saving the final model (Ctrl-C again to abort)…")
+        if main:
+            printer._line("stopping after this step and saving the final model (Ctrl-C again to abort)…")
         control.stop()
 
     previous = signal.signal(signal.SIGINT, on_sigint)

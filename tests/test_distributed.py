@@ -189,3 +189,14 @@ def test_a_killed_two_process_run_resumes_on_two_processes(tmp_path):
     assert steps == sorted(set(steps)) and steps[-1] == 24 and set(range(1, 25)) <= set(steps)
     assert (run / "final" / "config.json").exists()
     assert any(e.get("kind") == "resume" for e in read_jsonl(run / "events.jsonl"))
+
+
+def test_dynamic_sampling_refills_in_step_across_processes(tmp_path):
+    """DAPO's refills: every process draws the same number of extra rounds (the most any needs)."""
+    run = tmp_path / "run"
+    proc = _grpo_tui("train", "tiny-dapo", "--headless", "--num-processes", "2", "--max-steps", "4",
+                     "--output", str(run), "--set", "dataset.task_args.eval_size=16")
+    out, _ = proc.communicate(timeout=LAUNCH_TIMEOUT)
+    assert proc.returncode == 0, out[-3000:]
+    rounds = [r["dynamic_sampling/rounds"] for r in read_jsonl(run / "metrics.jsonl") if "dynamic_sampling/rounds" in r]
+    assert len(rounds) == 4 and all(r >= 1 for r in rounds)

@@ -58,8 +58,8 @@ class RunStatus(Static):
     def update_from(self, model: RunModel) -> None:
         self.model = model
         elapsed = model.elapsed(self.clock())
-        pressure = None if self.system is None else (self.system.pressure()[0], round(self.system.pressure()[1], 2))
-        key = (model.version, None if elapsed is None else int(elapsed), self.size.width, pressure)
+        where, share = self.system.pressure() if self.system is not None else (None, 0.0)
+        key = (model.version, None if elapsed is None else int(elapsed), self.size.width, where, round(share, 2))
         if key != self._key:
             self._key = key
             content = self.render_text(elapsed)
