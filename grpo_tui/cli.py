@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args) -> int:
-    if args.command in ("train", "resume") and (args.num_processes or args.accelerate_config):
+    if args.command in ("train", "resume") and (args.num_processes is not None or args.accelerate_config):
         return _launch_processes(args)
     if getattr(args, "detach", False):
         return _detach(args)

@@ -152,6 +152,12 @@ def test_sharded_setups_are_refused_with_what_to_use_instead(tmp_path):
     assert "FSDP is not supported yet" in out and "--num-processes" in out
 
 
+def test_zero_processes_is_refused_not_ignored():
+    proc = _grpo_tui("train", "tiny-arithmetic", "--headless", "--num-processes", "0")
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "--num-processes must be at least 1" in out and "Traceback" not in out
+
+
 def test_the_shipped_ddp_config_is_accepted():
     from grpo_tui.cli import _accelerate_config_problem
 
