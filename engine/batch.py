@@ -62,3 +62,15 @@ class Batch:
     completions: list[str]
     token_logps: torch.Tensor  # [N, T] filled by the updates, for the inspector
     token_entropy: torch.Tensor  # [N, T]
+
+    def select(self, index: torch.Tensor) -> "Batch":
+        """The rows ``index`` of this batch, in that order."""
+        def pick(x):
+            return None if x is None else x[index.to(x.device)]
+        idx = index.tolist()
+        return Batch(
+            select_rows(self.rollout, index.to(self.rollout.prompt_ids.device)), [self.rows[i] for i in idx],
+            pick(self.advantages), pick(self.mask), pick(self.old_logps), pick(self.ref_logps), self.stats,
+            pick(self.rewards_total), pick(self.rewards_per_func), [self.completions[i] for i in idx],
+            pick(self.token_logps), pick(self.token_entropy),
+        )

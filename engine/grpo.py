@@ -289,6 +289,38 @@ def groups_with_signal(rewards: torch.Tensor, num_generations: int) -> torch.Ten
     return ~torch.isclose(grouped.max(dim=1).values, grouped.min(dim=1).values)
 
 
+def groups_without_advantage(advantages: torch.Tensor, num_generations: int) -> torch.Tensor:
+    """Rows [N] bool of groups whose every advantage is exactly 0.
+
+    With β = 0 such a row's loss ``−min(ratio·0, clip(ratio)·0) = 0`` at every token, whatever
+    the ratio, so its gradient is exactly zero and the update may leave it out (its tokens
+    still count in the normaliser: see :func:`subset_loss_scale`). Whole groups only, so the
+    rows that are computed still share their prompt.
+
+    Example: G = 2, A = [0, 0, .7, −.7, 0, 1e-9] → [True, True, False, False, False, False].
+    """
+    flat = (advantages.view(-1, num_generations) == 0).all(dim=1)
+    return flat.repeat_interleave(num_generations)
+
+
+def subset_loss_scale(loss_type: LossType, rows_kept: int, rows_all: int, tokens_kept: float,
+                      tokens_all: float) -> float:
+    """The factor turning the loss over some rows into the loss over all of them, when the
+    rows left out contribute exactly 0 to every sum:
+
+    - ``grpo`` (mean over rows) and ``dr_grpo`` (÷ N·T_max): ``rows_kept / rows_all``
+    - ``bnpo`` (÷ this micro-batch's tokens): ``tokens_kept / tokens_all``
+    - ``dapo`` (÷ ``num_items_in_batch``, already counted over every row): 1
+
+    Example: grpo, 3 of 4 rows → a mean over 3 rows × 3/4 = the mean over 4 with one 0.
+    """
+    if loss_type in ("grpo", "dr_grpo"):
+        return rows_kept / max(rows_all, 1)
+    if loss_type == "bnpo":
+        return tokens_kept / max(tokens_all, 1.0)
+    return 1.0
+
+
 def high_entropy_mask(entropies: torch.Tensor, mask: torch.Tensor, quantile: float) -> torch.Tensor:
     """``top_entropy_quantile`` ρ: keep only tokens whose entropy is in the top ρ share.
 

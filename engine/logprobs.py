@@ -1,6 +1,6 @@
 """Per-token log-probs of completions under a model, without computing what is not needed.
 
-Two savings, both exact (the tests compare against one plain forward over prompt+completion):
+Savings, all exact (the tests compare against one plain forward over prompt+completion):
 
 1. **Each prompt once.** All G completions of a group share one prompt. The prompt runs
    once per group with a KV cache; its keys and values are gathered for every completion
@@ -13,6 +13,8 @@ Two savings, both exact (the tests compare against one plain forward over prompt
 3. **Each distinct completion once.** Completions of one group that are token for token the
    same (common once a policy grows confident on short answers) have the same logits; they
    are computed once and shared, and their gradients add up through the shared rows.
+4. **Few calls, each cheap.** Llama-family models run through :mod:`engine.lean` (the same
+   arithmetic without the per-call machinery of the model's forward) unless wrapped by DDP.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import torch
 
 from engine import grpo
+from engine.lean import gather_cache, lean_decoder
 from engine.rollout import Rollout, position_ids_from_mask
 
 BUCKET_OVERHEAD_TOKENS = 64  # a forward call costs about this many tokens' worth of work
@@ -76,20 +79,27 @@ def completion_logits_shared(model, prompt_ids, prompt_mask, completion_ids, gro
     rows bucketed by ``lengths`` (tokens up to and including EOS)."""
     p_ids, p_mask = prompt_ids[::group], prompt_mask[::group]
     positions = position_ids_from_mask(p_mask)
-    out = model(input_ids=p_ids, attention_mask=p_mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+    lean = lean_decoder(model)
+    padded = not bool(p_mask.all())
+    if lean is not None:
+        prompt_logits, cache = lean(p_ids, positions, p_mask if padded else None, keep=1)
+    else:
+        out = model(input_ids=p_ids, attention_mask=p_mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+        prompt_logits, cache = out.logits, out.past_key_values
     n, t = completion_ids.shape
     row_group = torch.arange(n, device=completion_ids.device) // group
-    first = out.logits[:, -1:, :][row_group]  # predicts completion token 0
+    first = prompt_logits[:, -1:, :][row_group]  # predicts completion token 0
     if t == 1:
         return first
-    cache = out.past_key_values
-    layers = _cache_layers(cache)
-    if layers is None or lengths is None:  # a cache we cannot gather from: one bucket
+    layers = None if lean is not None else _cache_layers(cache)
+    if lean is None and layers is None:  # a cache we cannot gather from: every row repeats its prompt
         cache.batch_repeat_interleave(group)
-        buckets = [(torch.arange(n, device=completion_ids.device), t)]
         base = None
     else:
-        base = [(layer.keys, layer.values) for layer in layers]
+        base = cache if lean is not None else [(layer.keys, layer.values) for layer in layers]
+    if base is None or lengths is None:
+        buckets = [(torch.arange(n, device=completion_ids.device), t)]
+    else:
         lens = lengths.clamp(min=1, max=t)
         bounds = length_buckets(lens.tolist())
         buckets, low = [], 0
@@ -112,14 +122,18 @@ def completion_logits_shared(model, prompt_ids, prompt_mask, completion_ids, gro
                 groups, inputs = unique[:, 0], unique[:, 1:]
             else:
                 inverse = None
-            for layer, (keys, values) in zip(layers, base):
-                layer.keys, layer.values = keys[groups], values[groups]
         b_mask = p_mask[groups]
         attn = torch.cat([b_mask, torch.ones((groups.numel(), width - 1), dtype=b_mask.dtype, device=b_mask.device)], dim=1)
         start = positions[groups, -1:] + 1
-        rest = model(input_ids=inputs, attention_mask=attn,
-                     position_ids=start + torch.arange(width - 1, device=start.device),
-                     past_key_values=cache, use_cache=True).logits
+        step_positions = start + torch.arange(width - 1, device=start.device)
+        if lean is not None:
+            rest, _ = lean(inputs, step_positions, attn if padded else None, gather_cache(base, groups))
+        else:
+            if base is not None:
+                for layer, (keys, values) in zip(layers, base):
+                    layer.keys, layer.values = keys[groups], values[groups]
+            rest = model(input_ids=inputs, attention_mask=attn, position_ids=step_positions,
+                         past_key_values=cache, use_cache=True).logits
         pieces.append((rows, rest if inverse is None else rest[inverse]))
 
     vocab = first.size(-1)

@@ -18,6 +18,8 @@ from typing import Protocol
 
 import torch
 
+from engine.lean import gather_cache, lean_decoder
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -38,6 +40,9 @@ class Rollout:
     completion_mask: torch.Tensor  # [N, T] 1 up to and including the first EOS
     logprobs: torch.Tensor  # [N, T] log-prob of each sampled token under softmax(logits / T)
     truncated: torch.Tensor  # [N] bool: no EOS within max_new_tokens
+    # [N, T] entropy of softmax(logits / T) at each sampled token, when the backend samples from
+    # the training model itself (then it equals what the training forward would compute)
+    entropy: torch.Tensor | None = None
 
     @property
     def lengths(self) -> torch.Tensor:
@@ -127,12 +132,13 @@ class TransformersRollout:
     token budget is spent."""
 
     def __init__(self, model: torch.nn.Module, pad_id: int, eos_ids: list[int]) -> None:
-        self.model = model
         self.pad_id = pad_id
         self.eos_ids = torch.tensor(sorted(set(eos_ids)), dtype=torch.long)
+        self.sync_weights(model)
 
     def sync_weights(self, model: torch.nn.Module) -> None:
         self.model = model
+        self.lean = lean_decoder(model)  # None: the model's own forward
 
     @torch.no_grad()
     def generate(
@@ -163,10 +169,14 @@ class TransformersRollout:
         # distribution, computed once — and split when their samples differ. The prefill is
         # one node per prompt; finished rows leave. Every row still samples on its own.
         positions = position_ids_from_mask(mask)
-        out = model(input_ids=ids[::g], attention_mask=mask[::g] if padded else None, position_ids=positions[::g],
-                    use_cache=True, logits_to_keep=1)
-        cache = out.past_key_values
-        node_logits = out.logits[:, -1, :].float()
+        lean = self.lean
+        if lean is not None:
+            logits, cache = lean(ids[::g], positions[::g], mask[::g] if padded else None, keep=1)
+        else:
+            out = model(input_ids=ids[::g], attention_mask=mask[::g] if padded else None,
+                        position_ids=positions[::g], use_cache=True, logits_to_keep=1)
+            logits, cache = out.logits, out.past_key_values
+        node_logits = logits[:, -1, :].float()
         node_pos = positions[::g, -1:] + 1
         node_attn = mask[::g]
         node_of = torch.arange(n, device=device) // g  # the node of each active row
@@ -174,6 +184,7 @@ class TransformersRollout:
 
         completion = torch.full((n, params.max_new_tokens), self.pad_id, dtype=torch.long, device=device)
         logprobs = torch.zeros((n, params.max_new_tokens), device=device)
+        entropy = torch.zeros((n, params.max_new_tokens), device=device)
         active = torch.arange(n, device=device)  # rows still generating
         steps = 0
         for t in range(params.max_new_tokens):
@@ -187,7 +198,9 @@ class TransformersRollout:
                 scaled = logits / params.temperature
                 probs = torch.softmax(filter_logits(scaled, params), dim=-1)
                 token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-                logp = torch.log_softmax(scaled, dim=-1).gather(1, token[:, None]).squeeze(1)
+                all_logp = torch.log_softmax(scaled, dim=-1)
+                logp = all_logp.gather(1, token[:, None]).squeeze(1)
+                entropy[active, t] = torch.special.entr(all_logp.exp()).sum(dim=-1)
             completion[active, t] = token
             logprobs[active, t] = logp
             steps = t + 1
@@ -200,20 +213,19 @@ class TransformersRollout:
             # next nodes: distinct (parent node, token) pairs among the rows still going
             keys, node_of = torch.unique(node_of * vocab + token, return_inverse=True)
             parent, node_token = keys // vocab, keys % vocab
-            cache.batch_select_indices(parent)
             node_pos = node_pos[parent]
             if padded:
                 node_attn = torch.cat([node_attn[parent], torch.ones((parent.numel(), 1), dtype=mask.dtype,
                                                                        device=device)], dim=1)
-            out = model(
-                input_ids=node_token[:, None],
-                attention_mask=node_attn if padded else None,
-                position_ids=node_pos,
-                past_key_values=cache,
-                use_cache=True,
-            )
-            cache = out.past_key_values
-            node_logits = out.logits[:, -1, :].float()
+            if lean is not None:
+                logits, cache = lean(node_token[:, None], node_pos, node_attn if padded else None,
+                                     gather_cache(cache, parent))
+            else:
+                cache.batch_select_indices(parent)
+                out = model(input_ids=node_token[:, None], attention_mask=node_attn if padded else None,
+                            position_ids=node_pos, past_key_values=cache, use_cache=True)
+                logits, cache = out.logits, out.past_key_values
+            node_logits = logits[:, -1, :].float()
             node_pos = node_pos + 1
 
         if was_training:
@@ -231,12 +243,13 @@ class TransformersRollout:
             completion_mask=completion_mask,
             logprobs=logprobs[:, :steps].clone() * completion_mask,
             truncated=truncated,
+            entropy=None if params.greedy or seen is not None else entropy[:, :steps] * completion_mask,
         )
 
 
 def select_rows(rollout: Rollout, index: torch.Tensor) -> Rollout:
     """The rollout restricted to ``index`` rows (in that order)."""
-    return Rollout(*(getattr(rollout, f)[index] for f in ROLLOUT_FIELDS))
+    return Rollout(*(None if getattr(rollout, f) is None else getattr(rollout, f)[index] for f in ROLLOUT_FIELDS))
 
 
 def concat_rollouts(rollouts: list[Rollout], pad_id: int) -> Rollout:
@@ -259,7 +272,9 @@ def concat_rollouts(rollouts: list[Rollout], pad_id: int) -> Rollout:
         completion_mask=torch.cat([right(r.completion_mask, t, 0) for r in rollouts]),
         logprobs=torch.cat([right(r.logprobs, t, 0.0) for r in rollouts]),
         truncated=torch.cat([r.truncated for r in rollouts]),
+        entropy=None if any(r.entropy is None for r in rollouts)
+        else torch.cat([right(r.entropy, t, 0.0) for r in rollouts]),
     )
 
 
-ROLLOUT_FIELDS = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "logprobs", "truncated")
+ROLLOUT_FIELDS = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "logprobs", "truncated", "entropy")

@@ -453,20 +453,26 @@ class Trainer:
         local_items = batch.mask[part].sum()
         num_items = (self.dist.sum(local_items) / self.dist.world).clamp(min=1.0)
         sums: dict[str, float] = {}
-        total_loss = 0.0
+        total_loss, backward_ran = 0.0, False
         for n, start in enumerate(starts):
             sl = slice(start, min(start + micro, part.stop))
             with self.dist.no_sync(self.train_model, last_micro_batch=n == len(starts) - 1):
-                loss, stats, logps, entropy = self._micro_batch_loss(batch, sl, num_items)
-                if cfg.loss_type != "dapo":
-                    loss = loss / len(starts)
-                loss.backward()
-            total_loss += float(loss.detach())
+                loss, stats, logps, entropy = self._loss_with_signal(batch, sl, num_items)
+                if loss is not None:
+                    if cfg.loss_type != "dapo":
+                        loss = loss / len(starts)
+                    loss.backward()
+                    total_loss += float(loss.detach())
+                    backward_ran = True
             share = float(batch.mask[sl].sum()) / float(local_items.clamp(min=1.0))
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * share
             batch.token_logps[sl] = logps.detach()
             batch.token_entropy[sl] = entropy.detach()
+        if not backward_ran:  # every group was left out: the zero gradients computing them would have
+            for p in self.model.parameters():  # given (so Adam's moments and weight decay move on as usual)
+                if p.requires_grad:
+                    p.grad = torch.zeros_like(p)
 
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
 
@@ -492,6 +498,45 @@ class Trainer:
         rollout = batch.rollout
         self.num_tokens += int(rollout.prompt_mask[part].sum() + rollout.completion_mask[part].sum())
         return {"loss": total_loss, "grad_norm": float(grad_norm), "learning_rate": lr, "stats": sums}
+
+    def _loss_with_signal(self, batch: Batch, sl: slice, num_items: torch.Tensor):
+        """:meth:`_micro_batch_loss` of rows ``sl``, computing only the groups with a nonzero
+        advantage when leaving the others out is exact: with β = 0 their loss terms are 0
+        (:func:`engine.grpo.groups_without_advantage`), and when the weights are still those
+        that sampled them (one optimizer step per round, μ = 1, sampled by the training model
+        itself) their log-probs and entropies are the ones recorded while sampling.
+
+        Returns the loss (None when nothing was computed) and the statistics, log-probs and
+        entropies of every row of ``sl``, as :meth:`_micro_batch_loss` does."""
+        cfg = self.cfg
+        g = cfg.num_generations
+        rollout = batch.rollout
+        exact = (batch.ref_logps is None and batch.old_logps is None and rollout.entropy is not None
+                 and not getattr(self.backend, "separate_engine", False) and cfg.top_entropy_quantile >= 1.0
+                 and sl.start % g == 0 and (sl.stop - sl.start) % g == 0)
+        if not exact:
+            return self._micro_batch_loss(batch, sl, num_items)
+        flat = grpo.groups_without_advantage(batch.advantages[sl], g)
+        if not bool(flat.any()):
+            return self._micro_batch_loss(batch, sl, num_items)
+        keep = torch.nonzero(~flat).squeeze(1)
+        if keep.numel() == 0 and self.dist.world > 1:  # every process runs a backward, so DDP can average
+            keep = torch.arange(g, device=flat.device)
+        mask = batch.mask[sl]
+        logps = rollout.logprobs[sl].to(mask.device).clone()
+        entropy = rollout.entropy[sl].to(mask.device).clone()
+        loss, stats = None, {"clip_ratio/low_mean": 0.0, "clip_ratio/high_mean": 0.0, "clip_ratio/region_mean": 0.0}
+        if keep.numel():
+            sub = batch.select(keep + sl.start)
+            loss, stats, sub_logps, sub_entropy = self._micro_batch_loss(sub, slice(None), num_items)
+            kept_tokens, all_tokens = float(sub.mask.sum()), float(mask.sum())
+            loss = loss * grpo.subset_loss_scale(cfg.loss_type, keep.numel(), flat.numel(), kept_tokens, all_tokens)
+            share = kept_tokens / max(all_tokens, 1.0)  # left-out tokens count 0 in every other statistic
+            stats = {k: float(v) * share for k, v in stats.items()}
+            logps[keep.to(logps.device)] = sub_logps.detach()
+            entropy[keep.to(entropy.device)] = sub_entropy.detach()
+        stats["entropy"] = float(grpo.masked_mean(entropy, mask))
+        return loss, stats, logps, entropy
 
     def _micro_batch_loss(self, batch: Batch, sl: slice, num_items: torch.Tensor):
         """The policy loss of rows ``sl``, through the (possibly distributed) training model."""
