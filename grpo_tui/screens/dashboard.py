@@ -30,14 +30,13 @@ if TYPE_CHECKING:
 
 # Everything that changes is redrawn on one tick, so the screen is composited at most
 # TICK_HZ times a second however many views changed (a frame at 200x60 with a chart in it
-# costs tens of milliseconds of the interpreter the engine thread also needs).
-TICK_HZ = 1
+# costs milliseconds of the interpreter the engine thread also needs).
+TICK_HZ = 2
 TICK_CHART_S = 0.03  # charts drawn in one tick stop once their estimated cost passes this (keys wait meanwhile)
-# Charts may use about this share of one core. plotext's build (timed by the chart) is
-# roughly a third of a chart's full cost; turning its text into styled strips and
-# compositing them is the rest, hence the small figure. The UI thread shares the GIL with
-# the engine: on the tiny CPU model (~900 completions/s) 2% measured 7% fewer completions/s
-# than headless, 5% measured 17%.
+# Charts may use about this share of one core. The chart times plotext's drawing and the
+# turn of its matrix into segments; compositing them costs about as much again. The UI
+# thread shares the GIL with the engine: on the tiny CPU model (~900 completions/s) the whole
+# UI thread at 2 ticks a second measured 9% of a core and training within noise of headless.
 CHART_CPU_SHARE = 0.02
 COMPACT_WIDTH = 120  # below this the side panes become tabs
 COMPACT_HEIGHT = 32

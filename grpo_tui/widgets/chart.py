@@ -14,6 +14,7 @@ from textual_plotext import PlotextPlot
 
 from grpo_tui.downsample import downsample
 from grpo_tui.run_model import RunModel
+from grpo_tui.widgets.plot_render import render_figure
 
 Y_AXIS_COLUMNS = 8  # room plotext keeps for the y tick labels
 SERIES_COLOURS = ("cyan", "orange", "green", "magenta", "red", "blue")
@@ -55,7 +56,7 @@ class MetricChart(PlotextPlot):
         super().__init__(id=id, classes=classes)
         self.spec = spec
         self._drawn_key: tuple | None = None
-        self.last_cost = 0.02  # seconds the last plotext build took (the dashboard's CPU budget uses it)
+        self.last_cost = 0.02  # seconds the last build took (the dashboard's CPU budget uses it)
 
     def update_from(self, model: RunModel, smooth: bool) -> None:
         if not self.needs_redraw(model, smooth):
@@ -102,7 +103,12 @@ class MetricChart(PlotextPlot):
     def render(self):
         started = time.perf_counter()
         try:
-            return super().render()
+            # textual-plotext's render, with the figure turned into segments directly
+            plot, (width, height) = self.plt, self.size
+            plot.plotsize(width, height)
+            plot._set_size(width, height)
+            plot.theme(self._get_plotext_theme_name(self.app.theme))
+            return render_figure(plot)
         except Exception as err:  # noqa: BLE001 - plotext on odd data must not end the app
             return f"{self.spec.title}: cannot draw ({type(err).__name__})"
         finally:
