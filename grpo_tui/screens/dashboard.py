@@ -35,9 +35,10 @@ TICK_HZ = 2
 TICK_CHART_S = 0.03  # charts drawn in one tick stop once their estimated cost passes this (keys wait meanwhile)
 # Charts may use about this share of one core. The chart times plotext's drawing and the
 # turn of its matrix into segments; compositing them costs about as much again. The UI
-# thread shares the GIL with the engine: on the tiny CPU model (~900 completions/s) the whole
-# UI thread at 2 ticks a second measured 9% of a core and training within noise of headless.
-CHART_CPU_SHARE = 0.02
+# thread shares the GIL with the engine: on the tiny CPU model (~900 completions/s) at 200x60
+# and 2 ticks a second, 2% measured a UI thread of 9.8% of a core and training 4.7% (paired
+# median) below headless; 1% measured 7.9% and 1.8%.
+CHART_CPU_SHARE = 0.01
 COMPACT_WIDTH = 120  # below this the side panes become tabs
 COMPACT_HEIGHT = 32
 FOLLOW_S = 1.0  # how often a run directory opened from disk is re-read
