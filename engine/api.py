@@ -31,8 +31,8 @@ from engine.config import (
     ConfigError,
     DatasetConfig,
     RunConfig,
-    config_from_dict,
 )
+from engine.config_checks import config_from_dict
 from engine.control import Control
 from engine.data import PromptData, is_conversational
 

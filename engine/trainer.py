@@ -22,7 +22,9 @@ from transformers.utils import logging as hf_logging
 
 from engine import checkpoint as ckpt
 from engine import grpo
-from engine.config import ConfigError, RunConfig, config_from_yaml, config_to_dict, dump_yaml, validate_adjustment
+from engine.config import ConfigError, RunConfig, config_to_dict, dump_yaml
+from engine.config_checks import validate_adjustment
+from engine.presets import config_from_yaml
 from engine.channel import ChannelServer
 from engine.control import (
     Control,

@@ -8,7 +8,7 @@ policy. The engine returns each sampled token's log-prob after temperature
 (``logprobs_mode="processed_logprobs"``): the trainer compares them with its own to correct
 for the two engines' numerical differences (``vllm_importance_sampling_correction``).
 
-Nothing here is imported unless a preset asks for vLLM; ``engine.config.vllm_problems``
+Nothing here is imported unless a preset asks for vLLM; ``engine.config_checks.vllm_problems``
 says beforehand why a machine cannot run it.
 """
 
@@ -209,7 +209,8 @@ def _free_port() -> int:
 
 def make_vllm_backend(cfg, model, pad_id: int, eos_ids: list[int], dist) -> VllmRollout:
     """The vLLM backend the config asks for, or a clear error why not."""
-    from engine.config import ConfigError, vllm_problems
+    from engine.config import ConfigError
+    from engine.config_checks import vllm_problems
 
     problems = vllm_problems(cfg.vllm_mode)
     if problems:

@@ -71,7 +71,7 @@ class GrpoApp(App):
     def find_presets(self) -> list[Any]:
         if self._presets_finder is not None:
             return self._presets_finder()
-        from engine.config import find_presets
+        from engine.presets import find_presets
 
         return find_presets()
 
@@ -105,7 +105,8 @@ class GrpoApp(App):
 
     def start_run(self, preset: str | None, overrides: Iterable[str] = (), resume_dir: str | None = None) -> bool:
         """Load and validate the preset (or the run to resume), start the engine and show its dashboard."""
-        from engine.config import ConfigError, load_preset
+        from engine.config import ConfigError
+        from engine.presets import load_preset
 
         from grpo_tui.screens.dashboard import DashboardScreen
 

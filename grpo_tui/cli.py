@@ -106,7 +106,8 @@ def _overrides(args) -> list[str]:
 
 def _load(args):
     """The validated config, or exit 2 with every problem listed."""
-    from engine.config import ConfigError, load_preset
+    from engine.config import ConfigError
+    from engine.presets import load_preset
 
     from engine.trainer import RunDirInUse, check_run_dir_free
 
@@ -283,7 +284,7 @@ def _accelerate_config_problem(path) -> str | None:
 
 
 def _vllm_serve(args) -> int:
-    from engine.config import vllm_unavailable
+    from engine.config_checks import vllm_unavailable
 
     reason = vllm_unavailable("the server's engine runs on it")
     if reason:
@@ -332,7 +333,7 @@ def _list_runs(root: str) -> int:
 
 
 def _list_presets() -> int:
-    from engine.config import find_presets
+    from engine.presets import find_presets
 
     for info in find_presets():
         status = "ok" if info.ok else f"{len(info.problems)} problem(s)"

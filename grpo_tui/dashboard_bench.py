@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine.config import load_preset
+from engine.presets import load_preset
 from engine.control import Control
 from engine.rundir import read_jsonl
 from engine.trainer import Trainer

@@ -99,7 +99,7 @@ class AttachedRun:
     files and its controls reach the process through the run directory."""
 
     def __init__(self, run_dir: str | Path) -> None:
-        from engine.config import config_from_yaml
+        from engine.presets import config_from_yaml
 
         self.run_dir = Path(run_dir)
         self.cfg = config_from_yaml((self.run_dir / "config.yaml").read_text(encoding="utf-8"), check_paths=False,

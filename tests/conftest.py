@@ -16,7 +16,7 @@ TINY_MODEL = ROOT / "assets" / "tiny-model"
 
 def tiny_config(tmp_path: Path, *overrides: str):
     """The tiny-arithmetic preset, shortened for tests, writing into tmp_path/run."""
-    from engine.config import load_preset
+    from engine.presets import load_preset
 
     base = [f"output_dir={tmp_path / 'run'}", "dataset.task_args.eval_size=64", "eval_steps=0", "save_steps=0"]
     return load_preset("tiny-arithmetic", [*base, *overrides])

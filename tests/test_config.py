@@ -14,20 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engine.config as config
-from engine.config import (
-    ConfigError,
-    DatasetConfig,
-    PresetInfo,
-    RunConfig,
-    apply_overrides,
-    config_from_dict,
-    config_from_yaml,
-    config_to_dict,
-    dump_yaml,
-    find_presets,
-    load_preset,
-    validate_adjustment,
-)
+import engine.config_checks as config_checks
+from engine.config import ConfigError, DatasetConfig, PresetInfo, RunConfig, config_to_dict, dump_yaml
+from engine.config_checks import config_from_dict, validate_adjustment
+from engine.presets import apply_overrides, config_from_yaml, find_presets, load_preset
 
 
 def problems_of(d: dict, **kwargs) -> list[str]:
@@ -389,7 +379,7 @@ def test_relative_paths_prefer_the_preset_folder(tmp_path, monkeypatch, model_di
 def test_relative_paths_fall_back_to_the_repo_root(tmp_path, monkeypatch):
     repo = tmp_path / "repo"
     (repo / "assets" / "tiny-model").mkdir(parents=True)
-    monkeypatch.setattr(config, "REPO_ROOT", repo)
+    monkeypatch.setattr(config_checks, "REPO_ROOT", repo)
     monkeypatch.chdir(tmp_path)
     cfg = config_from_dict({}, base_dir=tmp_path / "elsewhere")
     assert cfg.model_name_or_path == str(repo / "assets" / "tiny-model")
@@ -404,7 +394,7 @@ def test_reward_plugins(tmp_path):
 
 
 def test_reward_plugin_that_does_not_resolve(tmp_path):
-    if config._rewards_api("check_reward_spec") is None:
+    if config_checks._rewards_api("check_reward_spec") is None:
         pytest.skip("no reward checker yet")
     write(tmp_path / "r.py", "def score(prompts, completions, **kw):\n    return [1.0] * len(completions)\n")
     config_from_dict({"reward_funcs": ["r.py:score"]}, base_dir=tmp_path)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import engine.grpo
-from engine.config import load_preset
+from engine.presets import load_preset
 from engine.control import Control, RunStarted
 from engine.trainer import Trainer
 

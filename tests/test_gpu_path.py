@@ -18,7 +18,9 @@ import torch
 
 from conftest import ROOT, tiny_config, train
 from engine import grpo
-from engine.config import ConfigError, load_preset, vllm_problems
+from engine.config import ConfigError
+from engine.config_checks import vllm_problems
+from engine.presets import load_preset
 from engine.rollout import TransformersRollout
 from engine.rundir import read_jsonl
 

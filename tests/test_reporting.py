@@ -8,7 +8,8 @@ import types
 
 import pytest
 
-from engine.config import ConfigError, RunConfig, config_from_dict
+from engine.config import ConfigError, RunConfig
+from engine.config_checks import config_from_dict
 from engine.control import Control, EvalResult, RunFinished, RunStarted, StepMetrics, StepSamples
 from engine.reporting import (
     CompletionLogReporter,

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from conftest import TINY_MODEL
-from engine.config import ConfigError, config_from_dict
+from engine.config import ConfigError
+from engine.config_checks import config_from_dict
 from engine.rewards import (
     RewardSpecError,
     build_reward_funcs,

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from conftest import tiny_config, train
-from engine.config import load_preset
+from engine.presets import load_preset
 from engine.control import RunFinished, StepMetrics
 
 

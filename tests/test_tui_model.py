@@ -113,7 +113,7 @@ def test_follower_keeps_a_growing_run_directory_current(tmp_path: Path) -> None:
 
 
 def test_adjust_form_parses_yaml_and_maps_engine_problems_to_fields() -> None:
-    from engine.config import load_preset
+    from engine.presets import load_preset
     from grpo_tui.screens.adjust import parse_changes, validate
 
     cfg = load_preset(str(Path(__file__).parent / "data" / "presets" / "tiny-arithmetic.yaml"))

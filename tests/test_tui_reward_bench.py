@@ -11,7 +11,7 @@ from pathlib import Path
 from textual.app import App
 from textual.widgets import Input, Static, TextArea
 
-from engine.config import load_preset
+from engine.presets import load_preset
 from grpo_tui.app import GrpoApp
 from grpo_tui.screens.inspector import InspectorScreen
 from grpo_tui.screens.reward_bench import SCORE_DELAY, RewardBenchScreen

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import ConfigError, PresetInfo, load_preset
+from engine.config import ConfigError, PresetInfo
+from engine.presets import load_preset
 from grpo_tui.app import GrpoApp
 
 DATA = Path(__file__).parent / "data"

@@ -53,7 +53,8 @@ def parse_changes(current: dict[str, Any], texts: dict[str, str]) -> tuple[dict[
 
 def validate(cfg: Any, changes: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, str]]:
     """The engine's own validation; problems mapped back to their fields."""
-    from engine.config import ConfigError, validate_adjustment
+    from engine.config import ConfigError
+    from engine.config_checks import validate_adjustment
 
     try:
         return validate_adjustment(cfg, changes), {}

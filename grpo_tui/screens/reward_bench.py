@@ -33,7 +33,8 @@ NOTE = "length counts characters here (no tokenizer is loaded in the TUI)"
 def bench_config(run_dir: str | Path | None = None, config: dict | None = None, live: Any = None) -> Any:
     """The RunConfig of a run for the bench: the live run's own, else its config dict, else
     its config.yaml. Raises (ConfigError, OSError) with a message fit for the user."""
-    from engine.config import config_from_dict, config_from_yaml
+    from engine.config_checks import config_from_dict
+    from engine.presets import config_from_yaml
 
     cfg = getattr(live, "cfg", None)
     if cfg is not None:

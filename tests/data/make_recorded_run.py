@@ -17,7 +17,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from engine.config import load_preset  # noqa: E402
+from engine.presets import load_preset  # noqa: E402
 from engine.control import Control, StepMetrics  # noqa: E402
 from engine.trainer import Trainer  # noqa: E402
 

@@ -20,7 +20,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore", message="Seems like `optimizer.step()` has been overridden")
 
-from engine.config import load_preset  # noqa: E402
+from engine.presets import load_preset  # noqa: E402
 from engine.control import Control, RunStarted  # noqa: E402
 from engine.rollout import TransformersRollout, concat_rollouts  # noqa: E402
 from engine.trainer import Trainer  # noqa: E402
