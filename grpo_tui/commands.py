@@ -1,4 +1,5 @@
-"""Command-palette providers: the dashboard's run controls, the launcher's presets and runs.
+"""Command-palette providers: the dashboard's run controls, the launcher's presets and runs,
+and any screen's own key bindings.
 
 The palette lists the same actions as the footer bindings, skipping those not
 possible for the run right now (a read-only or finished run cannot be paused).
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 COMMANDS = (
@@ -25,31 +27,32 @@ COMMANDS = (
 )
 
 
-class DashboardCommands(Provider):
-    def _available(self) -> list[tuple[str, str, str]]:
-        screen = self.screen
-        out = []
-        for action, title, help_text in COMMANDS:
-            if screen.check_action(action, ()):
-                out.append((action, title, help_text))
-        return out
+class ListedCommands(Provider):
+    """A provider over a list of (title, help, callback) that :meth:`_items` makes afresh."""
 
-    def _runner(self, action: str):
-        return partial(self.screen.run_action, action)
+    def _items(self) -> list[tuple[str, str, object]]:
+        raise NotImplementedError
 
     async def discover(self) -> Hits:
-        for action, title, help_text in self._available():
-            yield DiscoveryHit(title, self._runner(action), help=help_text)
+        for title, help_text, callback in self._items():
+            yield DiscoveryHit(title, callback, help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
-        for action, title, help_text in self._available():
+        for title, help_text, callback in self._items():
             score = matcher.match(title)
             if score > 0:
-                yield Hit(score, matcher.highlight(title), self._runner(action), help=help_text)
+                yield Hit(score, matcher.highlight(title), callback, help=help_text)
 
 
-class LauncherCommands(Provider):
+class DashboardCommands(ListedCommands):
+    def _items(self) -> list[tuple[str, str, object]]:
+        screen = self.screen
+        return [(title, help_text, partial(screen.run_action, action)) for action, title, help_text in COMMANDS
+                if screen.check_action(action, ())]
+
+
+class LauncherCommands(ListedCommands):
     """Start any preset or open any recent run by name."""
 
     def _items(self) -> list[tuple[str, str, object]]:
@@ -62,13 +65,17 @@ class LauncherCommands(Provider):
             items.append((f"Open run {run.name}", f"{run.state}, step {run.step}", partial(self.app.open_run, str(run.path))))
         return items
 
-    async def discover(self) -> Hits:
-        for title, help_text, callback in self._items():
-            yield DiscoveryHit(title, callback, help=help_text)
 
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for title, help_text, callback in self._items():
-            score = matcher.match(title)
-            if score > 0:
-                yield Hit(score, matcher.highlight(title), callback, help=help_text)
+class ScreenBindingCommands(ListedCommands):
+    """The screen's key bindings as commands, each titled by its tooltip (else its description),
+    so an action whose footer hint is short, or hidden, is found by what it does."""
+
+    def _items(self) -> list[tuple[str, str, object]]:
+        screen = self.screen
+        items: list[tuple[str, str, object]] = []
+        for binding in screen.BINDINGS:
+            if not isinstance(binding, Binding) or not (binding.tooltip or binding.description):
+                continue
+            key = binding.key_display or binding.key.split(",")[0]
+            items.append((binding.tooltip or binding.description, f"key {key}", partial(screen.run_action, binding.action)))
+        return items

@@ -69,6 +69,31 @@ def test_inspector_filters_and_steps() -> None:
     run(go())
 
 
+def test_inspector_actions_are_in_the_palette_by_what_they_do() -> None:
+    async def go() -> None:
+        app = GrpoApp(run_dir=str(RECORDED), clock=lambda: 0.0)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("i")
+            inspector = app.screen
+            assert isinstance(inspector, InspectorScreen)
+            assert not inspector.only_truncated
+            await pilot.press("ctrl+p")
+            await pilot.press(*"only truncated")
+            await pilot.pause(0.3)
+            await pilot.press("enter")
+            await pilot.pause(0.1)
+            assert app.screen is inspector and inspector.only_truncated
+            step = inspector.step
+            await pilot.press("ctrl+p")
+            await pilot.press(*"previous step")
+            await pilot.pause(0.3)
+            await pilot.press("enter")
+            await pilot.pause(0.1)
+            assert inspector.step == step - 1
+
+    run(go())
+
+
 def test_preset_editor_validates_as_you_type_and_saves_as(tmp_path: Path) -> None:
     preset = tmp_path / "mine.yaml"
     shutil.copy(DATA / "presets" / "tiny-arithmetic.yaml", preset)

@@ -17,6 +17,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from grpo_tui.commands import ScreenBindingCommands
 from grpo_tui.widgets.footer import ResponsiveFooter
 from grpo_tui.sample_index import SampleIndex
 from grpo_tui.widgets.samples import fmt_num, short, sign_style
@@ -66,17 +67,20 @@ class GoToStep(ModalScreen[int | None]):
 
 
 class InspectorScreen(Screen):
+    COMMANDS = {ScreenBindingCommands}
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back", id="inspector.back"),
-        Binding("left_square_bracket,comma", "step(-1)", "Prev", id="inspector.prev", key_display="["),
-        Binding("right_square_bracket,full_stop", "step(1)", "Next", id="inspector.next", key_display="]"),
-        Binding("g", "goto", "Step…", id="inspector.goto"),
-        Binding("t", "colour", "Colour", id="inspector.colour"),
-        Binding("z", "zero_std", "0-std", id="inspector.zero_std"),
-        Binding("x", "truncated", "Trunc", id="inspector.truncated"),
-        Binding("b", "sort", "Sort", id="inspector.sort"),
+        Binding("escape", "app.pop_screen", "Back", id="inspector.back", tooltip="Back to the dashboard"),
+        # one footer hint for both directions ("[ ] Step"); the palette lists them apart
+        Binding("left_square_bracket,comma", "step(-1)", "Previous step", id="inspector.prev", show=False),
+        Binding("right_square_bracket,full_stop", "step(1)", "Step", id="inspector.next", key_display="[ ]",
+                tooltip="Next step"),
+        Binding("g", "goto", "Jump", id="inspector.goto", tooltip="Jump to a step"),
+        Binding("t", "colour", "Colour", id="inspector.colour", tooltip="Colour tokens by log-prob, advantage or entropy"),
+        Binding("z", "zero_std", "0σ", id="inspector.zero_std", tooltip="Only groups whose rewards all agree (zero std)"),
+        Binding("x", "truncated", "Trunc", id="inspector.truncated", tooltip="Only truncated completions"),
+        Binding("b", "sort", "Sort", id="inspector.sort", tooltip="Sort completions: as sampled, best or worst by advantage"),
         Binding(
-            "e", "reward_bench", "Edit in bench", id="inspector.reward_bench",
+            "e", "reward_bench", "Bench", id="inspector.reward_bench",
             tooltip="Edit in reward bench: score this completion (edited) with every reward function",
         ),
     ]
