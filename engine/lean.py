@@ -64,10 +64,17 @@ def lean_decoder(model) -> LeanDecoder | None:
     return LeanDecoder(causal)
 
 
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    """``[x₁, x₂] → [−x₂, x₁]`` over the last dimension (rotary embedding)."""
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+def rotary(cos: torch.Tensor, sin: torch.Tensor):
+    """The rotary embedding as a function of q or k: ``x·cos + rotate_half(x)·sin`` with
+    ``rotate_half([x₁, x₂]) = [−x₂, x₁]``, computed as ``x·cos + roll(x, d/2)·[−sin₁, sin₂]``
+    (the same products, bit for bit, in four operations instead of seven)."""
+    half = sin.shape[-1] // 2
+    signed = torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
+
+    def rotate(x: torch.Tensor) -> torch.Tensor:
+        return x * cos + x.roll(half, dims=-1) * signed
+
+    return rotate
 
 
 def attention_mask(key_mask: torch.Tensor | None, past: int, new: int) -> torch.Tensor | None:
@@ -115,7 +122,7 @@ class LeanDecoder:
         mask = attention_mask(key_mask, past, new)
         hidden = inner.embed_tokens(input_ids)
         cos, sin = inner.rotary_emb(hidden, position_ids)
-        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+        rotate = rotary(cos.unsqueeze(1), sin.unsqueeze(1))
         out_cache: KVCache = []
         for i, layer in enumerate(self.layers):
             attn = layer.self_attn
@@ -127,8 +134,7 @@ class LeanDecoder:
                 q, k = attn.q_norm(q), attn.k_norm(k)
             q, k = q.transpose(1, 2), k.transpose(1, 2)
             v = attn.v_proj(x).view(shape).transpose(1, 2)
-            q = q * cos + rotate_half(q) * sin
-            k = k * cos + rotate_half(k) * sin
+            q, k = rotate(q), rotate(k)
             if cache:
                 k = torch.cat([cache[i][0], k], dim=2)
                 v = torch.cat([cache[i][1], v], dim=2)
