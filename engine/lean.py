@@ -77,7 +77,8 @@ def rotary(cos: torch.Tensor, sin: torch.Tensor):
     return rotate
 
 
-def attention_mask(key_mask: torch.Tensor | None, past: int, new: int) -> torch.Tensor | None:
+def attention_mask(key_mask: torch.Tensor | None, past: int, new: int,
+                   device: torch.device | None = None) -> torch.Tensor | None:
     """Boolean [n, 1, new, past+new]: query i (at position past+i) may see key j when j is a
     real token and j ≤ past+i; every query sees itself, so padding rows stay finite.
 
@@ -86,7 +87,6 @@ def attention_mask(key_mask: torch.Tensor | None, past: int, new: int) -> torch.
     total = past + new
     if key_mask is None and (new == 1 or past == 0):  # see all, or plain causal (is_causal)
         return None
-    device = key_mask.device if key_mask is not None else None
     q_pos = torch.arange(past, total, device=device)[:, None]
     k_pos = torch.arange(total, device=device)[None, :]
     allowed = (k_pos <= q_pos)[None, None]
@@ -119,7 +119,7 @@ class LeanDecoder:
         inner = self.inner
         n, new = input_ids.shape
         past = cache[0][0].size(2) if cache else 0
-        mask = attention_mask(key_mask, past, new)
+        mask = attention_mask(key_mask, past, new, input_ids.device)
         hidden = inner.embed_tokens(input_ids)
         cos, sin = inner.rotary_emb(hidden, position_ids)
         rotate = rotary(cos.unsqueeze(1), sin.unsqueeze(1))

@@ -71,7 +71,12 @@ def test_unpadded_prefill_and_one_token_decode_match():
         torch.testing.assert_close(got, ref.logits[:, -1:], rtol=1e-5, atol=1e-5)
         tok, p = torch.randint(3, 31, (3, 1)), torch.full((3, 1), 6)
         want = model(input_ids=tok, position_ids=p, past_key_values=ref.past_key_values).logits
-        torch.testing.assert_close(lean(tok, p, None, cache)[0], want, rtol=1e-5, atol=1e-5)
+        got, cache = lean(tok, p, None, cache)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+        # several new tokens on a cache without padding: causal among themselves, all of the past
+        more, p3 = torch.randint(3, 31, (3, 3)), 7 + torch.arange(3).expand(3, 3)
+        want = model(input_ids=more, position_ids=p3, past_key_values=ref.past_key_values).logits
+        torch.testing.assert_close(lean(more, p3, None, cache)[0], want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
@@ -102,3 +107,22 @@ def test_other_models_keep_their_own_forward():
     compiled = make(LlamaConfig)
     compiled.model.layers[0]._compiled_call_impl = object()  # what nn.Module.compile leaves behind
     assert lean_decoder(compiled) is None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_cuda_under_bf16_autocast_the_lean_forward_matches_the_model():
+    model = FAMILIES["qwen2-bias"]().cuda().eval()
+    ids, mask = (t.cuda() for t in left_padded_batch())
+    pos = position_ids_from_mask(mask)
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        ref = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+        got, cache = lean_decoder(model)(ids, pos, mask)
+        real = mask.bool()
+        torch.testing.assert_close(got[real].float(), ref.logits[real].float(), rtol=2e-2, atol=2e-2)
+        more = torch.randint(3, 31, (5, 3), device="cuda")
+        mask2 = torch.cat([mask, torch.ones_like(more)], dim=1)
+        pos2 = pos[:, -1:] + 1 + torch.arange(3, device="cuda")
+        want = model(input_ids=more, attention_mask=mask2, position_ids=pos2, past_key_values=ref.past_key_values).logits
+        torch.testing.assert_close(lean_decoder(model)(more, pos2, mask2, cache)[0].float(), want.float(),
+                                   rtol=2e-2, atol=2e-2)
