@@ -14,6 +14,7 @@ import torch
 
 ScaleRewards = Literal["group", "batch", "none"]
 LossType = Literal["grpo", "bnpo", "dr_grpo", "dapo"]
+CLIP_RATIO_STATS = ("clip_ratio/low_mean", "clip_ratio/high_mean", "clip_ratio/region_mean")
 
 ADV_EPS = 1e-4
 
@@ -244,9 +245,8 @@ def policy_loss(
         ratio_d = ratio.detach().expand_as(per_token)
         low = ((ratio_d < 1 - epsilon_low) & (adv < 0)).to(mask.dtype)
         high = ((ratio_d > 1 + epsilon_high) & (adv > 0)).to(mask.dtype)
-        stats["clip_ratio/low_mean"] = masked_mean(low, mask)
-        stats["clip_ratio/high_mean"] = masked_mean(high, mask)
-        stats["clip_ratio/region_mean"] = masked_mean(torch.clamp(low + high, max=1.0), mask)
+        for name, clipped_tokens in zip(CLIP_RATIO_STATS, (low, high, torch.clamp(low + high, max=1.0))):
+            stats[name] = masked_mean(clipped_tokens, mask)
         if entropies is not None:
             stats["entropy"] = masked_mean(entropies.detach(), mask)
     return loss, stats

@@ -527,7 +527,7 @@ class Trainer:
         mask = batch.mask[sl]
         logps = rollout.logprobs[sl].to(mask.device).clone()
         entropy = rollout.entropy[sl].to(mask.device).clone()
-        loss, stats = None, {"clip_ratio/low_mean": 0.0, "clip_ratio/high_mean": 0.0, "clip_ratio/region_mean": 0.0}
+        loss, stats = None, dict.fromkeys(grpo.CLIP_RATIO_STATS, 0.0)  # nothing computed: nothing clipped
         if keep.numel():
             sub = batch.select(keep + sl.start)
             loss, stats, sub_logps, sub_entropy = self._micro_batch_loss(sub, slice(None), num_items)

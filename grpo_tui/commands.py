@@ -7,6 +7,7 @@ possible for the run right now (a read-only or finished run cannot be paused).
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from functools import partial
 
 from textual.binding import Binding
@@ -30,8 +31,8 @@ COMMANDS = (
 class ListedCommands(Provider):
     """A provider over a list of (title, help, callback) that :meth:`_items` makes afresh."""
 
-    def _items(self) -> list[tuple[str, str, object]]:
-        raise NotImplementedError
+    @abstractmethod
+    def _items(self) -> list[tuple[str, str, object]]: ...
 
     async def discover(self) -> Hits:
         for title, help_text, callback in self._items():

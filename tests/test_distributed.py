@@ -77,12 +77,18 @@ def _grpo_tui(*args: str, **kwargs) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
-def test_num_processes_trains_and_only_rank_zero_writes_the_run(tmp_path):
-    run = tmp_path / "run"
-    proc = _grpo_tui("train", "tiny-arithmetic", "--headless", "--num-processes", "2", "--max-steps", "3",
-                     "--output", str(run), "--set", "dataset.task_args.eval_size=32")
+def _train_on_two(preset: str, steps: int, run: Path, eval_size: int) -> str:
+    """``grpo-tui train PRESET --headless --num-processes 2``, to the end; its output."""
+    proc = _grpo_tui("train", preset, "--headless", "--num-processes", "2", "--max-steps", str(steps),
+                     "--output", str(run), "--set", f"dataset.task_args.eval_size={eval_size}")
     out, _ = proc.communicate(timeout=LAUNCH_TIMEOUT)
     assert proc.returncode == 0, out[-3000:]
+    return out
+
+
+def test_num_processes_trains_and_only_rank_zero_writes_the_run(tmp_path):
+    run = tmp_path / "run"
+    out = _train_on_two("tiny-arithmetic", 3, run, eval_size=32)
     assert out.count("── summary") == 1  # rank 0 alone prints
     steps = [r["step"] for r in read_jsonl(run / "metrics.jsonl")]
     assert steps == [0, 1, 2, 3]  # every step once: one writer
@@ -200,9 +206,6 @@ def test_a_killed_two_process_run_resumes_on_two_processes(tmp_path):
 def test_dynamic_sampling_refills_in_step_across_processes(tmp_path):
     """DAPO's refills: every process draws the same number of extra rounds (the most any needs)."""
     run = tmp_path / "run"
-    proc = _grpo_tui("train", "tiny-dapo", "--headless", "--num-processes", "2", "--max-steps", "4",
-                     "--output", str(run), "--set", "dataset.task_args.eval_size=16")
-    out, _ = proc.communicate(timeout=LAUNCH_TIMEOUT)
-    assert proc.returncode == 0, out[-3000:]
+    _train_on_two("tiny-dapo", 4, run, eval_size=16)
     rounds = [r["dynamic_sampling/rounds"] for r in read_jsonl(run / "metrics.jsonl") if "dynamic_sampling/rounds" in r]
     assert len(rounds) == 4 and all(r >= 1 for r in rounds)

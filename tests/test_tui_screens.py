@@ -20,6 +20,22 @@ def run(coro) -> None:
     asyncio.run(coro)
 
 
+async def palette(pilot, text: str) -> None:
+    """Run the command-palette entry that ``text`` finds first."""
+    await pilot.press("ctrl+p")
+    await pilot.press(*text)
+    await pilot.pause(0.3)
+    await pilot.press("enter")
+    await pilot.pause(0.1)
+
+
+async def open_inspector(pilot) -> InspectorScreen:
+    await pilot.press("i")
+    inspector = pilot.app.screen
+    assert isinstance(inspector, InspectorScreen)
+    return inspector
+
+
 def test_read_only_run_disables_controls_and_lists_commands() -> None:
     async def go() -> None:
         app = GrpoApp(run_dir=str(RECORDED), clock=lambda: 0.0)
@@ -29,11 +45,7 @@ def test_read_only_run_disables_controls_and_lists_commands() -> None:
             for action in ("pause", "checkpoint", "adjust", "stop"):
                 assert screen.check_action(action, ()) is None
             await pilot.press("p")  # nothing happens, nothing breaks
-            await pilot.press("ctrl+p")
-            await pilot.press(*"inspect")
-            await pilot.pause(0.3)
-            await pilot.press("enter")
-            await pilot.pause(0.1)
+            await palette(pilot, "inspect")
             assert isinstance(app.screen, InspectorScreen)
 
     run(go())
@@ -43,9 +55,7 @@ def test_inspector_filters_and_steps() -> None:
     async def go() -> None:
         app = GrpoApp(run_dir=str(RECORDED), clock=lambda: 0.0)
         async with app.run_test(size=(100, 30)) as pilot:
-            await pilot.press("i")
-            inspector = app.screen
-            assert isinstance(inspector, InspectorScreen)
+            inspector = await open_inspector(pilot)
             assert inspector.step == 12
             await pilot.press("g")
             await pilot.press("3", "enter")
@@ -73,22 +83,12 @@ def test_inspector_actions_are_in_the_palette_by_what_they_do() -> None:
     async def go() -> None:
         app = GrpoApp(run_dir=str(RECORDED), clock=lambda: 0.0)
         async with app.run_test(size=(80, 24)) as pilot:
-            await pilot.press("i")
-            inspector = app.screen
-            assert isinstance(inspector, InspectorScreen)
+            inspector = await open_inspector(pilot)
             assert not inspector.only_truncated
-            await pilot.press("ctrl+p")
-            await pilot.press(*"only truncated")
-            await pilot.pause(0.3)
-            await pilot.press("enter")
-            await pilot.pause(0.1)
+            await palette(pilot, "only truncated")
             assert app.screen is inspector and inspector.only_truncated
             step = inspector.step
-            await pilot.press("ctrl+p")
-            await pilot.press(*"previous step")
-            await pilot.pause(0.3)
-            await pilot.press("enter")
-            await pilot.pause(0.1)
+            await palette(pilot, "previous step")
             assert inspector.step == step - 1
 
     run(go())
