@@ -4,7 +4,8 @@ shares about them, :class:`ConfigError`, and a config's plain-data and YAML form
 :class:`RunConfig` fields with one nested ``dataset:`` block. Field names follow TRL's
 ``GRPOConfig`` (and transformers' ``TrainingArguments``) wherever those have the field, so a
 TRL user can read a preset without a glossary. Checking values and building a
-:class:`RunConfig` is :mod:`engine.config_checks`; YAML text, ``--set`` overrides and preset
+:class:`RunConfig` is :mod:`engine.config_fields` (each field) and :mod:`engine.config_checks`
+(across fields, and building); YAML text, ``--set`` overrides and preset
 files are :mod:`engine.presets`.
 """
 

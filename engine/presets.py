@@ -14,7 +14,8 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from engine.config import REPO_ROOT, ConfigError, DatasetConfig, PresetInfo, RunConfig
-from engine.config_checks import _BAD, _SCHEMA, _copy, _describe, _did_you_mean, _exists, _Spec, _validate
+from engine.config_checks import _exists, _validate
+from engine.config_fields import _BAD, _SCHEMA, _copy, _describe, _did_you_mean, _Spec
 
 
 # --------------------------------------------------------------------------- YAML text

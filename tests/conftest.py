@@ -1,4 +1,5 @@
-"""Shared fixtures: offline mode, the bundled tiny model, and short real training runs."""
+"""Shared fixtures: offline mode, the bundled tiny model, short real training runs, and a
+folder standing in for a local model."""
 
 from __future__ import annotations
 
@@ -12,6 +13,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = ROOT / "assets" / "tiny-model"
+
+
+def write(path: Path, text: str) -> Path:
+    """``text`` written to ``path`` (folders made as needed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def tiny_config(tmp_path: Path, *overrides: str):
@@ -42,3 +50,11 @@ def short_run(tmp_path_factory):
     cfg = tiny_config(tmp, "max_steps=6", "save_steps=3", "log_completions_groups=2")
     trainer, events = train(cfg)
     return trainer, events
+
+
+@pytest.fixture
+def model_dir(tmp_path) -> Path:
+    d = tmp_path / "model"
+    d.mkdir()
+    (d / "config.json").write_text("{}")
+    return d
