@@ -16,26 +16,30 @@ import numpy as np
 import torch
 
 from engine.config import dump_yaml
+from engine.sharding import load_optimizer_state
 
 COMPLETE = "COMPLETE"
 STATE = "trainer_state.json"
 TRAINING = "training_state.pt"
 
 
-def save_checkpoint(trainer, final_path: Path, sampling_per_rank: list | None = None) -> Path:
+def save_checkpoint(trainer, final_path: Path, sampling_per_rank: list | None = None,
+                    weights: dict | None = None, optimizer_state: dict | None = None) -> Path:
     """Everything to continue ``trainer``'s run, atomically; ``sampling_per_rank``: every
-    process's sampling-generator state when several train the run."""
+    process's sampling-generator state when several train the run; ``weights`` and
+    ``optimizer_state``: the whole of each, gathered beforehand when the model is sharded
+    (:mod:`engine.sharding`), else read from the trainer."""
     final_path = Path(final_path)
     tmp = final_path.parent / f".tmp-{final_path.name}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        trainer.model.save_pretrained(tmp, safe_serialization=True)
+        trainer.model.save_pretrained(tmp, safe_serialization=True, state_dict=weights)
         trainer.tokenizer.save_pretrained(tmp)
         torch.save(
             {
-                "optimizer": trainer.optimizer.state_dict(),
+                "optimizer": trainer.optimizer.state_dict() if optimizer_state is None else optimizer_state,
                 "scheduler": trainer.scheduler.state_dict(),
                 "batch": trainer.batch if trainer.reuses_batch else None,  # the round later steps still use
                 "rng": {
@@ -99,7 +103,7 @@ def load_training_state(trainer, path: Path) -> dict:
     returns trainer_state.json (step, counters, adjustments)."""
     path = Path(path)
     blob = torch.load(path / TRAINING, map_location="cpu", weights_only=False)  # our own file
-    trainer.optimizer.load_state_dict(blob["optimizer"])
+    load_optimizer_state(trainer.model, trainer.optimizer, blob["optimizer"])
     trainer.scheduler.load_state_dict(blob["scheduler"])
     rng = blob["rng"]
     random.setstate(rng["python"])

@@ -8,7 +8,8 @@ and happens at fixed points of a step, identically on every rank:
   whole batch (groups never straddle ranks, so group statistics are local anyway);
 - **loss normaliser**: the token count of the whole batch (DAPO), so the averaged gradients
   equal those of one process on the same global batch;
-- **gradients**: averaged by DDP (or sharded by FSDP / ZeRO: accelerate's ``prepare``);
+- **gradients**: averaged by DDP, or reduce-scattered by FSDP2 (accelerate's ``prepare``;
+  see :mod:`engine.sharding` for what runs on full weights);
 - **metrics**: reduced (mean, or min / max / sum where that is the meaning);
 - **viewer requests** (pause, adjust, checkpoint, stop): taken on rank 0, which alone
   talks to the dashboard and writes the run directory, and broadcast to all ranks at the
@@ -42,14 +43,17 @@ def _rule(name: str) -> str:
     return "mean"
 
 
-UNSUPPORTED = ("FSDP", "DEEPSPEED", "MEGATRON_LM")
+UNSUPPORTED = ("DEEPSPEED", "MEGATRON_LM")
 
 
 def unsupported_message(kind: str) -> str:
-    """Why a sharded setup is refused, and what to use instead."""
-    return (f"{kind} is not supported yet: every rank samples with its full copy of the weights, which sharded "
-            f"parameters do not give. Use data parallelism (--num-processes N or presets/accelerate/ddp.yaml) "
-            f"with LoRA (peft), gradient_checkpointing and bf16 to fit large models")
+    """Why a distributed setup is refused, and what to use instead."""
+    return (f"{kind} is not supported: use FSDP2 to shard parameters, gradients and optimizer state "
+            f"(presets/accelerate/fsdp.yaml) or data parallelism (--num-processes N or presets/accelerate/ddp.yaml)")
+
+
+FSDP1_MESSAGE = ("FSDP version 1 is not supported: set fsdp_version: 2 under fsdp_config in the accelerate config "
+                 "(presets/accelerate/fsdp.yaml)")
 
 
 COLLECTIVE_TIMEOUT = timedelta(hours=3)
@@ -168,11 +172,12 @@ class Dist:
         return process_state().device
 
     # ------------------------------------------------------------------ the model
-    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
-        """The model the update runs through: DDP (or FSDP / DeepSpeed, as ``accelerate
-        launch`` was configured) across ranks; the model itself in one process."""
+    def prepare(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer):
+        """``(training model, optimizer)``: DDP around the model, or the model sharded in place
+        by FSDP2 with the optimizer moved onto its shards, as ``accelerate launch`` was
+        configured; the two unchanged in one process."""
         if not self.enabled:
-            return model
+            return model, optimizer
         from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs
 
@@ -182,7 +187,12 @@ class Dist:
         kind = str(self.accelerator.distributed_type).rpartition(".")[2]
         if kind in UNSUPPORTED:
             raise RuntimeError(unsupported_message(kind))
-        return self.accelerator.prepare_model(model)
+        if kind == "FSDP":
+            if not self.accelerator.is_fsdp2:
+                raise RuntimeError(FSDP1_MESSAGE)
+            model, wrapped = self.accelerator.prepare(model, optimizer)
+            return model, wrapped.optimizer  # the update steps it itself (no accelerate bookkeeping)
+        return self.accelerator.prepare_model(model), optimizer
 
     def no_sync(self, model: torch.nn.Module, last_micro_batch: bool):
         """Skip the gradient all-reduce on all but the last micro-batch of an optimizer step."""

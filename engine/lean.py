@@ -25,6 +25,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from engine.sharding import is_sharded
+
 SUPPORTED = frozenset({"llama", "qwen2", "qwen3", "mistral"})
 
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [n, kv_heads, length, head_dim]
@@ -39,6 +41,8 @@ def _unwrap(model):
 def lean_decoder(model) -> LeanDecoder | None:
     """A :class:`LeanDecoder` for ``model`` when its architecture allows, else None."""
     causal = _unwrap(model)
+    if is_sharded(causal):  # FSDP's hooks gather and release the weights around each layer: they must run
+        return None
     config = getattr(causal, "config", None)
     inner = getattr(causal, "model", None)
     if config is None or inner is None or getattr(config, "model_type", None) not in SUPPORTED:

@@ -123,12 +123,13 @@ def with_lora(model, options: dict, adapter_path=None):
     return get_peft_model(model, lora)
 
 
-def save_final(model, tokenizer, path, peft_options: dict | None) -> None:
+def save_final(model, tokenizer, path, peft_options: dict | None, weights: dict | None = None) -> None:
     """``final/``: the full model in save_pretrained format; with LoRA the adapter, or the merged
-    model when ``merge_on_save`` is set (loadable with AutoModelForCausalLM directly)."""
+    model when ``merge_on_save`` is set (loadable with AutoModelForCausalLM directly).
+    ``weights``: the whole state dict when the model is sharded (gathered beforehand)."""
     if peft_options is not None and peft_options.get("merge_on_save"):
         model = model.merge_and_unload()
-    model.save_pretrained(path, safe_serialization=True)
+    model.save_pretrained(path, safe_serialization=True, state_dict=weights)
     tokenizer.save_pretrained(path)
 
 

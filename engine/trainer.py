@@ -8,6 +8,7 @@ applied at a step boundary.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import threading
@@ -63,6 +64,7 @@ from engine.rollout import Rollout, SamplingParams, TransformersRollout
 from engine.rundir import NullWriter, RunWriter, truncate_after
 from engine.samples import sample_groups
 from engine.scheduler import lr_lambda
+from engine.sharding import full_optimizer_state, full_state_dict, full_tensor, full_weights, is_sharded
 
 
 def default_run_dir(cfg: RunConfig) -> Path:
@@ -214,16 +216,18 @@ class Trainer:
             self.control.subscribe(reporter)
         self.reward_weights = torch.tensor(cfg.reward_weights or [1.0] * len(self.reward_names))
         self.eos_ids = eos_token_ids(self.model, self.tokenizer)
+        # DDP across processes, or FSDP2 sharding the model in place (see engine.sharding); alone, the model itself
+        self.train_model, self.optimizer = self.dist.prepare(self.model, make_optimizer(self.model, cfg, self.device))
+        self.sharded = is_sharded(self.model)
         if cfg.use_vllm and given["rollout_backend"] is None:
             from engine.vllm_rollout import make_vllm_backend
 
-            self.backend = make_vllm_backend(cfg, self.model, self.tokenizer.pad_token_id, self.eos_ids, self.dist)
+            with full_weights(self.model):  # the engine starts from the whole weights
+                self.backend = make_vllm_backend(cfg, self.model, self.tokenizer.pad_token_id, self.eos_ids, self.dist)
         else:
             self.backend = (given["rollout_backend"] or TransformersRollout)(
                 self.model, self.tokenizer.pad_token_id, self.eos_ids)
         self.sampling_gen = torch.Generator(device="cpu").manual_seed(cfg.seed + self.dist.rank)
-        self.train_model = self.dist.prepare(self.model)  # DDP across processes; the model itself alone
-        self.optimizer = make_optimizer(self.model, cfg, self.device)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg))
         self.health = HealthMonitor()
         self.batch: Batch | None = None
@@ -259,6 +263,10 @@ class Trainer:
             model=cfg.model_name_or_path, device=str(self.device), start_step=self.step,
         ))
         self._log("info", "status", f"model {cfg.model_name_or_path} ({n_params / 1e6:.2f}M params) on {self.device}")
+        if self.dist.enabled:
+            how = "parameters sharded by FSDP2" if self.sharded else "data parallel (DDP)"
+            self._log("info", "distributed", f"{self.dist.world} processes, {how}",
+                      data={"processes": self.dist.world, "sharded": self.sharded})
         if self.resume_from is not None:
             self._log("info", "resume", f"resumed from {self.resume_from} at step {self.step}", step=self.step,
                       data={"checkpoint": str(self.resume_from)})
@@ -306,7 +314,8 @@ class Trainer:
         i = (step - 1) % (steps_per_round * cfg.num_iterations)
         new_round = i == 0 or self.batch is None
         if new_round:
-            self.batch = self._make_batch(step, timings)  # Generate, Score, Advantages
+            with full_weights(self.model):  # sharded: gathered once for the whole round (no-op otherwise)
+                self.batch = self._make_batch(step, timings)  # Generate, Score, Advantages
         batch = self.batch
         part = slice((i % steps_per_round) * per_step, (i % steps_per_round + 1) * per_step)
         if self.ranked:  # the groups' own sizes decide how many rows a step has
@@ -476,7 +485,7 @@ class Trainer:
                 if p.requires_grad:
                     p.grad = torch.zeros_like(p)
 
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        grad_norm = full_tensor(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm))
 
         lr = self.optimizer.param_groups[0]["lr"]
         if math.isfinite(total_loss) and bool(torch.isfinite(grad_norm)):
@@ -493,10 +502,13 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         if cfg.sync_ref_model and isinstance(self.ref_model, torch.nn.Module) and self.step % cfg.ref_model_sync_steps == 0:
-            grpo.mix_into_reference(self.ref_model, self.model, cfg.ref_model_mixup_alpha)
+            with full_weights(self.model):
+                grpo.mix_into_reference(self.ref_model, self.model, cfg.ref_model_mixup_alpha)
             self._log("info", "ref_sync", f"reference model moved towards the policy (alpha {cfg.ref_model_mixup_alpha})",
                       step=self.step)
-        self.backend.sync_weights(self.model)
+        pushes = getattr(self.backend, "separate_engine", False)  # its own copy of the weights, sent whole
+        with full_weights(self.model) if pushes else contextlib.nullcontext():
+            self.backend.sync_weights(self.model)
         rollout = batch.rollout
         self.num_tokens += int(rollout.prompt_mask[part].sum() + rollout.completion_mask[part].sum())
         return {"loss": total_loss, "grad_norm": float(grad_norm), "learning_rate": lr, "stats": sums}
@@ -589,9 +601,13 @@ class Trainer:
         return None
 
     def _logps(self, model, rollout: Rollout, sl: slice = slice(None), with_entropy: bool = False):
-        """Per-token log-probs (and entropies) of the completion tokens under ``model``, at T."""
+        """Per-token log-probs (and entropies) of the completion tokens under ``model``, at T.
+
+        Sharded and with gradients, one forward per micro-batch (no shared prompt, whose length
+        buckets differ between ranks): FSDP's per-layer collectives need the same calls on every rank."""
+        group = 1 if self.sharded and torch.is_grad_enabled() else self.share_group
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
-            return completion_logps(model, rollout, sl, self.share_group, self.cfg.temperature, with_entropy)
+            return completion_logps(model, rollout, sl, group, self.cfg.temperature, with_entropy)
 
     # ------------------------------------------------------------------ between steps
     def _between_steps(self) -> None:
@@ -695,10 +711,13 @@ class Trainer:
         self._set_state(RunState.CHECKPOINTING, f"saving checkpoint at step {self.step}")
         # every rank's sampling stream, so a resumed multi-process run samples as it would have
         sampling_states = self.dist.gather_object(self.sampling_gen.get_state())
+        weights = full_state_dict(self.model)  # sharded: gathered on rank 0 (every rank takes part)
+        optimizer_state = full_optimizer_state(self.model, self.optimizer)
         error = None
         if self.dist.is_main:
             try:
-                path = ckpt.save_checkpoint(self, self.writer.checkpoint_dir(self.step), sampling_states)
+                path = ckpt.save_checkpoint(self, self.writer.checkpoint_dir(self.step), sampling_states,
+                                            weights, optimizer_state)
                 ckpt.prune(self.run_dir, self.cfg.save_total_limit)
             except OSError as exc:
                 error = str(exc)
@@ -719,28 +738,34 @@ class Trainer:
         rows = self.data.eval[: cfg.eval_max_samples] if cfg.eval_max_samples else self.data.eval
         if not rows or not self.evaluate:
             return {}
-        if self.ranked:
-            if not self.dist.is_main:  # forward passes only: rank 0 alone, the others wait
-                return {}
-            metrics = ranking_eval(rows, self._ranked_rollout, self._logps_chunked_current)
-        else:
-            if not can_evaluate(self.reward_funcs, self.data.task):
-                return {}
-            # Every process judges its share; all generate as many prompts (the last share is
-            # padded and the padding dropped), so tensor-parallel engines stay in step.
-            world, rank = self.dist.world, self.dist.rank
-            mine = rows[rank::world]
-            real = len(mine)
-            mine = mine + rows[:1] * (-(-len(rows) // world) - real)
-            tally = eval_tally(self.renderer, self.backend, self.tokenizer, self.reward_funcs, self.data.task, mine,
-                               self.sampling_params(greedy=True), cfg.num_generations_eval, self.sampling_params())
-            metrics = eval_metrics(self.dist.gather_object(tally[:real]), cfg.num_generations_eval)
+        with full_weights(self.model):  # sharded: ranks generate different lengths; ranked eval is rank 0's
+            metrics = self._eval_metrics(rows)
+        if not metrics:
+            return {}
         self.last_eval = metrics
         self._publish(EvalResult(step=step, metrics=metrics))
         text = ", ".join(f"{k.removeprefix('eval/')} {v:.3f}" for k, v in metrics.items()
                          if not k.endswith(("length", "clipped_ratio")))
         self._log("info", "eval", f"held-out {text} on {len(rows)} prompts ({why})", step=step, data=metrics)
         return metrics
+
+    def _eval_metrics(self, rows: list[dict]) -> dict[str, float]:
+        cfg = self.cfg
+        if self.ranked:
+            if not self.dist.is_main:  # forward passes only: rank 0 alone, the others wait
+                return {}
+            return ranking_eval(rows, self._ranked_rollout, self._logps_chunked_current)
+        if not can_evaluate(self.reward_funcs, self.data.task):
+            return {}
+        # Every process judges its share; all generate as many prompts (the last share is
+        # padded and the padding dropped), so tensor-parallel engines stay in step.
+        world, rank = self.dist.world, self.dist.rank
+        mine = rows[rank::world]
+        real = len(mine)
+        mine = mine + rows[:1] * (-(-len(rows) // world) - real)
+        tally = eval_tally(self.renderer, self.backend, self.tokenizer, self.reward_funcs, self.data.task, mine,
+                           self.sampling_params(greedy=True), cfg.num_generations_eval, self.sampling_params())
+        return eval_metrics(self.dist.gather_object(tally[:real]), cfg.num_generations_eval)
 
     def _ranked_rollout(self, rows: list[dict]):
         return ranked_rollout(rows, [self.renderer.ids(r["prompt"]) for r in rows], self.tokenizer, self.eos_ids[0],
@@ -752,8 +777,9 @@ class Trainer:
     def _finish(self) -> None:
         self._set_state(RunState.STOPPING, "saving final model")
         final = self.writer.final_dir
+        weights = full_state_dict(self.model)
         if self.dist.is_main:
-            save_final(self.model, self.tokenizer, final, self.cfg.peft)
+            save_final(self.model, self.tokenizer, final, self.cfg.peft, weights)
         self.dist.barrier()
         if self.step < self.cfg.max_steps and self.step > 0:  # stopped early: the last step had no eval
             self._evaluate(self.step, "at stop")

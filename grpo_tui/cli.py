@@ -258,8 +258,8 @@ def _launch_processes(args) -> int:
         launch += ["--mixed_precision", "no", "--dynamo_backend", "no"]
         if n > 1:
             launch += ["--multi_gpu"]
-        if not torch.cuda.is_available():
-            env["ACCELERATE_USE_CPU"] = "1"  # --multi_gpu then means processes on the CPU (gloo)
+    if not torch.cuda.is_available():
+        env["ACCELERATE_USE_CPU"] = "1"  # several processes then talk over gloo on the CPU
     command = [*launch, "-m", "grpo_tui", *argv]
     if args.detach:
         return _start_in_background(command, run_dir, env)
@@ -271,7 +271,7 @@ def _accelerate_config_problem(path) -> str | None:
     """What is wrong with an accelerate config file for this trainer, or None."""
     import yaml
 
-    from engine.distributed import UNSUPPORTED, unsupported_message
+    from engine.distributed import FSDP1_MESSAGE, UNSUPPORTED, unsupported_message
 
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -279,8 +279,15 @@ def _accelerate_config_problem(path) -> str | None:
         return f"accelerate config {path} not found"
     except yaml.YAMLError as err:
         return f"accelerate config {path} is not valid YAML: {err}"
-    kind = str(config.get("distributed_type", "")).upper() if isinstance(config, dict) else ""
-    return f"{path}: {unsupported_message(kind)}" if kind in UNSUPPORTED else None
+    if not isinstance(config, dict):
+        return f"accelerate config {path} is not a mapping of settings"
+    kind = str(config.get("distributed_type", "")).upper()
+    if kind in UNSUPPORTED:
+        return f"{path}: {unsupported_message(kind)}"
+    fsdp = config.get("fsdp_config") or {}
+    if kind == "FSDP" and str(fsdp.get("fsdp_version", 1) if isinstance(fsdp, dict) else 1) != "2":
+        return f"{path}: {FSDP1_MESSAGE}"
+    return None
 
 
 def _vllm_serve(args) -> int:

@@ -17,6 +17,7 @@ from engine.rundir import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 ONE_STEP = ROOT / "tests" / "helpers" / "one_step.py"
+FSDP_ON_CPU = ROOT / "tests" / "helpers" / "fsdp_on_cpu"
 LAUNCH_TIMEOUT = 240
 
 
@@ -30,33 +31,52 @@ def _env() -> dict:
     return {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "ACCELERATE_USE_CPU": "1"}
 
 
-def _one_step(out: Path, processes: int, per_device: int, *overrides: str) -> None:
+def _fsdp_config(tmp: Path, processes: int = 2) -> Path:
+    """The shipped FSDP2 config for ``processes`` ranks."""
+    text = (ROOT / "presets" / "accelerate" / "fsdp.yaml").read_text(encoding="utf-8")
+    path = tmp / "fsdp.yaml"
+    path.write_text(text.replace("num_processes: 8", f"num_processes: {processes}"), encoding="utf-8")
+    return path
+
+
+def _fsdp_env() -> dict:
+    """Processes launched with an FSDP config shard on CPU too (see the helper's docstring)."""
+    paths = [str(FSDP_ON_CPU), os.environ.get("PYTHONPATH", "")]
+    return {**_env(), "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+
+
+def _one_step(out: Path, processes: int, per_device: int, *overrides: str, fsdp: bool = False) -> None:
     out.mkdir(parents=True)
     if processes == 1:
         cmd = [sys.executable, str(ONE_STEP)]
     else:
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--main_process_port", str(_free_port()), str(ONE_STEP)]
-    done = subprocess.run([*cmd, str(out), str(per_device), *overrides], cwd=ROOT, env=_env(),
+        setup = (["--config_file", str(_fsdp_config(out, processes))] if fsdp else
+                 ["--multi_gpu", "--mixed_precision", "no", "--dynamo_backend", "no"])
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", *setup, "--num_processes", str(processes),
+               "--num_machines", "1", "--main_process_port", str(_free_port()), str(ONE_STEP)]
+    done = subprocess.run([*cmd, str(out), str(per_device), *overrides], cwd=ROOT, env=_fsdp_env() if fsdp else _env(),
                           capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
-@pytest.mark.parametrize("overrides", [
-    ("loss_type=dapo", "scale_rewards=batch", "gradient_accumulation_steps=2"),
-    ("loss_type=grpo", "scale_rewards=group"),
-], ids=["dapo-batch-accum2", "grpo-group"])
-def test_two_processes_compute_the_loss_and_gradients_of_one_process(tmp_path, overrides):
-    """Same global batch (16 completions per micro-batch alone, 8 on each of two ranks):
-    the loss and every parameter's gradient agree within float tolerance."""
+@pytest.mark.parametrize(("overrides", "fsdp"), [
+    (("loss_type=dapo", "scale_rewards=batch", "gradient_accumulation_steps=2"), False),
+    (("loss_type=grpo", "scale_rewards=group"), False),
+    (("loss_type=dapo", "scale_rewards=batch", "gradient_accumulation_steps=2"), True),
+], ids=["dapo-batch-accum2", "grpo-group", "fsdp2-dapo-batch-accum2"])
+def test_two_processes_compute_the_loss_and_gradients_of_one_process(tmp_path, overrides, fsdp):
+    """Same global batch (16 completions per micro-batch alone, 8 on each of two ranks, the
+    model replicated by DDP or sharded by FSDP2): the loss and every parameter's gradient
+    agree within float tolerance."""
     _one_step(tmp_path / "one", 1, 16, *overrides)
-    _one_step(tmp_path / "two", 2, 8, *overrides)
+    _one_step(tmp_path / "two", 2, 8, *overrides, fsdp=fsdp)
     one, two = torch.load(tmp_path / "one" / "grads.pt"), torch.load(tmp_path / "two" / "grads.pt")
     assert one.keys() == two.keys() and len(one) > 10
     assert any(float(g.abs().max()) > 0 for g in one.values())  # a real gradient, not zeros
     for name in one:
         torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-6, msg=name)
+    setup = [e["data"] for e in read_jsonl(tmp_path / "two" / "run" / "events.jsonl") if e["kind"] == "distributed"]
+    assert setup == [{"processes": 2, "sharded": fsdp}]
     m1 = read_jsonl(tmp_path / "one" / "run" / "metrics.jsonl")[-1]
     m2 = read_jsonl(tmp_path / "two" / "run" / "metrics.jsonl")[-1]
     for key in ("loss", "grad_norm", "reward", "advantage/std", "num_tokens", "completions/mean_length"):
@@ -149,13 +169,18 @@ def test_a_two_process_run_obeys_adjust_and_stop_sent_to_it(tmp_path):
     assert len(adjusted) == 1 and json.dumps(adjusted[0]["data"]) == json.dumps({"learning_rate": 1e-5})
 
 
-def test_sharded_setups_are_refused_with_what_to_use_instead(tmp_path):
-    config = tmp_path / "fsdp.yaml"
-    config.write_text("distributed_type: FSDP\nnum_processes: 2\n")
-    proc = _grpo_tui("train", "tiny-arithmetic", "--headless", "--accelerate-config", str(config))
+@pytest.mark.parametrize(("config", "says"), [
+    ("distributed_type: DEEPSPEED\nnum_processes: 2\n", "DEEPSPEED is not supported"),
+    ("distributed_type: FSDP\nnum_processes: 2\n", "FSDP version 1 is not supported"),
+    ("distributed_type: FSDP\nfsdp_config:\n  fsdp_version: 1\n", "set fsdp_version: 2"),
+], ids=["deepspeed", "fsdp-default-version", "fsdp1"])
+def test_unsupported_setups_are_refused_with_what_to_use_instead(tmp_path, config, says):
+    path = tmp_path / "accelerate.yaml"
+    path.write_text(config)
+    proc = _grpo_tui("train", "tiny-arithmetic", "--headless", "--accelerate-config", str(path))
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 2 and "Traceback" not in out
-    assert "FSDP is not supported yet" in out and "--num-processes" in out
+    assert says in out and "presets/accelerate/fsdp.yaml" in out
 
 
 def test_zero_processes_is_refused_not_ignored():
@@ -164,10 +189,63 @@ def test_zero_processes_is_refused_not_ignored():
     assert proc.returncode == 2 and "--num-processes must be at least 1" in out and "Traceback" not in out
 
 
-def test_the_shipped_ddp_config_is_accepted():
+def test_the_shipped_accelerate_configs_are_accepted():
     from grpo_tui.cli import _accelerate_config_problem
 
-    assert _accelerate_config_problem(ROOT / "presets" / "accelerate" / "ddp.yaml") is None
+    for name in ("ddp.yaml", "fsdp.yaml"):
+        assert _accelerate_config_problem(ROOT / "presets" / "accelerate" / name) is None, name
+
+
+def _metrics_by_step(run: Path) -> dict[int, dict]:
+    return {r["step"]: r for r in read_jsonl(run / "metrics.jsonl")}
+
+
+def _resume_from_step(run: Path, copy: Path, step: int, *launch: str, env: dict) -> None:
+    """``grpo-tui resume`` a copy of ``run`` cut back to its checkpoint at ``step``."""
+    import shutil
+
+    shutil.copytree(run, copy)
+    shutil.rmtree(copy / "final")
+    for later in (copy / "checkpoints").glob("step-*"):
+        if int(later.name.removeprefix("step-")) > step:
+            shutil.rmtree(later)
+    proc = subprocess.run([sys.executable, "-m", "grpo_tui", "resume", str(copy), "--headless", *launch], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_an_fsdp_run_saves_whole_models_and_checkpoints_that_resume_exactly(tmp_path):
+    """FSDP2 on two processes: the final model is whole and loads on its own; resuming the
+    step-2 checkpoint (whole weights, optimizer state gathered by name) on FSDP repeats
+    steps 3-4 exactly, and the same checkpoint resumes in one process too."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    config, run = _fsdp_config(tmp_path), tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "grpo_tui", "train", "tiny-arithmetic", "--headless", "--accelerate-config", str(config),
+         "--max-steps", "4", "--output", str(run), "--set", "save_steps=2", "--set", "dataset.task_args.eval_size=16"],
+        cwd=ROOT, env=_fsdp_env(), capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert [e["data"]["sharded"] for e in read_jsonl(run / "events.jsonl") if e["kind"] == "distributed"] == [True]
+    final = load_file(run / "final" / "model.safetensors")
+    base = load_file(ROOT / "assets" / "tiny-model" / "model.safetensors")
+    assert final.keys() >= base.keys() and any(not torch.equal(final[k], base[k]) for k in base)
+    model = AutoModelForCausalLM.from_pretrained(run / "final")
+    assert type(model).__name__ == "LlamaForCausalLM"  # not the FSDP class the run trained
+
+    _resume_from_step(run, tmp_path / "again", 2, "--accelerate-config", str(config), env=_fsdp_env())
+    first, again = _metrics_by_step(run), _metrics_by_step(tmp_path / "again")
+    assert sorted(again) == [0, 1, 2, 3, 4]
+    for step in (3, 4):
+        for key in ("loss", "grad_norm", "kl", "reward"):
+            assert again[step][key] == pytest.approx(first[step][key], rel=1e-5, abs=1e-8), (step, key)
+    resumed_final = load_file(tmp_path / "again" / "final" / "model.safetensors")
+    for name in final:
+        torch.testing.assert_close(resumed_final[name], final[name], rtol=1e-5, atol=1e-7, msg=name)
+
+    _resume_from_step(run, tmp_path / "alone", 2, env=_env())  # the sharded checkpoint, one process
+    assert sorted(_metrics_by_step(tmp_path / "alone")) == [0, 1, 2, 3, 4]
 
 
 def test_a_killed_two_process_run_resumes_on_two_processes(tmp_path):

@@ -4,7 +4,8 @@
 
 Each prompt's completions are sampled with a generator seeded by the prompt itself, so one
 process and several processes sample the same completions for the same global batch. Rank 0
-saves the gradients the optimizer step used to ``OUT/grads.pt``; the run goes to ``OUT/run``.
+saves the gradients the optimizer step used to ``OUT/grads.pt`` (whole, when FSDP shards them);
+the run goes to ``OUT/run``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ warnings.filterwarnings("ignore", message="Seems like `optimizer.step()` has bee
 from engine.presets import load_preset  # noqa: E402
 from engine.control import Control, RunStarted  # noqa: E402
 from engine.rollout import TransformersRollout, concat_rollouts  # noqa: E402
+from engine.sharding import full_tensor  # noqa: E402
 from engine.trainer import Trainer  # noqa: E402
 
 
@@ -60,7 +62,8 @@ def main() -> None:
         optimizer_step = trainer.optimizer.step
 
         def step(*args, **kwargs):
-            grads.update({n: p.grad.detach().clone() for n, p in trainer.model.named_parameters() if p.grad is not None})
+            grads.update({n: full_tensor(p.grad.detach()).clone()  # whole gradients under FSDP (every rank gathers)
+                          for n, p in trainer.model.named_parameters() if p.grad is not None})
             return optimizer_step(*args, **kwargs)
 
         trainer.optimizer.step = step

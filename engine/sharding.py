@@ -1,0 +1,121 @@
+"""Sharded parameters (FSDP2, set up by ``accelerate launch`` with an FSDP config).
+
+FSDP splits every parameter, its gradient and its optimizer state across the ranks, so a
+rank holds 1/N of the training state. The update's forward and backward gather each layer's
+weights as they reach it and scatter its gradients back: one collective per layer, so every
+rank must make the same forward calls in the same order.
+
+Everything else in a step either makes a different number of forward calls on each rank
+(sampling stops when a rank's completions end; length buckets differ) or runs on rank 0
+alone (ranked evaluation). Those stretches run inside :func:`full_weights`: every rank
+gathers the whole model once, forwards need no collective, and the shards come back at the
+end. Memory: the full weights during sampling, as with any generation from a sharded model.
+
+Saving needs the whole tensors too: :func:`full_state_dict` and :func:`full_optimizer_state`
+gather them (a collective: every rank calls), and rank 0 writes them in the usual formats.
+
+Without sharding every function here is the identity or a plain state dict.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+
+def fsdp_modules(model: torch.nn.Module) -> list:
+    """The FSDP units of ``model`` (the root and each wrapped layer); empty when unsharded."""
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # a torch built without distributed support
+        return []
+    return [m for m in model.modules() if isinstance(m, FSDPModule)]
+
+
+def is_sharded(model: torch.nn.Module) -> bool:
+    return bool(fsdp_modules(model))
+
+
+@contextlib.contextmanager
+def full_weights(model: torch.nn.Module) -> Iterator[None]:
+    """Every rank holds ``model``'s whole weights inside the block; forwards make no collective.
+
+    A collective on entry and exit: every rank enters at the same point. Nested use is a no-op."""
+    units = fsdp_modules(model)
+    if not units or getattr(model, "_grpo_full_weights", False):
+        yield
+        return
+    for unit in units:
+        unit.unshard()
+        unit.set_reshard_after_forward(False)
+    model._grpo_full_weights = True
+    try:
+        yield
+    finally:
+        model._grpo_full_weights = False
+        for unit in units:
+            unit.set_reshard_after_forward(True)
+            unit.reshard()
+
+
+def full_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """A plain tensor from a (possibly sharded) one: the gradient norm over every shard, a
+    whole weight (a collective for a sharded tensor)."""
+    full = getattr(tensor, "full_tensor", None)
+    return full() if callable(full) else tensor
+
+
+def _full_on_rank0():
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
+    """Under FSDP, the whole weights by name on CPU on rank 0 (empty on the others; a
+    collective); None when unsharded (``save_pretrained`` reads the model itself)."""
+    if not is_sharded(model):
+        return None
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    return get_model_state_dict(model, options=_full_on_rank0())
+
+
+def full_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """The optimizer's state to save: under FSDP the whole state keyed by parameter name, on
+    rank 0 (empty on the others; a collective); otherwise ``optimizer.state_dict()``."""
+    if not is_sharded(model):
+        return optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    return {"sharded_by_name": True, "state": get_optimizer_state_dict(model, optimizer, options=_full_on_rank0())}
+
+
+def load_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, saved: dict) -> None:
+    """Restore what :func:`full_optimizer_state` returned, whichever setup wrote it: every
+    rank reads the whole state and, under FSDP, keeps its shards. A sharded run's checkpoint
+    resumes unsharded (one process, DDP) and the other way round."""
+    by_name = isinstance(saved, dict) and saved.get("sharded_by_name", False)
+    names = [name for name, p in model.named_parameters() if p.requires_grad]  # the optimizer's order
+    if not is_sharded(model):
+        optimizer.load_state_dict(_by_index(saved["state"], names) if by_name else saved)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    state = saved["state"] if by_name else _by_parameter_name(saved, names)
+    set_optimizer_state_dict(model, optimizer, optim_state_dict=state, options=StateDictOptions(full_state_dict=True))
+
+
+def _by_parameter_name(state: dict, names: list[str]) -> dict:
+    """``optimizer.state_dict()`` (parameters by position) keyed by parameter name instead."""
+    return {"state": {names[i]: s for i, s in state["state"].items()},
+            "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in state["param_groups"]]}
+
+
+def _by_index(state: dict, names: list[str]) -> dict:
+    """The inverse of :func:`_by_parameter_name`: what ``optimizer.load_state_dict`` takes."""
+    index = {name: i for i, name in enumerate(names)}
+    return {"state": {index[n]: s for n, s in state["state"].items()},
+            "param_groups": [{**g, "params": [index[n] for n in g["params"]]} for g in state["param_groups"]]}
