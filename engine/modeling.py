@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 
@@ -111,16 +113,18 @@ def with_lora(model, options: dict, adapter_path=None):
     switched off is the reference model, so none is loaded twice."""
     from peft import LoraConfig, PeftModel, get_peft_model
 
-    if adapter_path is not None:
-        return PeftModel.from_pretrained(model, str(adapter_path), is_trainable=True)
-    lora = LoraConfig(
-        r=int(options.get("r", 16)),
-        lora_alpha=float(options.get("lora_alpha", 32)),
-        lora_dropout=float(options.get("lora_dropout", 0.0)),
-        target_modules=options.get("target_modules", "all-linear"),
-        task_type="CAUSAL_LM",
-    )
-    return get_peft_model(model, lora)
+    with warnings.catch_warnings():  # peft reads an attribute transformers deprecated: nothing a user can act on
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
+        if adapter_path is not None:
+            return PeftModel.from_pretrained(model, str(adapter_path), is_trainable=True)
+        lora = LoraConfig(
+            r=int(options.get("r", 16)),
+            lora_alpha=float(options.get("lora_alpha", 32)),
+            lora_dropout=float(options.get("lora_dropout", 0.0)),
+            target_modules=options.get("target_modules", "all-linear"),
+            task_type="CAUSAL_LM",
+        )
+        return get_peft_model(model, lora)
 
 
 def save_final(model, tokenizer, path, peft_options: dict | None, weights: dict | None = None) -> None:

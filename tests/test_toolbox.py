@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 
@@ -61,7 +62,10 @@ def test_lora_adapter_reference_is_the_base_and_saves_merged(tmp_path):
 
     cfg = tiny_config(tmp_path, "max_steps=2", "log_completions_groups=0", "beta=0.04", "save_steps=2",
                       "learning_rate=1e-3", "peft={r: 4, lora_alpha: 8, target_modules: [q_proj, v_proj], merge_on_save: true}")
-    trainer, events = train(cfg, evaluate=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer, events = train(cfg, evaluate=False)
+    assert not [w for w in caught if issubclass(w.category, FutureWarning)]  # no library deprecation in the console
     assert isinstance(events[-1], RunFinished), events[-1]
     assert trainer.ref_model is None  # no second copy: the adapter switched off is the reference
     steps = metrics_of(events)
