@@ -42,22 +42,43 @@ def is_sharded(model: torch.nn.Module) -> bool:
 def full_weights(model: torch.nn.Module) -> Iterator[None]:
     """Every rank holds ``model``'s whole weights inside the block; forwards make no collective.
 
-    A collective on entry and exit: every rank enters at the same point. Nested use is a no-op."""
+    A collective on entry (every rank enters at the same point); nested use is a no-op. On
+    exit the shards come back and each unit resharding after forward is as it was."""
     units = fsdp_modules(model)
     if not units or getattr(model, "_grpo_full_weights", False):
         yield
         return
+    settings = _reshard_settings(units)
     for unit in units:
         unit.unshard()
-        unit.set_reshard_after_forward(False)
+        unit.set_reshard_after_forward(False, recurse=False)
     model._grpo_full_weights = True
     try:
         yield
     finally:
         model._grpo_full_weights = False
+        _restore_reshard_settings(settings)
         for unit in units:
-            unit.set_reshard_after_forward(True)
             unit.reshard()
+
+
+def _reshard_settings(units: list) -> list:
+    """Whether each FSDP parameter group reshards after forward, read after FSDP's one-time
+    set-up (which exempts the root when resharding was left to FSDP): there is no public
+    getter, and ``set_reshard_after_forward`` cannot express the root's exemption."""
+    states = [unit._get_fsdp_state() for unit in units]
+    root = states[0]  # model.modules() lists the root first
+    if getattr(root, "_is_root", True) is None:
+        root._lazy_init()  # what the first forward would do
+    return [(state, state._auto_reshard_after_forward, [(g, g.post_forward_mesh_info) for g in state._fsdp_param_groups])
+            for state in states]
+
+
+def _restore_reshard_settings(settings: list) -> None:
+    for state, auto, groups in settings:
+        state._auto_reshard_after_forward = auto
+        for group, info in groups:
+            group.post_forward_mesh_info = info
 
 
 def full_tensor(tensor: torch.Tensor) -> torch.Tensor:
