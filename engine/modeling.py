@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import torch
@@ -106,6 +107,14 @@ def load_reference_model(cfg, device: torch.device, copy_of=None):
     return ref
 
 
+@contextlib.contextmanager
+def _peft_quietly():
+    """peft reads an attribute transformers deprecated: a warning no user can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
+        yield
+
+
 def with_lora(model, options: dict, adapter_path=None):
     """Wrap ``model`` with a trainable LoRA adapter (new, or the one saved at ``adapter_path``).
 
@@ -113,8 +122,7 @@ def with_lora(model, options: dict, adapter_path=None):
     switched off is the reference model, so none is loaded twice."""
     from peft import LoraConfig, PeftModel, get_peft_model
 
-    with warnings.catch_warnings():  # peft reads an attribute transformers deprecated: nothing a user can act on
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
+    with _peft_quietly():
         if adapter_path is not None:
             return PeftModel.from_pretrained(model, str(adapter_path), is_trainable=True)
         lora = LoraConfig(
@@ -132,9 +140,24 @@ def save_final(model, tokenizer, path, peft_options: dict | None, weights: dict 
     model when ``merge_on_save`` is set (loadable with AutoModelForCausalLM directly).
     ``weights``: the whole state dict when the model is sharded (gathered beforehand)."""
     if peft_options is not None and peft_options.get("merge_on_save"):
+        if weights is not None:  # sharded: merge a CPU copy holding the gathered weights
+            model, weights = _cpu_copy(model, weights), None
         model = model.merge_and_unload()
     model.save_pretrained(path, safe_serialization=True, state_dict=weights)
     tokenizer.save_pretrained(path)
+
+
+def _cpu_copy(model, weights: dict):
+    """A model built like ``model`` (its LoRA adapter included) on the CPU, holding ``weights``."""
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = model.get_base_model()
+    copy = AutoModelForCausalLM.from_config(base.config, dtype=next(iter(weights.values())).dtype)
+    with _peft_quietly():
+        copy = get_peft_model(copy, model.peft_config[model.active_adapter])
+    copy.load_state_dict(weights, strict=True)
+    return copy
 
 
 def make_optimizer(model, cfg, device: torch.device) -> torch.optim.Optimizer:

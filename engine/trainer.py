@@ -775,14 +775,14 @@ class Trainer:
         return self._logps_chunked(self.model, rollout)
 
     def _finish(self) -> None:
+        if self.step < self.cfg.max_steps and self.step > 0:  # stopped early: the last step had no eval
+            self._evaluate(self.step, "at stop")  # before saving: merging a LoRA adapter changes the model
         self._set_state(RunState.STOPPING, "saving final model")
         final = self.writer.final_dir
-        weights = full_state_dict(self.model)
+        weights = full_state_dict(self.model)  # sharded: gathered on rank 0 (every rank takes part)
         if self.dist.is_main:
             save_final(self.model, self.tokenizer, final, self.cfg.peft, weights)
         self.dist.barrier()
-        if self.step < self.cfg.max_steps and self.step > 0:  # stopped early: the last step had no eval
-            self._evaluate(self.step, "at stop")
         wall = time.perf_counter() - self.t_start
         self.summary = {
             "steps": self.step,

@@ -287,3 +287,29 @@ def test_dynamic_sampling_refills_in_step_across_processes(tmp_path):
     _train_on_two("tiny-dapo", 4, run, eval_size=16)
     rounds = [r["dynamic_sampling/rounds"] for r in read_jsonl(run / "metrics.jsonl") if "dynamic_sampling/rounds" in r]
     assert len(rounds) == 4 and all(r >= 1 for r in rounds)
+
+
+def test_an_fsdp_lora_run_checkpoints_its_adapter_and_saves_the_merged_model(tmp_path):
+    """LoRA under FSDP2 with merge_on_save: the step-2 checkpoint holds the trained adapter, and
+    final/ is the base with that adapter merged (rank 0 merges the gathered weights)."""
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "grpo_tui", "train", "tiny-arithmetic", "--headless", "--accelerate-config",
+         str(_fsdp_config(tmp_path)), "--max-steps", "2", "--output", str(run), "--set", "save_steps=2",
+         "--set", "learning_rate=1e-2", "--set", "dataset.task_args.eval_size=16",
+         "--set", "peft={r: 4, lora_alpha: 8, target_modules: all-linear, merge_on_save: true}"],
+        cwd=ROOT, env=_fsdp_env(), capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    adapter = load_file(run / "checkpoints" / "step-000002" / "adapter_model.safetensors")
+    assert any(float(t.abs().max()) > 0 for name, t in adapter.items() if "lora_B" in name)  # it trained
+    base = AutoModelForCausalLM.from_pretrained(ROOT / "assets" / "tiny-model")
+    expected = PeftModel.from_pretrained(base, run / "checkpoints" / "step-000002").merge_and_unload().state_dict()
+    merged = load_file(run / "final" / "model.safetensors")
+    assert merged.keys() <= expected.keys() and not any("lora" in name for name in merged)
+    for name, tensor in merged.items():
+        torch.testing.assert_close(tensor, expected[name], rtol=1e-5, atol=1e-6, msg=name)
+    assert (run / "final" / "tokenizer.json").exists()
