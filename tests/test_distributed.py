@@ -45,7 +45,9 @@ def _fsdp_env() -> dict:
     return {**_env(), "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
 
 
-def _one_step(out: Path, processes: int, per_device: int, *overrides: str, fsdp: bool = False) -> None:
+def _one_step(out: Path, processes: int, per_device: int, *overrides: str, fsdp: bool = False,
+              gpus: bool = False) -> None:
+    """One step of the tiny preset on ``processes`` ranks (CPU processes over gloo, or GPUs)."""
     out.mkdir(parents=True)
     if processes == 1:
         cmd = [sys.executable, str(ONE_STEP)]
@@ -54,7 +56,10 @@ def _one_step(out: Path, processes: int, per_device: int, *overrides: str, fsdp:
                  ["--multi_gpu", "--mixed_precision", "no", "--dynamo_backend", "no"])
         cmd = [sys.executable, "-m", "accelerate.commands.launch", *setup, "--num_processes", str(processes),
                "--num_machines", "1", "--main_process_port", str(_free_port()), str(ONE_STEP)]
-    done = subprocess.run([*cmd, str(out), str(per_device), *overrides], cwd=ROOT, env=_fsdp_env() if fsdp else _env(),
+    env = _fsdp_env() if fsdp else _env()
+    if gpus:
+        env = {k: v for k, v in _env().items() if k != "ACCELERATE_USE_CPU"}
+    done = subprocess.run([*cmd, str(out), str(per_device), *overrides], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
@@ -81,6 +86,20 @@ def test_two_processes_compute_the_loss_and_gradients_of_one_process(tmp_path, o
     m2 = read_jsonl(tmp_path / "two" / "run" / "metrics.jsonl")[-1]
     for key in ("loss", "grad_norm", "reward", "advantage/std", "num_tokens", "completions/mean_length"):
         assert m2[key] == pytest.approx(m1[key], rel=1e-4, abs=1e-7), key
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
+@pytest.mark.parametrize("fsdp", [False, True], ids=["ddp", "fsdp2"])
+def test_two_gpus_compute_the_gradients_of_one(tmp_path, fsdp):
+    """The same check on two GPUs (NCCL), DDP and FSDP2: gradients of one GPU on the same batch."""
+    overrides = ("loss_type=dapo", "scale_rewards=batch", "gradient_accumulation_steps=2")
+    _one_step(tmp_path / "one", 1, 16, *overrides, gpus=True)
+    _one_step(tmp_path / "two", 2, 8, *overrides, fsdp=fsdp, gpus=True)
+    one, two = torch.load(tmp_path / "one" / "grads.pt"), torch.load(tmp_path / "two" / "grads.pt")
+    assert one.keys() == two.keys() and len(one) > 10
+    for name in one:
+        torch.testing.assert_close(two[name].cpu(), one[name].cpu(), rtol=1e-3, atol=1e-5, msg=name)
 
 
 def _in_session(pid: int, session: int) -> bool:
