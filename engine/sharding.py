@@ -5,11 +5,13 @@ rank holds 1/N of the training state. The update's forward and backward gather e
 weights as they reach it and scatter its gradients back: one collective per layer, so every
 rank must make the same forward calls in the same order.
 
-Everything else in a step either makes a different number of forward calls on each rank
-(sampling stops when a rank's completions end; length buckets differ) or runs on rank 0
-alone (ranked evaluation). Those stretches run inside :func:`full_weights`: every rank
-gathers the whole model once, forwards need no collective, and the shards come back at the
-end. Memory: the full weights during sampling, as with any generation from a sharded model.
+Sampling with the model makes a different number of forward calls on each rank (a rank
+stops when its completions end), and ranked evaluation runs on rank 0 alone. Those stretches
+run inside :func:`full_weights`: every rank gathers the whole model once, forwards need no
+collective, and the shards come back at the end (memory: the whole weights while sampling,
+as with any generation from a sharded model). When another engine samples (vLLM), nothing
+is gathered for the round: the log-prob passes run one forward per micro-batch on every rank
+(:func:`in_step_forwards`), and the weights are gathered only to be sent to the engine.
 
 Saving needs the whole tensors too: :func:`full_state_dict` and :func:`full_optimizer_state`
 gather them (a collective: every rank calls), and rank 0 writes them in the usual formats.
@@ -36,6 +38,12 @@ def fsdp_modules(model: torch.nn.Module) -> list:
 
 def is_sharded(model: torch.nn.Module) -> bool:
     return bool(fsdp_modules(model))
+
+
+def in_step_forwards(model: torch.nn.Module) -> bool:
+    """Whether forwards through ``model`` must be the same on every rank: sharded, and not
+    inside :func:`full_weights` (each forward gathers layer by layer)."""
+    return is_sharded(model) and not getattr(model, "_grpo_full_weights", False)
 
 
 @contextlib.contextmanager

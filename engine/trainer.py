@@ -64,7 +64,14 @@ from engine.rollout import Rollout, SamplingParams, TransformersRollout
 from engine.rundir import NullWriter, RunWriter, truncate_after
 from engine.samples import sample_groups
 from engine.scheduler import lr_lambda
-from engine.sharding import full_optimizer_state, full_state_dict, full_tensor, full_weights, is_sharded
+from engine.sharding import (
+    full_optimizer_state,
+    full_state_dict,
+    full_tensor,
+    full_weights,
+    in_step_forwards,
+    is_sharded,
+)
 
 
 def default_run_dir(cfg: RunConfig) -> Path:
@@ -227,6 +234,7 @@ class Trainer:
         else:
             self.backend = (given["rollout_backend"] or TransformersRollout)(
                 self.model, self.tokenizer.pad_token_id, self.eos_ids)
+        self.separate_engine = getattr(self.backend, "separate_engine", False)  # samples with its own weights
         self.sampling_gen = torch.Generator(device="cpu").manual_seed(cfg.seed + self.dist.rank)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg))
         self.health = HealthMonitor()
@@ -314,7 +322,7 @@ class Trainer:
         i = (step - 1) % (steps_per_round * cfg.num_iterations)
         new_round = i == 0 or self.batch is None
         if new_round:
-            with full_weights(self.model):  # sharded: gathered once for the whole round (no-op otherwise)
+            with self._weights_for_sampling():
                 self.batch = self._make_batch(step, timings)  # Generate, Score, Advantages
         batch = self.batch
         part = slice((i % steps_per_round) * per_step, (i % steps_per_round + 1) * per_step)
@@ -506,8 +514,7 @@ class Trainer:
                 grpo.mix_into_reference(self.ref_model, self.model, cfg.ref_model_mixup_alpha)
             self._log("info", "ref_sync", f"reference model moved towards the policy (alpha {cfg.ref_model_mixup_alpha})",
                       step=self.step)
-        pushes = getattr(self.backend, "separate_engine", False)  # its own copy of the weights, sent whole
-        with full_weights(self.model) if pushes else contextlib.nullcontext():
+        with full_weights(self.model) if self.separate_engine else contextlib.nullcontext():  # sent whole
             self.backend.sync_weights(self.model)
         rollout = batch.rollout
         self.num_tokens += int(rollout.prompt_mask[part].sum() + rollout.completion_mask[part].sum())
@@ -526,7 +533,7 @@ class Trainer:
         g = cfg.num_generations
         rollout = batch.rollout
         exact = (batch.ref_logps is None and batch.old_logps is None and rollout.entropy is not None
-                 and not getattr(self.backend, "separate_engine", False) and cfg.top_entropy_quantile >= 1.0
+                 and not self.separate_engine and cfg.top_entropy_quantile >= 1.0
                  and sl.start % g == 0 and (sl.stop - sl.start) % g == 0)
         if not exact:
             return self._micro_batch_loss(batch, sl, num_items)
@@ -559,7 +566,7 @@ class Trainer:
         weights, is_stats = None, {}
         if cfg.top_entropy_quantile < 1.0:
             weights = grpo.high_entropy_mask(entropy, batch.mask[sl], cfg.top_entropy_quantile)
-        if getattr(self.backend, "separate_engine", False) and cfg.vllm_importance_sampling_correction:
+        if self.separate_engine and cfg.vllm_importance_sampling_correction:
             # the sampling policy's log-probs as the trainer computes them: this forward's own
             # until the round's first update has changed the weights, then the saved ones
             old = batch.old_logps[sl] if batch.old_logps is not None else logps.detach()
@@ -603,9 +610,10 @@ class Trainer:
     def _logps(self, model, rollout: Rollout, sl: slice = slice(None), with_entropy: bool = False):
         """Per-token log-probs (and entropies) of the completion tokens under ``model``, at T.
 
-        Sharded and with gradients, one forward per micro-batch (no shared prompt, whose length
-        buckets differ between ranks): FSDP's per-layer collectives need the same calls on every rank."""
-        group = 1 if self.sharded and torch.is_grad_enabled() else self.share_group
+        Sharded (outside gathered weights), one forward per micro-batch and no shared prompt,
+        whose length buckets differ between ranks: FSDP's per-layer gathers need the same calls
+        on every rank."""
+        group = 1 if in_step_forwards(model) else self.share_group
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
             return completion_logps(model, rollout, sl, group, self.cfg.temperature, with_entropy)
 
@@ -698,6 +706,13 @@ class Trainer:
             return None
         return load_reference_model(self.cfg, self.device, self.model if given["model"] is not None else None)
 
+    def _weights_for_sampling(self, alone: bool = False):
+        """Sharded: the whole weights gathered on every rank while the model itself samples (or
+        runs on one rank ``alone``); not when another engine samples. A no-op unsharded."""
+        if self.sharded and (alone or not self.separate_engine):
+            return full_weights(self.model)
+        return contextlib.nullcontext()
+
     def sampling_params(self, greedy: bool = False) -> SamplingParams:
         cfg = self.cfg
         return SamplingParams(
@@ -738,7 +753,7 @@ class Trainer:
         rows = self.data.eval[: cfg.eval_max_samples] if cfg.eval_max_samples else self.data.eval
         if not rows or not self.evaluate:
             return {}
-        with full_weights(self.model):  # sharded: ranks generate different lengths; ranked eval is rank 0's
+        with self._weights_for_sampling(alone=self.ranked):  # ranked evaluation: forwards on rank 0 alone
             metrics = self._eval_metrics(rows)
         if not metrics:
             return {}

@@ -68,11 +68,13 @@ def _one_step(out: Path, processes: int, per_device: int, *overrides: str, fsdp:
     (("loss_type=dapo", "scale_rewards=batch", "gradient_accumulation_steps=2"), False),
     (("loss_type=grpo", "scale_rewards=group"), False),
     (("loss_type=dapo", "scale_rewards=batch", "gradient_accumulation_steps=2"), True),
-], ids=["dapo-batch-accum2", "grpo-group", "fsdp2-dapo-batch-accum2"])
+    (("--separate-engine", "loss_type=grpo", "num_iterations=2"), True),
+], ids=["dapo-batch-accum2", "grpo-group", "fsdp2-dapo-batch-accum2", "fsdp2-separate-engine-mu2"])
 def test_two_processes_compute_the_loss_and_gradients_of_one_process(tmp_path, overrides, fsdp):
     """Same global batch (16 completions per micro-batch alone, 8 on each of two ranks, the
     model replicated by DDP or sharded by FSDP2): the loss and every parameter's gradient
-    agree within float tolerance."""
+    agree within float tolerance. With a separate sampling engine (as vLLM) nothing is
+    gathered for the round: the log-prob pass before the update (μ = 2) runs in step."""
     _one_step(tmp_path / "one", 1, 16, *overrides)
     _one_step(tmp_path / "two", 2, 8, *overrides, fsdp=fsdp)
     one, two = torch.load(tmp_path / "one" / "grads.pt"), torch.load(tmp_path / "two" / "grads.pt")
@@ -86,6 +88,9 @@ def test_two_processes_compute_the_loss_and_gradients_of_one_process(tmp_path, o
     m2 = read_jsonl(tmp_path / "two" / "run" / "metrics.jsonl")[-1]
     for key in ("loss", "grad_norm", "reward", "advantage/std", "num_tokens", "completions/mean_length"):
         assert m2[key] == pytest.approx(m1[key], rel=1e-4, abs=1e-7), key
+    if "--separate-engine" in overrides:  # the sampler's log-probs were corrected for: same weights, ratio 1
+        assert m2["sampling/sampling_logp_difference/max"] < 1e-4
+        assert m2["sampling/importance_sampling_ratio/mean"] == pytest.approx(1.0, abs=1e-4)
 
 
 @pytest.mark.gpu

@@ -1,6 +1,6 @@
 """One optimizer step of the tiny preset, alone or as one rank of ``accelerate launch``.
 
-    python tests/helpers/one_step.py OUT PER_DEVICE_BATCH [KEY=VALUE ...]
+    python tests/helpers/one_step.py OUT PER_DEVICE_BATCH [--separate-engine] [KEY=VALUE ...]
 
 Each prompt's completions are sampled with a generator seeded by the prompt itself, so one
 process and several processes sample the same completions for the same global batch. Rank 0
@@ -47,13 +47,34 @@ class PerPromptSeeded:
         self.inner.sync_weights(model)
 
 
+class SeparateCopy(PerPromptSeeded):
+    """Samples from a copy of the weights of its own, as vLLM does: the trainer gathers and
+    sends the whole weights after every update, and corrects for the sampler's log-probs."""
+
+    separate_engine = True
+
+    def __init__(self, model, pad_id, eos_ids):
+        from transformers import AutoModelForCausalLM
+
+        super().__init__(AutoModelForCausalLM.from_pretrained(model.config._name_or_path), pad_id, eos_ids)
+
+    def sync_weights(self, model):
+        own = dict(self.inner.model.named_parameters())
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                own[name].copy_(param)
+
+
 def main() -> None:
     out, batch, extra = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+    backend = PerPromptSeeded
+    if extra[:1] == ["--separate-engine"]:
+        backend, extra = SeparateCopy, extra[1:]
     cfg = load_preset("tiny-arithmetic", [
         f"output_dir={out / 'run'}", f"per_device_train_batch_size={batch}", "max_steps=1", "num_generations=4",
         "eval_steps=0", "save_steps=0", "log_completions_groups=1", *extra,
     ])
-    trainer = Trainer(cfg, Control(), evaluate=False, rollout_backend=PerPromptSeeded)
+    trainer = Trainer(cfg, Control(), evaluate=False, rollout_backend=backend)
     grads: dict[str, torch.Tensor] = {}
 
     def capture_grads(event) -> None:
