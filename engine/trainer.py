@@ -46,6 +46,7 @@ from engine.evaluation import can_evaluate, eval_metrics, eval_tally, ranking_ev
 from engine.health import HealthMonitor
 from engine.logprobs import completion_logps
 from engine.metrics import length_metrics, memory_metrics, reward_metrics
+from engine.micro_batch import LossSetup, loss_with_signal
 from engine.modeling import (
     cpu_threads_for_small_models,
     eos_token_ids,
@@ -235,6 +236,7 @@ class Trainer:
             self.backend = (given["rollout_backend"] or TransformersRollout)(
                 self.model, self.tokenizer.pad_token_id, self.eos_ids)
         self.separate_engine = getattr(self.backend, "separate_engine", False)  # samples with its own weights
+        self.loss_setup = LossSetup(cfg, self._training_logps, self.separate_engine, self.dist.world)
         self.sampling_gen = torch.Generator(device="cpu").manual_seed(cfg.seed + self.dist.rank)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg))
         self.health = HealthMonitor()
@@ -476,7 +478,7 @@ class Trainer:
         for n, start in enumerate(starts):
             sl = slice(start, min(start + micro, part.stop))
             with self.dist.no_sync(self.train_model, last_micro_batch=n == len(starts) - 1):
-                loss, stats, logps, entropy = self._loss_with_signal(batch, sl, num_items)
+                loss, stats, logps, entropy = loss_with_signal(self.loss_setup, batch, sl, num_items)
                 if loss is not None:
                     if cfg.loss_type != "dapo":
                         loss = loss / len(starts)
@@ -520,78 +522,9 @@ class Trainer:
         self.num_tokens += int(rollout.prompt_mask[part].sum() + rollout.completion_mask[part].sum())
         return {"loss": total_loss, "grad_norm": float(grad_norm), "learning_rate": lr, "stats": sums}
 
-    def _loss_with_signal(self, batch: Batch, sl: slice, num_items: torch.Tensor):
-        """:meth:`_micro_batch_loss` of rows ``sl``, computing only the groups with a nonzero
-        advantage when leaving the others out is exact: with β = 0 their loss terms are 0
-        (:func:`engine.grpo.groups_without_advantage`), and when the weights are still those
-        that sampled them (one optimizer step per round, μ = 1, sampled by the training model
-        itself) their log-probs and entropies are the ones recorded while sampling.
-
-        Returns the loss (None when nothing was computed) and the statistics, log-probs and
-        entropies of every row of ``sl``, as :meth:`_micro_batch_loss` does."""
-        cfg = self.cfg
-        g = cfg.num_generations
-        rollout = batch.rollout
-        exact = (batch.ref_logps is None and batch.old_logps is None and rollout.entropy is not None
-                 and not self.separate_engine and cfg.top_entropy_quantile >= 1.0
-                 and sl.start % g == 0 and (sl.stop - sl.start) % g == 0)
-        if not exact:
-            return self._micro_batch_loss(batch, sl, num_items)
-        flat = grpo.groups_without_advantage(batch.advantages[sl], g)
-        if not bool(flat.any()):
-            return self._micro_batch_loss(batch, sl, num_items)
-        keep = torch.nonzero(~flat).squeeze(1)
-        if keep.numel() == 0 and self.dist.world > 1:  # every process runs a backward, so DDP can average
-            keep = torch.arange(g, device=flat.device)
-        mask = batch.mask[sl]
-        logps = rollout.logprobs[sl].to(mask.device).clone()
-        entropy = rollout.entropy[sl].to(mask.device).clone()
-        loss, stats = None, dict.fromkeys(grpo.CLIP_RATIO_STATS, 0.0)  # nothing computed: nothing clipped
-        if keep.numel():
-            sub = batch.select(keep + sl.start)
-            loss, stats, sub_logps, sub_entropy = self._micro_batch_loss(sub, slice(None), num_items)
-            kept_tokens, all_tokens = float(sub.mask.sum()), float(mask.sum())
-            loss = loss * grpo.subset_loss_scale(cfg.loss_type, keep.numel(), flat.numel(), kept_tokens, all_tokens)
-            share = kept_tokens / max(all_tokens, 1.0)  # left-out tokens count 0 in every other statistic
-            stats = {k: float(v) * share for k, v in stats.items()}
-            logps[keep.to(logps.device)] = sub_logps.detach()
-            entropy[keep.to(entropy.device)] = sub_entropy.detach()
-        stats["entropy"] = float(grpo.masked_mean(entropy, mask))
-        return loss, stats, logps, entropy
-
-    def _micro_batch_loss(self, batch: Batch, sl: slice, num_items: torch.Tensor):
-        """The policy loss of rows ``sl``, through the (possibly distributed) training model."""
-        cfg = self.cfg
-        logps, entropy = self._logps(self.train_model, batch.rollout, sl, with_entropy=True)
-        weights, is_stats = None, {}
-        if cfg.top_entropy_quantile < 1.0:
-            weights = grpo.high_entropy_mask(entropy, batch.mask[sl], cfg.top_entropy_quantile)
-        if self.separate_engine and cfg.vllm_importance_sampling_correction:
-            # the sampling policy's log-probs as the trainer computes them: this forward's own
-            # until the round's first update has changed the weights, then the saved ones
-            old = batch.old_logps[sl] if batch.old_logps is not None else logps.detach()
-            is_weights, is_stats = grpo.sampling_correction(
-                old, batch.rollout.logprobs[sl], batch.mask[sl], cfg.vllm_importance_sampling_mode,
-                cfg.vllm_importance_sampling_clip_min, cfg.vllm_importance_sampling_clip_max)
-            weights = is_weights if weights is None else weights * is_weights
-        loss, stats = grpo.policy_loss(
-            logps,
-            batch.old_logps[sl] if batch.old_logps is not None else None,
-            batch.advantages[sl],
-            batch.mask[sl],
-            loss_type=cfg.loss_type,
-            epsilon_low=cfg.epsilon,
-            epsilon_high=cfg.epsilon_high,
-            beta=cfg.beta if batch.ref_logps is not None else 0.0,
-            ref_logps=batch.ref_logps[sl] if batch.ref_logps is not None else None,
-            importance_sampling_level=cfg.importance_sampling_level,
-            delta=cfg.delta,
-            max_completion_length=cfg.max_completion_length,
-            num_items_in_batch=num_items,
-            entropies=entropy,
-            token_weights=weights,
-        )
-        return loss, {**stats, **is_stats}, logps, entropy
+    def _training_logps(self, rollout: Rollout, sl: slice):
+        """Log-probs and entropies of rows ``sl`` through the (possibly distributed) training model."""
+        return self._logps(self.train_model, rollout, sl, with_entropy=True)
 
     def _logps_chunked(self, model, rollout: Rollout) -> torch.Tensor:
         """Log-probs of a whole round without gradients, one micro-batch at a time (bounded memory)."""
