@@ -11,6 +11,7 @@
     grpo-tui send RUN_DIR pause|resume|stop|checkpoint|adjust [KEY=VALUE ...]
     grpo-tui runs                         runs and their state (running, paused, finished, crashed, ...)
     grpo-tui train PRESET --headless --num-processes N   data-parallel over N GPUs (or CPU processes)
+    grpo-tui train PRESET --headless --fsdp              sharded (FSDP2) over every GPU
     grpo-tui vllm-serve MODEL             generation on GPUs of its own (presets with vllm_mode: server)
 
 Every command that takes a preset also takes ``--set key=value`` (repeatable, nested keys
@@ -41,6 +42,9 @@ def _process_args(p: argparse.ArgumentParser) -> None:
                         "accelerate launch; headless, watch with `grpo-tui attach`")
     p.add_argument("--accelerate-config", default=None, metavar="FILE",
                    help="an accelerate config file (e.g. presets/accelerate/ddp.yaml)")
+    p.add_argument("--fsdp", action="store_true",
+                   help="shard parameters, gradients and optimizer state with FSDP2 (the bundled "
+                        "presets/accelerate/fsdp.yaml) over --num-processes N (default: every GPU)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args) -> int:
-    if args.command in ("train", "resume") and (args.num_processes is not None or args.accelerate_config):
+    if args.command in ("train", "resume") and (args.num_processes is not None or args.accelerate_config or args.fsdp):
         return _launch_processes(args)
     if getattr(args, "detach", False):
         return _detach(args)
@@ -239,6 +243,12 @@ def _launch_processes(args) -> int:
     if args.num_processes is not None and n < 1:
         print("grpo-tui: --num-processes must be at least 1", file=sys.stderr)
         return EXIT_CONFIG
+    if args.fsdp:
+        problem = _fsdp_setup(args)
+        if problem:
+            print(f"grpo-tui: {problem}", file=sys.stderr)
+            return EXIT_CONFIG
+        n = args.num_processes
     if args.accelerate_config:
         problem = _accelerate_config_problem(Path(args.accelerate_config))
         if problem:
@@ -265,6 +275,28 @@ def _launch_processes(args) -> int:
         return _start_in_background(command, run_dir, env)
     print(f"training on {n or 'the configured'} processes: {run_dir}", flush=True)
     return subprocess.call(command, env=env)
+
+
+def _fsdp_setup(args) -> str | None:
+    """``--fsdp``: the bundled FSDP2 config over ``--num-processes`` (default every GPU); what
+    is wrong, or None."""
+    import torch
+
+    from engine.config import REPO_ROOT
+
+    if args.accelerate_config:
+        return "--fsdp uses the bundled FSDP config: give either --fsdp or --accelerate-config"
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if args.num_processes is None:
+        if gpus < 2:
+            return (f"--fsdp shards over several GPUs and this machine has {gpus}: "
+                    "give --num-processes N to run N processes anyway")
+        args.num_processes = gpus
+    if not gpus:
+        print("grpo-tui: no GPU here: accelerate runs an FSDP config as data parallel (DDP) on CPU processes",
+              file=sys.stderr)
+    args.accelerate_config = str(REPO_ROOT / "presets" / "accelerate" / "fsdp.yaml")
+    return None
 
 
 def _accelerate_config_problem(path) -> str | None:

@@ -207,6 +207,16 @@ def test_unsupported_setups_are_refused_with_what_to_use_instead(tmp_path, confi
     assert says in out and "presets/accelerate/fsdp.yaml" in out
 
 
+@pytest.mark.parametrize(("args", "says"), [
+    (("--fsdp", "--accelerate-config", "presets/accelerate/ddp.yaml"), "either --fsdp or --accelerate-config"),
+    (("--fsdp",), "give --num-processes N"),  # no GPUs here: nothing to shard over by default
+], ids=["with-a-config", "no-gpus"])
+def test_fsdp_shortcut_mistakes_are_refused(args, says):
+    proc = _grpo_tui("train", "tiny-arithmetic", "--headless", *args)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and says in out and "Traceback" not in out
+
+
 def test_zero_processes_is_refused_not_ignored():
     proc = _grpo_tui("train", "tiny-arithmetic", "--headless", "--num-processes", "0")
     out, _ = proc.communicate(timeout=120)
@@ -245,9 +255,9 @@ def test_an_fsdp_run_saves_whole_models_and_checkpoints_that_resume_exactly(tmp_
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    config, run = _fsdp_config(tmp_path), tmp_path / "run"
+    run = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "grpo_tui", "train", "tiny-arithmetic", "--headless", "--accelerate-config", str(config),
+        [sys.executable, "-m", "grpo_tui", "train", "tiny-arithmetic", "--headless", "--fsdp", "--num-processes", "2",
          "--max-steps", "4", "--output", str(run), "--set", "save_steps=2", "--set", "dataset.task_args.eval_size=16"],
         cwd=ROOT, env=_fsdp_env(), capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -258,7 +268,7 @@ def test_an_fsdp_run_saves_whole_models_and_checkpoints_that_resume_exactly(tmp_
     model = AutoModelForCausalLM.from_pretrained(run / "final")
     assert type(model).__name__ == "LlamaForCausalLM"  # not the FSDP class the run trained
 
-    _resume_from_step(run, tmp_path / "again", 2, "--accelerate-config", str(config), env=_fsdp_env())
+    _resume_from_step(run, tmp_path / "again", 2, "--fsdp", "--num-processes", "2", env=_fsdp_env())
     first, again = _metrics_by_step(run), _metrics_by_step(tmp_path / "again")
     assert sorted(again) == [0, 1, 2, 3, 4]
     for step in (3, 4):
