@@ -102,7 +102,8 @@ def load_training_state(trainer, path: Path) -> dict:
     """Restore optimizer, scheduler, RNG streams and the data position saved by save_checkpoint;
     returns trainer_state.json (step, counters, adjustments)."""
     path = Path(path)
-    blob = torch.load(path / TRAINING, map_location="cpu", weights_only=False)  # our own file
+    # our own file; mapped, not read: the ranks of a run share one copy of it in memory
+    blob = torch.load(path / TRAINING, map_location="cpu", weights_only=False, mmap=True)
     load_optimizer_state(trainer.model, trainer.optimizer, blob["optimizer"])
     trainer.scheduler.load_state_dict(blob["scheduler"])
     rng = blob["rng"]

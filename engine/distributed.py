@@ -27,6 +27,8 @@ from typing import Any
 
 import torch
 
+from engine.sharding import is_sharded
+
 # How a metric combines across ranks (the default is the mean, NaN-aware).
 _MIN = ("completions/min_length",)
 _MAX = ("completions/max_length", "step_time", "time/", "memory/")
@@ -51,6 +53,9 @@ def unsupported_message(kind: str) -> str:
     return (f"{kind} is not supported: use FSDP2 to shard parameters, gradients and optimizer state "
             f"(presets/accelerate/fsdp.yaml) or data parallelism (--num-processes N or presets/accelerate/ddp.yaml)")
 
+
+FSDP_CHECKPOINTING_MESSAGE = ("fsdp_activation_checkpointing is not supported (its wrappers rename the parameters): "
+                              "keep it false and set gradient_checkpointing: true in the preset")
 
 FSDP1_MESSAGE = ("FSDP version 1 is not supported: set fsdp_version: 2 under fsdp_config in the accelerate config "
                  "(presets/accelerate/fsdp.yaml)")
@@ -190,12 +195,16 @@ class Dist:
         if kind == "FSDP":
             if not self.accelerator.is_fsdp2:
                 raise RuntimeError(FSDP1_MESSAGE)
+            if self.accelerator.state.fsdp_plugin.activation_checkpointing:
+                raise RuntimeError(FSDP_CHECKPOINTING_MESSAGE)
             model, wrapped = self.accelerator.prepare(model, optimizer)
             return model, wrapped.optimizer  # the update steps it itself (no accelerate bookkeeping)
         return self.accelerator.prepare_model(model), optimizer
 
     def no_sync(self, model: torch.nn.Module, last_micro_batch: bool):
-        """Skip the gradient all-reduce on all but the last micro-batch of an optimizer step."""
-        if not self.enabled or last_micro_batch or self.accelerator is None:
+        """Skip the gradient all-reduce on all but the last micro-batch of an optimizer step
+        (DDP). Not under FSDP: skipping its reduce-scatter would keep every parameter's whole
+        gradient on every rank until the last micro-batch."""
+        if not self.enabled or last_micro_batch or self.accelerator is None or is_sharded(model):
             return contextlib.nullcontext()
         return self.accelerator.no_sync(model)

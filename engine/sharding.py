@@ -57,11 +57,11 @@ def full_weights(model: torch.nn.Module) -> Iterator[None]:
         yield
         return
     settings = _reshard_settings(units)
-    for unit in units:
-        unit.unshard()
-        unit.set_reshard_after_forward(False, recurse=False)
-    model._grpo_full_weights = True
     try:
+        for unit in units:
+            unit.unshard()
+            unit.set_reshard_after_forward(False, recurse=False)
+        model._grpo_full_weights = True
         yield
     finally:
         model._grpo_full_weights = False
@@ -78,8 +78,16 @@ def _reshard_settings(units: list) -> list:
     root = states[0]  # model.modules() lists the root first
     if getattr(root, "_is_root", True) is None:
         root._lazy_init()  # what the first forward would do
-    return [(state, state._auto_reshard_after_forward, [(g, g.post_forward_mesh_info) for g in state._fsdp_param_groups])
+    return [(state, state._auto_reshard_after_forward, [(g, g.post_forward_mesh_info) for g in _param_groups(state)])
             for state in states]
+
+
+def _param_groups(state) -> list:
+    groups = getattr(state, "_fsdp_param_groups", None)  # torch 2.9+: a unit may hold several
+    if groups is None:
+        group = getattr(state, "_fsdp_param_group", None)
+        groups = [group] if group is not None else []
+    return groups
 
 
 def _restore_reshard_settings(settings: list) -> None:

@@ -46,7 +46,7 @@ from engine.evaluation import can_evaluate, eval_metrics, eval_tally, ranking_ev
 from engine.health import HealthMonitor
 from engine.logprobs import completion_logps
 from engine.metrics import length_metrics, memory_metrics, reward_metrics
-from engine.micro_batch import LossSetup, loss_with_signal
+from engine.micro_batch import LossSetup, loss_with_signal, micro_batch_loss
 from engine.modeling import (
     cpu_threads_for_small_models,
     eos_token_ids,
@@ -230,8 +230,7 @@ class Trainer:
         if cfg.use_vllm and given["rollout_backend"] is None:
             from engine.vllm_rollout import make_vllm_backend
 
-            with full_weights(self.model):  # the engine starts from the whole weights
-                self.backend = make_vllm_backend(cfg, self.model, self.tokenizer.pad_token_id, self.eos_ids, self.dist)
+            self.backend = make_vllm_backend(cfg, self.model, self.tokenizer.pad_token_id, self.eos_ids, self.dist)
         else:
             self.backend = (given["rollout_backend"] or TransformersRollout)(
                 self.model, self.tokenizer.pad_token_id, self.eos_ids)
@@ -469,6 +468,9 @@ class Trainer:
         self.model.train()
         micro = cfg.per_device_train_batch_size
         starts = range(part.start, part.stop, micro)
+        # FSDP gathers layer by layer, so every rank makes as many passes: a rank with fewer
+        # micro-batches (ranked groups of mixed sizes) adds passes that change nothing
+        idle = self.dist.max_int(len(starts)) - len(starts) if self.sharded else 0
         # DAPO's token mean is over the whole batch, every rank's tokens included; gradients are
         # averaged over ranks, so each rank divides by its share of that count.
         local_items = batch.mask[part].sum()
@@ -490,6 +492,8 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + float(v) * share
             batch.token_logps[sl] = logps.detach()
             batch.token_entropy[sl] = entropy.detach()
+        for _ in range(idle):
+            self._idle_pass(batch, slice(part.start, min(part.start + micro, part.stop)), num_items)
         if not backward_ran:  # every group was left out: the zero gradients computing them would have
             for p in self.model.parameters():  # given (so Adam's moments and weight decay move on as usual)
                 if p.requires_grad:
@@ -498,7 +502,8 @@ class Trainer:
         grad_norm = full_tensor(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm))
 
         lr = self.optimizer.param_groups[0]["lr"]
-        if math.isfinite(total_loss) and bool(torch.isfinite(grad_norm)):
+        finite = math.isfinite(total_loss) and bool(torch.isfinite(grad_norm))
+        if self.dist.max_int(int(not finite)) == 0:  # every rank steps, or none does
             self.optimizer.step()
             self.nan_streak = 0
         else:
@@ -516,11 +521,16 @@ class Trainer:
                 grpo.mix_into_reference(self.ref_model, self.model, cfg.ref_model_mixup_alpha)
             self._log("info", "ref_sync", f"reference model moved towards the policy (alpha {cfg.ref_model_mixup_alpha})",
                       step=self.step)
-        with full_weights(self.model) if self.separate_engine else contextlib.nullcontext():  # sent whole
-            self.backend.sync_weights(self.model)
+        self.backend.sync_weights(self.model)  # a separate engine gathers sharded weights to receive them
         rollout = batch.rollout
         self.num_tokens += int(rollout.prompt_mask[part].sum() + rollout.completion_mask[part].sum())
         return {"loss": total_loss, "grad_norm": float(grad_norm), "learning_rate": lr, "stats": sums}
+
+    def _idle_pass(self, batch: Batch, sl: slice, num_items: torch.Tensor) -> None:
+        """A forward and backward of rows ``sl`` that adds nothing to the gradients: it keeps
+        this rank's FSDP collectives in step with a rank that has more micro-batches."""
+        loss, *_ = micro_batch_loss(self.loss_setup, batch, sl, num_items)
+        (loss * 0.0).backward()
 
     def _training_logps(self, rollout: Rollout, sl: slice):
         """Log-probs and entropies of rows ``sl`` through the (possibly distributed) training model."""
@@ -529,7 +539,12 @@ class Trainer:
     def _logps_chunked(self, model, rollout: Rollout) -> torch.Tensor:
         """Log-probs of a whole round without gradients, one micro-batch at a time (bounded memory)."""
         n, micro = rollout.completion_ids.size(0), self.cfg.per_device_train_batch_size
-        return torch.cat([self._logps(model, rollout, slice(s, min(s + micro, n)))[0] for s in range(0, n, micro)])
+        chunks = range(0, n, micro)
+        idle = self.dist.max_int(len(chunks)) - len(chunks) if in_step_forwards(model) else 0  # see _update
+        logps = torch.cat([self._logps(model, rollout, slice(s, min(s + micro, n)))[0] for s in chunks])
+        for _ in range(idle):
+            self._logps(model, rollout, slice(0, min(micro, n)))
+        return logps
 
     def _ref_logps(self, rollout: Rollout) -> torch.Tensor | None:
         """Reference log-probs: a frozen copy, or — with LoRA — the policy with its adapter switched off."""

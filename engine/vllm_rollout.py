@@ -21,6 +21,7 @@ from contextlib import contextmanager
 import torch
 
 from engine.rollout import Rollout, SamplingParams, rollout_from_lists
+from engine.sharding import full_weights
 
 
 def vllm_sampling_params(params: SamplingParams, n: int, eos_ids: list[int], seed: int | None):
@@ -123,7 +124,8 @@ class VllmRollout:
             self.llm.wake_up(tags=["weights"])
             self.weights_asleep = False
         engine_model = self.llm.llm_engine.model_executor.driver_worker.model_runner.model
-        with torch.no_grad(), merged_weights(model) as weights:
+        # sharded (FSDP): gathered whole for the push, on every rank (all call this at the same points)
+        with torch.no_grad(), full_weights(model), merged_weights(model) as weights:
             engine_model.load_weights(weights)
         self.llm.reset_prefix_cache()  # cached prompt keys/values came from the old weights
 

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from engine.rollout import Rollout, SamplingParams, rollout_from_lists
+from engine.sharding import full_weights
 from engine.vllm_rollout import _tokens_and_logps, completion_row, merged_weights, vllm_sampling_params
 
 
@@ -202,8 +203,11 @@ class VllmServerRollout:
 
     def sync_weights(self, model: torch.nn.Module) -> None:
         self.model = model
-        if not self.dist.is_main:
-            return
+        with full_weights(model):  # sharded (FSDP): every rank takes part in gathering; rank 0 sends
+            if self.dist.is_main:
+                self._send_weights(model)
+
+    def _send_weights(self, model: torch.nn.Module) -> None:
         with merged_weights(model) as weights:  # a LoRA adapter stays merged until every tensor is sent
             meta = [[name, str(t.dtype).removeprefix("torch."), list(t.shape)] for name, t in weights]
             result: dict[str, Any] = {}

@@ -303,7 +303,7 @@ def _accelerate_config_problem(path) -> str | None:
     """What is wrong with an accelerate config file for this trainer, or None."""
     import yaml
 
-    from engine.distributed import FSDP1_MESSAGE, UNSUPPORTED, unsupported_message
+    from engine.distributed import FSDP1_MESSAGE, FSDP_CHECKPOINTING_MESSAGE, UNSUPPORTED, unsupported_message
 
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -317,8 +317,11 @@ def _accelerate_config_problem(path) -> str | None:
     if kind in UNSUPPORTED:
         return f"{path}: {unsupported_message(kind)}"
     fsdp = config.get("fsdp_config") or {}
-    if kind == "FSDP" and str(fsdp.get("fsdp_version", 1) if isinstance(fsdp, dict) else 1) != "2":
+    fsdp = fsdp if isinstance(fsdp, dict) else {}
+    if kind == "FSDP" and str(fsdp.get("fsdp_version", 1)) != "2":
         return f"{path}: {FSDP1_MESSAGE}"
+    if kind == "FSDP" and fsdp.get("fsdp_activation_checkpointing"):
+        return f"{path}: {FSDP_CHECKPOINTING_MESSAGE}"
     return None
 
 

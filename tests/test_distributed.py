@@ -68,13 +68,15 @@ def _one_step(out: Path, processes: int, per_device: int, *overrides: str, fsdp:
     (("loss_type=dapo", "scale_rewards=batch", "gradient_accumulation_steps=2"), False),
     (("loss_type=grpo", "scale_rewards=group"), False),
     (("loss_type=dapo", "scale_rewards=batch", "gradient_accumulation_steps=2"), True),
-    (("--separate-engine", "loss_type=grpo", "num_iterations=2"), True),
-], ids=["dapo-batch-accum2", "grpo-group", "fsdp2-dapo-batch-accum2", "fsdp2-separate-engine-mu2"])
+    (("--separate-engine", "loss_type=grpo", "num_iterations=2", "gradient_accumulation_steps=2", "max_steps=3"), True),
+], ids=["dapo-batch-accum2", "grpo-group", "fsdp2-dapo-batch-accum2", "fsdp2-separate-engine-mu2-3steps"])
 def test_two_processes_compute_the_loss_and_gradients_of_one_process(tmp_path, overrides, fsdp):
     """Same global batch (16 completions per micro-batch alone, 8 on each of two ranks, the
     model replicated by DDP or sharded by FSDP2): the loss and every parameter's gradient
     agree within float tolerance. With a separate sampling engine (as vLLM) nothing is
-    gathered for the round: the log-prob pass before the update (μ = 2) runs in step."""
+    gathered for the round: the log-prob passes before the update (μ = 2, two micro-batches)
+    run in step, and the weights sent after each update are the ones the engine samples with
+    (step 3 samples with weights updated twice)."""
     _one_step(tmp_path / "one", 1, 16, *overrides)
     _one_step(tmp_path / "two", 2, 8, *overrides, fsdp=fsdp)
     one, two = torch.load(tmp_path / "one" / "grads.pt"), torch.load(tmp_path / "two" / "grads.pt")
@@ -87,9 +89,9 @@ def test_two_processes_compute_the_loss_and_gradients_of_one_process(tmp_path, o
     m1 = read_jsonl(tmp_path / "one" / "run" / "metrics.jsonl")[-1]
     m2 = read_jsonl(tmp_path / "two" / "run" / "metrics.jsonl")[-1]
     for key in ("loss", "grad_norm", "reward", "advantage/std", "num_tokens", "completions/mean_length"):
-        assert m2[key] == pytest.approx(m1[key], rel=1e-4, abs=1e-7), key
+        assert m2[key] == pytest.approx(m1[key], rel=1e-4, abs=1e-6), key
     if "--separate-engine" in overrides:  # the sampler's log-probs were corrected for: same weights, ratio 1
-        assert m2["sampling/sampling_logp_difference/max"] < 1e-4
+        assert m2["step"] == 3 and m2["sampling/sampling_logp_difference/max"] < 1e-4
         assert m2["sampling/importance_sampling_ratio/mean"] == pytest.approx(1.0, abs=1e-4)
 
 
@@ -197,14 +199,16 @@ def test_a_two_process_run_obeys_adjust_and_stop_sent_to_it(tmp_path):
     ("distributed_type: DEEPSPEED\nnum_processes: 2\n", "DEEPSPEED is not supported"),
     ("distributed_type: FSDP\nnum_processes: 2\n", "FSDP version 1 is not supported"),
     ("distributed_type: FSDP\nfsdp_config:\n  fsdp_version: 1\n", "set fsdp_version: 2"),
-], ids=["deepspeed", "fsdp-default-version", "fsdp1"])
+    ("distributed_type: FSDP\nfsdp_config:\n  fsdp_version: 2\n  fsdp_activation_checkpointing: true\n",
+     "set gradient_checkpointing: true in the preset"),
+], ids=["deepspeed", "fsdp-default-version", "fsdp1", "fsdp-activation-checkpointing"])
 def test_unsupported_setups_are_refused_with_what_to_use_instead(tmp_path, config, says):
     path = tmp_path / "accelerate.yaml"
     path.write_text(config)
     proc = _grpo_tui("train", "tiny-arithmetic", "--headless", "--accelerate-config", str(path))
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 2 and "Traceback" not in out
-    assert says in out and "presets/accelerate/fsdp.yaml" in out
+    assert says in out and ("presets/accelerate/fsdp.yaml" in out or "gradient_checkpointing" in out)
 
 
 @pytest.mark.parametrize(("args", "says"), [
@@ -347,3 +351,27 @@ def test_an_fsdp_lora_run_checkpoints_its_adapter_and_saves_the_merged_model(tmp
     for name, tensor in merged.items():
         torch.testing.assert_close(tensor, expected[name], rtol=1e-5, atol=1e-6, msg=name)
     assert (run / "final" / "tokenizer.json").exists()
+
+
+def test_ranked_groups_of_mixed_sizes_train_under_fsdp(tmp_path):
+    """Ranked groups of 2 and 6 responses give the ranks different row counts; under FSDP the
+    rank with fewer micro-batches makes passes that add nothing, so the layer-by-layer
+    gathers stay in step (without them the run hangs at step 1)."""
+    lines = []
+    for i in range(40):
+        a, b = 10 + i, 20 + i
+        size = 2 if i % 2 else 6
+        group = [{"response": str(a + b + k), "rank": k + 1} for k in range(size)]
+        lines.append(json.dumps({"prompt": f"{a}+{b}=", "group": group}))
+    data = tmp_path / "ranked.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "grpo_tui", "train", "tiny-arithmetic", "--headless", "--fsdp", "--num-processes", "2",
+         "--max-steps", "3", "--output", str(run), "--set", "dataset.task=null", "--set", f"dataset.path={data}",
+         "--set", "dataset.format=ranked", "--set", "dataset.eval_size=4", "--set", "num_generations=2",
+         "--set", "per_device_train_batch_size=4", "--set", "beta=0.0"],
+        cwd=ROOT, env=_fsdp_env(), capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    steps = [r["step"] for r in read_jsonl(run / "metrics.jsonl") if "loss" in r]
+    assert steps == [1, 2, 3]

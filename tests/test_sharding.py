@@ -32,21 +32,20 @@ def test_an_unsharded_model_saves_and_loads_optimizer_state_as_torch_does():
 
 
 def test_optimizer_state_saved_by_parameter_name_loads_into_an_unsharded_model():
-    """A sharded run saves the optimizer's state keyed by parameter name (torch's full state
-    dict form); resuming it in one process puts every moment back on its own parameter."""
+    """A sharded run saves the optimizer's state as torch's full state dict, keyed by
+    parameter name; resuming it in one process puts every moment back on its own parameter."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
     model, optimizer = _stepped(0)
-    names = [n for n, p in model.named_parameters() if p.requires_grad]
-    by_index = optimizer.state_dict()
-    by_name = {
-        "state": {names[i]: s for i, s in by_index["state"].items()},
-        "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in by_index["param_groups"]],
-    }
+    by_name = get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True))
+    assert "model.layers.0.self_attn.q_proj.weight" in by_name["state"]
     fresh_model, fresh = _stepped(1)
     load_optimizer_state(fresh_model, fresh, {"sharded_by_name": True, "state": by_name})
-    restored = fresh.state_dict()
+    restored, original = fresh.state_dict(), optimizer.state_dict()
     assert restored["param_groups"][0]["weight_decay"] == pytest.approx(0.1)
     params = dict(fresh_model.named_parameters())
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
     for i, name in enumerate(names):
         moment = restored["state"][i]["exp_avg"]
         assert moment.shape == params[name].shape
-        torch.testing.assert_close(moment, by_index["state"][i]["exp_avg"], msg=name)
+        torch.testing.assert_close(moment, original["state"][i]["exp_avg"], msg=name)

@@ -24,7 +24,7 @@ warnings.filterwarnings("ignore", message="Seems like `optimizer.step()` has bee
 from engine.presets import load_preset  # noqa: E402
 from engine.control import Control, RunStarted  # noqa: E402
 from engine.rollout import TransformersRollout, concat_rollouts  # noqa: E402
-from engine.sharding import full_tensor  # noqa: E402
+from engine.sharding import full_tensor, full_weights  # noqa: E402
 from engine.trainer import Trainer  # noqa: E402
 
 
@@ -60,7 +60,7 @@ class SeparateCopy(PerPromptSeeded):
 
     def sync_weights(self, model):
         own = dict(self.inner.model.named_parameters())
-        with torch.no_grad():
+        with torch.no_grad(), full_weights(model):  # as the vLLM backends do: sharded weights gathered whole
             for name, param in model.named_parameters():
                 own[name].copy_(param)
 
