@@ -267,15 +267,19 @@ class Trainer:
             self.adjustments = state["adjustments"]
 
         n_params = sum(p.numel() for p in self.model.parameters())
+        devices = self._devices()
         self._publish(RunStarted(
             run_dir=str(self.run_dir), config=config_to_dict(cfg), total_steps=cfg.max_steps,
-            model=cfg.model_name_or_path, device=str(self.device), start_step=self.step,
+            model=cfg.model_name_or_path, device=devices, start_step=self.step,
         ))
-        self._log("info", "status", f"model {cfg.model_name_or_path} ({n_params / 1e6:.2f}M params) on {self.device}")
+        # in events.jsonl too: a dashboard attached from another process reads model and devices there
+        how = ""
         if self.dist.enabled:
-            how = "parameters sharded by FSDP2" if self.sharded else "data parallel (DDP)"
-            self._log("info", "distributed", f"{self.dist.world} processes, {how}",
-                      data={"processes": self.dist.world, "sharded": self.sharded})
+            how = f" ({self.dist.world} processes, {'parameters sharded by FSDP2' if self.sharded else 'data parallel'})"
+        self._log("info", "run_started", f"model {cfg.model_name_or_path} ({n_params / 1e6:.2f}M params) on "
+                  f"{self.device}{how}", data={"model": cfg.model_name_or_path, "device": devices,
+                                              "total_steps": cfg.max_steps, "processes": self.dist.world,
+                                              "sharded": self.sharded})
         if self.resume_from is not None:
             self._log("info", "resume", f"resumed from {self.resume_from} at step {self.step}", step=self.step,
                       data={"checkpoint": str(self.resume_from)})
@@ -653,6 +657,13 @@ class Trainer:
         if self.cfg.peft is not None:
             return None
         return load_reference_model(self.cfg, self.device, self.model if given["model"] is not None else None)
+
+    def _devices(self) -> str:
+        """Where the run trains, as the dashboard's status line shows it: ``cuda:0``, or
+        ``cuda:0 ×8 FSDP2`` (rank 0's device, the process count, how they share the model)."""
+        if not self.dist.enabled:
+            return str(self.device)
+        return f"{self.device} ×{self.dist.world} {'FSDP2' if self.sharded else 'DDP'}"
 
     def _weights_for_sampling(self, alone: bool = False):
         """Sharded: the whole weights gathered on every rank while the model itself samples (or

@@ -84,8 +84,8 @@ def test_two_processes_compute_the_loss_and_gradients_of_one_process(tmp_path, o
     assert any(float(g.abs().max()) > 0 for g in one.values())  # a real gradient, not zeros
     for name in one:
         torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-6, msg=name)
-    setup = [e["data"] for e in read_jsonl(tmp_path / "two" / "run" / "events.jsonl") if e["kind"] == "distributed"]
-    assert setup == [{"processes": 2, "sharded": fsdp}]
+    setup = [e["data"] for e in read_jsonl(tmp_path / "two" / "run" / "events.jsonl") if e["kind"] == "run_started"]
+    assert [(d["processes"], d["sharded"]) for d in setup] == [(2, fsdp)]
     m1 = read_jsonl(tmp_path / "one" / "run" / "metrics.jsonl")[-1]
     m2 = read_jsonl(tmp_path / "two" / "run" / "metrics.jsonl")[-1]
     for key in ("loss", "grad_norm", "reward", "advantage/std", "num_tokens", "completions/mean_length"):
@@ -265,7 +265,8 @@ def test_an_fsdp_run_saves_whole_models_and_checkpoints_that_resume_exactly(tmp_
          "--max-steps", "4", "--output", str(run), "--set", "save_steps=2", "--set", "dataset.task_args.eval_size=16"],
         cwd=ROOT, env=_fsdp_env(), capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert [e["data"]["sharded"] for e in read_jsonl(run / "events.jsonl") if e["kind"] == "distributed"] == [True]
+    assert [e["data"]["sharded"] for e in read_jsonl(run / "events.jsonl") if e["kind"] == "run_started"] == [True]
+    assert "· cpu:0 ×2 FSDP2 ·" in proc.stdout  # the run line, as the dashboard's status line shows it
     final = load_file(run / "final" / "model.safetensors")
     base = load_file(ROOT / "assets" / "tiny-model" / "model.safetensors")
     assert final.keys() >= base.keys() and any(not torch.equal(final[k], base[k]) for k in base)

@@ -124,3 +124,11 @@ def test_adjust_form_parses_yaml_and_maps_engine_problems_to_fields() -> None:
     assert coerced is None and set(errors) == {"temperature", "reward_weights"}
     coerced, errors = validate(cfg, {"learning_rate": "5e-5"})
     assert coerced == {"learning_rate": 5e-5} and not errors
+
+
+def test_a_dashboard_attached_from_another_process_shows_model_and_device(short_run):
+    """The run's first event carries what the status line shows: the model and where it trains."""
+    trainer, _ = short_run
+    attached = RunModel.from_run_dir(trainer.run_dir)
+    assert attached.device == str(trainer.device)
+    assert attached.model_name == "tiny-model" and attached.total_steps == trainer.cfg.max_steps
