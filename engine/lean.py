@@ -40,9 +40,9 @@ def _unwrap(model):
 
 def lean_decoder(model) -> LeanDecoder | None:
     """A :class:`LeanDecoder` for ``model`` when its architecture allows, else None."""
-    causal = _unwrap(model)
-    if is_sharded(causal):  # FSDP's hooks gather and release the weights around each layer: they must run
+    if is_sharded(model):  # FSDP's hooks gather and release the weights around each layer: they must run
         return None
+    causal = _unwrap(model)
     config = getattr(causal, "config", None)
     inner = getattr(causal, "model", None)
     if config is None or inner is None or getattr(config, "model_type", None) not in SUPPORTED:

@@ -27,17 +27,21 @@ from collections.abc import Iterator
 import torch
 
 
+try:
+    from torch.distributed.fsdp import FSDPModule
+except ImportError:  # a torch built without distributed support: nothing is ever sharded
+    FSDPModule = ()
+
+
 def fsdp_modules(model: torch.nn.Module) -> list:
     """The FSDP units of ``model`` (the root and each wrapped layer); empty when unsharded."""
-    try:
-        from torch.distributed.fsdp import FSDPModule
-    except ImportError:  # a torch built without distributed support
-        return []
     return [m for m in model.modules() if isinstance(m, FSDPModule)]
 
 
 def is_sharded(model: torch.nn.Module) -> bool:
-    return bool(fsdp_modules(model))
+    """Whether ``model`` (the root, as accelerate prepared it) is sharded by FSDP: one check,
+    cheap enough for every forward."""
+    return isinstance(model, FSDPModule)
 
 
 def in_step_forwards(model: torch.nn.Module) -> bool:

@@ -273,13 +273,9 @@ class Trainer:
             model=cfg.model_name_or_path, device=devices, start_step=self.step,
         ))
         # in events.jsonl too: a dashboard attached from another process reads model and devices there
-        how = ""
-        if self.dist.enabled:
-            how = f" ({self.dist.world} processes, {'parameters sharded by FSDP2' if self.sharded else 'data parallel'})"
-        self._log("info", "run_started", f"model {cfg.model_name_or_path} ({n_params / 1e6:.2f}M params) on "
-                  f"{self.device}{how}", data={"model": cfg.model_name_or_path, "device": devices,
-                                              "total_steps": cfg.max_steps, "processes": self.dist.world,
-                                              "sharded": self.sharded})
+        self._log("info", "run_started", f"model {cfg.model_name_or_path} ({n_params / 1e6:.2f}M params) on {devices}",
+                  data={"model": cfg.model_name_or_path, "device": devices, "total_steps": cfg.max_steps,
+                        "processes": self.dist.world, "sharded": self.sharded})
         if self.resume_from is not None:
             self._log("info", "resume", f"resumed from {self.resume_from} at step {self.step}", step=self.step,
                       data={"checkpoint": str(self.resume_from)})
