@@ -40,7 +40,7 @@ from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTra
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a plain script from a checkout, installed or not
 
-from engine.tasks import get_task  # noqa: E402
+from engine.data.tasks import get_task  # noqa: E402
 
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]
 CHARS = [chr(c) for c in range(32, 127)] + ["\n"]  # printable ASCII (space .. "~") and newline

@@ -7,9 +7,9 @@
                           args=args, train_dataset=dataset)
     trainer.train()
 
-It drives the same engine as the dashboard (``engine.trainer.Trainer``) and writes the same
+It drives the same engine as the dashboard (``engine.training.trainer.Trainer``) and writes the same
 run directory, so ``grpo-tui view RUN_DIR`` / ``grpo-tui attach RUN_DIR`` watch a notebook
-run. ``trainer.control`` is the run's :class:`engine.control.Control`: with ``trainer.start()``
+run. ``trainer.control`` is the run's :class:`engine.run.control.Control`: with ``trainer.start()``
 the run goes on in the background and a notebook cell can pause it or adjust it.
 """
 
@@ -26,15 +26,15 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
-from engine.config import (
+from engine.config.schema import (
     REPO_ROOT,
     ConfigError,
     DatasetConfig,
     RunConfig,
 )
-from engine.config_checks import config_from_dict
-from engine.control import Control
-from engine.data import PromptData, is_conversational
+from engine.config.checks import config_from_dict
+from engine.run.control import Control
+from engine.data.prompts import PromptData, is_conversational
 
 # --------------------------------------------------------------------------- GRPOConfig
 
@@ -85,7 +85,7 @@ def _accepted_names() -> list[str]:
 
 
 def GRPOConfig(**kwargs: Any) -> RunConfig:  # noqa: N802 - named like the TRL class it stands for
-    """A validated :class:`engine.config.RunConfig` from TRL ``GRPOConfig`` keyword arguments.
+    """A validated :class:`engine.config.schema.RunConfig` from TRL ``GRPOConfig`` keyword arguments.
 
     Our field names are TRL's, so most arguments pass straight through. Also accepted:
     ``shuffle_dataset`` (→ ``dataset.shuffle``), ``model_init_kwargs={"torch_dtype": ...}``
@@ -220,7 +220,7 @@ def _engine_trainer_class(ref_model: Any):
     Until ``Trainer`` takes ``ref_model=`` itself, the reference it builds when beta > 0
     (a copy of ``_ref_source()``) is made from the given model instead of the policy.
     """
-    from engine.trainer import Trainer
+    from engine.training.trainer import Trainer
 
     if ref_model is None or "ref_model" in inspect.signature(Trainer.__init__).parameters:
         return Trainer
@@ -381,8 +381,8 @@ def _reward_specs(reward_funcs: Any) -> list:
 
 
 def _reward_label(spec: Any) -> str:
-    """The name a reward function's metrics will carry (as engine.rewards names it)."""
-    from engine.rewards import is_reward_model_spec, reward_model_name
+    """The name a reward function's metrics will carry (as engine.rewards.scoring names it)."""
+    from engine.rewards.scoring import is_reward_model_spec, reward_model_name
 
     if callable(spec):
         return getattr(spec, "__name__", type(spec).__name__)
@@ -412,7 +412,7 @@ def _resolve_local(target: str) -> str:
 
 def _check_rewards(cfg: RunConfig, specs: list) -> None:
     """Every problem with the reward functions and their weights and options, at once."""
-    from engine.rewards import check_reward_kwargs, check_reward_spec, is_reward_model_spec
+    from engine.rewards.scoring import check_reward_kwargs, check_reward_spec, is_reward_model_spec
 
     problems: list[str] = []
     for i, spec in enumerate(specs):
@@ -482,7 +482,7 @@ def _load_policy(model: Any, cfg: RunConfig) -> tuple[Any, str]:
     if isinstance(model, (str, os.PathLike)):
         from transformers import AutoModelForCausalLM
 
-        from engine.modeling import pick_device, resolve_dtype
+        from engine.training.model_loading import pick_device, resolve_dtype
 
         target = _resolve_local(str(model))
         dtype = resolve_dtype(cfg.torch_dtype, pick_device())
@@ -501,7 +501,7 @@ def _load_policy(model: Any, cfg: RunConfig) -> tuple[Any, str]:
 
 
 def _load_tokenizer(policy: Any, given: Any):
-    from engine.modeling import load_tokenizer
+    from engine.training.model_loading import load_tokenizer
 
     source = _resolve_local(str(given)) if isinstance(given, (str, os.PathLike)) else getattr(policy, "name_or_path", "")
     if not source:
@@ -515,7 +515,7 @@ def _load_reference(ref_model: Any, cfg: RunConfig):
     if isinstance(ref_model, (str, os.PathLike)):
         from transformers import AutoModelForCausalLM
 
-        from engine.modeling import pick_device, resolve_dtype
+        from engine.training.model_loading import pick_device, resolve_dtype
 
         return AutoModelForCausalLM.from_pretrained(
             _resolve_local(str(ref_model)), dtype=resolve_dtype(cfg.torch_dtype, pick_device())

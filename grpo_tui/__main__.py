@@ -1,3 +1,3 @@
-from grpo_tui.cli import main
+from grpo_tui.cli.main import main
 
 raise SystemExit(main())

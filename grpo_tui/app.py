@@ -16,15 +16,15 @@ from typing import Any, Callable, Iterable
 from textual.app import App
 from textual.binding import Binding
 
-from grpo_tui.live import apply_event
-from grpo_tui.run_model import RunModel
-from grpo_tui.session import EngineEvent, LiveRun
+from grpo_tui.model.live import apply_event
+from grpo_tui.model.run_model import RunModel
+from grpo_tui.model.session import EngineEvent, LiveRun
 
 LIVE_SCREEN = "live-dashboard"
 
 
 def _import_engine() -> None:
-    import engine.trainer  # noqa: F401
+    import engine.training.trainer  # noqa: F401
 
 
 class GrpoApp(App):
@@ -71,12 +71,12 @@ class GrpoApp(App):
     def find_presets(self) -> list[Any]:
         if self._presets_finder is not None:
             return self._presets_finder()
-        from engine.presets import find_presets
+        from engine.config.presets import find_presets
 
         return find_presets()
 
     def list_runs(self) -> list[Path]:
-        from engine.rundir import list_runs
+        from engine.run.rundir import list_runs
 
         return list_runs(self.runs_root)
 
@@ -105,8 +105,8 @@ class GrpoApp(App):
 
     def start_run(self, preset: str | None, overrides: Iterable[str] = (), resume_dir: str | None = None) -> bool:
         """Load and validate the preset (or the run to resume), start the engine and show its dashboard."""
-        from engine.config import ConfigError
-        from engine.presets import load_preset
+        from engine.config.schema import ConfigError
+        from engine.config.presets import load_preset
 
         from grpo_tui.screens.dashboard import DashboardScreen
 
@@ -125,7 +125,7 @@ class GrpoApp(App):
             self.notify(f"{type(err).__name__}: {err}", title="Cannot start", severity="error", timeout=15)
             return False
         model = RunModel()
-        from engine.config import config_to_dict
+        from engine.config.schema import config_to_dict
 
         model.set_run_info(run_dir=str(live.run_dir), config=config_to_dict(cfg), time=self.clock())
         if self.live is not None:
@@ -150,9 +150,9 @@ class GrpoApp(App):
 
     def attach_run(self, run_dir: str) -> bool:
         """The dashboard of a run another process trains, controls included."""
-        from grpo_tui.follow import open_run_dir
+        from grpo_tui.model.follow import open_run_dir
         from grpo_tui.screens.dashboard import DashboardScreen
-        from grpo_tui.session import AttachedRun
+        from grpo_tui.model.session import AttachedRun
 
         path = Path(run_dir)
         try:
@@ -178,7 +178,7 @@ class GrpoApp(App):
         if not path.is_dir():
             self.notify(f"not a run directory: {run_dir}", severity="error", timeout=10)
             return False
-        from grpo_tui.follow import open_run_dir
+        from grpo_tui.model.follow import open_run_dir
 
         model, follower = open_run_dir(path)
         self.push_screen(DashboardScreen(model, follower=follower))

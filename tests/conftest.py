@@ -24,7 +24,7 @@ def write(path: Path, text: str) -> Path:
 
 def tiny_config(tmp_path: Path, *overrides: str):
     """The tiny-arithmetic preset, shortened for tests, writing into tmp_path/run."""
-    from engine.presets import load_preset
+    from engine.config.presets import load_preset
 
     base = [f"output_dir={tmp_path / 'run'}", "dataset.task_args.eval_size=64", "eval_steps=0", "save_steps=0"]
     return load_preset("tiny-arithmetic", [*base, *overrides])
@@ -32,8 +32,8 @@ def tiny_config(tmp_path: Path, *overrides: str):
 
 def train(cfg, **trainer_kwargs):
     """Run a Trainer to the end in this thread; returns (trainer, events)."""
-    from engine.control import Control
-    from engine.trainer import Trainer
+    from engine.run.control import Control
+    from engine.training.trainer import Trainer
 
     control = Control()
     events: list = []

@@ -15,7 +15,7 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label
 
-from engine.config import ADJUSTABLE_FIELDS as ADJUSTABLE  # the engine decides what may change live
+from engine.config.schema import ADJUSTABLE_FIELDS as ADJUSTABLE  # the engine decides what may change live
 
 
 def format_value(value: Any) -> str:
@@ -53,8 +53,8 @@ def parse_changes(current: dict[str, Any], texts: dict[str, str]) -> tuple[dict[
 
 def validate(cfg: Any, changes: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, str]]:
     """The engine's own validation; problems mapped back to their fields."""
-    from engine.config import ConfigError
-    from engine.config_checks import validate_adjustment
+    from engine.config.schema import ConfigError
+    from engine.config.checks import validate_adjustment
 
     try:
         return validate_adjustment(cfg, changes), {}

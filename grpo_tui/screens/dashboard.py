@@ -17,16 +17,16 @@ from textual.widgets import TabbedContent, TabPane
 
 from grpo_tui.widgets.footer import ResponsiveFooter
 from grpo_tui.commands import DashboardCommands
-from grpo_tui.run_model import RunModel
-from grpo_tui.widgets.chart import ChartSpec, MetricChart
+from grpo_tui.model.run_model import RunModel
+from grpo_tui.widgets.charts.chart import ChartSpec, MetricChart
 from grpo_tui.widgets.events import EventsPane
 from grpo_tui.widgets.samples import SamplesPane
 from grpo_tui.widgets.status import RunStatus
 from grpo_tui.widgets.system import SystemPane
 
 if TYPE_CHECKING:
-    from grpo_tui.follow import RunFollower
-    from grpo_tui.session import LiveRun
+    from grpo_tui.model.follow import RunFollower
+    from grpo_tui.model.session import LiveRun
 
 # Everything that changes is redrawn on one tick, so the screen is composited at most
 # TICK_HZ times a second however many views changed (a frame at 200x60 with a chart in it
@@ -149,7 +149,7 @@ class DashboardScreen(Screen):
     def sample_system(self) -> None:
         """CPU, RAM and GPU memory now: into the system tab, and the fullest memory into the
         status line while a process trains this run (not for a run read from disk)."""
-        from engine.system import SystemSampler
+        from grpo_tui.model.system import SystemSampler
 
         try:
             if self._sampler is None:
@@ -171,10 +171,10 @@ class DashboardScreen(Screen):
         import os
         import socket
 
-        from grpo_tui.session import AttachedRun
+        from grpo_tui.model.session import AttachedRun
 
         if isinstance(self.live, AttachedRun):
-            from engine.channel import read_heartbeat
+            from engine.run.channel import read_heartbeat
 
             beat = read_heartbeat(self.live.run_dir) or {}
             return beat.get("pid") if beat.get("host") == socket.gethostname() else None

@@ -1,6 +1,6 @@
 """The preset editor (YAML, validated as you type) and the read-only config view.
 
-Validation is the engine's own (``engine.presets.config_from_yaml``), run shortly after
+Validation is the engine's own (``engine.config.presets.config_from_yaml``), run shortly after
 each edit; every problem is listed with the line it belongs to, and F8 jumps there.
 """
 
@@ -138,8 +138,8 @@ class PresetEditorScreen(Screen[Path | None]):
         self._header()
 
     def validate(self) -> None:
-        from engine.config import ConfigError
-        from engine.presets import config_from_yaml
+        from engine.config.schema import ConfigError
+        from engine.config.presets import config_from_yaml
 
         text = self.text
         try:

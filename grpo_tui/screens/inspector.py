@@ -19,7 +19,7 @@ from textual.widgets.option_list import Option
 
 from grpo_tui.commands import ScreenBindingCommands
 from grpo_tui.widgets.footer import ResponsiveFooter
-from grpo_tui.sample_index import SampleIndex
+from grpo_tui.model.sample_index import SampleIndex
 from grpo_tui.widgets.samples import fmt_num, short, sign_style
 from grpo_tui.widgets.tokens import MODES, colour_tokens, display_token, legend
 

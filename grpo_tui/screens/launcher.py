@@ -19,7 +19,7 @@ from textual.widgets import DataTable, Static
 
 from grpo_tui.widgets.footer import ResponsiveFooter
 from grpo_tui.commands import LauncherCommands
-from engine.runs import RunSummary, summarize_run
+from engine.run.listing import RunSummary, summarize_run
 
 DEFAULT_PRESET = "tiny-arithmetic"  # runs anywhere, in about two minutes
 

@@ -33,8 +33,8 @@ NOTE = "length counts characters here (no tokenizer is loaded in the TUI)"
 def bench_config(run_dir: str | Path | None = None, config: dict | None = None, live: Any = None) -> Any:
     """The RunConfig of a run for the bench: the live run's own, else its config dict, else
     its config.yaml. Raises (ConfigError, OSError) with a message fit for the user."""
-    from engine.config_checks import config_from_dict
-    from engine.presets import config_from_yaml
+    from engine.config.checks import config_from_dict
+    from engine.config.presets import config_from_yaml
 
     cfg = getattr(live, "cfg", None)
     if cfg is not None:
@@ -221,12 +221,12 @@ def one_line(err: BaseException) -> str:
 
 def build_funcs(cfg: Any) -> list:
     """The run's reward functions, built as the trainer builds them (task verifier included)."""
-    from engine.rewards import build_reward_funcs
+    from engine.rewards.scoring import build_reward_funcs
 
     dataset = getattr(cfg, "dataset", None)
     task = None
     if getattr(dataset, "task", None):
-        from engine.tasks import get_task
+        from engine.data.tasks import get_task
 
         task = get_task(dataset.task, **(dataset.task_args or {}))
     return build_reward_funcs(
@@ -239,7 +239,7 @@ def build_funcs(cfg: Any) -> list:
 
 def score_one(funcs: list, weights: Any, prompt: str, completion: str, columns: dict[str, Any]) -> tuple[list[Row], float]:
     """Every function's score for one completion, and the weighted total (nansum, as the engine)."""
-    from engine.rewards import describe, score
+    from engine.rewards.scoring import describe, score
 
     batch = score(
         funcs,

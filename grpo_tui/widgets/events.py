@@ -9,7 +9,7 @@ import textwrap
 
 from textual.content import Content
 
-from grpo_tui.run_model import EventLine, RunModel
+from grpo_tui.model.run_model import EventLine, RunModel
 from grpo_tui.widgets.fixed_body import FixedHeightBody
 
 ICONS = {"info": "·", "warning": "⚠", "error": "✘"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from textual.content import Content
 
-from grpo_tui.run_model import RunModel
+from grpo_tui.model.run_model import RunModel
 from grpo_tui.widgets.fixed_body import FixedHeightBody
 
 TRUNCATED = "✂"

@@ -11,7 +11,7 @@ from typing import Callable
 from textual.content import Content
 from textual.widgets import Static
 
-from grpo_tui.run_model import RunModel
+from grpo_tui.model.run_model import RunModel
 
 STATE_STYLE = {
     "starting": ("◌", "$text-muted"),
@@ -53,7 +53,7 @@ class RunStatus(Static):
         self.clock = clock
         self._key: tuple | None = None
         self._lines = 2
-        self.system = None  # engine.system.SystemSnapshot while a process trains this run
+        self.system = None  # grpo_tui.model.system.SystemSnapshot while a process trains this run
 
     def update_from(self, model: RunModel) -> None:
         self.model = model

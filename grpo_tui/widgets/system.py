@@ -7,7 +7,7 @@ from collections import deque
 from textual.content import Content
 from textual.widgets import Static
 
-from engine.system import GIB, SystemSnapshot, level
+from grpo_tui.model.system import GIB, SystemSnapshot, level
 
 LEVEL_STYLE = {"ok": "$success", "warn": "$warning", "danger": "bold $error"}
 TICKS = "▁▂▃▄▅▆▇█"

@@ -17,9 +17,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from engine.presets import load_preset  # noqa: E402
-from engine.control import Control, StepMetrics  # noqa: E402
-from engine.trainer import Trainer  # noqa: E402
+from engine.config.presets import load_preset  # noqa: E402
+from engine.run.control import Control, StepMetrics  # noqa: E402
+from engine.training.trainer import Trainer  # noqa: E402
 
 OUT = HERE / "recorded-run"
 

@@ -21,11 +21,11 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore", message="Seems like `optimizer.step()` has been overridden")
 
-from engine.presets import load_preset  # noqa: E402
-from engine.control import Control, RunStarted  # noqa: E402
-from engine.rollout import TransformersRollout, concat_rollouts  # noqa: E402
-from engine.sharding import full_tensor, full_weights  # noqa: E402
-from engine.trainer import Trainer  # noqa: E402
+from engine.config.presets import load_preset  # noqa: E402
+from engine.run.control import Control, RunStarted  # noqa: E402
+from engine.rollout.backend import TransformersRollout, concat_rollouts  # noqa: E402
+from engine.parallel.sharding import full_tensor, full_weights  # noqa: E402
+from engine.training.trainer import Trainer  # noqa: E402
 
 
 class PerPromptSeeded:

@@ -1,0 +1,315 @@
+"""Run configuration: the typed dataclasses a run is built from, the constants the engine
+shares about them, :class:`ConfigError`, and a config's plain-data and YAML forms
+(:func:`config_to_dict`, :func:`dump_yaml`). A preset is a flat YAML mapping of
+:class:`RunConfig` fields with one nested ``dataset:`` block. Field names follow TRL's
+``GRPOConfig`` (and transformers' ``TrainingArguments``) wherever those have the field, so a
+TRL user can read a preset without a glossary. Checking values and building a
+:class:`RunConfig` is :mod:`engine.config.fields` (each field) and :mod:`engine.config.checks`
+(across fields, and building); YAML text, ``--set`` overrides and preset
+files are :mod:`engine.config.presets`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import yaml
+
+def _bundled_root() -> Path:
+    """Where the bundled presets and tiny model live: the source tree (a clone, an editable
+    install), or ``<environment>/share/grpo-tui`` where a wheel installs them."""
+    source = Path(__file__).resolve().parents[2]
+    if (source / "presets").is_dir():
+        return source
+    return Path(sys.prefix) / "share" / "grpo-tui"
+
+
+REPO_ROOT = _bundled_root()
+"""The folder holding the bundled ``presets/`` and ``assets/``: relative paths fall back to
+it, so the bundled model and presets are found wherever the command is run from."""
+
+BUILTIN_REWARDS = ("accuracy", "format", "tag_count", "length")
+"""Reward names known without asking ``engine.rewards.scoring`` (which may know more)."""
+
+ADJUSTABLE_FIELDS = (
+    "learning_rate",
+    "beta",
+    "temperature",
+    "top_p",
+    "epsilon",
+    "epsilon_high",
+    "max_completion_length",
+    "reward_weights",
+)
+"""Fields the trainer can change between two steps of a running job."""
+
+DATASET_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+
+REWARD_MODEL_PREFIX = "model:"
+"""``reward_funcs`` entries starting with this name a sequence-classification reward model."""
+
+
+# --------------------------------------------------------------------------- dataclasses
+
+
+@dataclass
+class DatasetConfig:
+    """Where prompts come from: exactly one of ``task``, ``path`` or ``name``."""
+
+    task: str | None = None
+    """built-in task name (e.g. "arithmetic"); answers are verified by the task itself"""
+    task_args: dict = field(default_factory=dict)
+    """keyword arguments for the built-in task, e.g. {"digits": 2, "ops": "+"}"""
+    path: str | None = None
+    """local .jsonl/.json/.csv/.parquet file; relative paths resolve against the preset's folder"""
+    name: str | None = None
+    """🤗 datasets hub id"""
+    config: str | None = None
+    """hub dataset config name"""
+    split: str = "train"
+    """split the training prompts come from"""
+    eval_split: str | None = None
+    """hub split for evaluation; None holds eval_size rows out of the training split"""
+    eval_size: int = 200
+    """rows held out of the training split for evaluation when eval_split is None"""
+    prompt_column: str = "prompt"
+    """column holding the prompt: a string, or a list of chat messages"""
+    system_prompt: str | None = None
+    """prepended as a system message when rendering the chat template"""
+    chat_template: bool | None = None
+    """render string prompts with the tokenizer's chat template; None = only when prompts are
+    chat messages or a system_prompt is set"""
+    shuffle: bool = True
+    """shuffle the training prompts (with the run seed)"""
+    format: str = "prompts"
+    """prompts: generate completions and score them | ranked: train on given responses with ranks
+    (rows {"prompt": ..., "group": [{"response": ..., "rank": 1}, ...]}, a local file)"""
+
+
+@dataclass
+class RunConfig:
+    """Everything one GRPO run needs; names follow TRL's GRPOConfig where it has them."""
+
+    # --- model
+    model_name_or_path: str = "assets/tiny-model"
+    """hub id or local folder; relative paths resolve against the preset folder, the current folder, then the repository"""
+    torch_dtype: str = "auto"
+    """weights dtype: auto | float32 | bfloat16 | float16"""
+    dataset: DatasetConfig = field(default_factory=lambda: DatasetConfig(task="arithmetic"))
+    """prompt source (default: the built-in arithmetic task the bundled model was warm-started on)"""
+
+    # --- generation
+    num_generations: int = 8
+    """completions sampled per prompt (the group size G)"""
+    max_prompt_length: int | None = 512
+    """prompts longer than this many tokens are truncated from the left; None = no limit"""
+    max_completion_length: int = 256
+    """maximum tokens generated per completion"""
+    temperature: float = 1.0
+    """sampling temperature"""
+    top_p: float = 1.0
+    """nucleus sampling: keep the smallest token set with this much probability mass"""
+    top_k: int = 0
+    """keep only the k most likely tokens; 0 = off"""
+    min_p: float | None = None
+    """drop tokens below min_p times the top token's probability; None = off"""
+    repetition_penalty: float = 1.0
+    """penalise tokens already in the prompt or completion; 1.0 = off"""
+
+    # --- generation with vLLM (a CUDA GPU and the vllm extra: pip install 'grpo-tui[vllm]')
+    use_vllm: bool = False
+    """generate with vLLM instead of the training model's own forward passes"""
+    vllm_mode: str = "colocate"
+    """colocate: a vLLM engine inside the training process, sharing its GPU(s) | server: a separately
+    started vLLM server (`grpo-tui vllm-serve`) on GPUs of its own"""
+    vllm_gpu_memory_utilization: float = 0.3
+    """share of GPU memory the colocated engine takes (weights and KV cache)"""
+    vllm_tensor_parallel_size: int = 1
+    """GPUs one colocated engine spans; must divide the number of processes"""
+    vllm_enable_sleep_mode: bool = False
+    """free the colocated engine's memory (weights and KV cache) during the update; costs a reload per step"""
+    vllm_max_model_length: int | None = None
+    """the engine's context window; None = max_prompt_length + max_completion_length"""
+    vllm_server_base_url: str | None = None
+    """server mode: e.g. http://gpu-host:8000; None = http://vllm_server_host:vllm_server_port"""
+    vllm_server_host: str = "0.0.0.0"
+    """server mode: host of the vLLM server"""
+    vllm_server_port: int = 8000
+    """server mode: port of the vLLM server"""
+    vllm_server_timeout: float = 240.0
+    """server mode: seconds to wait for the server to come up"""
+    vllm_group_port: int = 51216
+    """server mode: port of the NCCL group that pushes weights to the server"""
+    vllm_importance_sampling_correction: bool = True
+    """reweight the loss by π_train/π_vLLM of the sampled tokens (the engines' numerics differ)"""
+    vllm_importance_sampling_mode: str = "sequence_mask"
+    """token_truncate | token_mask | sequence_truncate | sequence_mask: per token or per sequence;
+    ratios outside [clip_min, clip_max] clipped (truncate) or dropped (mask)"""
+    vllm_importance_sampling_clip_min: float | None = None
+    """lower bound of the ratio; None = none"""
+    vllm_importance_sampling_clip_max: float | None = 3.0
+    """upper bound of the ratio; None = none"""
+
+    # --- algorithm
+    beta: float = 0.0
+    """KL coefficient against the reference model; 0 = no reference model is kept"""
+    epsilon: float = 0.2
+    """lower clipping range of the importance ratio (1 - epsilon)"""
+    epsilon_high: float | None = None
+    """upper clipping range (1 + epsilon_high); None = epsilon (DAPO uses 0.28)"""
+    delta: float | None = None
+    """two-sided clipping bound on the ratio for negative advantages; None = off"""
+    loss_type: str = "dapo"
+    """loss normalisation: grpo | bnpo | dr_grpo | dapo"""
+    scale_rewards: str = "group"
+    """divide advantages by the reward std of the group | batch | none"""
+    num_iterations: int = 1
+    """policy updates per generated batch (mu in the GRPO paper)"""
+    importance_sampling_level: str = "token"
+    """importance ratio per token or per sequence (GSPO)"""
+    mask_truncated_completions: bool = False
+    """exclude completions cut at max_completion_length from the loss"""
+    multi_objective_aggregation: str = "sum_then_normalize"
+    """sum_then_normalize: weighted sum of rewards, then group advantages | normalize_then_sum (GDPO):
+    each reward normalised within its group, then the weighted sum, normalised over the batch"""
+    dynamic_sampling: bool = False
+    """DAPO: drop groups whose rewards all agree and refill the batch from new prompts"""
+    dynamic_sampling_max_tries: int = 3
+    """extra generation rounds allowed per step to refill the batch (then zero-signal groups fill the rest)"""
+    top_entropy_quantile: float = 1.0
+    """train only on the tokens whose entropy is in this top share (1.0 = all tokens)"""
+    sync_ref_model: bool = False
+    """move the reference model towards the policy every ref_model_sync_steps (TR-DPO)"""
+    ref_model_mixup_alpha: float = 0.6
+    """ref ← alpha·policy + (1 − alpha)·ref at each sync"""
+    ref_model_sync_steps: int = 512
+    """optimizer steps between reference syncs"""
+    steps_per_generation: int | None = None
+    """micro-batches fed by one generation round (TRL); None = gradient_accumulation_steps"""
+    generation_batch_size: int | None = None
+    """completions per generation round; alternative to steps_per_generation"""
+    peft: dict | None = None
+    """LoRA through peft: {r, lora_alpha, lora_dropout, target_modules, merge_on_save}; None = full fine-tuning"""
+    reward_funcs: list[str] = field(default_factory=lambda: ["accuracy"])
+    """built-in names, "module:function", "path/file.py:function" or "model:<hub id or path>" (a reward model); their weighted sum is the reward"""
+    reward_weights: list[float] | None = None
+    """one weight per reward function; None = all 1.0"""
+    reward_kwargs: dict[str, dict] = field(default_factory=dict)
+    """options for reward functions by name, e.g. {"format": {"pattern": "..."}}"""
+
+    # --- optimisation
+    learning_rate: float = 1e-6
+    """AdamW learning rate (peak, after warm-up)"""
+    adam_beta1: float = 0.9
+    """AdamW beta1"""
+    adam_beta2: float = 0.999
+    """AdamW beta2"""
+    adam_epsilon: float = 1e-8
+    """AdamW epsilon"""
+    weight_decay: float = 0.0
+    """AdamW weight decay"""
+    lr_scheduler_type: str = "constant"
+    """constant | linear | cosine | constant_with_warmup"""
+    warmup_steps: int = 0
+    """linear warm-up steps (wins over warmup_ratio when > 0)"""
+    warmup_ratio: float = 0.0
+    """fraction of max_steps spent warming up"""
+    max_grad_norm: float = 1.0
+    """gradient clipping norm; 0 = no clipping"""
+    per_device_train_batch_size: int = 8
+    """completions per micro-batch (counted as TRL counts them)"""
+    gradient_accumulation_steps: int = 1
+    """micro-batches per optimizer step; their product with the batch size must be a multiple of num_generations"""
+    max_steps: int = 100
+    """optimizer steps to run"""
+    seed: int = 42
+    """seed for sampling prompts, generation and initialisation"""
+    bf16: bool | None = None
+    """bfloat16 autocast of the forward passes over fp32 weights; None = on when a CUDA GPU supports it"""
+    gradient_checkpointing: bool = False
+    """trade compute for memory in the backward pass"""
+    torch_compile: bool = False
+    """compile the training forward with torch.compile (GPU; the first steps are slow while it compiles)"""
+
+    # --- bookkeeping
+    output_dir: str | None = None
+    """run directory; None = runs/<run_name>-<timestamp>"""
+    logging_steps: int = 10
+    """headless progress lines (when stdout is not a terminal) every this many steps; metrics.jsonl
+    and the dashboard get every step"""
+    save_steps: int = 0
+    """checkpoint every this many steps; 0 = only the final model"""
+    save_total_limit: int | None = None
+    """keep at most this many checkpoints; None = keep all"""
+    eval_steps: int = 0
+    """evaluate every this many steps; 0 = before and after training only"""
+    eval_max_samples: int | None = None
+    """cap on evaluation prompts; None = the whole eval split"""
+    num_generations_eval: int = 0
+    """samples per eval prompt for pass@k (k = this); 0 = greedy accuracy only"""
+    log_completions_groups: int = 4
+    """groups per step written to samples.jsonl"""
+    log_completions: bool = False
+    """also write each step's logged groups as completions/completions_NNNNN.parquet (TRL's format)"""
+    report_to: list[str] = field(default_factory=list)
+    """logging integrations: tensorboard (logs in <run dir>/tensorboard) and/or wandb; [] = none"""
+    run_name: str | None = None
+    """name shown in the dashboard and used for the run directory; default = the preset's name"""
+
+
+@dataclass
+class PresetInfo:
+    """One preset file as the launcher lists it."""
+
+    name: str
+    """file name without .yaml/.yml"""
+    path: Path
+    """absolute path of the file"""
+    description: str
+    """the leading comment lines of the file, without '#'"""
+    ok: bool
+    """whether the preset validates (paths checked)"""
+    problems: list[str] = field(default_factory=list)
+    """what is wrong with it, one line per problem"""
+
+
+class ConfigError(Exception):
+    """A preset or override that cannot make a valid run, with every problem found.
+
+    ``problems`` holds one ``"field.path: message"`` line per problem; ``str(e)`` is a
+    single message listing them all, fit to show to a user as is.
+    """
+
+    def __init__(self, problems: Iterable[str] | str, source: str = "config"):
+        self.problems: list[str] = [problems] if isinstance(problems, str) else list(problems)
+        self.source = source
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        n = len(self.problems)
+        head = f"{self.source} has {n} problem{'' if n == 1 else 's'}:"
+        return "\n".join([head, *(f"  - {p}" for p in self.problems)])
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self):
+        return (type(self), (self.problems, self.source))
+
+
+# --------------------------------------------------------------------------- as plain data
+
+
+def config_to_dict(cfg: RunConfig) -> dict:
+    """The config as plain data, in preset shape; ``config_from_dict`` reads it back."""
+    return dataclasses.asdict(cfg)
+
+
+def dump_yaml(cfg: RunConfig) -> str:
+    """The resolved config as YAML (what a run directory's config.yaml holds)."""
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True, default_flow_style=None, width=120)

@@ -1,0 +1,1 @@
+"""Reward functions: built-ins, user plugins, reward models, and scoring a batch with them."""

@@ -1,0 +1,153 @@
+"""User reward plugins: ``module:function`` and ``path/file.py:function`` specs.
+
+Splitting a spec, importing the module or loading the file (once per file version, with
+its folder on ``sys.path`` while it loads), finding the function and checking that it takes
+``**kwargs``. Every failure is a :class:`RewardSpecError` with a one-line message, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable
+
+from engine.rewards.common import RewardSpecError, _format_exception
+
+# Loaded plugin files, keyed by (path, mtime, size): validation and the build then share
+# one execution of the file, and an edited file is loaded afresh.
+_FILE_MODULES: dict[tuple[str, int, int], ModuleType] = {}
+
+
+def _split_spec(spec: str) -> tuple[str, str]:
+    target, sep, attr = spec.rpartition(":")
+    if not sep or not target.strip() or not attr.strip():
+        raise RewardSpecError(
+            f"reward plugin '{spec}': expected module:function or path/file.py:function", spec
+        )
+    return target.strip(), attr.strip()
+
+
+def _is_file_target(target: str) -> bool:
+    return target.endswith(".py") or "/" in target or "\\" in target
+
+
+def _load_file(path: Path, spec: str) -> ModuleType:
+    if not path.is_file():
+        raise RewardSpecError(f"reward plugin '{spec}': file not found: {path}", spec)
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key in _FILE_MODULES:
+        return _FILE_MODULES[key]
+    module_name = f"_grpo_reward_plugin_{abs(hash(key[0])):x}_{path.stem}"
+    loader_spec = importlib.util.spec_from_file_location(module_name, path)
+    if loader_spec is None or loader_spec.loader is None:
+        raise RewardSpecError(f"reward plugin '{spec}': cannot load {path.name}", spec)
+    module = importlib.util.module_from_spec(loader_spec)
+    sys.modules[module_name] = module  # dataclasses and pickling look modules up here
+    # Modules next to the plugin file should import while it loads; the folder is
+    # appended (never shadows installed packages) and only for the duration of the load.
+    folder = str(path.parent)
+    added = folder not in sys.path
+    if added:
+        sys.path.append(folder)
+    try:
+        loader_spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        sys.modules.pop(module_name, None)
+        where = os.path.basename(exc.filename or path.name)
+        raise RewardSpecError(
+            f"reward plugin '{spec}': SyntaxError in {where} line {exc.lineno}: {exc.msg}", spec
+        ) from None
+    except (Exception, SystemExit) as exc:
+        sys.modules.pop(module_name, None)
+        raise RewardSpecError(
+            f"reward plugin '{spec}': {path.name} could not be loaded: {_format_exception(exc)}",
+            spec,
+        ) from None
+    finally:
+        if added and folder in sys.path:
+            sys.path.remove(folder)
+    _FILE_MODULES[key] = module
+    return module
+
+
+def _import_module(target: str, spec: str) -> ModuleType:
+    try:
+        return importlib.import_module(target)
+    except ModuleNotFoundError as exc:
+        # "my_rewards:acc" with my_rewards.py in the working directory: console scripts do
+        # not put the cwd on sys.path, so look for the file there before giving up.
+        local = Path.cwd() / (target.replace(".", os.sep) + ".py")
+        if exc.name == target.split(".")[0] and local.is_file():
+            return _load_file(local, spec)
+        message = _format_exception(exc, where=False)
+    except SyntaxError as exc:
+        where = os.path.basename(exc.filename or target)
+        raise RewardSpecError(
+            f"reward plugin '{spec}': SyntaxError in {where} line {exc.lineno}: {exc.msg}", spec
+        ) from None
+    except (Exception, SystemExit) as exc:
+        message = _format_exception(exc)
+    raise RewardSpecError(
+        f"reward plugin '{spec}': module '{target}' could not be imported: {message}", spec
+    )
+
+
+def _defined_functions(module: ModuleType) -> list[str]:
+    return [
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_")
+        and callable(value)
+        and getattr(value, "__module__", None) == module.__name__
+    ]
+
+
+def _resolve_plugin(spec: str) -> Callable:
+    target, attr = _split_spec(spec)
+    if _is_file_target(target):
+        path = Path(target).expanduser()
+        if not path.is_absolute():
+            path = Path.cwd() / path
+        module = _load_file(path, spec)
+        where = path.name
+    else:
+        module = _import_module(target, spec)
+        where = f"module '{target}'"
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            found = ", ".join(_defined_functions(module)[:12]) or "no functions"
+            raise RewardSpecError(
+                f"reward plugin '{spec}': '{attr}' is not defined in {where} (found: {found})", spec
+            )
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise RewardSpecError(
+            f"reward plugin '{spec}': '{attr}' in {where} is not callable "
+            f"(it is a {type(obj).__name__})",
+            spec,
+        )
+    _check_signature(obj, attr, spec)
+    return obj
+
+
+def _check_signature(fn: Callable, attr: str, spec: str) -> None:
+    """Reject functions that cannot take the keyword arguments every call passes."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return  # builtins and some C callables have no signature: let the call decide
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        raise RewardSpecError(
+            f"reward plugin '{spec}': '{attr}' must accept **kwargs "
+            "(dataset columns, completion_ids and step are passed as keywords)",
+            spec,
+        )
+

@@ -1,0 +1,290 @@
+"""Reward functions: the built-ins, loading user plugins, and scoring a batch safely.
+
+Every reward function follows TRL's convention so TRL reward functions drop in unchanged:
+
+    fn(prompts=..., completions=..., **kwargs) -> list[float | None]
+
+called with keyword arguments only (as TRL does, so ``def f(completions, answer, **kwargs)``
+works). ``kwargs`` carries every extra dataset column (``answer=[...]``), ``completion_ids``
+(list of token-id lists) and ``step``. Completions are plain strings, or for conversational
+data ``[{"role": "assistant", "content": text}]``. ``None`` means "not applicable": it is
+ignored by the total, never counted as zero.
+
+A reward function is user code running inside a long training run, so nothing it does may
+stop the run: ``score`` turns an exception, a wrong-length result, a non-number or an
+infinity into a NaN column for that batch plus a one-line entry in ``RewardBatch.errors``.
+Likewise a plugin that fails to import is reported as one clear line
+(``check_reward_spec``), never as a traceback.
+
+A ``reward_funcs`` entry ``model:<hub id or path>`` names a sequence-classification reward
+model (as TRL accepts one): :class:`RewardModel` scores each prompt+completion with the
+model's first logit, and its metric name is the model's folder or repo name.
+
+The pieces live in their own modules and the public names are importable from here:
+``engine.rewards.common`` (completion text, one-line errors, checking results),
+``engine.rewards.builtins`` (the built-ins), ``engine.rewards.reward_models`` (``model:`` specs) and
+``engine.rewards.plugins`` (loading ``module:function`` and ``path/file.py:function``). This
+module resolves specs, checks options, builds the reward functions and scores a batch.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+
+from engine.rewards.builtins import (
+    _BUILTINS,
+    DEFAULT_FORMAT_PATTERN,
+    RewardFn,
+    _BuildContext,
+    _builtin_options,
+    _check_options,
+    builtin_reward_names,
+)
+from engine.rewards.common import (
+    RewardSpecError,
+    _format_exception,
+    _one_line,
+    _ResultError,
+    _to_column,
+    completion_text,
+)
+from engine.rewards.reward_models import (
+    REWARD_MODEL_PREFIX,
+    RewardModel,
+    _check_reward_model,
+    _check_reward_model_options,
+    _reward_model_target,
+    clear_reward_model_cache,
+    is_reward_model_spec,
+    reward_model_name,
+)
+from engine.rewards.plugins import _resolve_plugin
+
+__all__ = [
+    "DEFAULT_FORMAT_PATTERN",
+    "REWARD_MODEL_PREFIX",
+    "RewardBatch",
+    "RewardFn",
+    "RewardFunction",
+    "RewardModel",
+    "RewardSpecError",
+    "build_reward_funcs",
+    "builtin_reward_names",
+    "check_reward_kwargs",
+    "check_reward_spec",
+    "clear_reward_model_cache",
+    "completion_text",
+    "describe",
+    "is_reward_model_spec",
+    "reward_model_name",
+    "score",
+]
+
+
+@dataclass
+class RewardFunction:
+    name: str  # "accuracy", "format", or the plugin function's __name__ (made unique)
+    fn: Callable
+    spec: str = ""  # what the config said: a built-in name or "module:function"
+
+
+@dataclass
+class RewardBatch:
+    per_func: torch.Tensor  # [N, F] float32, NaN where a function returned None or failed
+    total: torch.Tensor  # [N] float32 = nansum(per_func * weights, dim=1), as TRL
+    errors: list[tuple[str, str]]  # (function name, "ValueError: message") per failed function
+    all_none_rows: int = 0  # rows where every function gave None/failed (their total is 0.0)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_reward_kwargs(
+    reward_kwargs: dict[str, dict] | None,
+    *,
+    max_completion_length: int | None = None,
+    reward_funcs: Sequence[Any] | None = None,
+) -> list[str]:
+    """Every problem with reward options, one "reward_kwargs.name...: message" each.
+
+    Options are for built-ins and, when ``reward_funcs`` is given, for the reward models it
+    names (``batch_size``, ``max_length``, ``dtype`` under the model's name).
+    For config validation, which reports all problems at once; cheap (imports nothing).
+    """
+    problems: list[str] = []
+    ctx = _BuildContext(task=None, max_completion_length=max_completion_length)
+    model_names = {reward_model_name(s) for s in reward_funcs or () if is_reward_model_spec(s)}
+    for name, options in (reward_kwargs or {}).items():
+        try:
+            if name in model_names:
+                _check_reward_model_options(name, options)
+                continue
+            if name not in _BUILTINS:
+                raise ValueError(
+                    f"reward_kwargs.{name}: options are only for built-in rewards "
+                    f"({', '.join(builtin_reward_names())})"
+                )
+            _check_options(name, options)
+            if _builtin_options(name):  # factories with options check their values
+                _BUILTINS[name](ctx, **options)
+        except ValueError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def _unknown_name_message(spec: str) -> str:
+    hint = difflib.get_close_matches(spec, builtin_reward_names(), n=1)
+    did_you_mean = f" (did you mean '{hint[0]}'?)" if hint else ""
+    return (
+        f"unknown reward function '{spec}'{did_you_mean}: use a built-in "
+        f"({', '.join(builtin_reward_names())}), module:function or path/file.py:function"
+    )
+
+
+def check_reward_spec(spec: str) -> str | None:
+    """None when ``spec`` is a built-in name or resolves to a callable; else a one-line error."""
+    try:
+        _resolve_spec(spec)
+    except RewardSpecError as exc:
+        return str(exc)
+    return None
+
+
+def _resolve_spec(spec: str) -> Callable | None:
+    """The plugin callable for ``spec``, or None for a built-in name or a reward model."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise RewardSpecError(f"reward function spec must be a non-empty string, got {spec!r}")
+    spec = spec.strip()
+    if spec in _BUILTINS:
+        return None
+    if is_reward_model_spec(spec):
+        _check_reward_model(spec)
+        return None
+    if ":" not in spec:
+        raise RewardSpecError(_unknown_name_message(spec), spec)
+    return _resolve_plugin(spec)
+
+
+# --------------------------------------------------------------------------- build & score
+
+
+def build_reward_funcs(
+    specs: Sequence[str | Callable],
+    *,
+    task: Any = None,
+    reward_kwargs: dict[str, dict] | None = None,
+    max_completion_length: int | None = None,
+    device: str | torch.device = "cpu",
+) -> list[RewardFunction]:
+    """Resolve ``reward_funcs`` into callables, once, before training starts.
+
+    ``specs`` are built-in names, "module:function", "path/file.py:function",
+    "model:<hub id or path>" (a reward model, loaded here onto ``device``), or callables.
+    ``task``: a built-in task object (has ``verify``); ``accuracy`` then uses its verifier.
+    ``reward_kwargs``: options by function name, e.g. {"format": {"pattern": "..."}} or
+    {"my-rm": {"batch_size": 8}}.
+    Raises RewardSpecError for a spec that does not resolve, ValueError for bad options.
+    """
+    if not specs:
+        raise ValueError("reward_funcs: at least one reward function is needed")
+    reward_kwargs = dict(reward_kwargs or {})
+    problems = check_reward_kwargs(
+        reward_kwargs, max_completion_length=max_completion_length, reward_funcs=specs
+    )
+    if problems:
+        raise ValueError("; ".join(problems))
+    ctx = _BuildContext(task=task, max_completion_length=max_completion_length)
+
+    funcs: list[RewardFunction] = []
+    taken: set[str] = set()
+    for spec in specs:
+        if callable(spec):
+            fn, label = spec, getattr(spec, "__name__", type(spec).__name__)
+            spec_text = label
+        else:
+            spec_text = spec.strip() if isinstance(spec, str) else spec
+            plugin = _resolve_spec(spec_text)
+            if is_reward_model_spec(spec_text):
+                label = reward_model_name(spec_text)
+                options = reward_kwargs.get(label, {})
+                fn = RewardModel(_reward_model_target(spec_text), device=device, **options).load()
+            elif plugin is None:
+                fn = _BUILTINS[spec_text](ctx, **reward_kwargs.get(spec_text, {}))
+                label = spec_text
+            else:
+                fn = plugin
+                label = getattr(plugin, "__name__", None) or spec_text.rpartition(":")[2]
+        name, k = label, 2
+        while name in taken:  # metric names (rewards/<name>/mean) must not collide
+            name, k = f"{label}_{k}", k + 1
+        taken.add(name)
+        funcs.append(RewardFunction(name=name, fn=fn, spec=spec_text))
+    return funcs
+
+
+def score(
+    funcs: Sequence[RewardFunction],
+    weights: Sequence[float] | torch.Tensor | None,
+    prompts: list,
+    completions: list,
+    columns: dict[str, list],
+    completion_ids: list[list[int]] | None,
+    step: int,
+) -> RewardBatch:
+    """Run every reward function on one batch; failures become NaN columns, never exceptions.
+
+    ``columns`` holds the dataset's extra columns, one value per completion (already
+    repeated G times per prompt). ``total = nansum(per_func * weights, dim=1)`` as in TRL,
+    so None/NaN is ignored and a row where every function gave None scores 0.0.
+    """
+    n, f = len(completions), len(funcs)
+    if weights is None:
+        w = torch.ones(f, dtype=torch.float32)
+    else:
+        w = torch.as_tensor(weights, dtype=torch.float32).reshape(-1)
+        if w.numel() != f:
+            raise ValueError(f"reward_weights has {w.numel()} values for {f} reward functions")
+
+    kwargs = dict(columns)
+    kwargs["completion_ids"] = completion_ids
+    kwargs["step"] = step
+    nan_column = [math.nan] * n
+    cols: list[list[float]] = []
+    errors: list[tuple[str, str]] = []
+    for func in funcs:
+        try:
+            cols.append(_to_column(func.fn(prompts=prompts, completions=completions, **kwargs), n))
+        except _ResultError as exc:
+            cols.append(nan_column)
+            errors.append((func.name, str(exc)))
+        except (Exception, SystemExit) as exc:
+            cols.append(nan_column)
+            errors.append((func.name, _format_exception(exc)))
+
+    if f:
+        per_func = torch.tensor(cols, dtype=torch.float32).T.contiguous()
+    else:
+        per_func = torch.empty((n, 0), dtype=torch.float32)
+    total = (per_func * w.unsqueeze(0)).nansum(dim=1)
+    all_none_rows = int(torch.isnan(per_func).all(dim=1).sum()) if f else n
+    return RewardBatch(per_func=per_func, total=total, errors=errors, all_none_rows=all_none_rows)
+
+
+def describe(fn: RewardFunction | Callable | str) -> str:
+    """One line about a reward function (its docstring's first line), for the test bench."""
+    if isinstance(fn, str):
+        if fn in _BUILTINS:
+            return _one_line(_BUILTINS[fn].__doc__ or "")
+        return fn
+    target = fn.fn if isinstance(fn, RewardFunction) else fn
+    doc = inspect.getdoc(target) or ""
+    line = _one_line(doc)
+    if line:
+        return line
+    return getattr(target, "__name__", type(target).__name__)

@@ -1,0 +1,1 @@
+"""Generation backends: the protocol and the Rollout record, transformers, the fast Llama-family forward, vLLM."""

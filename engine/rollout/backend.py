@@ -1,0 +1,280 @@
+"""Generation backends: sample G completions for each prompt.
+
+A backend takes token ids of B prompts and returns a :class:`Rollout` of B·G completions,
+grouped contiguously (rows ``b*G … b*G+G−1`` answer prompt b). The interface is small on
+purpose so a vLLM backend can sit beside the transformers one:
+
+    backend.generate(prompt_ids, num_generations, params, generator) -> Rollout
+    backend.sync_weights(model)   # after every optimizer step (a no-op when the backend
+                                  # samples from the training model itself)
+    backend.separate_engine       # optional, True when its log-probs come from another engine
+                                  # (vLLM): the trainer then corrects for the difference
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from engine.rollout.llama_forward import gather_cache, lean_decoder
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_new_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    min_p: float | None = None
+    repetition_penalty: float = 1.0
+    greedy: bool = False
+
+
+@dataclass
+class Rollout:
+    prompt_ids: torch.Tensor  # [N, P] left-padded
+    prompt_mask: torch.Tensor  # [N, P] 1 on real prompt tokens
+    completion_ids: torch.Tensor  # [N, T] right-padded with pad_id after EOS
+    completion_mask: torch.Tensor  # [N, T] 1 up to and including the first EOS
+    logprobs: torch.Tensor  # [N, T] log-prob of each sampled token under softmax(logits / T)
+    truncated: torch.Tensor  # [N] bool: no EOS within max_new_tokens
+    # [N, T] entropy of softmax(logits / T) at each sampled token, when the backend samples from
+    # the training model itself (then it equals what the training forward would compute)
+    entropy: torch.Tensor | None = None
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.completion_mask.sum(dim=1)
+
+
+class RolloutBackend(Protocol):
+    def generate(
+        self,
+        prompt_ids: list[list[int]],
+        num_generations: int,
+        params: SamplingParams,
+        generator: torch.Generator | None = None,
+    ) -> Rollout: ...
+
+    def sync_weights(self, model: torch.nn.Module) -> None: ...
+
+
+def left_pad(sequences: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad token lists into ids [N, P] and an attention mask [N, P]."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for i, seq in enumerate(sequences):
+        if seq:
+            ids[i, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+            mask[i, width - len(seq) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+def rollout_from_lists(prompts: list[list[int]], completions: list[list[int]], truncated: list[bool], pad_id: int,
+                       device: torch.device | str = "cpu", logprobs: list[list[float]] | None = None) -> Rollout:
+    """A :class:`Rollout` from token lists made elsewhere (a vLLM engine, given responses):
+    prompts left-padded, completions right-padded with ``pad_id``, the mask covering each
+    completion's tokens (its EOS included, when it has one); ``logprobs`` zeros when not given."""
+    device = torch.device(device)
+    p_ids, p_mask = left_pad(prompts, pad_id, device)
+    width = max(1, max(len(c) for c in completions))
+    c_ids = torch.full((len(completions), width), pad_id, dtype=torch.long)
+    c_mask = torch.zeros((len(completions), width), dtype=torch.long)
+    c_logps = torch.zeros((len(completions), width), dtype=torch.float32)
+    for i, tokens in enumerate(completions):
+        c_ids[i, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+        c_mask[i, : len(tokens)] = 1
+        if logprobs is not None:
+            c_logps[i, : len(tokens)] = torch.tensor(logprobs[i][: len(tokens)], dtype=torch.float32)
+    return Rollout(prompt_ids=p_ids, prompt_mask=p_mask, completion_ids=c_ids.to(device),
+                   completion_mask=c_mask.to(device), logprobs=c_logps.to(device),
+                   truncated=torch.tensor(truncated, dtype=torch.bool, device=device))
+
+
+def position_ids_from_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Positions that ignore left padding: the first real token is position 0."""
+    return (mask.cumsum(dim=1) - 1).clamp(min=0)
+
+
+def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """Apply top-k, top-p (nucleus) and min-p filtering to temperature-scaled logits [N, V]."""
+    if params.top_k and params.top_k > 0 and params.top_k < logits.size(-1):
+        kth = torch.topk(logits, params.top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if params.min_p is not None and params.min_p > 0:
+        probs = torch.softmax(logits, dim=-1)
+        threshold = params.min_p * probs.max(dim=-1, keepdim=True).values
+        logits = logits.masked_fill(probs < threshold, float("-inf"))
+    if params.top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+        drop = cumulative - torch.softmax(sorted_logits, dim=-1) >= params.top_p  # keep the token crossing top_p
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    return logits
+
+
+def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """CTRL-style penalty on tokens already in the sequence: positive logits ÷ p, negative × p.
+
+    seen [N, V] bool marks the tokens present in the prompt or generated so far."""
+    penalised = torch.where(logits > 0, logits / penalty, logits * penalty)
+    return torch.where(seen, penalised, logits)
+
+
+class TransformersRollout:
+    """Samples from the training model itself with a KV cache, one batch for all B·G rows.
+
+    Each row stops at its first EOS; the loop ends when every row has stopped or the
+    token budget is spent."""
+
+    def __init__(self, model: torch.nn.Module, pad_id: int, eos_ids: list[int]) -> None:
+        self.pad_id = pad_id
+        self.eos_ids = torch.tensor(sorted(set(eos_ids)), dtype=torch.long)
+        self.sync_weights(model)
+
+    def sync_weights(self, model: torch.nn.Module) -> None:
+        self.model = model
+        self.lean = lean_decoder(model)  # None: the model's own forward
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompt_ids: list[list[int]],
+        num_generations: int,
+        params: SamplingParams,
+        generator: torch.Generator | None = None,
+    ) -> Rollout:
+        model = self.model
+        device = next(model.parameters()).device
+        rows = [p for p in prompt_ids for _ in range(num_generations)]
+        ids, mask = left_pad(rows, self.pad_id, device)
+        n, g = ids.size(0), num_generations
+        eos = self.eos_ids.to(device)
+        was_training = model.training
+        model.eval()
+        padded = not bool(mask.all())  # without padding the model needs no attention mask at all
+
+        seen = None
+        if params.repetition_penalty != 1.0:
+            vocab = model.get_output_embeddings().weight.size(0)
+            seen = torch.zeros((n, vocab), dtype=torch.bool, device=device)
+            seen.scatter_(1, ids, mask.bool())
+
+        # The model's batch holds *nodes*: distinct (prompt, tokens so far) prefixes. Rows of a
+        # group that have sampled the same tokens share a node — the same next-token
+        # distribution, computed once — and split when their samples differ. The prefill is
+        # one node per prompt; finished rows leave. Every row still samples on its own.
+        positions = position_ids_from_mask(mask)
+        lean = self.lean
+        if lean is not None:
+            logits, cache = lean(ids[::g], positions[::g], mask[::g] if padded else None, keep=1)
+        else:
+            out = model(input_ids=ids[::g], attention_mask=mask[::g] if padded else None,
+                        position_ids=positions[::g], use_cache=True, logits_to_keep=1)
+            logits, cache = out.logits, out.past_key_values
+        node_logits = logits[:, -1, :].float()
+        node_pos = positions[::g, -1:] + 1
+        node_attn = mask[::g]
+        node_of = torch.arange(n, device=device) // g  # the node of each active row
+        vocab = node_logits.size(-1)
+
+        completion = torch.full((n, params.max_new_tokens), self.pad_id, dtype=torch.long, device=device)
+        logprobs = torch.zeros((n, params.max_new_tokens), device=device)
+        entropy = torch.zeros((n, params.max_new_tokens), device=device)
+        active = torch.arange(n, device=device)  # rows still generating
+        steps = 0
+        for t in range(params.max_new_tokens):
+            logits = node_logits[node_of]
+            if seen is not None:
+                logits = apply_repetition_penalty(logits, seen[active], params.repetition_penalty)
+            if params.greedy:
+                token = logits.argmax(dim=-1)
+                logp = torch.log_softmax(logits, dim=-1).gather(1, token[:, None]).squeeze(1)
+            else:
+                scaled = logits / params.temperature
+                probs = torch.softmax(filter_logits(scaled, params), dim=-1)
+                token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+                all_logp = torch.log_softmax(scaled, dim=-1)
+                logp = all_logp.gather(1, token[:, None]).squeeze(1)
+                entropy[active, t] = torch.special.entr(all_logp.exp()).sum(dim=-1)
+            completion[active, t] = token
+            logprobs[active, t] = logp
+            steps = t + 1
+            if seen is not None:
+                seen[active, token] = True
+            going = ~torch.isin(token, eos)
+            if t == params.max_new_tokens - 1 or not bool(going.any()):
+                break
+            active, token, node_of = active[going], token[going], node_of[going]
+            # next nodes: distinct (parent node, token) pairs among the rows still going
+            keys, node_of = torch.unique(node_of * vocab + token, return_inverse=True)
+            parent, node_token = keys // vocab, keys % vocab
+            node_pos = node_pos[parent]
+            if padded:
+                node_attn = torch.cat([node_attn[parent], torch.ones((parent.numel(), 1), dtype=mask.dtype,
+                                                                       device=device)], dim=1)
+            if lean is not None:
+                logits, cache = lean(node_token[:, None], node_pos, node_attn if padded else None,
+                                     gather_cache(cache, parent))
+            else:
+                cache.batch_select_indices(parent)
+                out = model(input_ids=node_token[:, None], attention_mask=node_attn if padded else None,
+                            position_ids=node_pos, past_key_values=cache, use_cache=True)
+                logits, cache = out.logits, out.past_key_values
+            node_logits = logits[:, -1, :].float()
+            node_pos = node_pos + 1
+
+        if was_training:
+            model.train()
+        completion_ids = completion[:, :steps].clone()
+        is_eos = torch.isin(completion_ids, eos)
+        # mask: 1 up to and including the first EOS
+        after_eos = (is_eos.cumsum(dim=1) - is_eos.long()) > 0
+        completion_mask = (~after_eos).long()
+        truncated = ~is_eos.any(dim=1)
+        return Rollout(
+            prompt_ids=ids,
+            prompt_mask=mask,
+            completion_ids=completion_ids,
+            completion_mask=completion_mask,
+            logprobs=logprobs[:, :steps].clone() * completion_mask,
+            truncated=truncated,
+            entropy=None if params.greedy or seen is not None else entropy[:, :steps] * completion_mask,
+        )
+
+
+def select_rows(rollout: Rollout, index: torch.Tensor) -> Rollout:
+    """The rollout restricted to ``index`` rows (in that order)."""
+    return Rollout(*(None if getattr(rollout, f) is None else getattr(rollout, f)[index] for f in ROLLOUT_FIELDS))
+
+
+def concat_rollouts(rollouts: list[Rollout], pad_id: int) -> Rollout:
+    """Stack rollouts of different widths: prompts padded on the left, completions on the right."""
+    if len(rollouts) == 1:
+        return rollouts[0]
+    p = max(r.prompt_ids.size(1) for r in rollouts)
+    t = max(r.completion_ids.size(1) for r in rollouts)
+
+    def left(x: torch.Tensor, width: int, value) -> torch.Tensor:
+        return torch.nn.functional.pad(x, (width - x.size(1), 0), value=value)
+
+    def right(x: torch.Tensor, width: int, value) -> torch.Tensor:
+        return torch.nn.functional.pad(x, (0, width - x.size(1)), value=value)
+
+    return Rollout(
+        prompt_ids=torch.cat([left(r.prompt_ids, p, pad_id) for r in rollouts]),
+        prompt_mask=torch.cat([left(r.prompt_mask, p, 0) for r in rollouts]),
+        completion_ids=torch.cat([right(r.completion_ids, t, pad_id) for r in rollouts]),
+        completion_mask=torch.cat([right(r.completion_mask, t, 0) for r in rollouts]),
+        logprobs=torch.cat([right(r.logprobs, t, 0.0) for r in rollouts]),
+        truncated=torch.cat([r.truncated for r in rollouts]),
+        entropy=None if any(r.entropy is None for r in rollouts)
+        else torch.cat([right(r.entropy, t, 0.0) for r in rollouts]),
+    )
+
+
+ROLLOUT_FIELDS = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "logprobs", "truncated", "entropy")

@@ -1,0 +1,73 @@
+"""Listing run directories with what a person wants to know first: state, progress, reward.
+
+Reads only what a listing needs (the events, the tail of metrics.jsonl, the heartbeat), so
+a folder of long runs lists quickly. The state comes from the last status the run wrote and
+its heartbeat: a run whose process died shows as ``crashed``, not as running forever.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from engine.run.checkpoints import latest_checkpoint
+from engine.run.channel import read_heartbeat, run_state
+from engine.run.rundir import CONFIG, EVENTS, METRICS, last_status, list_runs, parse_lines, read_jsonl
+
+TAIL_BYTES = 64 * 1024
+
+
+@dataclass
+class RunSummary:
+    path: Path
+    name: str
+    state: str  # starting | running | paused | checkpointing | stopping | finished | failed | crashed
+    step: int
+    max_steps: int
+    reward: float | None
+    eval_accuracy: float | None
+    model: str
+    preset: str
+
+    @property
+    def resumable(self) -> bool:
+        """Crashed (or killed) with at least one complete checkpoint to continue from."""
+        return self.state == "crashed" and latest_checkpoint(self.path) is not None
+
+
+def _tail_records(path: Path) -> list[dict]:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - TAIL_BYTES))
+            data = f.read()
+    except OSError:
+        return []
+    return parse_lines(data.split(b"\n")[1 if size > TAIL_BYTES else 0 :])  # the first line may be cut
+
+
+def summarize_run(path: str | os.PathLike) -> RunSummary:
+    root = Path(path)
+    events = read_jsonl(root / EVENTS)
+    metrics = _tail_records(root / METRICS)
+    beat = read_heartbeat(root) or {}
+    step = max(int(metrics[-1].get("step", 0)) if metrics else 0, int(beat.get("step", 0) or 0))
+    reward = next((m["reward"] for m in reversed(metrics) if isinstance(m.get("reward"), (int, float))), None)
+    evals = [e.get("data") or {} for e in events if e.get("kind") == "eval"]
+    acc = next((d["eval/accuracy"] for d in reversed(evals) if isinstance(d.get("eval/accuracy"), (int, float))), None)
+    try:
+        cfg = yaml.safe_load((root / CONFIG).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        cfg = {}
+    cfg = cfg if isinstance(cfg, dict) else {}
+    max_steps = cfg.get("max_steps") if isinstance(cfg.get("max_steps"), int) else 0
+    return RunSummary(root, root.name, run_state(root, last_status(events)), step, max_steps, reward, acc,
+                      str(cfg.get("model_name_or_path", "?")), str(cfg.get("run_name") or ""))
+
+
+def list_run_summaries(root: str | Path = "runs") -> list[RunSummary]:
+    return [summarize_run(p) for p in list_runs(root)]

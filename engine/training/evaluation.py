@@ -1,0 +1,119 @@
+"""Held-out evaluation: greedy accuracy, and pass@k from k samples per prompt.
+
+The judge is the task's verifier for built-in tasks, otherwise the run's ``accuracy``
+reward (rows it cannot judge — None — are left out of the means).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from engine.algo.grpo import pass_at_k
+from engine.rewards.scoring import score
+
+EVAL_BATCH = 256
+
+
+def _judge(texts: list[str], rows: list[dict], ids: list[list[int]], task, accuracy_fn) -> list[float | None]:
+    if task is not None:
+        return [task.verify(text, row) for text, row in zip(texts, rows)]
+    columns = {k: [r.get(k) for r in rows] for k in rows[0] if k != "prompt"}
+    batch = score(accuracy_fn, torch.ones(1), [r["prompt"] for r in rows], texts, columns, ids, 0)
+    return [None if v != v else float(v) for v in batch.per_func[:, 0].tolist()]
+
+
+@dataclass
+class EvalTally:
+    """One process's results on its share of the held-out prompts, per prompt, so shares
+    from several processes combine exactly (:func:`eval_metrics`)."""
+
+    greedy: list[float | None] = field(default_factory=list)  # 1/0 correct, None: unjudgeable
+    sampled: list[float | None] = field(default_factory=list)  # correct out of k (k > 0 only)
+    lengths: list[float] = field(default_factory=list)  # greedy completion length
+    truncated: list[bool] = field(default_factory=list)  # greedy completion hit the length limit
+
+    def __getitem__(self, keep: slice) -> "EvalTally":
+        return EvalTally(self.greedy[keep], self.sampled[keep], self.lengths[keep], self.truncated[keep])
+
+
+@torch.no_grad()
+def _correct_counts(renderer, backend, tokenizer, task, accuracy_fn, rows, params, n: int):
+    """Per prompt: correct completions out of n (None when unjudgeable), the first completion's
+    length, and whether it was truncated."""
+    counts: list[float | None] = []
+    lengths: list[float] = []
+    truncated: list[bool] = []
+    per_batch = max(1, EVAL_BATCH // n)
+    for start in range(0, len(rows), per_batch):
+        chunk = rows[start : start + per_batch]
+        rollout = backend.generate([renderer.ids(r["prompt"]) for r in chunk], n, params)
+        ids = [row[: int(k)] for row, k in zip(rollout.completion_ids.tolist(), rollout.lengths.tolist())]
+        texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
+        lengths += rollout.lengths[::n].float().tolist()
+        truncated += rollout.truncated[::n].tolist()
+        verdicts = _judge(texts, [r for r in chunk for _ in range(n)], ids, task, accuracy_fn)
+        for i in range(len(chunk)):
+            group = verdicts[i * n : (i + 1) * n]
+            counts.append(None if any(v is None for v in group) else sum(group))
+    return counts, lengths, truncated
+
+
+def can_evaluate(reward_funcs, task) -> bool:
+    """Held-out accuracy needs a judge: the task's verifier or an ``accuracy`` reward."""
+    return task is not None or any(f.name == "accuracy" for f in reward_funcs)
+
+
+def eval_tally(renderer, backend, tokenizer, reward_funcs, task, rows, params,
+               num_samples: int = 0, sample_params=None) -> EvalTally:
+    """Greedy (and, with ``num_samples`` k > 0, k sampled) completions of ``rows``, judged."""
+    accuracy_fn = [f for f in reward_funcs if f.name == "accuracy"]
+    greedy, lengths, truncated = _correct_counts(renderer, backend, tokenizer, task, accuracy_fn, rows, params, 1)
+    sampled: list[float | None] = []
+    if num_samples > 0 and sample_params is not None:
+        sampled, _, _ = _correct_counts(renderer, backend, tokenizer, task, accuracy_fn, rows, sample_params,
+                                        num_samples)
+    return EvalTally(greedy, sampled, lengths, truncated)
+
+
+def eval_metrics(tallies: list[EvalTally], num_samples: int = 0) -> dict[str, float]:
+    """``eval/accuracy`` (share of judged prompts whose greedy completion is correct),
+    ``eval/mean_length``, ``eval/clipped_ratio``; with k = ``num_samples`` > 0 also
+    ``eval/pass@k`` (some of k samples correct; unbiased estimator) and ``eval/mean@k``."""
+    greedy = [c for t in tallies for c in t.greedy if c is not None]
+    lengths = [v for t in tallies for v in t.lengths]
+    truncated = [v for t in tallies for v in t.truncated]
+    metrics = {
+        "eval/accuracy": sum(greedy) / len(greedy) if greedy else float("nan"),
+        "eval/mean_length": sum(lengths) / max(len(lengths), 1),
+        "eval/clipped_ratio": sum(truncated) / max(len(truncated), 1),
+    }
+    k = num_samples
+    judged = [c for t in tallies for c in t.sampled if c is not None]
+    if k > 0 and judged:
+        metrics[f"eval/pass@{k}"] = sum(pass_at_k(k, int(c), k) for c in judged) / len(judged)
+        metrics[f"eval/mean@{k}"] = sum(c / k for c in judged) / len(judged)
+    return metrics
+
+
+@torch.no_grad()
+def ranking_eval(rows: list[dict], rollout_of, logps_of) -> dict[str, float]:
+    """``eval/ranking_accuracy`` for ranked groups: how often the policy's sequence log-prob
+    order agrees with the given ranks, over every pair of differently ranked responses.
+
+    ``rollout_of(rows) -> (rollout, group_sizes)`` and ``logps_of(rollout) -> [N, T]`` come from
+    the trainer, so the same rendering and forward pass are measured as are trained."""
+    from engine.algo.ranked import ranking_accuracy, sequence_logps
+
+    if not rows:
+        return {}
+    rollout, sizes = rollout_of(rows)
+    seq = sequence_logps(logps_of(rollout), rollout.completion_mask.float())
+    scores, start = [], 0
+    for row, n in zip(rows, sizes):
+        acc = ranking_accuracy(seq[start : start + n], torch.tensor(row["ranks"]))
+        start += n
+        if acc == acc:  # NaN when every rank in the group ties
+            scores.append(acc)
+    return {"eval/ranking_accuracy": sum(scores) / len(scores)} if scores else {}

@@ -1,0 +1,203 @@
+"""Loading the policy, its tokenizer and the frozen reference model."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import torch
+
+
+def pick_device() -> torch.device:
+    """The accelerator when there is one, else the CPU (through accelerate, which knows them all)."""
+    from engine.parallel.distributed import process_state
+
+    return process_state().device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """``auto`` is bfloat16 on a GPU that supports it and float32 elsewhere (CPU training in fp32)."""
+    if name == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token  # common for base models; completions are masked anyway
+    return tokenizer
+
+
+def eos_token_ids(model, tokenizer) -> list[int]:
+    """Every token id that ends a completion: the tokenizer's EOS and the generation config's."""
+    ids = set()
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in (tokenizer.eos_token_id, gen_eos):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(int(v) for v in value)
+    if not ids:
+        raise ValueError("the tokenizer has no EOS token: completions could never end")
+    return sorted(ids)
+
+
+def load_model_and_tokenizer(cfg, device: torch.device, path=None):
+    """The policy and tokenizer from ``model_name_or_path`` (or ``path``: a checkpoint to resume)."""
+    from transformers import AutoModelForCausalLM
+
+    source = str(path) if path is not None else cfg.model_name_or_path
+    tokenizer = load_tokenizer(source)
+    dtype = resolve_dtype(cfg.torch_dtype, device)
+    if cfg.peft is not None:
+        model = AutoModelForCausalLM.from_pretrained(cfg.model_name_or_path, dtype=dtype)
+        model = with_lora(model, cfg.peft, adapter_path=path)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    model.to(device)
+    if cfg.gradient_checkpointing:
+        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable()
+        model.config.use_cache = False
+    if cfg.torch_compile:
+        compile_layers(model)
+    model.train()
+    return model, tokenizer
+
+
+def compile_layers(model) -> int:
+    """``torch_compile``: compile each decoder layer in place (regional compilation: one small
+    graph reused by every layer, shapes dynamic, so varying lengths do not recompile).
+    Returns how many layers were compiled (0 when the architecture has no layer list)."""
+    import os
+    import shutil
+
+    if next(model.parameters()).device.type == "cpu" and not shutil.which(os.environ.get("CXX", "g++")):
+        raise RuntimeError("torch_compile on CPU needs a C++ compiler (g++, or set CXX); install one or set "
+                           "torch_compile: false")
+    inner = getattr(model, "get_base_model", lambda: model)()
+    layers = getattr(getattr(inner, "model", inner), "layers", None)
+    if layers is None:
+        return 0
+    for layer in layers:
+        layer.compile(dynamic=True)
+    return len(layers)
+
+
+def load_reference_model(cfg, device: torch.device, copy_of=None):
+    """A frozen copy of the starting weights for the KL penalty (made only when beta > 0).
+
+    Loaded from ``model_name_or_path`` when that is a checkpoint on disk or the hub; a model
+    object handed in directly (Python API) is deep-copied before training changes it."""
+    import copy
+
+    from transformers import AutoModelForCausalLM
+
+    if copy_of is not None:
+        ref = copy.deepcopy(copy_of)
+    else:
+        ref = AutoModelForCausalLM.from_pretrained(cfg.model_name_or_path, dtype=resolve_dtype(cfg.torch_dtype, device))
+    ref.to(device).eval()
+    ref.requires_grad_(False)
+    return ref
+
+
+@contextlib.contextmanager
+def _peft_quietly():
+    """peft reads an attribute transformers deprecated: a warning no user can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
+        yield
+
+
+def with_lora(model, options: dict, adapter_path=None):
+    """Wrap ``model`` with a trainable LoRA adapter (new, or the one saved at ``adapter_path``).
+
+    Only the adapter trains; the base weights stay frozen, and the base with the adapter
+    switched off is the reference model, so none is loaded twice."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    with _peft_quietly():
+        if adapter_path is not None:
+            return PeftModel.from_pretrained(model, str(adapter_path), is_trainable=True)
+        lora = LoraConfig(
+            r=int(options.get("r", 16)),
+            lora_alpha=float(options.get("lora_alpha", 32)),
+            lora_dropout=float(options.get("lora_dropout", 0.0)),
+            target_modules=options.get("target_modules", "all-linear"),
+            task_type="CAUSAL_LM",
+        )
+        return get_peft_model(model, lora)
+
+
+def save_final(model, tokenizer, path, peft_options: dict | None, weights: dict | None = None) -> None:
+    """``final/``: the full model in save_pretrained format; with LoRA the adapter, or the merged
+    model when ``merge_on_save`` is set (loadable with AutoModelForCausalLM directly).
+    ``weights``: the whole state dict when the model is sharded (gathered beforehand)."""
+    if peft_options is not None and peft_options.get("merge_on_save"):
+        if weights is not None:  # sharded: merge a CPU copy holding the gathered weights
+            model, weights = _cpu_copy(model, weights), None
+        model = model.merge_and_unload()
+    model.save_pretrained(path, safe_serialization=True, state_dict=weights)
+    tokenizer.save_pretrained(path)
+
+
+def _cpu_copy(model, weights: dict):
+    """A model built like ``model`` (its LoRA adapter included) on the CPU, holding ``weights``."""
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = model.get_base_model()
+    copy = AutoModelForCausalLM.from_config(base.config, dtype=next(iter(weights.values())).dtype)
+    with _peft_quietly():
+        copy = get_peft_model(copy, model.peft_config[model.active_adapter])
+    copy.load_state_dict(weights, strict=True)
+    return copy
+
+
+def make_optimizer(model, cfg, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters, fused where torch has a fused kernel for the device
+    (CPU and CUDA: one kernel for all parameters instead of a loop, about 5× faster on a 1M model)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    kwargs = dict(lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon,
+                  weight_decay=cfg.weight_decay)
+    if device.type in ("cpu", "cuda") and all(p.is_floating_point() for p in params):
+        try:
+            return torch.optim.AdamW(params, fused=True, **kwargs)
+        except (RuntimeError, TypeError):
+            pass
+    return torch.optim.AdamW(params, **kwargs)
+
+
+SMALL_MODEL_THREADS_ENV = "GRPO_TUI_CPU_THREADS"
+
+
+def cpu_threads_for_small_models(device: torch.device) -> int:
+    """On CPU, one intra-op thread unless told otherwise (``GRPO_TUI_CPU_THREADS``).
+
+    The matrix products of models that fit CPU training are too small to split across
+    threads: on 2 cores one thread measured 25–30% faster per step than two, and it leaves
+    a core to the dashboard, whose thread otherwise stalls torch's spinning workers."""
+    import os
+
+    if device.type != "cpu":
+        return torch.get_num_threads()
+    threads = int(os.environ.get(SMALL_MODEL_THREADS_ENV, "1") or 1)
+    torch.set_num_threads(max(1, threads))
+    return torch.get_num_threads()
+
+
+def mixed_precision(bf16: bool | None, device: torch.device, model) -> bool:
+    """Whether the forward passes run under bfloat16 autocast (the weights stay as loaded).
+
+    ``None`` (auto): on a CUDA GPU with bfloat16 support when the weights are float32; never
+    on CPU, where autocast measured slower than float32 for small models."""
+    if bf16 is not None:
+        return bf16
+    dtype = next(model.parameters()).dtype
+    return device.type == "cuda" and torch.cuda.is_bf16_supported() and dtype == torch.float32

@@ -1,0 +1,73 @@
+"""``grpo-tui bench``: what a step costs, by phase, for any preset and batch geometry.
+
+A benchmark, not a test: it prints figures. Evaluation is switched off so only training
+steps are timed; the first ``warmup`` steps are left out of the medians.
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import sys
+import tempfile
+from dataclasses import replace
+
+import torch
+
+from engine.run.control import Control
+
+from engine.run.events import RunFailed, StepMetrics
+from engine.training.trainer import Trainer
+
+PHASES = ("time/generate", "time/reward", "time/update")
+
+
+def _median(records: list[dict], key: str) -> float:
+    values = [r[key] for r in records if key in r]
+    return statistics.median(values) if values else float("nan")
+
+
+def peak_rss_mib() -> float:
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return kib / 1024
+
+
+def bench(cfg, steps: int = 20, warmup: int = 3, out=sys.stdout) -> int:
+    cfg = replace(cfg, max_steps=steps + warmup, save_steps=0, eval_steps=0, log_completions_groups=0)
+    records: list[dict] = []
+    failed: list[str] = []
+    control = Control()
+    control.subscribe(lambda e: records.append(e.metrics) if isinstance(e, StepMetrics) else None)
+    control.subscribe(lambda e: failed.append(e.error) if isinstance(e, RunFailed) else None)
+    with tempfile.TemporaryDirectory(prefix="grpo-bench-") as tmp:
+        trainer = Trainer(cfg, control=control, run_dir=tmp, evaluate=False)
+        trainer.run()
+    if failed:
+        print(f"grpo-tui: bench failed: {failed[0]}", file=sys.stderr)
+        return 1
+    timed = records[warmup:] or records
+    n_completions = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
+    step_s = _median(timed, "step_time")
+    tokens = [r["completions/mean_length"] * n_completions for r in timed]
+    lines = [
+        f"preset        {cfg.run_name}  model {cfg.model_name_or_path}",
+        f"geometry      {n_completions // cfg.num_generations} prompts × {cfg.num_generations} generations = "
+        f"{n_completions} completions/step, max {cfg.max_completion_length} new tokens, "
+        f"{cfg.gradient_accumulation_steps} micro-batch(es)",
+        f"device        {trainer.device}  torch {torch.__version__}  threads {torch.get_num_threads()}",
+        f"steps timed   {len(timed)} (after {min(warmup, len(records))} warm-up)",
+        f"s/step        median {step_s:.4f}  (min {min(r['step_time'] for r in timed):.4f}, "
+        f"max {max(r['step_time'] for r in timed):.4f})",
+        f"steps/s       {1 / step_s:.2f}",
+    ]
+    for phase in PHASES:
+        lines.append(f"{phase:13s} median {_median(timed, phase):.4f} s")
+    lines += [
+        f"completions/s {n_completions / step_s:.0f}",
+        f"tokens/s      {statistics.median(tokens) / step_s:.0f} generated",
+        f"peak RSS      {peak_rss_mib():.0f} MiB",
+    ]
+    if torch.cuda.is_available():
+        lines.append(f"peak GPU mem  {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
+    print("\n".join(lines), file=out)
+    return 0

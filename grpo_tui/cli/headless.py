@@ -1,0 +1,145 @@
+"""Headless training: a progress line on stdout, Ctrl-C stops cleanly, a summary at the end."""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import threading
+
+from engine.run.control import Control
+
+from engine.run.events import LogEvent, RunFailed, RunFinished, RunStarted, StepMetrics
+from engine.training.trainer import Trainer
+
+BAR = 24
+
+
+def fmt_duration(seconds: float) -> str:
+    if not math.isfinite(seconds) or seconds < 0:
+        return "--:--"
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def progress_line(step: int, total: int, m: dict) -> str:
+    """``step 12/300 ━━━───── 4% reward 0.41 acc 0.39 kl 0.0021 1.3 step/s ETA 03:12``"""
+    frac = step / max(total, 1)
+    filled = int(frac * BAR)
+    bar = "━" * filled + "─" * (BAR - filled)
+    parts = [f"step {step}/{total}", bar, f"{frac:4.0%}", f"reward {m.get('reward', float('nan')):.3f}"]
+    if "accuracy" in m:
+        parts.append(f"acc {m['accuracy']:.3f}")
+    if "kl" in m:
+        parts.append(f"kl {m['kl']:.4f}")
+    if m.get("step_time"):
+        parts.append(f"{1.0 / m['step_time']:.1f} step/s")
+    parts.append(f"ETA {fmt_duration(m.get('eta_s', float('nan')))}")
+    return " ".join(parts)
+
+
+class HeadlessPrinter:
+    def __init__(self, out=sys.stdout) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self.total = 0
+        self.every = 1
+        self.width = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, event) -> None:
+        with self.lock:
+            if isinstance(event, RunStarted):
+                self.total = event.total_steps
+                self.every = max(1, int(event.config.get("logging_steps") or 1))
+                self._line(f"run {event.run_dir} · model {event.model} · {event.device} · {event.total_steps} steps")
+            elif isinstance(event, StepMetrics):
+                line = progress_line(event.step, self.total, event.metrics)
+                if self.tty:
+                    self.out.write("\r" + line.ljust(self.width))
+                    self.width = len(line)
+                    self.out.flush()
+                elif event.step % self.every == 0 or event.step == self.total:
+                    self._line(line)
+            elif isinstance(event, LogEvent) and (event.level != "info" or event.category in ("eval", "checkpoint", "adjust")):
+                self._line(f"[{event.level}] {event.message}")
+
+    def _line(self, text: str) -> None:
+        if self.tty and self.width:
+            self.out.write("\r" + " " * self.width + "\r")
+            self.width = 0
+        self.out.write(text + "\n")
+        self.out.flush()
+
+
+def print_summary(summary: dict, out=sys.stdout) -> None:
+    before, after = summary.get("eval_accuracy_before"), summary.get("eval_accuracy_after")
+    out.write("\n── summary " + "─" * 40 + "\n")
+    if before is not None and after is not None:
+        out.write(f"held-out greedy accuracy  {before:.3f} → {after:.3f} ({(after - before) * 100:+.1f} points)\n")
+    out.write(f"steps                     {summary['steps']}/{summary['max_steps']}\n")
+    out.write(f"wall time                 {fmt_duration(summary['wall_time_s'])} ({summary['wall_time_s']:.1f} s)\n")
+    if summary.get("skipped_updates"):
+        out.write(f"skipped updates (NaN)     {summary['skipped_updates']}\n")
+    out.write(f"model saved to            {summary['final_model']}\n")
+    out.write(f"run directory             {summary['run_dir']}\n")
+    out.flush()
+
+
+def train_headless(cfg) -> int:
+    """Train on a background thread; Ctrl-C asks for a clean stop (the final model is saved)."""
+    return _run_headless(Trainer(cfg, control=Control()))
+
+
+def _run_headless(trainer: Trainer) -> int:
+    from engine.parallel.distributed import process_state
+
+    control = trainer.control
+    main = process_state().is_main_process  # with several processes, rank 0 alone prints
+    printer = HeadlessPrinter()
+    if main:
+        control.subscribe(printer)
+    outcome: dict = {}
+    control.subscribe(lambda e: outcome.__setitem__("event", e) if isinstance(e, (RunFinished, RunFailed)) else None)
+    thread = trainer.start()
+
+    interrupts = 0
+
+    def on_sigint(signum, frame):
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts > 1:
+            raise KeyboardInterrupt
+        if main:
+            printer._line("stopping after this step and saving the final model (Ctrl-C again to abort)…")
+        control.stop()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        while thread.is_alive():
+            thread.join(0.2)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    event = outcome.get("event")
+    if isinstance(event, RunFinished):
+        if main:
+            print_summary(event.summary)
+        return 0
+    message = event.error if isinstance(event, RunFailed) else "the run ended without a result"
+    where = f" (details: {event.traceback_path})" if isinstance(event, RunFailed) and event.traceback_path else ""
+    print(f"\ngrpo-tui: run failed: {message}{where}", file=sys.stderr)
+    return 1
+
+
+def resume_headless(run_dir: str) -> int:
+    """Continue ``run_dir`` from its newest complete checkpoint, headless."""
+    from engine.training.trainer import NoCheckpoint
+
+    try:
+        trainer = Trainer.resume(run_dir, control=Control())
+    except (NoCheckpoint, FileNotFoundError) as exc:
+        print(f"grpo-tui: {exc}", file=sys.stderr)
+        return 2
+    return _run_headless(trainer)

@@ -1,0 +1,390 @@
+"""The ``grpo-tui`` command line.
+
+    grpo-tui                              the launcher (pick a preset, open a run)
+    grpo-tui run PRESET                   straight to the dashboard
+    grpo-tui train PRESET --headless      no TUI: a progress bar and a summary on stdout
+    grpo-tui bench PRESET                 seconds per step, split by phase; throughput; memory
+    grpo-tui presets                      the presets found and whether they validate
+    grpo-tui train PRESET --detach        train in the background; attach later
+    grpo-tui attach RUN_DIR               the dashboard of a run going on in another process
+    grpo-tui resume RUN_DIR [--headless]  continue from the newest complete checkpoint
+    grpo-tui send RUN_DIR pause|resume|stop|checkpoint|adjust [KEY=VALUE ...]
+    grpo-tui runs                         runs and their state (running, paused, finished, crashed, ...)
+    grpo-tui train PRESET --headless --num-processes N   data-parallel over N GPUs (or CPU processes)
+    grpo-tui train PRESET --headless --fsdp              sharded (FSDP2) over every GPU
+    grpo-tui vllm-serve MODEL             generation on GPUs of its own (presets with vllm_mode: server)
+
+Every command that takes a preset also takes ``--set key=value`` (repeatable, nested keys
+with dots), ``--max-steps N`` and ``--output DIR``. A preset with mistakes exits with code 2
+and one message listing every problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+EXIT_CONFIG = 2
+
+
+def _preset_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("preset", help="preset name (from presets/) or path to a YAML file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a preset field, e.g. --set learning_rate=5e-5 --set dataset.split=test")
+    p.add_argument("--max-steps", type=int, default=None, help="cap the number of optimizer steps")
+    p.add_argument("--output", default=None, metavar="DIR", help="run directory (default runs/<preset>-<timestamp>)")
+
+
+def _process_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--num-processes", type=int, default=None, metavar="N",
+                   help="data-parallel over N processes (GPUs; CPU processes where there is no GPU) through "
+                        "accelerate launch; headless, watch with `grpo-tui attach`")
+    p.add_argument("--accelerate-config", default=None, metavar="FILE",
+                   help="an accelerate config file (e.g. presets/accelerate/ddp.yaml)")
+    p.add_argument("--fsdp", action="store_true",
+                   help="shard parameters, gradients and optimizer state with FSDP2 (the bundled "
+                        "presets/accelerate/fsdp.yaml) over --num-processes N (default: every GPU)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="grpo-tui", description="Run and watch GRPO fine-tuning in the terminal.")
+    sub = parser.add_subparsers(dest="command")
+
+    p = sub.add_parser("run", help="train a preset with the dashboard")
+    _preset_args(p)
+
+    p = sub.add_parser("train", help="train a preset (dashboard, or --headless)")
+    _preset_args(p)
+    p.add_argument("--headless", action="store_true", help="no dashboard: progress bar and summary on stdout")
+    p.add_argument("--detach", action="store_true",
+                   help="train in a background process that outlives the terminal; prints the run directory")
+    _process_args(p)
+
+    p = sub.add_parser("resume", help="continue a run from its newest complete checkpoint")
+    p.add_argument("run_dir")
+    p.add_argument("--headless", action="store_true", help="no dashboard: progress bar and summary on stdout")
+    p.add_argument("--detach", action="store_true", help="continue in a background process")
+    _process_args(p)
+
+    p = sub.add_parser("attach", help="open the dashboard on a run going on in another process")
+    p.add_argument("run_dir")
+
+    p = sub.add_parser("send", help="send a command to a run going on in another process")
+    p.add_argument("run_dir")
+    p.add_argument("action", choices=["pause", "resume", "stop", "checkpoint", "adjust"])
+    p.add_argument("changes", nargs="*", metavar="KEY=VALUE", help="for adjust: e.g. learning_rate=1e-6 temperature=0.8")
+
+    p = sub.add_parser("runs", help="list runs and their state")
+    p.add_argument("--root", default="runs", help="folder holding run directories (default runs/)")
+
+    p = sub.add_parser("bench", help="benchmark a preset: seconds per step by phase, throughput, peak memory")
+    _preset_args(p)
+    p.add_argument("--steps", type=int, default=20, help="steps to time (default 20)")
+    p.add_argument("--warmup", type=int, default=3, help="first steps left out of the figures (default 3)")
+
+    p = sub.add_parser("presets", help="list the presets found and whether they validate")
+
+    p = sub.add_parser("view", help="open a run directory read-only in the dashboard")
+    p.add_argument("run_dir")
+
+    p = sub.add_parser("vllm-serve", help="serve generation on GPUs of their own for runs with vllm_mode: server")
+    p.add_argument("model", help="hub id or folder: the policy's starting weights (runs push theirs every step)")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--tensor-parallel-size", type=int, default=1)
+    p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    p.add_argument("--max-model-len", type=int, default=None)
+    p.add_argument("--dtype", default="auto")
+    return parser
+
+
+def _overrides(args) -> list[str]:
+    overrides = list(args.overrides)
+    if args.max_steps is not None:
+        overrides.append(f"max_steps={args.max_steps}")
+    if args.output is not None:
+        overrides.append(f"output_dir={args.output}")
+    return overrides
+
+
+def _load(args):
+    """The validated config, or exit 2 with every problem listed."""
+    from engine.config.schema import ConfigError
+    from engine.config.presets import load_preset
+
+    from engine.training.trainer import RunDirInUse, check_run_dir_free
+
+    try:
+        cfg = load_preset(args.preset, _overrides(args))
+        if cfg.output_dir:
+            check_run_dir_free(cfg.output_dir)
+        return cfg
+    except (ConfigError, RunDirInUse) as exc:
+        print(f"grpo-tui: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args) -> int:
+    if args.command in ("train", "resume") and (args.num_processes is not None or args.accelerate_config or args.fsdp):
+        return _launch_processes(args)
+    if getattr(args, "detach", False):
+        return _detach(args)
+    if args.command == "runs":
+        return _list_runs(args.root)
+    if args.command == "send":
+        return _send(args)
+    if args.command == "resume" and args.headless:
+        from grpo_tui.cli.headless import resume_headless
+
+        return resume_headless(args.run_dir)
+    if args.command in ("resume", "attach"):
+        from grpo_tui.app import GrpoApp
+
+        _check_run_dir(args.run_dir)
+        app = GrpoApp(**{args.command: args.run_dir})
+        app.run()
+        return int(app.return_code or 0)
+    if args.command in (None, "run", "view") or (args.command == "train" and not args.headless):
+        from grpo_tui.app import GrpoApp
+
+        if args.command is None:
+            app = GrpoApp()
+        elif args.command == "view":
+            app = GrpoApp(run_dir=args.run_dir)
+        else:
+            _load(args)  # fail before the screen opens
+            app = GrpoApp(preset=args.preset, overrides=_overrides(args))
+        app.run()
+        return int(app.return_code or 0)
+    if args.command == "train":
+        from grpo_tui.cli.headless import train_headless
+
+        return train_headless(_load(args))
+    if args.command == "bench":
+        from grpo_tui.cli.bench import bench
+
+        return bench(_load(args), steps=args.steps, warmup=args.warmup)
+    if args.command == "presets":
+        return _list_presets()
+    if args.command == "vllm-serve":
+        return _vllm_serve(args)
+    raise AssertionError(args.command)
+
+
+def _check_run_dir(run_dir: str) -> None:
+    from pathlib import Path
+
+    if not (Path(run_dir) / "config.yaml").exists():
+        print(f"grpo-tui: {run_dir} is not a run directory (no config.yaml)", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG)
+
+
+def _headless_command(args):
+    """``(run_dir, argv)``: the run directory, and the arguments that run this train or resume
+    command headless into it (what a background or multi-process launch starts)."""
+    from pathlib import Path
+
+    if args.command == "resume":
+        _check_run_dir(args.run_dir)
+        run_dir = Path(args.run_dir)
+        return run_dir, ["resume", str(run_dir), "--headless"]
+    from engine.training.trainer import default_run_dir
+
+    cfg = _load(args)
+    run_dir = Path(cfg.output_dir) if cfg.output_dir else default_run_dir(cfg)
+    argv = ["train", args.preset, "--headless", *sum((["--set", o] for o in args.overrides), []),
+            "--output", str(run_dir)]
+    if args.max_steps is not None:
+        argv += ["--max-steps", str(args.max_steps)]
+    return run_dir, argv
+
+
+def _detach(args) -> int:
+    """Start the same command headless in its own process session and return at once."""
+    run_dir, argv = _headless_command(args)
+    return _start_in_background([sys.executable, "-m", "grpo_tui", *argv], run_dir, dict(os.environ))
+
+
+def _start_in_background(command: list[str], run_dir, env: dict) -> int:
+    """Run ``command`` in its own process session (it outlives the terminal), output to
+    ``RUN_DIR/console.log``, and say how to watch it."""
+    import subprocess
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = open(run_dir / "console.log", "ab")
+    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True, env={**env, "PYTHONUNBUFFERED": "1"})
+    print(f"training in the background (pid {proc.pid}): {run_dir}")
+    print(f"  watch:  grpo-tui attach {run_dir}")
+    print(f"  output: {run_dir / 'console.log'}")
+    return 0
+
+
+def _launch_processes(args) -> int:
+    """``train|resume --num-processes N``: the same command, headless, under ``accelerate
+    launch``: one process per GPU (or N CPU processes talking over gloo where there is no GPU)."""
+    import socket
+    import subprocess
+    from pathlib import Path
+
+    import torch
+
+    n = args.num_processes or 0
+    if args.num_processes is not None and n < 1:
+        print("grpo-tui: --num-processes must be at least 1", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.fsdp:
+        problem = _fsdp_setup(args)
+        if problem:
+            print(f"grpo-tui: {problem}", file=sys.stderr)
+            return EXIT_CONFIG
+        n = args.num_processes
+    if args.accelerate_config:
+        problem = _accelerate_config_problem(Path(args.accelerate_config))
+        if problem:
+            print(f"grpo-tui: {problem}", file=sys.stderr)
+            return EXIT_CONFIG
+    run_dir, argv = _headless_command(args)
+    with socket.socket() as s:  # a free port, so two runs on one machine do not collide
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ)
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--main_process_port", str(port)]
+    if args.accelerate_config:
+        launch += ["--config_file", args.accelerate_config]
+    if n:
+        launch += ["--num_processes", str(n), "--num_machines", "1"]
+    if not args.accelerate_config:
+        launch += ["--mixed_precision", "no", "--dynamo_backend", "no"]
+        if n > 1:
+            launch += ["--multi_gpu"]
+    if not torch.cuda.is_available():
+        env["ACCELERATE_USE_CPU"] = "1"  # several processes then talk over gloo on the CPU
+    command = [*launch, "-m", "grpo_tui", *argv]
+    if args.detach:
+        return _start_in_background(command, run_dir, env)
+    print(f"training on {n or 'the configured'} processes: {run_dir}", flush=True)
+    return subprocess.call(command, env=env)
+
+
+def _fsdp_setup(args) -> str | None:
+    """``--fsdp``: the bundled FSDP2 config over ``--num-processes`` (default every GPU); what
+    is wrong, or None."""
+    import torch
+
+    from engine.config.schema import REPO_ROOT
+
+    if args.accelerate_config:
+        return "--fsdp uses the bundled FSDP config: give either --fsdp or --accelerate-config"
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if args.num_processes is None:
+        if gpus < 2:
+            return (f"--fsdp shards over several GPUs and this machine has {gpus}: "
+                    "give --num-processes N to run N processes anyway")
+        args.num_processes = gpus
+    if not gpus:
+        print("grpo-tui: no GPU here: accelerate runs an FSDP config as data parallel (DDP) on CPU processes",
+              file=sys.stderr)
+    args.accelerate_config = str(REPO_ROOT / "presets" / "accelerate" / "fsdp.yaml")
+    return None
+
+
+def _accelerate_config_problem(path) -> str | None:
+    """What is wrong with an accelerate config file for this trainer, or None."""
+    import yaml
+
+    from engine.parallel.distributed import FSDP1_MESSAGE, FSDP_CHECKPOINTING_MESSAGE, UNSUPPORTED, unsupported_message
+
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError:
+        return f"accelerate config {path} not found"
+    except yaml.YAMLError as err:
+        return f"accelerate config {path} is not valid YAML: {err}"
+    if not isinstance(config, dict):
+        return f"accelerate config {path} is not a mapping of settings"
+    kind = str(config.get("distributed_type", "")).upper()
+    if kind in UNSUPPORTED:
+        return f"{path}: {unsupported_message(kind)}"
+    fsdp = config.get("fsdp_config") or {}
+    fsdp = fsdp if isinstance(fsdp, dict) else {}
+    if kind == "FSDP" and str(fsdp.get("fsdp_version", 1)) != "2":
+        return f"{path}: {FSDP1_MESSAGE}"
+    if kind == "FSDP" and fsdp.get("fsdp_activation_checkpointing"):
+        return f"{path}: {FSDP_CHECKPOINTING_MESSAGE}"
+    return None
+
+
+def _vllm_serve(args) -> int:
+    from engine.config.checks import vllm_unavailable
+
+    reason = vllm_unavailable("the server's engine runs on it")
+    if reason:
+        print(f"grpo-tui: {reason}", file=sys.stderr)
+        return EXIT_CONFIG
+    from engine.rollout.vllm_server import serve
+
+    serve(args.model, host=args.host, port=args.port, tensor_parallel_size=args.tensor_parallel_size,
+          gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=args.max_model_len, dtype=args.dtype)
+    return 0
+
+
+def _send(args) -> int:
+    import yaml
+
+    from engine.run.channel import send_command
+
+    _check_run_dir(args.run_dir)
+    changes = {}
+    for item in args.changes:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            print(f"grpo-tui: expected KEY=VALUE, got {item!r}", file=sys.stderr)
+            return EXIT_CONFIG
+        changes[key] = yaml.safe_load(value)
+    if args.action == "adjust" and not changes:
+        print("grpo-tui: adjust needs at least one KEY=VALUE", file=sys.stderr)
+        return EXIT_CONFIG
+    send_command(args.run_dir, args.action, **changes)
+    print(f"sent {args.action} to {args.run_dir}" + (f": {changes}" if changes else ""))
+    return 0
+
+
+def _list_runs(root: str) -> int:
+    from engine.run.listing import list_run_summaries
+
+    rows = list_run_summaries(root)
+    if not rows:
+        print(f"no runs in {root}/")
+        return 0
+    print(f"{'run':40s} {'state':13s} {'step':>11s}  {'reward':>7s}  model")
+    for r in rows:
+        reward = f"{r.reward:.3f}" if r.reward is not None else "-"
+        print(f"{r.name:40s} {r.state:13s} {r.step:>5d}/{r.max_steps:<5d}  {reward:>7s}  {r.model}")
+    return 0
+
+
+def _list_presets() -> int:
+    from engine.config.presets import find_presets
+
+    for info in find_presets():
+        status = "ok" if info.ok else f"{len(info.problems)} problem(s)"
+        first = (info.description or "").splitlines()[0] if info.description else ""
+        print(f"{info.name:28s} {status:14s} {first}")
+        for problem in info.problems:
+            print(f"    - {problem}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

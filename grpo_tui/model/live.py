@@ -1,0 +1,62 @@
+"""Turn live engine events into the same records the run directory holds.
+
+The model is fed one way whatever the source, so what the dashboard shows live is
+what it shows when the run directory is opened later.
+"""
+
+from __future__ import annotations
+
+from engine.run.events import Event, LogEvent, RunFailed, RunFinished, RunStarted, StateChanged, StepMetrics, StepSamples
+
+from grpo_tui.model.run_model import RunModel
+
+
+def apply_event(model: RunModel, event: Event) -> None:
+    """Apply one engine event to the model (on the UI thread)."""
+    t = getattr(event, "time", None)
+    if isinstance(event, RunStarted):
+        model.set_run_info(
+            run_dir=event.run_dir,
+            config=event.config,
+            total_steps=event.total_steps,
+            model=event.model,
+            device=event.device,
+            start_step=event.start_step,
+            time=t,
+        )
+    elif isinstance(event, StateChanged):
+        state = event.state.value if hasattr(event.state, "value") else str(event.state)
+        model.add_event(
+            {
+                "kind": "status",
+                "level": "error" if state == "failed" else "info",
+                "message": event.message or state,
+                "step": model.step,
+                "time": t,
+                "data": {"state": state},
+            }
+        )
+    elif isinstance(event, StepMetrics):
+        model.add_metrics({"step": event.step, "time": t, **event.metrics})
+    elif isinstance(event, StepSamples):
+        model.add_samples({"step": event.step, "groups": event.groups})
+    elif isinstance(event, LogEvent):
+        model.add_event(
+            {
+                "kind": event.category,
+                "level": event.level,
+                "message": event.message,
+                "step": event.step,
+                "time": t,
+                "data": dict(event.data),
+            }
+        )
+    elif isinstance(event, RunFinished):
+        # The engine also logs a "summary" event (the events pane line); keep the data.
+        model.summary = dict(event.summary)
+        model.set_state("finished", t=t)
+    elif isinstance(event, RunFailed):
+        model.error = event.error
+        model.traceback_path = event.traceback_path
+        model.set_state("failed", event.error, t)
+    # EvalResult: the engine logs an "eval" event with the same metrics, handled above.

@@ -1,0 +1,344 @@
+"""A pure, Textual-free model of one run: metric series, recent samples, events, state.
+
+The dashboard draws only from this model. It is fed either by live engine events
+(converted to the same record shapes the run directory holds) or by reading a run
+directory, so a live run, a read-only finished run and the snapshot tests all go
+through the same code. Memory stays flat: metric series are floats (a few per step),
+only the latest few steps of samples are kept (older ones are read back from
+samples.jsonl by the inspector), and the events list is capped.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+
+EMA_ALPHA = 0.1  # weight of the newest point in the smoothed series
+MAX_EVENTS = 2000
+KEEP_SAMPLE_STEPS = 4
+
+TERMINAL_STATES = ("finished", "failed")
+
+
+class Series:
+    """One metric over steps, with an incrementally kept exponential moving average.
+
+    Packed arrays (8 bytes a point) rather than lists of floats, so a 10,000-step run
+    with forty metrics stays a few megabytes.
+    """
+
+    __slots__ = ("steps", "values", "ema")
+
+    def __init__(self) -> None:
+        self.steps = array("q")
+        self.values = array("d")
+        self.ema = array("d")
+
+    def append(self, step: int, value: float) -> None:
+        if self.steps and step <= self.steps[-1]:
+            # A resumed run may repeat steps: the newest value wins, order is kept.
+            while self.steps and self.steps[-1] >= step:
+                self.steps.pop()
+                self.values.pop()
+                self.ema.pop()
+        prev = self.ema[-1] if self.ema else value
+        if not math.isfinite(prev):
+            prev = value
+        self.steps.append(step)
+        self.values.append(value)
+        self.ema.append(prev + EMA_ALPHA * (value - prev) if math.isfinite(value) else prev)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    @property
+    def last(self) -> float | None:
+        return self.values[-1] if self.values else None
+
+
+@dataclass
+class EventLine:
+    """One line of the events pane (and one record of events.jsonl)."""
+
+    level: str
+    kind: str
+    message: str
+    step: int | None = None
+    time: float | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Marker:
+    """A vertical line on the charts: a hyperparameter change or a checkpoint."""
+
+    step: int
+    kind: str  # adjust | checkpoint
+
+
+def _as_float(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    return None
+
+
+class RunModel:
+    """Everything the dashboard knows about one run; updated on the UI thread only."""
+
+    def __init__(self) -> None:
+        self.run_dir: str | None = None
+        self.name: str = ""
+        self.model_name: str = ""
+        self.device: str = ""
+        self.config: dict[str, Any] = {}
+        self.total_steps: int = 0
+        self.start_step: int = 0
+        self.state: str = "starting"
+        self.state_message: str = ""
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
+        self.last_time: float | None = None
+        self.summary: dict[str, Any] = {}
+        self.error: str = ""
+        self.traceback_path: str | None = None
+        self.series: dict[str, Series] = {}
+        self.samples: deque[dict] = deque(maxlen=KEEP_SAMPLE_STEPS)
+        self.events: deque[EventLine] = deque(maxlen=MAX_EVENTS)
+        self.events_total = 0  # events ever added (the pane appends only the new ones)
+        self.markers: list[Marker] = []
+        self.read_only = False  # read back from a run directory, no engine attached
+        self.version = 0  # bumped on every change: views redraw only when it moved
+        self.chart_version = 0  # bumped when series or markers change: charts redraw only then
+
+    # -- derived ---------------------------------------------------------------
+    @property
+    def step(self) -> int:
+        steps = [s.steps[-1] for s in self.series.values() if s.steps]
+        return max(steps) if steps else self.start_step
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    @property
+    def completions_per_step(self) -> int:
+        cfg = self.config
+        try:
+            return int(cfg.get("per_device_train_batch_size", 0)) * int(cfg.get("gradient_accumulation_steps", 1))
+        except (TypeError, ValueError):
+            return 0
+
+    def elapsed(self, now: float) -> float | None:
+        """Seconds since the run started; frozen at the end for a finished run."""
+        if self.started_at is None:
+            return None
+        end = self.ended_at if self.is_terminal and self.ended_at else (self.last_time if self.read_only else now)
+        return max(0.0, (end or now) - self.started_at)
+
+    def eta(self) -> float | None:
+        """Seconds left, from the mean time of the last steps."""
+        if self.is_terminal or not self.total_steps:
+            return None
+        if self.metric("eta_s") is not None:
+            return self.metric("eta_s")
+        times = self.series.get("step_time")
+        if not times or not times.values:
+            return None
+        recent = [v for v in times.values[-10:] if math.isfinite(v)]
+        if not recent:
+            return None
+        return max(0, self.total_steps - self.step) * (sum(recent) / len(recent))
+
+    def completions_per_s(self) -> float | None:
+        series = self.series.get("completions_per_s")
+        return series.last if series else None
+
+    def metric(self, name: str) -> float | None:
+        series = self.series.get(name)
+        return series.last if series else None
+
+    def reward_funcs(self) -> list[str]:
+        names = [k.split("/")[1] for k in self.series if k.startswith("rewards/") and k.endswith("/mean")]
+        return sorted(names)
+
+    def latest_samples(self) -> dict | None:
+        return self.samples[-1] if self.samples else None
+
+    # -- feeding ---------------------------------------------------------------
+    def set_run_info(
+        self,
+        *,
+        run_dir: str | None,
+        config: dict,
+        total_steps: int | None = None,
+        model: str | None = None,
+        device: str | None = None,
+        start_step: int = 0,
+        time: float | None = None,
+    ) -> None:
+        self.run_dir = run_dir
+        self.name = Path(run_dir).name if run_dir else str(config.get("run_name") or "")
+        self.config = dict(config)
+        self.total_steps = int(total_steps if total_steps is not None else config.get("max_steps") or 0)
+        self.model_name = short_model_name(model or str(config.get("model_name_or_path") or ""))
+        if device:
+            self.device = device
+        self.start_step = start_step
+        if time is not None and self.started_at is None:
+            self.started_at = time
+        self.version += 1
+
+    def add_metrics(self, record: dict) -> None:
+        """One metrics.jsonl record: {"step": n, "time": t, name: value, ...}."""
+        try:
+            step = int(record["step"])
+        except (KeyError, TypeError, ValueError):
+            return
+        t = _as_float(record.get("time"))
+        for name, value in record.items():
+            if name in ("step", "time"):
+                continue
+            v = _as_float(value)
+            if v is None:
+                v = math.nan if value is None else None
+            if v is None:
+                continue
+            self.series.setdefault(name, Series()).append(step, v)
+        step_time = _as_float(record.get("step_time"))
+        if t is not None:
+            if self.started_at is None:
+                self.started_at = t - (step_time or 0.0)
+            self.last_time = t
+        self.version += 1
+        self.chart_version += 1
+
+    def add_samples(self, record: dict) -> None:
+        """One samples.jsonl record: {"step": n, "groups": [...]}."""
+        if not isinstance(record.get("groups"), list):
+            return
+        self.samples.append(record)
+        self.version += 1
+
+    def add_event(self, record: dict) -> None:
+        """One events.jsonl record: {"time", "step", "level", "kind", "message", "data"}."""
+        kind = str(record.get("kind") or "info")
+        data = record.get("data") if isinstance(record.get("data"), dict) else {}
+        step = record.get("step") if isinstance(record.get("step"), int) else None
+        t = _as_float(record.get("time"))
+        line = EventLine(
+            level=str(record.get("level") or "info"),
+            kind=kind,
+            message=str(record.get("message") or ""),
+            step=step,
+            time=t,
+            data=data,
+        )
+        duplicate = kind == "status" and self.events and self.events[-1].message == line.message
+        if not duplicate:  # a failure is logged as an error and as a status with the same text
+            self.events.append(line)
+            self.events_total += 1
+        if t is not None:
+            if self.started_at is None:
+                self.started_at = t
+            self.last_time = max(self.last_time or t, t)
+        if kind in ("adjust", "checkpoint") and step is not None:
+            self.markers.append(Marker(step, kind))
+            self.chart_version += 1
+        if kind == "adjust":
+            self.config.update({k: v for k, v in data.items() if not isinstance(v, dict)})
+        elif kind == "status":
+            state = str(data.get("state") or "")
+            if state:
+                self._set_state(state, line.message, t)
+        elif kind == "summary":
+            self.summary = dict(data)
+            self._set_state("finished", line.message, t)
+        elif kind == "error":
+            self.error = line.message
+            self.traceback_path = data.get("traceback") if isinstance(data.get("traceback"), str) else None
+            self._set_state("failed", line.message, t)
+        elif kind == "eval":
+            eval_step = step if step is not None else self.step
+            for name, value in data.items():
+                v = _as_float(value)
+                if v is not None:
+                    key = name if name.startswith("eval/") else f"eval/{name}"
+                    self.series.setdefault(key, Series()).append(eval_step, v)
+            self.chart_version += 1
+        self.version += 1
+
+    def _set_state(self, state: str, message: str = "", t: float | None = None) -> None:
+        if self.state in TERMINAL_STATES and state not in TERMINAL_STATES:
+            return
+        self.state = state
+        self.state_message = message
+        if state in TERMINAL_STATES:
+            self.ended_at = t if t is not None else self.last_time
+        self.version += 1
+
+    def set_state(self, state: str, message: str = "", t: float | None = None) -> None:
+        self._set_state(state, message, t)
+
+    # -- whole run directory ---------------------------------------------------
+    @classmethod
+    def from_run_dir(cls, root: str | Path) -> "RunModel":
+        """Read a run directory (finished, failed or still being written) into a model."""
+        from grpo_tui.model.follow import open_run_dir
+
+        return open_run_dir(root)[0]
+
+    def feed(self, metrics: Iterable[dict], samples: Iterable[dict], events: Iterable[dict]) -> None:
+        """Merge records from files in step order so markers and alarms land where they happened."""
+        metrics, events = list(metrics), list(events)
+        mi = ei = 0
+        while mi < len(metrics) or ei < len(events):
+            take_event = ei < len(events) and (
+                mi >= len(metrics) or _time_key(events[ei]) <= _time_key(metrics[mi])
+            )
+            if take_event:
+                self._add_file_event(events[ei])
+                ei += 1
+            else:
+                self.add_metrics(metrics[mi])
+                mi += 1
+        for record in samples:
+            self.add_samples(record)
+
+    def _add_file_event(self, record: dict) -> None:
+        if record.get("kind") == "run_started":
+            data = record.get("data") or {}
+            if data.get("device"):
+                self.device = str(data["device"])
+            if data.get("model"):
+                self.model_name = short_model_name(str(data["model"]))
+            if data.get("total_steps"):
+                self.total_steps = int(data["total_steps"])
+        self.add_event(record)
+
+
+def short_model_name(name: str) -> str:
+    """A hub id as is; a local path by its folder name (the full path is in the config)."""
+    if name.startswith(("/", ".", "~")) or name.count("/") > 1 or _is_local(name):
+        return Path(name).name
+    return name
+
+
+def _is_local(name: str) -> bool:
+    from engine.config.schema import REPO_ROOT
+
+    try:
+        return Path(name).exists() or (REPO_ROOT / name).exists()
+    except OSError:
+        return False
+
+
+def _time_key(record: dict) -> float:
+    t = record.get("time")
+    return float(t) if isinstance(t, (int, float)) else math.inf

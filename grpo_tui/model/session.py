@@ -1,0 +1,120 @@
+"""A training run the app started: the engine's Trainer on its thread plus its Control.
+
+The engine reaches the app only through the Control subscription, whose callback
+posts a message (thread-safe and non-blocking); nothing here touches trainer internals.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from textual.message import Message
+
+
+class EngineEvent(Message):
+    """One engine event, delivered on the UI thread."""
+
+    def __init__(self, event: Any) -> None:
+        super().__init__()
+        self.event = event
+
+
+class LiveRun:
+    """Trainer + Control for one run; ``start`` launches the engine thread."""
+
+    def __init__(self, cfg: Any, post: Callable[[Message], bool], resume_dir: str | Path | None = None) -> None:
+        """A new run of ``cfg``, or — with ``resume_dir`` — the continuation of that run from its
+        newest complete checkpoint (``cfg`` is then ignored: the checkpoint's config is used)."""
+        from engine.run.control import Control
+        from engine.training.trainer import Trainer
+
+        self.control = Control()
+        self._post = post
+        self._unsubscribe = self.control.subscribe(self._forward)
+        if resume_dir is not None:
+            self.trainer = Trainer.resume(resume_dir, control=self.control)
+        else:
+            self.trainer = Trainer(cfg, control=self.control)
+        self.cfg = self.trainer.cfg
+        self.run_dir = Path(self.trainer.run_dir)
+        self.thread: threading.Thread | None = None
+
+    def _forward(self, event: Any) -> None:
+        self._post(EngineEvent(event))
+
+    def start(self) -> None:
+        self.thread = self.trainer.start()
+
+    @property
+    def alive(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    @property
+    def state(self) -> str:
+        state = self.control.state
+        return state.value if hasattr(state, "value") else str(state)
+
+    def detach(self) -> None:
+        self._unsubscribe()
+
+
+class RemoteControl:
+    """The controls of a run trained by another process, sent through its run directory's
+    command channel (``engine.run.channel``); the same methods as ``engine.run.control.Control``."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+
+    def pause(self) -> None:
+        self._send("pause")
+
+    def resume(self) -> None:
+        self._send("resume")
+
+    def stop(self) -> None:
+        self._send("stop")
+
+    def checkpoint(self) -> None:
+        self._send("checkpoint")
+
+    def adjust(self, **changes: Any) -> None:
+        self._send("adjust", **changes)
+
+    @property
+    def paused_requested(self) -> bool:
+        from engine.run.channel import read_heartbeat
+
+        return (read_heartbeat(self.run_dir) or {}).get("state") == "paused"
+
+    def _send(self, command: str, **args: Any) -> None:
+        from engine.run.channel import send_command
+
+        send_command(self.run_dir, command, **args)
+
+
+class AttachedRun:
+    """A run another process trains (``grpo-tui train --detach``): the dashboard follows its
+    files and its controls reach the process through the run directory."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        from engine.config.presets import config_from_yaml
+
+        self.run_dir = Path(run_dir)
+        self.cfg = config_from_yaml((self.run_dir / "config.yaml").read_text(encoding="utf-8"), check_paths=False,
+                                    source=str(self.run_dir / "config.yaml"))
+        self.control = RemoteControl(self.run_dir)
+
+    @property
+    def state(self) -> str:
+        from engine.run.listing import summarize_run
+
+        return summarize_run(self.run_dir).state
+
+    @property
+    def alive(self) -> bool:
+        return self.state not in ("finished", "failed", "crashed")
+
+    def detach(self) -> None:
+        """Leaving the dashboard leaves the run as it is: it belongs to its own process."""

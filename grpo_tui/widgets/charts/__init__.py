@@ -1,0 +1,1 @@
+"""Metric charts: the chart widget, plot rendering, downsampling."""
