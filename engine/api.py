@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
-import inspect
 import math
 import os
 import threading
@@ -34,7 +33,7 @@ from engine.config.schema import (
 )
 from engine.config.checks import config_from_dict
 from engine.run.control import Control
-from engine.data.prompts import PromptData, is_conversational
+from engine.data.prompts import PromptData
 
 # --------------------------------------------------------------------------- GRPOConfig
 
@@ -63,7 +62,6 @@ _TRL_HARMLESS_WHEN_OFF: dict[str, str] = {
     "fp16": "use torch_dtype='float16' (or bf16=True)",
     "push_to_hub": "push <run dir>/final with huggingface_hub after training",
     "use_liger_loss": "not supported",
-    "sync_ref_model": "not supported",
     "use_cpu": "the device is chosen automatically",
 }
 """TRL names accepted only while off (False/None); switched on they are a problem with a hint."""
@@ -214,24 +212,6 @@ class TrainingFailed(RuntimeError):
         self.traceback_path = traceback_path
 
 
-def _engine_trainer_class(ref_model: Any):
-    """The engine's Trainer, made to use a given reference model.
-
-    Until ``Trainer`` takes ``ref_model=`` itself, the reference it builds when beta > 0
-    (a copy of ``_ref_source()``) is made from the given model instead of the policy.
-    """
-    from engine.training.trainer import Trainer
-
-    if ref_model is None or "ref_model" in inspect.signature(Trainer.__init__).parameters:
-        return Trainer
-
-    class _Trainer(Trainer):
-        def _ref_source(self):
-            return ref_model
-
-    return _Trainer
-
-
 class GRPOTrainer:
     """TRL's ``GRPOTrainer`` surface over this engine.
 
@@ -277,12 +257,7 @@ class GRPOTrainer:
         column = cfg.dataset.prompt_column
         train_rows = _rows(train_dataset, "train_dataset", column)
         eval_rows = _rows(eval_dataset, "eval_dataset", column) if eval_dataset is not None else []
-        data = PromptData(
-            train=train_rows,
-            eval=eval_rows,
-            conversational=is_conversational(train_rows[0]["prompt"]),
-            columns=list(train_rows[0]),
-        )
+        data = PromptData.from_rows(train_rows, eval_rows)
         epochs = getattr(cfg, "num_train_epochs", None)
         if epochs is not None:
             prompts_per_step = max(1, cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps // cfg.num_generations)
@@ -297,14 +272,10 @@ class GRPOTrainer:
         self.reward_funcs = specs
         self.control = control or Control()
         self._given_ref = _load_reference(ref_model, cfg)
-        kwargs: dict[str, Any] = {}
-        trainer_class = _engine_trainer_class(self._given_ref)
-        if self._given_ref is not None and "ref_model" in inspect.signature(trainer_class.__init__).parameters:
-            kwargs["ref_model"] = self._given_ref
-        self._trainer = trainer_class(
-            cfg, control=self.control, evaluate=bool(eval_rows), model=self.model, tokenizer=tokenizer,
-            reward_funcs=specs, data=data, **kwargs,
-        )
+        from engine.training.trainer import Trainer  # torch: loaded when a trainer is made, not on import
+
+        self._trainer = Trainer(cfg, control=self.control, evaluate=bool(eval_rows), model=self.model,
+                                tokenizer=tokenizer, reward_funcs=specs, data=data, ref_model=self._given_ref)
         self.run_dir: Path = self._trainer.run_dir
         self.summary: dict[str, Any] = {}
         self._thread: threading.Thread | None = None

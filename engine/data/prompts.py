@@ -23,11 +23,19 @@ class DataError(ValueError):
 
 @dataclass
 class PromptData:
+    """The train and eval rows of a run, and what their first row says about all of them."""
+
     train: list[dict]
     eval: list[dict]
     task: Task | None = None
-    conversational: bool = False
+    conversational: bool = False  # prompts are chat message lists
     columns: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_rows(cls, train: list[dict], eval: list[dict]) -> "PromptData":
+        """Rows that already carry a ``prompt`` (from files, the hub or the Python API): the
+        prompt kind and the columns are read from the first training row."""
+        return cls(train=train, eval=eval, conversational=is_conversational(train[0]["prompt"]), columns=list(train[0]))
 
 
 def is_conversational(prompt: Any) -> bool:
@@ -88,12 +96,7 @@ def load_prompt_data(dc, seed: int = 0) -> PromptData:
         rows = [r for i, r in enumerate(rows) if i not in held]
     else:
         eval_rows = [_with_prompt(r, column) for r in eval_rows][: dc.eval_size]
-    return PromptData(
-        train=rows,
-        eval=eval_rows,
-        conversational=is_conversational(rows[0]["prompt"]),
-        columns=list(rows[0]),
-    )
+    return PromptData.from_rows(rows, eval_rows)
 
 
 def _with_prompt(row: dict, column: str) -> dict:

@@ -10,7 +10,7 @@ from transformers import AutoTokenizer
 from conftest import TINY_MODEL, tiny_config, train
 from engine.config.schema import DatasetConfig
 from engine.run.events import LogEvent, RunFinished, StepMetrics
-from engine.data.prompts import BatchOrder, DataError, PromptRenderer, load_prompt_data, reward_columns
+from engine.data.prompts import BatchOrder, DataError, PromptData, PromptRenderer, load_prompt_data, reward_columns
 
 ROWS = [{"question": f"{a}+{b}=", "answer": str(a + b)} for a in range(10, 40) for b in range(10, 20)]
 
@@ -39,6 +39,15 @@ def test_local_files(tmp_path, fmt):
     assert {r["prompt"] for r in data.eval}.isdisjoint({r["prompt"] for r in data.train})
     assert str(data.train[0]["answer"]) == str(eval(data.train[0]["prompt"][:-1]))  # noqa: S307
     assert set(reward_columns(data.train[:2])) == {"answer"}
+
+
+def test_prompt_data_reads_the_prompt_kind_and_columns_from_the_first_row(tmp_path):
+    chat = [{"prompt": [{"role": "user", "content": "1+1="}], "answer": "2"}]
+    data = PromptData.from_rows(chat, [])
+    assert data.conversational and data.columns == ["prompt", "answer"] and data.train is chat
+    path = write(tmp_path, "jsonl")
+    loaded = load_prompt_data(DatasetConfig(path=str(path), prompt_column="question", eval_size=20))
+    assert not loaded.conversational and set(loaded.columns) == {"prompt", "answer"}
 
 
 def test_missing_prompt_column(tmp_path):
