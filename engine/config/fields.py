@@ -1,6 +1,8 @@
-"""Run config fields: each field's type, choices and range, and turning YAML values into
-them (numbers written as strings, TRL's spellings, lists and mappings item by item) with
-every problem collected, each prefixed by its field path, rather than stopping at the first.
+"""Run config fields: each field's type, choices and range -- read off the dataclass
+annotations in :mod:`engine.config.schema`, the one place they are written -- and turning
+YAML values into them (numbers written as strings, TRL's spellings, lists and mappings item
+by item) with every problem collected, each prefixed by its field path, rather than stopping
+at the first.
 The checks that need several fields or the outside world are :mod:`engine.config.checks`.
 """
 
@@ -11,8 +13,9 @@ import difflib
 import math
 import types
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Callable, Iterable, Literal, Mapping, Union, get_args, get_origin, get_type_hints
 
+from engine.config.constraints import NotEmpty, Range
 from engine.config.schema import DatasetConfig, RunConfig
 
 
@@ -21,119 +24,46 @@ from engine.config.schema import DatasetConfig, RunConfig
 
 @dataclass(frozen=True)
 class _Spec:
+    """One field's rules, read off its annotation in :mod:`engine.config.schema`."""
+
     kind: str  # str | int | float | bool | list | dict | dataset
     optional: bool
     item: str | None = None  # element kind of a list, value kind of a dict
+    choices: tuple[str, ...] | None = None  # a Literal's values
+    checks: tuple[Any, ...] = ()  # Range / NotEmpty markers from Annotated[...]
 
 
 def _spec_of(tp: Any) -> _Spec:
+    """``int | None``, ``Annotated[float, Range(gt=0)]``, ``LossType`` (a Literal),
+    ``list[str]``, ``dict[str, dict]``, ``DatasetConfig`` ... as a :class:`_Spec`."""
     optional = False
     if get_origin(tp) in (Union, types.UnionType):
         args = get_args(tp)
         optional = type(None) in args
         tp = next(a for a in args if a is not type(None))
+    checks: tuple[Any, ...] = ()
+    if get_origin(tp) is Annotated:
+        tp, *metadata = get_args(tp)
+        checks = tuple(m for m in metadata if isinstance(m, (Range, NotEmpty)))
     if tp is DatasetConfig:
         return _Spec("dataset", optional)
+    if get_origin(tp) is Literal:
+        choices = get_args(tp)
+        return _Spec(type(choices[0]).__name__, optional, choices=choices, checks=checks)
     origin = get_origin(tp) or tp
     args = get_args(tp)
     if origin is list:
         return _Spec("list", optional, args[0].__name__)
     if origin is dict:
         return _Spec("dict", optional, args[1].__name__ if args else None)
-    return _Spec(tp.__name__, optional)
+    return _Spec(tp.__name__, optional, checks=checks)
 
 
 _SCHEMA: dict[type, dict[str, _Spec]] = {
-    cls: {name: _spec_of(tp) for name, tp in get_type_hints(cls).items()}
+    cls: {name: _spec_of(tp) for name, tp in get_type_hints(cls, include_extras=True).items()}
     for cls in (DatasetConfig, RunConfig)
 }
-
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "torch_dtype": ("auto", "float32", "bfloat16", "float16"),
-    "loss_type": ("grpo", "bnpo", "dr_grpo", "dapo"),
-    "scale_rewards": ("group", "batch", "none"),
-    "importance_sampling_level": ("token", "sequence"),
-    "lr_scheduler_type": ("constant", "linear", "cosine", "constant_with_warmup"),
-    "multi_objective_aggregation": ("sum_then_normalize", "normalize_then_sum"),
-    "dataset.format": ("prompts", "ranked"),
-    "vllm_mode": ("colocate", "server"),
-    "vllm_importance_sampling_mode": ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask"),
-}
-
-
-def _range(lo: float | None = None, hi: float | None = None, *, lo_open=False, hi_open=False):
-    """A check that a number lies in [lo, hi] (open ends where asked); None = unbounded."""
-    if hi is None:
-        text = f"must be {'>' if lo_open else '>='} {lo:g}"
-    else:
-        text = f"must be in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
-
-    def check(v: float) -> str | None:
-        low_ok = v > lo if lo_open else v >= lo
-        high_ok = hi is None or (v < hi if hi_open else v <= hi)
-        return None if low_ok and high_ok else f"{text}, got {v!r}"
-
-    return check
-
-
-def _not_empty(v: str) -> str | None:
-    return None if v.strip() else "must not be empty"
-
-
-_RULES: dict[str, Callable[[Any], str | None]] = {
-    "model_name_or_path": _not_empty,
-    "num_generations": _range(2),
-    "max_prompt_length": _range(1),
-    "max_completion_length": _range(1),
-    "temperature": _range(0, lo_open=True),
-    "top_p": _range(0, 1, lo_open=True),
-    "top_k": _range(0),
-    "min_p": _range(0, 1),
-    "repetition_penalty": _range(0, lo_open=True),
-    "beta": _range(0),
-    "epsilon": _range(0, lo_open=True),
-    "epsilon_high": _range(0, lo_open=True),
-    "delta": _range(0, lo_open=True),
-    "num_iterations": _range(1),
-    "learning_rate": _range(0),
-    "adam_beta1": _range(0, 1, hi_open=True),
-    "adam_beta2": _range(0, 1, hi_open=True),
-    "adam_epsilon": _range(0),
-    "weight_decay": _range(0),
-    "warmup_steps": _range(0),
-    "warmup_ratio": _range(0, 1, hi_open=True),
-    "max_grad_norm": _range(0),
-    "per_device_train_batch_size": _range(1),
-    "gradient_accumulation_steps": _range(1),
-    "max_steps": _range(1),
-    "seed": _range(0),
-    "logging_steps": _range(1),
-    "save_steps": _range(0),
-    "save_total_limit": _range(1),
-    "eval_steps": _range(0),
-    "eval_max_samples": _range(1),
-    "log_completions_groups": _range(0),
-    "dynamic_sampling_max_tries": _range(0),
-    "top_entropy_quantile": _range(0, 1, lo_open=True),
-    "ref_model_mixup_alpha": _range(0, 1),
-    "ref_model_sync_steps": _range(1),
-    "steps_per_generation": _range(1),
-    "generation_batch_size": _range(1),
-    "num_generations_eval": _range(0),
-    "vllm_gpu_memory_utilization": _range(0, 1, lo_open=True),
-    "vllm_tensor_parallel_size": _range(1),
-    "vllm_max_model_length": _range(1),
-    "vllm_server_port": _range(1, 65535),
-    "vllm_server_timeout": _range(0, lo_open=True),
-    "vllm_group_port": _range(1, 65535),
-    "vllm_importance_sampling_clip_min": _range(0),
-    "vllm_importance_sampling_clip_max": _range(0, lo_open=True),
-    "dataset.path": _not_empty,
-    "dataset.name": _not_empty,
-    "dataset.split": _not_empty,
-    "dataset.eval_size": _range(0),
-    "dataset.prompt_column": _not_empty,
-}
+"""Each config class's fields by name, in declaration order: the tables validation runs on."""
 
 
 def _reporting_api(name: str) -> Callable | None:
@@ -306,15 +236,15 @@ def _check_value(spec: _Spec, path: str, value: Any, problems: list[str]) -> Any
     except _Bad as e:
         problems.append(f"{path}: {e}")
         return _BAD
-    choices = _CHOICES.get(path)
+    choices = spec.choices
     if choices is not None and value not in choices:
         problems.append(f"{path}: {value!r} is not one of {' | '.join(choices)}{_did_you_mean(value, choices)}")
         return _BAD
-    rule = _RULES.get(path)
-    message = rule(value) if rule else None
-    if message:
-        problems.append(f"{path}: {message}")
-        return _BAD
+    for check in spec.checks:
+        message = check.problem(value)
+        if message:
+            problems.append(f"{path}: {message}")
+            return _BAD
     return value
 
 

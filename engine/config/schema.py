@@ -7,6 +7,13 @@ TRL user can read a preset without a glossary. Checking values and building a
 :class:`RunConfig` is :mod:`engine.config.fields` (each field) and :mod:`engine.config.checks`
 (across fields, and building); YAML text, ``--set`` overrides and preset
 files are :mod:`engine.config.presets`.
+
+The field annotations are the one place each rule is written: a ``Literal`` (often a named
+alias such as :data:`LossType`) for a choice, ``Annotated[float, Range(gt=0)]`` or
+``Annotated[str, NotEmpty()]`` for what a value must satisfy
+(:mod:`engine.config.constraints`). Validation derives its tables from them, and the string
+under each field is its doc, which users read in ``grpo-tui fields``
+(:mod:`engine.config.docs`), the preset editor and the adjust form.
 """
 
 from __future__ import annotations
@@ -15,9 +22,12 @@ import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Annotated, Iterable, Literal
 
 import yaml
+
+from engine.config.constraints import NotEmpty, Range
+
 
 def _bundled_root() -> Path:
     """Where the bundled presets and tiny model live: the source tree (a clone, an editable
@@ -53,6 +63,22 @@ REWARD_MODEL_PREFIX = "model:"
 """``reward_funcs`` entries starting with this name a sequence-classification reward model."""
 
 
+# --------------------------------------------------------------------------- choices
+# Each field with a fixed set of values is typed with one of these: validation, the field
+# listing (`grpo-tui fields`) and the code that acts on a value all read the same tuple,
+# e.g. ``typing.get_args(LossType)``.
+
+TorchDtype = Literal["auto", "float32", "bfloat16", "float16"]
+LossType = Literal["grpo", "bnpo", "dr_grpo", "dapo"]
+ScaleRewards = Literal["group", "batch", "none"]
+ImportanceSamplingLevel = Literal["token", "sequence"]
+LrSchedulerType = Literal["constant", "linear", "cosine", "constant_with_warmup"]
+MultiObjectiveAggregation = Literal["sum_then_normalize", "normalize_then_sum"]
+DatasetFormat = Literal["prompts", "ranked"]
+VllmMode = Literal["colocate", "server"]
+VllmImportanceSamplingMode = Literal["token_truncate", "token_mask", "sequence_truncate", "sequence_mask"]
+
+
 # --------------------------------------------------------------------------- dataclasses
 
 
@@ -64,19 +90,19 @@ class DatasetConfig:
     """built-in task name (e.g. "arithmetic"); answers are verified by the task itself"""
     task_args: dict = field(default_factory=dict)
     """keyword arguments for the built-in task, e.g. {"digits": 2, "ops": "+"}"""
-    path: str | None = None
+    path: Annotated[str, NotEmpty()] | None = None
     """local .jsonl/.json/.csv/.parquet file; relative paths resolve against the preset's folder"""
-    name: str | None = None
+    name: Annotated[str, NotEmpty()] | None = None
     """🤗 datasets hub id"""
     config: str | None = None
     """hub dataset config name"""
-    split: str = "train"
+    split: Annotated[str, NotEmpty()] = "train"
     """split the training prompts come from"""
     eval_split: str | None = None
     """hub split for evaluation; None holds eval_size rows out of the training split"""
-    eval_size: int = 200
+    eval_size: Annotated[int, Range(ge=0)] = 200
     """rows held out of the training split for evaluation when eval_split is None"""
-    prompt_column: str = "prompt"
+    prompt_column: Annotated[str, NotEmpty()] = "prompt"
     """column holding the prompt: a string, or a list of chat messages"""
     system_prompt: str | None = None
     """prepended as a system message when rendering the chat template"""
@@ -85,7 +111,7 @@ class DatasetConfig:
     chat messages or a system_prompt is set"""
     shuffle: bool = True
     """shuffle the training prompts (with the run seed)"""
-    format: str = "prompts"
+    format: DatasetFormat = "prompts"
     """prompts: generate completions and score them | ranked: train on given responses with ranks
     (rows {"prompt": ..., "group": [{"response": ..., "rank": 1}, ...]}, a local file)"""
 
@@ -95,102 +121,104 @@ class RunConfig:
     """Everything one GRPO run needs; names follow TRL's GRPOConfig where it has them."""
 
     # --- model
-    model_name_or_path: str = "assets/tiny-model"
+    model_name_or_path: Annotated[str, NotEmpty()] = "assets/tiny-model"
     """hub id or local folder; relative paths resolve against the preset folder, the current folder, then the repository"""
-    torch_dtype: str = "auto"
-    """weights dtype: auto | float32 | bfloat16 | float16"""
+    torch_dtype: TorchDtype = "auto"
+    """dtype of the weights; auto = bfloat16 on a GPU that supports it, float32 elsewhere"""
     dataset: DatasetConfig = field(default_factory=lambda: DatasetConfig(task="arithmetic"))
     """prompt source (default: the built-in arithmetic task the bundled model was warm-started on)"""
 
     # --- generation
-    num_generations: int = 8
+    num_generations: Annotated[int, Range(ge=2)] = 8
     """completions sampled per prompt (the group size G)"""
-    max_prompt_length: int | None = 512
+    max_prompt_length: Annotated[int, Range(ge=1)] | None = 512
     """prompts longer than this many tokens are truncated from the left; None = no limit"""
-    max_completion_length: int = 256
+    max_completion_length: Annotated[int, Range(ge=1)] = 256
     """maximum tokens generated per completion"""
-    temperature: float = 1.0
+    temperature: Annotated[float, Range(gt=0)] = 1.0
     """sampling temperature"""
-    top_p: float = 1.0
+    top_p: Annotated[float, Range(gt=0, le=1)] = 1.0
     """nucleus sampling: keep the smallest token set with this much probability mass"""
-    top_k: int = 0
+    top_k: Annotated[int, Range(ge=0)] = 0
     """keep only the k most likely tokens; 0 = off"""
-    min_p: float | None = None
+    min_p: Annotated[float, Range(ge=0, le=1)] | None = None
     """drop tokens below min_p times the top token's probability; None = off"""
-    repetition_penalty: float = 1.0
+    repetition_penalty: Annotated[float, Range(gt=0)] = 1.0
     """penalise tokens already in the prompt or completion; 1.0 = off"""
 
     # --- generation with vLLM (a CUDA GPU and the vllm extra: pip install 'grpo-tui[vllm]')
     use_vllm: bool = False
     """generate with vLLM instead of the training model's own forward passes"""
-    vllm_mode: str = "colocate"
+    vllm_mode: VllmMode = "colocate"
     """colocate: a vLLM engine inside the training process, sharing its GPU(s) | server: a separately
     started vLLM server (`grpo-tui vllm-serve`) on GPUs of its own"""
-    vllm_gpu_memory_utilization: float = 0.3
+    vllm_gpu_memory_utilization: Annotated[float, Range(gt=0, le=1)] = 0.3
     """share of GPU memory the colocated engine takes (weights and KV cache)"""
-    vllm_tensor_parallel_size: int = 1
+    vllm_tensor_parallel_size: Annotated[int, Range(ge=1)] = 1
     """GPUs one colocated engine spans; must divide the number of processes"""
     vllm_enable_sleep_mode: bool = False
     """free the colocated engine's memory (weights and KV cache) during the update; costs a reload per step"""
-    vllm_max_model_length: int | None = None
+    vllm_max_model_length: Annotated[int, Range(ge=1)] | None = None
     """the engine's context window; None = max_prompt_length + max_completion_length"""
     vllm_server_base_url: str | None = None
     """server mode: e.g. http://gpu-host:8000; None = http://vllm_server_host:vllm_server_port"""
     vllm_server_host: str = "0.0.0.0"
     """server mode: host of the vLLM server"""
-    vllm_server_port: int = 8000
+    vllm_server_port: Annotated[int, Range(ge=1, le=65535)] = 8000
     """server mode: port of the vLLM server"""
-    vllm_server_timeout: float = 240.0
+    vllm_server_timeout: Annotated[float, Range(gt=0)] = 240.0
     """server mode: seconds to wait for the server to come up"""
-    vllm_group_port: int = 51216
+    vllm_group_port: Annotated[int, Range(ge=1, le=65535)] = 51216
     """server mode: port of the NCCL group that pushes weights to the server"""
     vllm_importance_sampling_correction: bool = True
     """reweight the loss by π_train/π_vLLM of the sampled tokens (the engines' numerics differ)"""
-    vllm_importance_sampling_mode: str = "sequence_mask"
-    """token_truncate | token_mask | sequence_truncate | sequence_mask: per token or per sequence;
-    ratios outside [clip_min, clip_max] clipped (truncate) or dropped (mask)"""
-    vllm_importance_sampling_clip_min: float | None = None
+    vllm_importance_sampling_mode: VllmImportanceSamplingMode = "sequence_mask"
+    """the ratio per token or per sequence; ratios outside [clip_min, clip_max] are clipped
+    (truncate) or zeroed, so the token or sequence drops out (mask)"""
+    vllm_importance_sampling_clip_min: Annotated[float, Range(ge=0)] | None = None
     """lower bound of the ratio; None = none"""
-    vllm_importance_sampling_clip_max: float | None = 3.0
+    vllm_importance_sampling_clip_max: Annotated[float, Range(gt=0)] | None = 3.0
     """upper bound of the ratio; None = none"""
 
     # --- algorithm
-    beta: float = 0.0
+    beta: Annotated[float, Range(ge=0)] = 0.0
     """KL coefficient against the reference model; 0 = no reference model is kept"""
-    epsilon: float = 0.2
+    epsilon: Annotated[float, Range(gt=0)] = 0.2
     """lower clipping range of the importance ratio (1 - epsilon)"""
-    epsilon_high: float | None = None
+    epsilon_high: Annotated[float, Range(gt=0)] | None = None
     """upper clipping range (1 + epsilon_high); None = epsilon (DAPO uses 0.28)"""
-    delta: float | None = None
+    delta: Annotated[float, Range(gt=0)] | None = None
     """two-sided clipping bound on the ratio for negative advantages; None = off"""
-    loss_type: str = "dapo"
-    """loss normalisation: grpo | bnpo | dr_grpo | dapo"""
-    scale_rewards: str = "group"
-    """divide advantages by the reward std of the group | batch | none"""
-    num_iterations: int = 1
+    loss_type: LossType = "dapo"
+    """how the per-token losses are averaged: grpo per sequence then over sequences; bnpo over the
+    micro-batch's tokens; dr_grpo over sequences × max_completion_length; dapo over the tokens of the
+    whole optimizer step"""
+    scale_rewards: ScaleRewards = "group"
+    """divide advantages by the reward std of the group, of the batch, or not at all (none)"""
+    num_iterations: Annotated[int, Range(ge=1)] = 1
     """policy updates per generated batch (mu in the GRPO paper)"""
-    importance_sampling_level: str = "token"
+    importance_sampling_level: ImportanceSamplingLevel = "token"
     """importance ratio per token or per sequence (GSPO)"""
     mask_truncated_completions: bool = False
     """exclude completions cut at max_completion_length from the loss"""
-    multi_objective_aggregation: str = "sum_then_normalize"
+    multi_objective_aggregation: MultiObjectiveAggregation = "sum_then_normalize"
     """sum_then_normalize: weighted sum of rewards, then group advantages | normalize_then_sum (GDPO):
     each reward normalised within its group, then the weighted sum, normalised over the batch"""
     dynamic_sampling: bool = False
     """DAPO: drop groups whose rewards all agree and refill the batch from new prompts"""
-    dynamic_sampling_max_tries: int = 3
+    dynamic_sampling_max_tries: Annotated[int, Range(ge=0)] = 3
     """extra generation rounds allowed per step to refill the batch (then zero-signal groups fill the rest)"""
-    top_entropy_quantile: float = 1.0
+    top_entropy_quantile: Annotated[float, Range(gt=0, le=1)] = 1.0
     """train only on the tokens whose entropy is in this top share (1.0 = all tokens)"""
     sync_ref_model: bool = False
     """move the reference model towards the policy every ref_model_sync_steps (TR-DPO)"""
-    ref_model_mixup_alpha: float = 0.6
+    ref_model_mixup_alpha: Annotated[float, Range(ge=0, le=1)] = 0.6
     """ref ← alpha·policy + (1 − alpha)·ref at each sync"""
-    ref_model_sync_steps: int = 512
+    ref_model_sync_steps: Annotated[int, Range(ge=1)] = 512
     """optimizer steps between reference syncs"""
-    steps_per_generation: int | None = None
+    steps_per_generation: Annotated[int, Range(ge=1)] | None = None
     """micro-batches fed by one generation round (TRL); None = gradient_accumulation_steps"""
-    generation_batch_size: int | None = None
+    generation_batch_size: Annotated[int, Range(ge=1)] | None = None
     """completions per generation round; alternative to steps_per_generation"""
     peft: dict | None = None
     """LoRA through peft: {r, lora_alpha, lora_dropout, target_modules, merge_on_save}; None = full fine-tuning"""
@@ -202,31 +230,32 @@ class RunConfig:
     """options for reward functions by name, e.g. {"format": {"pattern": "..."}}"""
 
     # --- optimisation
-    learning_rate: float = 1e-6
+    learning_rate: Annotated[float, Range(ge=0)] = 1e-6
     """AdamW learning rate (peak, after warm-up)"""
-    adam_beta1: float = 0.9
+    adam_beta1: Annotated[float, Range(ge=0, lt=1)] = 0.9
     """AdamW beta1"""
-    adam_beta2: float = 0.999
+    adam_beta2: Annotated[float, Range(ge=0, lt=1)] = 0.999
     """AdamW beta2"""
-    adam_epsilon: float = 1e-8
+    adam_epsilon: Annotated[float, Range(ge=0)] = 1e-8
     """AdamW epsilon"""
-    weight_decay: float = 0.0
+    weight_decay: Annotated[float, Range(ge=0)] = 0.0
     """AdamW weight decay"""
-    lr_scheduler_type: str = "constant"
-    """constant | linear | cosine | constant_with_warmup"""
-    warmup_steps: int = 0
+    lr_scheduler_type: LrSchedulerType = "constant"
+    """learning-rate schedule: constant (ignores warm-up, as transformers) | constant_with_warmup |
+    linear (to 0 at max_steps) | cosine (to 0 at max_steps); the last three warm up first"""
+    warmup_steps: Annotated[int, Range(ge=0)] = 0
     """linear warm-up steps (wins over warmup_ratio when > 0)"""
-    warmup_ratio: float = 0.0
+    warmup_ratio: Annotated[float, Range(ge=0, lt=1)] = 0.0
     """fraction of max_steps spent warming up"""
-    max_grad_norm: float = 1.0
+    max_grad_norm: Annotated[float, Range(ge=0)] = 1.0
     """gradient clipping norm; 0 = no clipping"""
-    per_device_train_batch_size: int = 8
+    per_device_train_batch_size: Annotated[int, Range(ge=1)] = 8
     """completions per micro-batch (counted as TRL counts them)"""
-    gradient_accumulation_steps: int = 1
+    gradient_accumulation_steps: Annotated[int, Range(ge=1)] = 1
     """micro-batches per optimizer step; their product with the batch size must be a multiple of num_generations"""
-    max_steps: int = 100
+    max_steps: Annotated[int, Range(ge=1)] = 100
     """optimizer steps to run"""
-    seed: int = 42
+    seed: Annotated[int, Range(ge=0)] = 42
     """seed for sampling prompts, generation and initialisation"""
     bf16: bool | None = None
     """bfloat16 autocast of the forward passes over fp32 weights; None = on when a CUDA GPU supports it"""
@@ -238,20 +267,20 @@ class RunConfig:
     # --- bookkeeping
     output_dir: str | None = None
     """run directory; None = runs/<run_name>-<timestamp>"""
-    logging_steps: int = 10
+    logging_steps: Annotated[int, Range(ge=1)] = 10
     """headless progress lines (when stdout is not a terminal) every this many steps; metrics.jsonl
     and the dashboard get every step"""
-    save_steps: int = 0
+    save_steps: Annotated[int, Range(ge=0)] = 0
     """checkpoint every this many steps; 0 = only the final model"""
-    save_total_limit: int | None = None
+    save_total_limit: Annotated[int, Range(ge=1)] | None = None
     """keep at most this many checkpoints; None = keep all"""
-    eval_steps: int = 0
+    eval_steps: Annotated[int, Range(ge=0)] = 0
     """evaluate every this many steps; 0 = before and after training only"""
-    eval_max_samples: int | None = None
+    eval_max_samples: Annotated[int, Range(ge=1)] | None = None
     """cap on evaluation prompts; None = the whole eval split"""
-    num_generations_eval: int = 0
+    num_generations_eval: Annotated[int, Range(ge=0)] = 0
     """samples per eval prompt for pass@k (k = this); 0 = greedy accuracy only"""
-    log_completions_groups: int = 4
+    log_completions_groups: Annotated[int, Range(ge=0)] = 4
     """groups per step written to samples.jsonl"""
     log_completions: bool = False
     """also write each step's logged groups as completions/completions_NNNNN.parquet (TRL's format)"""

@@ -5,6 +5,7 @@
     grpo-tui train PRESET --headless      no TUI: a progress bar and a summary on stdout
     grpo-tui bench PRESET                 seconds per step, split by phase; throughput; memory
     grpo-tui presets                      the presets found and whether they validate
+    grpo-tui fields [PATTERN]             every preset key: its type, default and what it does
     grpo-tui train PRESET --detach        train in the background; attach later
     grpo-tui attach RUN_DIR               the dashboard of a run going on in another process
     grpo-tui resume RUN_DIR [--headless]  continue from the newest complete checkpoint
@@ -84,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=3, help="first steps left out of the figures (default 3)")
 
     p = sub.add_parser("presets", help="list the presets found and whether they validate")
+
+    p = sub.add_parser("fields", help="list every preset key with its type, default and doc")
+    p.add_argument("pattern", nargs="?", default=None,
+                   help="show only keys holding this text, or matching it as a glob (e.g. vllm_*, dataset.*)")
 
     p = sub.add_parser("view", help="open a run directory read-only in the dashboard")
     p.add_argument("run_dir")
@@ -176,6 +181,8 @@ def _dispatch(args) -> int:
         return bench(_load(args), steps=args.steps, warmup=args.warmup)
     if args.command == "presets":
         return _list_presets()
+    if args.command == "fields":
+        return _list_fields(args.pattern)
     if args.command == "vllm-serve":
         return _vllm_serve(args)
     raise AssertionError(args.command)
@@ -383,6 +390,39 @@ def _list_presets() -> int:
         print(f"{info.name:28s} {status:14s} {first}")
         for problem in info.problems:
             print(f"    - {problem}")
+    return 0
+
+
+def _list_fields(pattern: str | None, width: int = 80) -> int:
+    """Every preset key (or those matching ``pattern``) under its section: the key and its
+    ``type = default`` aligned in two columns, the doc wrapped below, all within ``width``."""
+    import textwrap
+
+    from engine.config.docs import field_docs, match_fields
+
+    docs = match_fields(pattern)
+    if not docs:
+        print(f"grpo-tui: no preset key matches {pattern!r} ({len(field_docs())} keys: grpo-tui fields lists them)",
+              file=sys.stderr)
+        return 1
+    wrap = textwrap.TextWrapper(width, break_on_hyphens=False, break_long_words=False)
+    column = min(max(len(d.key) for d in docs), 30) + 2
+    lines: list[str] = []
+    section: str | None = None
+    for d in docs:
+        if not lines or d.section != section:
+            section = d.section
+            wrap.initial_indent, wrap.subsequent_indent = "── ", "   "
+            lines += ([""] if lines else []) + wrap.wrap(f"{section} ──")
+        wrap.initial_indent = d.key.ljust(column) if len(d.key) < column else d.key + "  "
+        wrap.subsequent_indent = " " * column
+        lines += wrap.wrap(f"{d.type} = {d.default}")
+        wrap.initial_indent = wrap.subsequent_indent = "    "
+        lines += wrap.wrap(d.doc)
+    try:
+        print("\n".join(lines), flush=True)
+    except BrokenPipeError:  # `grpo-tui fields | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -1,7 +1,9 @@
 """The preset editor (YAML, validated as you type) and the read-only config view.
 
 Validation is the engine's own (``engine.config.presets.config_from_yaml``), run shortly after
-each edit; every problem is listed with the line it belongs to, and F8 jumps there.
+each edit; every problem is listed with the line it belongs to, and F8 jumps there. A hint bar
+under the text shows the type, default and doc of the key under the cursor (the same reference
+``grpo-tui fields`` prints, from the engine's field docstrings).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from grpo_tui.widgets.yaml_area import YamlTextArea
 VALIDATE_DELAY = 0.3
 USER_PRESETS = Path("~/.config/grpo-tui/presets").expanduser()  # where presets go when the source folder is read-only
 YAML_LINE = re.compile(r"line (\d+)")
+KEY_LINE = re.compile(r"^(\s*)(?:-\s+)?([A-Za-z_][\w-]*)\s*:(?:\s|$)")
 
 
 def locate(text: str, problem: str) -> int | None:
@@ -54,6 +57,53 @@ def locate(text: str, problem: str) -> int | None:
             return found
         found, indent, start = hit[0], hit[1], hit[0] + 1
     return found
+
+
+def key_at(text: str, row: int) -> str | None:
+    """The dotted key path (``dataset.split``) of the YAML line ``row`` (0-based) belongs to:
+    its own key, or for a list item or continuation line the key holding it; None on a blank
+    or comment line."""
+    lines = text.splitlines()
+    if not 0 <= row < len(lines) or not lines[row].strip() or lines[row].lstrip().startswith("#"):
+        return None
+    path: list[str] = []
+    limit: int | None = None  # a parent key is indented less than this
+    for line in reversed(lines[: row + 1]):
+        stripped = line.lstrip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        indent = len(line) - len(stripped)
+        if limit is not None and indent >= limit:
+            continue
+        match = KEY_LINE.match(line)
+        if match:
+            path.append(match.group(2))
+            limit = indent
+        elif limit is None:  # the cursor's line is a value: "- accuracy" may sit at its key's indent
+            limit = indent + 1 if stripped.startswith("-") else indent
+        if limit == 0:
+            break
+    return ".".join(reversed(path)) or None
+
+
+class FieldHint(Static):
+    """One or two lines about the preset key under the cursor: ``key: type = default — doc``."""
+
+    DEFAULT_CSS = "FieldHint { height: 2; padding: 0 1; background: $panel; }"
+
+    def show_key(self, key: str | None) -> None:
+        from engine.config.docs import doc_for
+
+        doc = doc_for(key) if key else None
+        if doc is None:
+            text = f"{key}: not a preset key (grpo-tui fields lists them)" if key else "move onto a key to see what it does"
+            self.update(Content.styled(text, "$text-muted"))
+            return
+        self.update(Content.assemble((doc.key, "bold $accent"), f": {doc.type} = {doc.default}",
+                                     (f" — {doc.doc}", "$text-muted")))
+
+    def follow(self, area: YamlTextArea) -> None:
+        self.show_key(key_at(area.text, area.cursor_location[0]))
 
 
 class SaveAsScreen(ModalScreen[Path | None]):
@@ -114,6 +164,7 @@ class PresetEditorScreen(Screen[Path | None]):
     def compose(self) -> ComposeResult:
         yield Static("", id="editor-header")
         yield YamlTextArea(self.saved_text, id="editor-text", show_line_numbers=True, tab_behavior="indent")
+        yield FieldHint(id="editor-hint")
         with VerticalScroll(id="editor-problems"):
             yield Static("", id="editor-problems-text")
         yield ResponsiveFooter()
@@ -121,7 +172,14 @@ class PresetEditorScreen(Screen[Path | None]):
     def on_mount(self) -> None:
         self.query_one("#editor-problems").border_title = "Validation"
         self.query_one("#editor-text").focus()
+        self._hint()
         self.validate()
+
+    def on_text_area_selection_changed(self) -> None:
+        self._hint()
+
+    def _hint(self) -> None:
+        self.query_one("#editor-hint", FieldHint).follow(self.query_one("#editor-text", YamlTextArea))
 
     @property
     def text(self) -> str:
@@ -136,6 +194,7 @@ class PresetEditorScreen(Screen[Path | None]):
             self._timer.stop()
         self._timer = self.set_timer(VALIDATE_DELAY, self.validate)
         self._header()
+        self._hint()
 
     def validate(self) -> None:
         from engine.config.schema import ConfigError
@@ -250,4 +309,11 @@ class ConfigViewScreen(Screen):
             text = "# the run has not written config.yaml yet\n"
         yield Static(Content.assemble((" config ", "bold reverse $accent"), f" {self.path}  (read-only)"), id="editor-header")
         yield YamlTextArea(text, id="editor-text", read_only=True, show_line_numbers=True)
+        yield FieldHint(id="editor-hint")
         yield ResponsiveFooter()
+
+    def on_mount(self) -> None:
+        self.query_one("#editor-hint", FieldHint).follow(self.query_one("#editor-text", YamlTextArea))
+
+    def on_text_area_selection_changed(self, event: YamlTextArea.SelectionChanged) -> None:
+        self.query_one("#editor-hint", FieldHint).follow(event.text_area)

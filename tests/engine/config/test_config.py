@@ -60,7 +60,7 @@ def test_every_field_has_a_docstring():
 
 
 def test_repo_root_is_the_folder_holding_engine():
-    assert (config.REPO_ROOT / "engine" / "config.py").is_file()
+    assert (config.REPO_ROOT / "engine" / "config" / "schema.py").is_file()
 
 
 # --------------------------------------------------------------------------- all problems at once
