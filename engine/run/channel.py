@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from engine.run.control import Control
+from engine.run.events import RunState
 
 HEARTBEAT = "heartbeat.json"
 COMMANDS = "commands"
@@ -31,6 +32,10 @@ HEARTBEAT_S = 2.0
 STALE_S = 15.0
 POLL_S = 0.2
 COMMAND_NAMES = ("pause", "resume", "stop", "checkpoint", "adjust")
+
+CRASHED = "crashed"
+"""The state :func:`run_state` gives a run whose process died. Not a :class:`RunState`: no
+process reports it, a reader infers it from a stale heartbeat."""
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -136,11 +141,11 @@ def run_state(run_dir: str | os.PathLike, last_status: str, now: float | None = 
 
     A final status (finished, failed) is the answer. Otherwise the run is live only while its
     heartbeat is fresh, and then its last status holds; a stale or missing heartbeat means the
-    process died: ``crashed``."""
-    if last_status in ("finished", "failed"):
+    process died: :data:`CRASHED`."""
+    if last_status in (RunState.FINISHED, RunState.FAILED):
         return last_status
     beat = read_heartbeat(run_dir)
     now = time.time() if now is None else now
     if beat is None or now - float(beat.get("time", 0)) > STALE_S:
-        return "crashed"
+        return CRASHED
     return last_status  # written at each change, so fresher than the periodic heartbeat

@@ -14,8 +14,9 @@ from pathlib import Path
 import yaml
 
 from engine.run.checkpoints import latest_checkpoint
-from engine.run.channel import read_heartbeat, run_state
-from engine.run.rundir import CONFIG, EVENTS, METRICS, last_status, list_runs, parse_lines, read_jsonl
+from engine.run.channel import CRASHED, read_heartbeat, run_state
+from engine.run.jsonl import read_jsonl, tail_jsonl
+from engine.run.rundir import CONFIG, EVENTS, METRICS, last_status, list_runs
 
 TAIL_BYTES = 64 * 1024
 
@@ -24,7 +25,7 @@ TAIL_BYTES = 64 * 1024
 class RunSummary:
     path: Path
     name: str
-    state: str  # starting | running | paused | checkpointing | stopping | finished | failed | crashed
+    state: str  # a RunState value, or CRASHED (see engine.run.channel.run_state)
     step: int
     max_steps: int
     reward: float | None
@@ -35,25 +36,13 @@ class RunSummary:
     @property
     def resumable(self) -> bool:
         """Crashed (or killed) with at least one complete checkpoint to continue from."""
-        return self.state == "crashed" and latest_checkpoint(self.path) is not None
-
-
-def _tail_records(path: Path) -> list[dict]:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - TAIL_BYTES))
-            data = f.read()
-    except OSError:
-        return []
-    return parse_lines(data.split(b"\n")[1 if size > TAIL_BYTES else 0 :])  # the first line may be cut
+        return self.state == CRASHED and latest_checkpoint(self.path) is not None
 
 
 def summarize_run(path: str | os.PathLike) -> RunSummary:
     root = Path(path)
     events = read_jsonl(root / EVENTS)
-    metrics = _tail_records(root / METRICS)
+    metrics = tail_jsonl(root / METRICS, TAIL_BYTES)
     beat = read_heartbeat(root) or {}
     step = max(int(metrics[-1].get("step", 0)) if metrics else 0, int(beat.get("step", 0) or 0))
     reward = next((m["reward"] for m in reversed(metrics) if isinstance(m.get("reward"), (int, float))), None)

@@ -1,28 +1,36 @@
-"""The run directory: the one place a run lives on disk (a contract, see DESIGN.md).
+"""The run directory: the one place a run lives on disk.
+
+Its layout is a contract: a viewer in another process (``grpo-tui attach``), ``resume``,
+the run listing and users' own scripts read it, and nothing else of the run.
 
 ```
 runs/<name>/
   config.yaml        the resolved config
-  metrics.jsonl      one object per optimizer step
-  samples.jsonl      the sampled groups of each step
+  metrics.jsonl      one object per optimizer step: step, wall time, the metric values
+  samples.jsonl      the sampled groups of each step: prompt, completions, rewards, advantage,
+                     lengths and the token-level arrays the inspector shows
   events.jsonl       status changes, adjustments, warnings, checkpoints, errors
-  checkpoints/step-NNNNNN/
+  checkpoints/step-NNNNNN/   complete checkpoints only: written aside, renamed once whole
   final/             the trained model, save_pretrained format
 ```
 
-Writers append whole lines and flush them; readers tolerate a partial last line (a
-process killed mid-write), so another process can tail these files while a run goes on.
+The record on each line is built in :mod:`engine.run.records`. Writers append whole lines
+and flush them; readers tolerate a partial last line (a process killed mid-write, or one
+still writing), so another process can tail these files while a run goes on: the readers
+are in :mod:`engine.run.jsonl`. The heartbeat and command channel beside them are
+:mod:`engine.run.channel`.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+
+from engine.run import records
+from engine.run.events import EvalResult, Event, LogEvent, StateChanged, StepMetrics, StepSamples
+from engine.run.jsonl import dumps, read_jsonl
 
 METRICS = "metrics.jsonl"
 SAMPLES = "samples.jsonl"
@@ -31,87 +39,55 @@ CONFIG = "config.yaml"
 CHECKPOINTS = "checkpoints"
 FINAL = "final"
 
-
-def _clean(value: Any) -> Any:
-    """JSON has no NaN/inf: write them as null so every reader can parse the line."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
-def dumps(record: dict) -> str:
-    return json.dumps(_clean(record), separators=(",", ":"), ensure_ascii=False)
-
-
-def parse_lines(lines: list[bytes]) -> list[dict]:
-    """The JSON objects among ``lines``; anything else (a torn or corrupt line) is skipped."""
-    records = []
-    for raw in lines:
-        try:
-            record = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
-
-
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Every complete record of a JSON-lines file; a torn or corrupt line is skipped."""
-    return list(iter_jsonl(path))
-
-
-def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
-    try:
-        with open(path, "rb") as f:
-            for raw in f:
-                if not raw.endswith(b"\n"):
-                    break  # partial last line: the writer has not finished it
-                try:
-                    record = json.loads(raw)
-                except ValueError:
-                    continue
-                if isinstance(record, dict):
-                    yield record
-    except FileNotFoundError:
-        return
-
-
-class JsonlTail:
-    """Incremental reader for a file another process appends to (attach, the dashboard)."""
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-        self._offset = 0
-
-    def read_new(self) -> list[dict]:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self._offset)
-                data = f.read()
-        except FileNotFoundError:
-            return []
-        end = data.rfind(b"\n")
-        if end < 0:
-            return []
-        self._offset += end + 1
-        return parse_lines(data[: end + 1].splitlines())
+UNKNOWN = "unknown"
+"""The state of a run directory that holds no status yet: nothing says what the run is doing."""
 
 
 class RunWriter:
-    """Appends records to a run directory. Used by the trainer only (rank 0)."""
+    """Writes a run into its directory, as a subscriber of the run's events (rank 0 only:
+    ``control.subscribe(writer)``), one record per line as :mod:`engine.run.records` builds it:
 
-    def __init__(self, root: str | os.PathLike) -> None:
+    - ``StepMetrics`` → metrics.jsonl, and the held-out results before training
+      (``EvalResult`` at step 0) as step 0's line; later results arrive inside their step's
+      metrics (or, at a stop, belong to no step's line);
+    - ``StepSamples`` → samples.jsonl;
+    - ``LogEvent`` and ``StateChanged`` → events.jsonl; a state change carries no step, so
+      ``step()`` says where the run stands.
+
+    The Control drops a subscriber that raises, so a write that fails is kept and raised on
+    the engine thread by :meth:`raise_failure`: a run that cannot write its directory stops.
+    ``config.yaml`` is written directly (:meth:`write_config`), before any event."""
+
+    def __init__(self, root: str | os.PathLike, step: Callable[[], int | None] = lambda: None) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / CHECKPOINTS).mkdir(exist_ok=True)
+        self._step = step
+        self._failure: BaseException | None = None
         self._files = {
             name: open(self.root / name, "a", encoding="utf-8") for name in (METRICS, SAMPLES, EVENTS)
         }
+
+    def __call__(self, event: Event) -> None:
+        try:
+            if isinstance(event, StepMetrics):
+                self._append(METRICS, records.from_metrics(event))
+            elif isinstance(event, EvalResult) and event.step == 0:
+                self._append(METRICS, records.metrics_record(0, event.metrics, event.time))
+            elif isinstance(event, StepSamples):
+                self._append(SAMPLES, records.from_samples(event))
+            elif isinstance(event, LogEvent):
+                self._append(EVENTS, records.from_log(event))
+            elif isinstance(event, StateChanged):
+                self._append(EVENTS, records.from_state(event, self._step()))
+        except Exception as exc:  # noqa: BLE001 - raised on the engine thread by raise_failure
+            self._failure = self._failure or exc
+
+    def raise_failure(self) -> None:
+        """Raise the first write that failed since the last call, if any."""
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
 
     def write_config(self, yaml_text: str) -> None:
         tmp = self.root / (CONFIG + ".tmp")
@@ -122,18 +98,6 @@ class RunWriter:
         f = self._files[name]
         f.write(dumps(record) + "\n")
         f.flush()
-
-    def metrics(self, step: int, metrics: dict[str, float]) -> None:
-        self._append(METRICS, {"step": step, "time": time.time(), **metrics})
-
-    def samples(self, step: int, groups: list[dict]) -> None:
-        self._append(SAMPLES, {"step": step, "groups": groups})
-
-    def event(self, level: str, category: str, message: str, step: int | None = None, data: dict | None = None) -> None:
-        self._append(
-            EVENTS,
-            {"time": time.time(), "step": step, "level": level, "kind": category, "message": message, "data": data or {}},
-        )
 
     def checkpoint_dir(self, step: int) -> Path:
         return self.root / CHECKPOINTS / f"step-{step:06d}"
@@ -148,10 +112,13 @@ class RunWriter:
 
 
 class NullWriter(RunWriter):
-    """What ranks other than 0 of a multi-process run write: nothing (rank 0 writes the run)."""
+    """What ranks other than 0 of a multi-process run write: nothing (rank 0 writes the run);
+    its folder names are the same, so every rank agrees on where a checkpoint goes."""
 
-    def __init__(self, root: str | os.PathLike) -> None:
+    def __init__(self, root: str | os.PathLike, step: Callable[[], int | None] = lambda: None) -> None:
         self.root = Path(root)
+        self._step = step
+        self._failure = None
         self._files = {}
 
     def write_config(self, yaml_text: str) -> None:
@@ -177,8 +144,8 @@ class RunRecord:
 
     @property
     def state(self) -> str:
-        """The last status the run wrote ("running", "finished", "failed", ...), or "unknown"."""
-        return last_status(self.events, default="unknown")
+        """The last status the run wrote ("running", "finished", "failed", ...), or ``UNKNOWN``."""
+        return last_status(self.events, default=UNKNOWN)
 
 
 

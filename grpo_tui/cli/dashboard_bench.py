@@ -20,6 +20,7 @@ from pathlib import Path
 
 from engine.config.presets import load_preset
 from engine.run.control import Control
+from engine.run.events import RunState
 from engine.run.rundir import read_jsonl
 from engine.training.trainer import Trainer
 from grpo_tui.app import GrpoApp
@@ -58,7 +59,7 @@ async def dashboard(preset: str, steps: int, out: Path, size: tuple[int, int]) -
         while True:  # 20 samples a second: enough for a p99, without the probe itself loading the UI thread
             t = loop.time()
             await asyncio.sleep(PROBE_S)
-            if app.live_model is not None and app.live_model.state == "running":  # training, not loading
+            if app.live_model is not None and app.live_model.state == RunState.RUNNING:  # training, not loading
                 lags.append(loop.time() - t - PROBE_S)
 
     async with app.run_test(size=size):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import signal
 import sys
 import threading
@@ -12,31 +11,23 @@ from engine.run.control import Control
 from engine.run.events import LogEvent, RunFailed, RunFinished, RunStarted, StepMetrics
 from engine.training.trainer import Trainer
 
+from grpo_tui.model.format import bar, format_duration
+
 BAR = 24
 
 
-def fmt_duration(seconds: float) -> str:
-    if not math.isfinite(seconds) or seconds < 0:
-        return "--:--"
-    seconds = int(seconds)
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
-
-
 def progress_line(step: int, total: int, m: dict) -> str:
-    """``step 12/300 ━━━───── 4% reward 0.41 acc 0.39 kl 0.0021 1.3 step/s ETA 03:12``"""
+    """``step 12/300 ━━━───── 4% reward 0.41 acc 0.39 kl 0.0021 1.3 step/s ETA 3:12``"""
     frac = step / max(total, 1)
-    filled = int(frac * BAR)
-    bar = "━" * filled + "─" * (BAR - filled)
-    parts = [f"step {step}/{total}", bar, f"{frac:4.0%}", f"reward {m.get('reward', float('nan')):.3f}"]
+    parts = [f"step {step}/{total}", bar(step, max(total, 1), BAR, glyphs="━─"), f"{frac:4.0%}",
+             f"reward {m.get('reward', float('nan')):.3f}"]
     if "accuracy" in m:
         parts.append(f"acc {m['accuracy']:.3f}")
     if "kl" in m:
         parts.append(f"kl {m['kl']:.4f}")
     if m.get("step_time"):
         parts.append(f"{1.0 / m['step_time']:.1f} step/s")
-    parts.append(f"ETA {fmt_duration(m.get('eta_s', float('nan')))}")
+    parts.append(f"ETA {format_duration(m.get('eta_s'))}")
     return " ".join(parts)
 
 
@@ -80,7 +71,7 @@ def print_summary(summary: dict, out=sys.stdout) -> None:
     if before is not None and after is not None:
         out.write(f"held-out greedy accuracy  {before:.3f} → {after:.3f} ({(after - before) * 100:+.1f} points)\n")
     out.write(f"steps                     {summary['steps']}/{summary['max_steps']}\n")
-    out.write(f"wall time                 {fmt_duration(summary['wall_time_s'])} ({summary['wall_time_s']:.1f} s)\n")
+    out.write(f"wall time                 {format_duration(summary['wall_time_s'])} ({summary['wall_time_s']:.1f} s)\n")
     if summary.get("skipped_updates"):
         out.write(f"skipped updates (NaN)     {summary['skipped_updates']}\n")
     out.write(f"model saved to            {summary['final_model']}\n")

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import yaml
 
-from engine.run.rundir import CONFIG, EVENTS, METRICS, SAMPLES, JsonlTail
+from engine.run.events import RunState
+from engine.run.jsonl import JsonlTail
+from engine.run.rundir import CONFIG, EVENTS, METRICS, SAMPLES, UNKNOWN
 
 from grpo_tui.model.run_model import RunModel
 
@@ -53,6 +55,6 @@ def open_run_dir(root: str | Path) -> tuple[RunModel, RunFollower]:
     model.name = Path(root).name
     follower = RunFollower(root, model)
     follower.poll()
-    if model.state == "starting" and not model.events_total and not model.series:
-        model.state = "unknown"
+    if model.state == RunState.STARTING and not model.events_total and not model.series:
+        model.state = UNKNOWN
     return model, follower

@@ -1,12 +1,16 @@
 """Turn live engine events into the same records the run directory holds.
 
 The model is fed one way whatever the source, so what the dashboard shows live is
-what it shows when the run directory is opened later.
+what it shows when the run directory is opened later: the records are built by
+:mod:`engine.run.records`, as the run-directory writer builds them.
 """
 
 from __future__ import annotations
 
-from engine.run.events import Event, LogEvent, RunFailed, RunFinished, RunStarted, StateChanged, StepMetrics, StepSamples
+from engine.run import records
+from engine.run.events import (
+    Event, LogEvent, RunFailed, RunFinished, RunStarted, RunState, StateChanged, StepMetrics, StepSamples,
+)
 
 from grpo_tui.model.run_model import RunModel
 
@@ -25,38 +29,19 @@ def apply_event(model: RunModel, event: Event) -> None:
             time=t,
         )
     elif isinstance(event, StateChanged):
-        state = event.state.value if hasattr(event.state, "value") else str(event.state)
-        model.add_event(
-            {
-                "kind": "status",
-                "level": "error" if state == "failed" else "info",
-                "message": event.message or state,
-                "step": model.step,
-                "time": t,
-                "data": {"state": state},
-            }
-        )
+        model.add_event(records.from_state(event, model.step))
     elif isinstance(event, StepMetrics):
-        model.add_metrics({"step": event.step, "time": t, **event.metrics})
+        model.add_metrics(records.from_metrics(event))
     elif isinstance(event, StepSamples):
-        model.add_samples({"step": event.step, "groups": event.groups})
+        model.add_samples(records.from_samples(event))
     elif isinstance(event, LogEvent):
-        model.add_event(
-            {
-                "kind": event.category,
-                "level": event.level,
-                "message": event.message,
-                "step": event.step,
-                "time": t,
-                "data": dict(event.data),
-            }
-        )
+        model.add_event(records.from_log(event))
     elif isinstance(event, RunFinished):
         # The engine also logs a "summary" event (the events pane line); keep the data.
         model.summary = dict(event.summary)
-        model.set_state("finished", t=t)
+        model.set_state(RunState.FINISHED.value, t=t)
     elif isinstance(event, RunFailed):
         model.error = event.error
         model.traceback_path = event.traceback_path
-        model.set_state("failed", event.error, t)
+        model.set_state(RunState.FAILED.value, event.error, t)
     # EvalResult: the engine logs an "eval" event with the same metrics, handled above.

@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from engine.run.events import RunState
 
 EMA_ALPHA = 0.1  # weight of the newest point in the smoothed series
 MAX_EVENTS = 2000
 KEEP_SAMPLE_STEPS = 4
 
-TERMINAL_STATES = ("finished", "failed")
+TERMINAL_STATES = (RunState.FINISHED, RunState.FAILED)
 
 
 class Series:
@@ -100,7 +101,7 @@ class RunModel:
         self.config: dict[str, Any] = {}
         self.total_steps: int = 0
         self.start_step: int = 0
-        self.state: str = "starting"
+        self.state: str = RunState.STARTING.value  # a RunState value, or a listed state (CRASHED, UNKNOWN)
         self.state_message: str = ""
         self.started_at: float | None = None
         self.ended_at: float | None = None
@@ -259,11 +260,11 @@ class RunModel:
                 self._set_state(state, line.message, t)
         elif kind == "summary":
             self.summary = dict(data)
-            self._set_state("finished", line.message, t)
+            self._set_state(RunState.FINISHED.value, line.message, t)
         elif kind == "error":
             self.error = line.message
             self.traceback_path = data.get("traceback") if isinstance(data.get("traceback"), str) else None
-            self._set_state("failed", line.message, t)
+            self._set_state(RunState.FAILED.value, line.message, t)
         elif kind == "eval":
             eval_step = step if step is not None else self.step
             for name, value in data.items():

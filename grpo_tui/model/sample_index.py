@@ -2,15 +2,17 @@
 
 The inspector browses any past step of a run that may still be growing: the index
 remembers the byte offset of each step's line, reads only what was appended since
-the last refresh, and loads one step's groups on demand.
+the last refresh (through the run directory's :class:`~engine.run.jsonl.JsonlTail`, so a
+half-written last line waits for the next refresh), and loads one step's groups on demand.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
+
+from engine.run.jsonl import JsonlTail, parse_record
 
 STEP_PREFIX = re.compile(rb'^\{\s*"step"\s*:\s*(\d+)')
 
@@ -19,27 +21,15 @@ class SampleIndex:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self._offsets: dict[int, int] = {}
-        self._end = 0
+        self._tail = JsonlTail(self.path)
 
     def refresh(self) -> bool:
         """Index lines appended since the last call; True if new steps appeared."""
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self._end)
-                data = f.read()
-        except FileNotFoundError:
-            return False
-        last_newline = data.rfind(b"\n")
-        if last_newline < 0:
-            return False
         before = len(self._offsets)
-        pos = self._end
-        for raw in data[: last_newline + 1].split(b"\n")[:-1]:
+        for offset, raw in self._tail.read_lines():
             step = _step_of(raw)
             if step is not None:
-                self._offsets[step] = pos
-            pos += len(raw) + 1
-        self._end += last_newline + 1
+                self._offsets[step] = offset
         return len(self._offsets) != before
 
     @property
@@ -53,19 +43,15 @@ class SampleIndex:
         try:
             with open(self.path, "rb") as f:
                 f.seek(offset)
-                record = json.loads(f.readline())
-        except (OSError, ValueError):
+                return parse_record(f.readline())
+        except OSError:
             return None
-        return record if isinstance(record, dict) else None
 
 
 def _step_of(raw: bytes) -> int | None:
     match = STEP_PREFIX.match(raw)
     if match:
         return int(match.group(1))
-    try:
-        record = json.loads(raw)
-    except ValueError:
-        return None
-    step = record.get("step") if isinstance(record, dict) else None
+    record = parse_record(raw)
+    step = record.get("step") if record is not None else None
     return step if isinstance(step, int) else None

@@ -12,6 +12,9 @@ from typing import Any, Callable
 
 from textual.message import Message
 
+from engine.run.channel import CRASHED
+from engine.run.events import RunState
+
 
 class EngineEvent(Message):
     """One engine event, delivered on the UI thread."""
@@ -86,7 +89,7 @@ class RemoteControl:
     def paused_requested(self) -> bool:
         from engine.run.channel import read_heartbeat
 
-        return (read_heartbeat(self.run_dir) or {}).get("state") == "paused"
+        return (read_heartbeat(self.run_dir) or {}).get("state") == RunState.PAUSED
 
     def _send(self, command: str, **args: Any) -> None:
         from engine.run.channel import send_command
@@ -114,7 +117,7 @@ class AttachedRun:
 
     @property
     def alive(self) -> bool:
-        return self.state not in ("finished", "failed", "crashed")
+        return self.state not in (RunState.FINISHED, RunState.FAILED, CRASHED)
 
     def detach(self) -> None:
         """Leaving the dashboard leaves the run as it is: it belongs to its own process."""

@@ -15,6 +15,8 @@ from textual.containers import ScrollableContainer, Vertical
 from textual.screen import Screen
 from textual.widgets import TabbedContent, TabPane
 
+from engine.run.events import RunState
+
 from grpo_tui.widgets.footer import ResponsiveFooter
 from grpo_tui.commands import DashboardCommands
 from grpo_tui.model.run_model import RunModel
@@ -287,7 +289,7 @@ class DashboardScreen(Screen):
     # -- controls ----------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in CONTROL_ACTIONS:
-            if self.live is None or self.model.is_terminal or self.model.state == "stopping":
+            if self.live is None or self.model.is_terminal or self.model.state == RunState.STOPPING:
                 return None if action != "resume" else False  # dimmed: not possible for this run now
             paused = self.live.control.paused_requested
             if action == "pause" and paused or action == "resume" and not paused:

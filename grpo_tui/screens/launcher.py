@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Static
 
 from grpo_tui.widgets.footer import ResponsiveFooter
 from grpo_tui.commands import LauncherCommands
+from engine.run.events import RunState
 from engine.run.listing import RunSummary, summarize_run
 
 DEFAULT_PRESET = "tiny-arithmetic"  # runs anywhere, in about two minutes
@@ -252,7 +253,7 @@ class LauncherScreen(Screen):
         run = self.selected_run()
         if run is None:
             return
-        if run.state in ("running", "paused", "checkpointing", "starting", "stopping"):
+        if run.state in (RunState.RUNNING, RunState.PAUSED, RunState.CHECKPOINTING, RunState.STARTING, RunState.STOPPING):
             self.app.attach_run(str(run.path))  # trained by another process: follow it, with controls
             return
         if run.resumable:

@@ -11,33 +11,20 @@ from typing import Callable
 from textual.content import Content
 from textual.widgets import Static
 
+from engine.run.events import RunState
+
+from grpo_tui.model.format import bar, format_duration
 from grpo_tui.model.run_model import RunModel
 
 STATE_STYLE = {
-    "starting": ("◌", "$text-muted"),
-    "running": ("▶", "$success"),
-    "paused": ("⏸", "$warning"),
-    "checkpointing": ("⛁", "$accent"),
-    "stopping": ("■", "$warning"),
-    "finished": ("✔", "$success"),
-    "failed": ("✘", "$error"),
+    RunState.STARTING: ("◌", "$text-muted"),
+    RunState.RUNNING: ("▶", "$success"),
+    RunState.PAUSED: ("⏸", "$warning"),
+    RunState.CHECKPOINTING: ("⛁", "$accent"),
+    RunState.STOPPING: ("■", "$warning"),
+    RunState.FINISHED: ("✔", "$success"),
+    RunState.FAILED: ("✘", "$error"),
 }
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-def progress_bar(done: int, total: int, width: int) -> str:
-    if total <= 0 or width <= 0:
-        return ""
-    filled = min(width, int(width * done / total))
-    return "█" * filled + "░" * (width - filled)
 
 
 class RunStatus(Static):
@@ -76,7 +63,7 @@ class RunStatus(Static):
         m = self.model
         parts: list[tuple[str, str] | str] = [(f"step {m.step}/{m.total_steps or '?'} ", "bold")]
         if bar_width >= 5:
-            parts.append((progress_bar(m.step, m.total_steps, bar_width) + " ", "$accent"))
+            parts.append((bar(m.step, m.total_steps, bar_width) + " ", "$accent"))
         parts.append(f" {'' if narrow else 'elapsed '}{format_duration(elapsed)}")
         if not m.is_terminal and not m.read_only:
             parts.append(f"  ETA {format_duration(m.eta())}")
@@ -109,19 +96,19 @@ class RunStatus(Static):
         ]
         # the longest form of the progress line that fits: labels and bar, then short labels, then no bar
         bar_width = max(0, min(30, width - 75))
-        for narrow, bar in ((width < 100, bar_width), (True, bar_width), (True, 0)):
-            line = self._progress_parts(elapsed, narrow, bar)
+        for narrow, cells in ((width < 100, bar_width), (True, bar_width), (True, 0)):
+            line = self._progress_parts(elapsed, narrow, cells)
             if _length(line) <= width:
                 break
         parts.extend(line)
-        if m.state == "failed" and m.error:
+        if m.state == RunState.FAILED and m.error:
             where = m.traceback_path or m.run_dir
             parts.append("\n")
             first = m.error.strip().splitlines()[0] if m.error.strip() else "failed"
             parts.append((f"error: {first[: max(20, width - 10)]}", "bold $error"))
             if where:
                 parts.append((f"\nlogs: {where}  (full message in the events pane)", "$error"))
-        elif m.state == "finished" and m.summary:
+        elif m.state == RunState.FINISHED and m.summary:
             parts.append("\n")
             parts.append((summary_line(m.summary), "$success"))
         return Content.assemble(*parts)

@@ -7,17 +7,12 @@ from collections import deque
 from textual.content import Content
 from textual.widgets import Static
 
+from grpo_tui.model.format import bar
 from grpo_tui.model.system import GIB, SystemSnapshot, level
 
 LEVEL_STYLE = {"ok": "$success", "warn": "$warning", "danger": "bold $error"}
 TICKS = "▁▂▃▄▅▆▇█"
 HISTORY = 120  # samples kept for the trend (4 minutes at one sample every 2 s)
-
-
-def bar(share: float, width: int) -> str:
-    """``█████░░░░░`` for a share in [0, 1]."""
-    filled = max(0, min(width, round(share * width)))
-    return "█" * filled + "░" * (width - filled)
 
 
 def sparkline(values: list[float], width: int) -> str:
@@ -62,7 +57,7 @@ class SystemPane(Static):
         parts: list[tuple[str, str] | str] = []
 
         def line(label: str, share: float, text: str, style: str) -> None:
-            parts.extend([(f"{label:<8}", "bold"), (bar(share, bar_w), style), f" {text}\n"])
+            parts.extend([(f"{label:<8}", "bold"), (bar(share, 1, bar_w, nearest=True), style), f" {text}\n"])
 
         cpu_share = s.cpu_percent / 100
         extra = f"   trainer {s.process_cpu:.0f}% of a core" if s.process_cpu is not None else ""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 from grpo_tui.model.system import GIB, GpuStat, SystemSampler, SystemSnapshot, level
-from grpo_tui.widgets.system import SystemPane, bar, sparkline, status_segment
+from grpo_tui.model.format import bar
+from grpo_tui.widgets.system import SystemPane, sparkline, status_segment
 
 
 def test_sampling_this_machine_and_process():
@@ -38,8 +39,8 @@ def test_pressure_names_the_fullest_memory_and_its_level():
 
 
 def test_bars_and_trend():
-    assert bar(0.5, 10) == "█████░░░░░"
-    assert bar(1.7, 4) == "████" and bar(-1, 3) == "░░░"
+    assert bar(0.5, 1, 10, nearest=True) == "█████░░░░░"
+    assert bar(1.7, 1, 4, nearest=True) == "████" and bar(-1, 1, 3, nearest=True) == "░░░"
     assert sparkline([0.0, 0.5, 0.99], 10) == "▁▅█"
     assert sparkline([0.1] * 20, 5) == "▁" * 5
 
