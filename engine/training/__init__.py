@@ -1,1 +1,4 @@
-"""The training loop and its collaborators: the round, the micro-batch loss, log-probs, model loading, checkpointing, evaluation, faults and health, steering."""
+"""The training loop (trainer) and its collaborators: setup, round geometry, the round
+(generate, score, advantages), the update and the micro-batch loss, log-prob forwards,
+step reports and health, evaluation, checkpointing (TrainState, data-only checkpoint
+files), steering, faults, model loading."""

@@ -3,14 +3,14 @@ the optimizer steps of that round use."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from engine.rollout.backend import Rollout, concat_rollouts, select_rows
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Scored:
     """Completions of some prompts with their rewards, before advantages."""
 
@@ -20,6 +20,8 @@ class Scored:
     rewards_total: torch.Tensor  # [N]
     rewards_per_func: torch.Tensor  # [N, F]
     keep: torch.Tensor  # [N / G] bool: the group has reward spread
+    stats: dict[str, float] = field(default_factory=dict)  # how the round was gathered (dynamic sampling)
+    ranks: list[list[int]] | None = None  # ranked groups: each group's given ranks, which set its advantages
 
 
 def merge_scored(parts: list[Scored], n_groups: int, g: int, pad_id: int, prefer_signal: bool) -> Scored:
@@ -46,7 +48,7 @@ def merge_scored(parts: list[Scored], n_groups: int, g: int, pad_id: int, prefer
     )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Batch:
     """One generation round, kept for the optimizer steps that use it (steps_per_generation × μ)."""
 
@@ -69,8 +71,16 @@ class Batch:
             return None if x is None else x[index.to(x.device)]
         idx = index.tolist()
         return Batch(
-            select_rows(self.rollout, index.to(self.rollout.prompt_ids.device)), [self.rows[i] for i in idx],
-            pick(self.advantages), pick(self.mask), pick(self.old_logps), pick(self.ref_logps), self.stats,
-            pick(self.rewards_total), pick(self.rewards_per_func), [self.completions[i] for i in idx],
-            pick(self.token_logps), pick(self.token_entropy),
+            rollout=select_rows(self.rollout, index.to(self.rollout.prompt_ids.device)),
+            rows=[self.rows[i] for i in idx],
+            advantages=pick(self.advantages),
+            mask=pick(self.mask),
+            old_logps=pick(self.old_logps),
+            ref_logps=pick(self.ref_logps),
+            stats=self.stats,
+            rewards_total=pick(self.rewards_total),
+            rewards_per_func=pick(self.rewards_per_func),
+            completions=[self.completions[i] for i in idx],
+            token_logps=pick(self.token_logps),
+            token_entropy=pick(self.token_entropy),
         )

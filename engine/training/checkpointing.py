@@ -1,5 +1,12 @@
 """Checkpoints that hold everything needed to continue a run, written atomically.
 
+:class:`TrainState` is where a run stands (its step, data order, counters, adjustments and
+the round in use): the part of a checkpoint the trainer's loop moves on, so saving and
+restoring read one object. :class:`Checkpointer` saves at a step boundary, with every
+process taking part; :func:`restore` puts a checkpoint read by
+:func:`~engine.training.checkpoint_files.read_checkpoint` back into a freshly set-up run.
+The files themselves are :mod:`engine.training.checkpoint_files`.
+
 A checkpoint is written into ``checkpoints/.tmp-step-NNNNNN`` and renamed to
 ``checkpoints/step-NNNNNN`` only once complete, so a directory named ``step-*`` is always
 whole; ``COMPLETE`` inside it is the second guard readers check.
@@ -7,88 +14,115 @@ whole; ``COMPLETE`` inside it is the second guard readers check.
 
 from __future__ import annotations
 
-import json
-import random
-import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
-import torch
+from typing import Any
 
 from engine.config.schema import dump_yaml
-from engine.parallel.sharding import load_optimizer_state
-from engine.run.checkpoints import COMPLETE, STATE, checkpoint_step, complete_checkpoints, latest_checkpoint, prune  # noqa: F401
+from engine.data.prompts import BatchOrder
+from engine.parallel.sharding import (
+    full_optimizer_state,
+    full_state_dict,
+    load_optimizer_state,
+)
+from engine.run.checkpoints import (  # noqa: F401
+    COMPLETE,
+    STATE,
+    checkpoint_step,
+    complete_checkpoints,
+    latest_checkpoint,
+    prune,
+)
+from engine.run.events import RunState
+from engine.training.batch import Batch
+from engine.training.checkpoint_files import (  # noqa: F401
+    TRAINING,
+    CheckpointRefused,
+    NoCheckpoint,
+    SavedCheckpoint,
+    read_checkpoint,
+    restore_rng,
+    rng_state,
+    write_checkpoint,
+)
 
-TRAINING = "training_state.pt"
 
+@dataclass
+class TrainState:
+    """Where a run stands: what a checkpoint saves besides weights, optimizer and RNG streams."""
 
-def save_checkpoint(trainer, final_path: Path, sampling_per_rank: list | None = None,
-                    weights: dict | None = None, optimizer_state: dict | None = None) -> Path:
-    """Everything to continue ``trainer``'s run, atomically; ``sampling_per_rank``: every
-    process's sampling-generator state when several train the run; ``weights`` and
-    ``optimizer_state``: the whole of each, gathered beforehand when the model is sharded
-    (:mod:`engine.parallel.sharding`), else read from the trainer."""
-    final_path = Path(final_path)
-    tmp = final_path.parent / f".tmp-{final_path.name}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
-        trainer.model.save_pretrained(tmp, safe_serialization=True, state_dict=weights)
-        trainer.tokenizer.save_pretrained(tmp)
-        torch.save(
-            {
-                "optimizer": trainer.optimizer.state_dict() if optimizer_state is None else optimizer_state,
-                "scheduler": trainer.scheduler.state_dict(),
-                "batch": trainer.batch if trainer.reuses_batch else None,  # the round later steps still use
-                "rng": {
-                    "python": random.getstate(),
-                    "numpy": np.random.get_state(),
-                    "torch": torch.get_rng_state(),
-                    "sampling": trainer.sampling_gen.get_state(),
-                    "sampling_per_rank": sampling_per_rank,
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                },
-            },
-            tmp / TRAINING,
-        )
-        state = {
-            "step": trainer.step,
-            "data_order": trainer.order.state_dict(),
-            "num_tokens": trainer.num_tokens,
-            "skipped_updates": trainer.skipped_updates,
-            "adjustments": trainer.adjustments,
+    step: int = 0  # optimizer steps done
+    num_tokens: int = 0  # prompt and completion tokens trained on so far
+    skipped_updates: int = 0  # optimizer steps skipped for a non-finite loss or gradient
+    adjustments: list[dict] = field(default_factory=list)  # live changes, each with the step it followed
+    order: BatchOrder | None = None  # the data order: which prompts come next
+    round: Batch | None = None  # the generation round the coming steps still use
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON of trainer_state.json (the round goes to files of its own)."""
+        return {
+            "step": self.step,
+            "data_order": self.order.state_dict(),
+            "num_tokens": self.num_tokens,
+            "skipped_updates": self.skipped_updates,
+            "adjustments": self.adjustments,
         }
-        (tmp / STATE).write_text(json.dumps(state, indent=1), encoding="utf-8")
-        (tmp / "config.yaml").write_text(dump_yaml(trainer.cfg), encoding="utf-8")
-        (tmp / COMPLETE).write_text("ok\n", encoding="utf-8")
-        if final_path.exists():
-            shutil.rmtree(final_path)
-        tmp.rename(final_path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final_path
 
 
-def load_training_state(trainer, path: Path) -> dict:
-    """Restore optimizer, scheduler, RNG streams and the data position saved by save_checkpoint;
-    returns trainer_state.json (step, counters, adjustments)."""
-    path = Path(path)
-    # our own file; mapped, not read: the ranks of a run share one copy of it in memory
-    blob = torch.load(path / TRAINING, map_location="cpu", weights_only=False, mmap=True)
-    load_optimizer_state(trainer.model, trainer.optimizer, blob["optimizer"])
-    trainer.scheduler.load_state_dict(blob["scheduler"])
-    rng = blob["rng"]
-    random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
-    torch.set_rng_state(rng["torch"])
-    per_rank = rng.get("sampling_per_rank")
-    rank, world = trainer.dist.rank, trainer.dist.world
-    trainer.sampling_gen.set_state(per_rank[rank] if per_rank and len(per_rank) == world else rng["sampling"])
-    if rng.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    trainer.batch = blob.get("batch")
-    state = json.loads((path / STATE).read_text(encoding="utf-8"))
-    trainer.order.load_state_dict(state["data_order"])
-    return state
+def restore(saved: SavedCheckpoint, parts, state: TrainState, dist) -> None:
+    """Put a checkpoint back: optimizer, scheduler, RNG streams, the round in use, the data
+    position and the counters. ``parts``: the run's :class:`~engine.training.setup.RunParts`."""
+    training = saved.training
+    load_optimizer_state(parts.model, parts.optimizer, training["optimizer"])
+    parts.scheduler.load_state_dict(training["scheduler"])
+    restore_rng(training["rng"], parts.sampling_gen, dist.rank, dist.world)
+    state.round = saved.round_on(parts.device)
+    state.order.load_state_dict(saved.state["data_order"])
+    state.num_tokens = saved.state["num_tokens"]
+    state.skipped_updates = saved.state["skipped_updates"]
+    state.adjustments = saved.state["adjustments"]
+
+
+class Checkpointer:
+    """Saves the run at a step boundary; every process takes part, rank 0 writes.
+
+    A checkpoint that cannot be written (disk full, folder gone) is reported and training
+    goes on: the run loses a resume point, not its progress."""
+
+    def __init__(self, cfg, dist, parts, state: TrainState, publisher, writer, keep_round: bool) -> None:
+        """``keep_round``: rounds feed several steps, so the round in use is saved too."""
+        self.cfg, self.dist, self.parts, self.state = cfg, dist, parts, state
+        self.publisher, self.writer, self.keep_round = publisher, writer, keep_round
+
+    def save(self, reason: str) -> Path | None:
+        """Checkpoint the current step; returns its folder, or None when it could not be written."""
+        step, parts, dist, publisher = self.state.step, self.parts, self.dist, self.publisher
+        previous = publisher.state
+        publisher.set_state(RunState.CHECKPOINTING, f"saving checkpoint at step {step}")
+        # every rank's sampling stream, so a resumed multi-process run samples as it would have
+        sampling_states = dist.gather_object(parts.sampling_gen.get_state())
+        weights = full_state_dict(parts.model)  # sharded: gathered on rank 0 (every rank takes part)
+        optimizer_state = full_optimizer_state(parts.model, parts.optimizer)
+        error = None
+        if dist.is_main:
+            try:
+                write_checkpoint(
+                    self.writer.checkpoint_dir(step), model=parts.model, tokenizer=parts.tokenizer, weights=weights,
+                    training={"optimizer": optimizer_state, "scheduler": parts.scheduler.state_dict(),
+                              "rng": rng_state(parts.sampling_gen, sampling_states)},
+                    state=self.state.to_json(), config_yaml=dump_yaml(self.cfg),
+                    round=self.state.round if self.keep_round else None,
+                )
+                prune(self.writer.root, self.cfg.save_total_limit)
+            except OSError as exc:
+                error = str(exc)
+        error = dist.broadcast(error)  # every rank knows whether the run is resumable here
+        path = None if error else self.writer.checkpoint_dir(step)
+        if error:
+            publisher.log("error", "checkpoint", f"checkpoint at step {step} could not be written: {error}", step=step)
+        else:
+            publisher.log("info", "checkpoint", f"checkpoint saved: {path} ({reason})", step=step,
+                          data={"path": str(path)})
+        if previous != RunState.CHECKPOINTING:
+            publisher.set_state(previous if previous != RunState.STARTING else RunState.RUNNING)
+        return path

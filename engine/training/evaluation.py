@@ -1,4 +1,5 @@
-"""Held-out evaluation: greedy accuracy, and pass@k from k samples per prompt.
+"""Held-out evaluation: greedy accuracy, and pass@k from k samples per prompt; during a run,
+:class:`Evaluator`.
 
 The judge is the task's verifier for built-in tasks, otherwise the run's ``accuracy``
 reward (rows it cannot judge — None — are left out of the means).
@@ -12,6 +13,8 @@ import torch
 
 from engine.algo.grpo import pass_at_k
 from engine.rewards.scoring import score
+from engine.run.events import EvalResult
+from engine.training.round import sampling_params
 
 EVAL_BATCH = 256
 
@@ -117,3 +120,52 @@ def ranking_eval(rows: list[dict], rollout_of, logps_of) -> dict[str, float]:
         if acc == acc:  # NaN when every rank in the group ties
             scores.append(acc)
     return {"eval/ranking_accuracy": sum(scores) / len(scores)} if scores else {}
+
+
+class Evaluator:
+    """Held-out evaluation during a run: which rows, which process judges which, and what is
+    published. ``before`` and ``last`` keep the results before training and the newest ones
+    (the run's summary compares them)."""
+
+    def __init__(self, cfg, dist, parts, rounds, forwards, publisher, enabled: bool = True) -> None:
+        """``parts``: the run's :class:`~engine.training.setup.RunParts`; ``rounds`` renders
+        ranked rows and ``forwards`` scores them; ``enabled``: False skips every evaluation."""
+        self.cfg, self.dist, self.parts, self.rounds, self.forwards = cfg, dist, parts, rounds, forwards
+        self.publisher, self.enabled = publisher, enabled
+        self.before: dict[str, float] = {}
+        self.last: dict[str, float] = {}
+
+    def __call__(self, step: int, why: str) -> dict[str, float]:
+        """Greedy accuracy on the held-out rows (``eval/accuracy``); empty when there are none."""
+        cfg = self.cfg
+        rows = self.parts.data.eval[: cfg.eval_max_samples] if cfg.eval_max_samples else self.parts.data.eval
+        if not rows or not self.enabled:
+            return {}
+        with self.parts.weights_for_sampling(alone=self.parts.ranked):  # ranked evaluation: forwards on rank 0 alone
+            metrics = self._metrics(rows)
+        if not metrics:
+            return {}
+        self.last = metrics
+        self.publisher.publish(EvalResult(step=step, metrics=metrics))
+        text = ", ".join(f"{k.removeprefix('eval/')} {v:.3f}" for k, v in metrics.items()
+                         if not k.endswith(("length", "clipped_ratio")))
+        self.publisher.log("info", "eval", f"held-out {text} on {len(rows)} prompts ({why})", step=step, data=metrics)
+        return metrics
+
+    def _metrics(self, rows: list[dict]) -> dict[str, float]:
+        cfg, parts = self.cfg, self.parts
+        if parts.ranked:
+            if not self.dist.is_main:  # forward passes only: rank 0 alone, the others wait
+                return {}
+            return ranking_eval(rows, self.rounds.ranked_rollout, self.forwards.policy)
+        if not can_evaluate(parts.reward_funcs, parts.data.task):
+            return {}
+        # Every process judges its share; all generate as many prompts (the last share is
+        # padded and the padding dropped), so tensor-parallel engines stay in step.
+        world, rank = self.dist.world, self.dist.rank
+        mine = rows[rank::world]
+        real = len(mine)
+        mine = mine + rows[:1] * (-(-len(rows) // world) - real)
+        tally = eval_tally(parts.renderer, parts.backend, parts.tokenizer, parts.reward_funcs, parts.data.task, mine,
+                           sampling_params(cfg, greedy=True), cfg.num_generations_eval, sampling_params(cfg))
+        return eval_metrics(self.dist.gather_object(tally[:real]), cfg.num_generations_eval)

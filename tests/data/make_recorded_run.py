@@ -18,7 +18,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
 from engine.config.presets import load_preset  # noqa: E402
-from engine.run.control import Control, StepMetrics  # noqa: E402
+from engine.run.control import Control  # noqa: E402
+from engine.run.events import StepMetrics  # noqa: E402
 from engine.training.trainer import Trainer  # noqa: E402
 
 OUT = HERE / "recorded-run"

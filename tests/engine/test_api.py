@@ -85,7 +85,7 @@ def test_datasets_in_every_accepted_shape():
     args = GRPOConfig(max_steps=1, **FAST)
     trainer = GRPOTrainer(model, exact, args=args, train_dataset=Dataset.from_list(ROWS),
                           eval_dataset=["1+1=", "2+2="])
-    data = trainer._trainer._given["data"]
+    data = trainer._trainer._given.data
     assert data.train[0] == ROWS[0] and data.eval == [{"prompt": "1+1="}, {"prompt": "2+2="}]
     with pytest.raises(TypeError, match="pass one, e.g. dataset\\['train'\\]"):
         GRPOTrainer(model, exact, args=args, train_dataset=DatasetDict({"train": Dataset.from_list(ROWS)}))
@@ -93,7 +93,7 @@ def test_datasets_in_every_accepted_shape():
         GRPOTrainer(model, exact, args=args, train_dataset=[{"prompt": "a"}, {"question": "b"}])
     renamed = GRPOTrainer(model, exact, args=GRPOConfig(max_steps=1, dataset={"prompt_column": "q"}, **FAST),
                           train_dataset=[{"q": "1+1=", "answer": "2"}])
-    assert renamed._trainer._given["data"].train == [{"answer": "2", "prompt": "1+1="}]
+    assert renamed._trainer._given.data.train == [{"answer": "2", "prompt": "1+1="}]
     with pytest.raises(TypeError, match="reward_funcs\\[1\\]"):
         GRPOTrainer(model, [exact, 3], args=args, train_dataset=ROWS)
 

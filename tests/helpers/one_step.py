@@ -22,7 +22,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore", message="Seems like `optimizer.step()` has been overridden")
 
 from engine.config.presets import load_preset  # noqa: E402
-from engine.run.control import Control, RunStarted  # noqa: E402
+from engine.run.control import Control  # noqa: E402
+from engine.run.events import RunStarted  # noqa: E402
 from engine.rollout.backend import TransformersRollout, concat_rollouts  # noqa: E402
 from engine.parallel.sharding import full_tensor, full_weights  # noqa: E402
 from engine.training.trainer import Trainer  # noqa: E402

@@ -113,9 +113,9 @@ def test_every_reward_failing_pauses_the_run(tmp_path):
 
 
 def test_nan_loss_is_skipped_counted_then_pauses(tmp_path, monkeypatch):
-    import engine.training.trainer as trainer_module
+    from engine.algo import grpo
 
-    real = trainer_module.grpo.policy_loss
+    real = grpo.policy_loss
     calls = {"n": 0}
 
     def sometimes_nan(*args, **kwargs):
@@ -123,7 +123,7 @@ def test_nan_loss_is_skipped_counted_then_pauses(tmp_path, monkeypatch):
         calls["n"] += 1
         return (loss * float("nan") if calls["n"] >= 2 else loss), stats
 
-    monkeypatch.setattr(trainer_module.grpo, "policy_loss", sometimes_nan)
+    monkeypatch.setattr(grpo, "policy_loss", sometimes_nan)
     cfg = tiny_config(tmp_path, "max_steps=50", "log_completions_groups=0")
     trainer = Trainer(cfg, evaluate=False)
     events: list = []

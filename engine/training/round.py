@@ -1,0 +1,170 @@
+"""A generation round: prompts → G completions each → rewards (:meth:`Rounds.generate_and_score`)
+→ group advantages (:meth:`Rounds.advantages`), kept as the :class:`Batch` the round's
+optimizer steps train on.
+
+Ranked groups take the same two steps without a model in them: the given responses stand in
+for sampled ones and their ranks for rewards.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from engine.algo import grpo
+from engine.algo.ranked import rank_scores, ranked_advantages
+from engine.data.prompts import reward_columns
+from engine.data.ranked import ranked_rollout
+from engine.rewards.scoring import score
+from engine.rollout.backend import Rollout, SamplingParams
+from engine.training.batch import Batch, Scored, merge_scored
+
+
+def sampling_params(cfg, greedy: bool = False) -> SamplingParams:
+    """How completions are sampled, from the run's (adjustable) settings."""
+    return SamplingParams(
+        max_new_tokens=cfg.max_completion_length, temperature=cfg.temperature, top_p=cfg.top_p,
+        top_k=cfg.top_k or 0, min_p=cfg.min_p, repetition_penalty=cfg.repetition_penalty, greedy=greedy,
+    )
+
+
+class Rounds:
+    """Makes a run's generation rounds.
+
+    ``parts``: the run's :class:`~engine.training.setup.RunParts`; ``forwards``: its
+    :class:`~engine.training.forwards.Forwards`; ``geometry``: its round sizes; ``faults``
+    hears of failing reward functions; ``state.order`` says which prompts come next."""
+
+    def __init__(self, cfg, dist, parts, forwards, geometry, faults, state) -> None:
+        self.cfg, self.dist, self.parts, self.forwards = cfg, dist, parts, forwards
+        self.geometry, self.faults, self.state = geometry, faults, state
+
+    # ---- Generate, Score ---------------------------------------------------------
+    def generate_and_score(self, step: int, timings: dict[str, float]) -> Scored:
+        """The round's completions with their rewards; ``timings`` gains the time each took.
+
+        With dynamic sampling (DAPO), groups whose rewards all agree are dropped and more
+        prompts are drawn until the round is full or the tries run out."""
+        cfg, g = self.cfg, self.cfg.num_generations
+        n_prompts = self.geometry.prompts_per_round
+        if self.parts.ranked:
+            return self._ranked(self._next_prompts(n_prompts))
+        parts = [self._generate_and_score(self._next_prompts(n_prompts), step, timings)]
+        stats: dict[str, float] = {}
+        if cfg.dynamic_sampling:
+            # Every process refills by the most any of them lacks, so the data order and a
+            # generation engine shared across processes stay in step.
+            for _ in range(cfg.dynamic_sampling_max_tries):
+                deficit = self.dist.max_int(n_prompts - sum(int(p.keep.sum()) for p in parts))
+                if deficit <= 0:
+                    break
+                parts.append(self._generate_and_score(self._next_prompts(deficit), step, timings))
+            generated = sum(p.keep.numel() for p in parts)
+            stats["dynamic_sampling/frac_dropped"] = 1.0 - sum(int(p.keep.sum()) for p in parts) / generated
+            stats["dynamic_sampling/rounds"] = float(len(parts))
+        scored = merge_scored(parts, n_prompts, g, self.parts.tokenizer.pad_token_id, prefer_signal=cfg.dynamic_sampling)
+        scored.stats = stats
+        return scored
+
+    def _next_prompts(self, count: int) -> list[dict]:
+        """``count`` prompts for this rank: every rank draws the same global list, keeps its slice."""
+        train = self.parts.data.train
+        return self.dist.shard([train[i] for i in self.state.order.next(count * self.dist.world)])
+
+    def _generate_and_score(self, rows: list[dict], step: int, timings: dict[str, float]) -> Scored:
+        cfg, parts = self.cfg, self.parts
+        t = time.perf_counter()
+        prompt_ids = [parts.renderer.ids(r["prompt"]) for r in rows]
+        rollout = parts.backend.generate(prompt_ids, cfg.num_generations, sampling_params(cfg), parts.sampling_gen)
+        timings["time/generate"] += time.perf_counter() - t
+
+        t = time.perf_counter()
+        completions = self.decode(rollout)
+        group_rows = [r for r in rows for _ in range(cfg.num_generations)]
+        prompts = [r["prompt"] for r in group_rows]
+        conversational = isinstance(rows[0]["prompt"], list)
+        completions_arg = [[{"role": "assistant", "content": c}] for c in completions] if conversational else completions
+        ids_list = [ids[: int(n)] for ids, n in zip(rollout.completion_ids.tolist(), rollout.lengths.tolist())]
+        rewards = score(
+            parts.reward_funcs, parts.reward_weights, prompts, completions_arg,
+            reward_columns(group_rows), ids_list, step,
+        )
+        self.faults.reward_errors(rewards.errors, {f.name for f in parts.reward_funcs}, step)
+        timings["time/reward"] += time.perf_counter() - t
+        keep = grpo.groups_with_signal(rewards.total, cfg.num_generations)
+        return Scored(rollout=rollout, rows=group_rows, completions=completions, rewards_total=rewards.total,
+                      rewards_per_func=rewards.per_func, keep=keep)
+
+    def _ranked(self, rows: list[dict]) -> Scored:
+        """Ranked groups: the given responses, rewarded by rank (score (G − rank)/(G − 1))."""
+        rollout, sizes = self.ranked_rollout(rows)
+        ranks = [list(r["ranks"]) for r in rows]
+        scores = torch.cat([rank_scores(torch.tensor(r, dtype=torch.float32)) for r in ranks])
+        return Scored(
+            rollout=rollout, rows=[r for r, n in zip(rows, sizes) for _ in range(n)],
+            completions=[resp for r in rows for resp in r["responses"]], rewards_total=scores,
+            rewards_per_func=scores[:, None], keep=torch.ones(len(rows), dtype=torch.bool), ranks=ranks,
+        )
+
+    def ranked_rollout(self, rows: list[dict]):
+        """``(rollout, group sizes)`` of ranked rows' given responses, rendered as prompts are."""
+        parts = self.parts
+        return ranked_rollout(rows, [parts.renderer.ids(r["prompt"]) for r in rows], parts.tokenizer,
+                              parts.eos_ids[0], parts.tokenizer.pad_token_id, self.cfg.max_completion_length,
+                              parts.device)
+
+    def decode(self, rollout: Rollout) -> list[str]:
+        ids = rollout.completion_ids.tolist()
+        lengths = rollout.lengths.tolist()
+        return self.parts.tokenizer.batch_decode([row[: int(n)] for row, n in zip(ids, lengths)],
+                                                 skip_special_tokens=True)
+
+    # ---- Advantages ----------------------------------------------------------------
+    def advantages(self, scored: Scored) -> Batch:
+        """The round as its steps train on it: group advantages over every rank's groups
+        (batch-level scaling sees the whole batch), the loss mask, and the log-probs the loss
+        compares against (the sampling policy's when the round is reused, the reference's when β > 0)."""
+        if scored.ranks is not None:
+            return self._ranked_advantages(scored)
+        cfg, g, device = self.cfg, self.cfg.num_generations, self.parts.device
+        local = self.dist.local_slice(scored.rewards_total.numel())
+        if cfg.multi_objective_aggregation == "normalize_then_sum":
+            advantages, adv_stats = grpo.normalize_then_sum_advantages(
+                self.dist.gather(scored.rewards_per_func), self.parts.reward_weights, g)
+        else:
+            advantages, adv_stats = grpo.group_advantages(self.dist.gather(scored.rewards_total), g, cfg.scale_rewards)
+        adv_std = float(advantages.std()) if advantages.numel() > 1 else 0.0
+        advantages = advantages[local]
+        rollout = scored.rollout
+        mask = rollout.completion_mask.float()
+        if cfg.mask_truncated_completions:
+            mask = grpo.truncation_mask(mask, rollout.truncated.to(mask.device))
+        with torch.no_grad():
+            old_logps = self.forwards.policy(rollout) if self.geometry.reuses_rounds else None
+            ref_logps = self.forwards.reference(rollout) if cfg.beta > 0 else None
+        stats = {
+            **scored.stats,
+            "reward_std": float(adv_stats["reward_std"]),
+            "frac_reward_zero_std": float(adv_stats["frac_reward_zero_std"]),
+            "advantage/std": adv_std,
+        }
+        return Batch(rollout=rollout, rows=scored.rows, advantages=advantages.to(device), mask=mask.to(device),
+                     old_logps=old_logps, ref_logps=ref_logps, stats=stats, rewards_total=scored.rewards_total,
+                     rewards_per_func=scored.rewards_per_func, completions=scored.completions,
+                     token_logps=torch.zeros_like(mask), token_entropy=torch.zeros_like(mask))
+
+    def _ranked_advantages(self, scored: Scored) -> Batch:
+        """Ranked groups: advantages from the ranks, no sampling policy to compare against."""
+        cfg, device = self.cfg, self.parts.device
+        advantages = ranked_advantages(scored.ranks, cfg.scale_rewards).to(device)
+        rollout, scores = scored.rollout, scored.rewards_total
+        mask = rollout.completion_mask.float()
+        with torch.no_grad():
+            ref_logps = self.forwards.reference(rollout) if cfg.beta > 0 else None
+        stats = {"reward_std": float(scores.std()) if scores.numel() > 1 else 0.0, "frac_reward_zero_std": 0.0,
+                 "advantage/std": float(advantages.std()) if advantages.numel() > 1 else 0.0}
+        return Batch(rollout=rollout, rows=scored.rows, advantages=advantages, mask=mask.to(device), old_logps=None,
+                     ref_logps=ref_logps, stats=stats, rewards_total=scores, rewards_per_func=scored.rewards_per_func,
+                     completions=scored.completions, token_logps=torch.zeros_like(mask),
+                     token_entropy=torch.zeros_like(mask))

@@ -1,0 +1,150 @@
+"""What a run trains with, built once before the first step: :func:`setup` → :class:`RunParts`.
+
+The order of construction is part of a run's reproducibility: loading a model, building
+reward functions or an optimizer may draw from the global random streams, so a seeded run
+samples the same completions only if everything is built in the same order each time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers.utils import logging as hf_logging
+
+from engine.algo.schedules import lr_lambda
+from engine.config.schema import RunConfig
+from engine.data.prompts import BatchOrder, PromptData, PromptRenderer, load_prompt_data
+from engine.parallel.sharding import full_weights, is_sharded
+from engine.rewards.scoring import build_reward_funcs
+from engine.rollout.backend import TransformersRollout
+from engine.run.reporting import make_reporters
+from engine.training.model_loading import (
+    cpu_threads_for_small_models,
+    eos_token_ids,
+    load_model_and_tokenizer,
+    load_reference_model,
+    load_tokenizer,
+    make_optimizer,
+    mixed_precision,
+    pick_device,
+)
+
+
+@dataclass
+class Given:
+    """Objects the Python API hands in, used instead of what the config would load (a
+    notebook's model, tokenizer, reward callables, prompts, reference model)."""
+
+    model: Any = None
+    tokenizer: Any = None
+    reward_funcs: list | None = None
+    data: PromptData | None = None
+    ref_model: Any = None
+    rollout_backend: Callable | None = None  # (model, pad_id, eos_ids) -> a rollout backend
+
+
+@dataclass
+class RunParts:
+    """Everything a run trains with; built by :func:`setup`."""
+
+    given: Given
+    device: torch.device
+    model: Any  # the policy
+    tokenizer: Any
+    ref_model: Any  # the frozen reference for the KL term: None with β = 0 (until β is raised) or LoRA
+    use_bf16: bool  # forward passes under bfloat16 autocast
+    data: PromptData
+    renderer: PromptRenderer
+    reward_funcs: list
+    reward_names: list[str]
+    reward_weights: torch.Tensor  # adjustable while the run goes on
+    eos_ids: list[int]
+    train_model: Any  # the policy as trained: DDP around it, or the model itself (alone, FSDP2)
+    optimizer: torch.optim.Optimizer
+    sharded: bool  # FSDP2 shards the model in place
+    backend: Any  # generates completions (engine.rollout.backend.RolloutBackend)
+    separate_engine: bool  # the backend samples with weights of its own (vLLM)
+    sampling_gen: torch.Generator  # this process's sampling stream
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    ranked: bool  # ranked groups: given responses and ranks, nothing generated or scored
+
+    def weights_for_sampling(self, alone: bool = False):
+        """Sharded: the whole weights gathered on every rank while the model itself samples (or
+        runs on one rank ``alone``); not when another engine samples. A no-op unsharded."""
+        if self.sharded and (alone or not self.separate_engine):
+            return full_weights(self.model)
+        return contextlib.nullcontext()
+
+    def reference(self, cfg: RunConfig):
+        """Load the frozen reference (β raised above 0 while running)."""
+        return load_reference(cfg, self.given, self.device, self.model)
+
+
+def load_reference(cfg: RunConfig, given: Given, device: torch.device, model):
+    """The frozen reference for the KL term: the one handed in (Python API), none with LoRA
+    (the policy with its adapter off is the reference), a copy of a model object handed in,
+    or the starting weights loaded from ``model_name_or_path``."""
+    if given.ref_model is not None:
+        ref = given.ref_model.to(device).eval()
+        ref.requires_grad_(False)
+        return ref
+    if cfg.peft is not None:
+        return None
+    return load_reference_model(cfg, device, model if given.model is not None else None)
+
+
+def setup(cfg: RunConfig, given: Given, dist, run_dir: Path, resume_from: Path | None, state,
+          reporters: list, subscribe: Callable) -> RunParts:
+    """Load and build everything a run trains with, in a fixed order. Sets ``state.order``
+    (the data order). ``reporters`` receives the integrations ``cfg`` asks for (rank 0), each
+    passed to ``subscribe`` as soon as it exists, so the caller closes them even when a later
+    part fails to load."""
+    hf_logging.disable_progress_bar()
+    torch.manual_seed(cfg.seed)
+    device = pick_device()
+    cpu_threads_for_small_models(device)
+    if given.model is not None:
+        model = given.model.to(device)
+        tokenizer = given.tokenizer or load_tokenizer(model.name_or_path)
+    else:
+        model, tokenizer = load_model_and_tokenizer(cfg, device, path=resume_from)
+    ref_model = load_reference(cfg, given, device, model) if cfg.beta > 0 else None
+    use_bf16 = mixed_precision(cfg.bf16, device, model)
+    data = given.data or load_prompt_data(cfg.dataset, seed=cfg.seed)
+    renderer = PromptRenderer(tokenizer, system_prompt=cfg.dataset.system_prompt,
+                              chat_template=cfg.dataset.chat_template, max_prompt_length=cfg.max_prompt_length)
+    state.order = BatchOrder(len(data.train), cfg.seed, cfg.dataset.shuffle)
+    ranked = cfg.dataset.format == "ranked"
+    # ranked groups bring their rewards (the ranks) with them: no reward functions run
+    reward_funcs = [] if ranked else build_reward_funcs(
+        given.reward_funcs or cfg.reward_funcs, task=data.task, reward_kwargs=cfg.reward_kwargs,
+        max_completion_length=cfg.max_completion_length, device=device,
+    )
+    reward_names = ["rank_score"] if ranked else [f.name for f in reward_funcs]
+    if dist.is_main:
+        for reporter in make_reporters(cfg, run_dir):
+            reporters.append(reporter)
+            subscribe(reporter)
+    reward_weights = torch.tensor(cfg.reward_weights or [1.0] * len(reward_names))
+    eos_ids = eos_token_ids(model, tokenizer)
+    # DDP across processes, or FSDP2 sharding the model in place (see engine.parallel.sharding); alone, the model itself
+    train_model, optimizer = dist.prepare(model, make_optimizer(model, cfg, device))
+    if cfg.use_vllm and given.rollout_backend is None:
+        from engine.rollout.vllm_colocated import make_vllm_backend
+
+        backend = make_vllm_backend(cfg, model, tokenizer.pad_token_id, eos_ids, dist)
+    else:
+        backend = (given.rollout_backend or TransformersRollout)(model, tokenizer.pad_token_id, eos_ids)
+    return RunParts(
+        given=given, device=device, model=model, tokenizer=tokenizer, ref_model=ref_model, use_bf16=use_bf16,
+        data=data, renderer=renderer, reward_funcs=reward_funcs, reward_names=reward_names,
+        reward_weights=reward_weights, eos_ids=eos_ids, train_model=train_model, optimizer=optimizer,
+        sharded=is_sharded(model), backend=backend, separate_engine=getattr(backend, "separate_engine", False),
+        sampling_gen=torch.Generator(device="cpu").manual_seed(cfg.seed + dist.rank),
+        scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg)), ranked=ranked,
+    )

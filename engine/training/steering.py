@@ -1,0 +1,109 @@
+"""Steering a run while it trains: pause, stop, hand over, checkpoint now, adjust.
+
+Requests arrive on the Control from any thread (the dashboard, another process through the
+command channel) and are taken here only between two steps, the one point where changing
+the optimizer or the sampling settings is safe. With several processes rank 0 takes them
+and every rank gets the same, so all act at the same step.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from engine.config.checks import validate_adjustment
+from engine.config.schema import ConfigError
+from engine.run.events import RunState
+from engine.run.reporting import take_errors
+
+
+@dataclass
+class Requests:
+    """The viewer's requests taken at a step boundary."""
+
+    adjust: dict[str, Any] = field(default_factory=dict)  # hyperparameter changes, not yet validated
+    checkpoint: bool = False  # checkpoint now
+    stop: bool = False  # stop after this step (and save the final model, unless handing over)
+    handover: bool = False  # stop at a checkpoint, without a final model: another process resumes
+    pause: bool = False  # wait here until resumed (never together with stop)
+    checkpointed: bool = False  # the checkpoint asked for was written
+
+
+class Steering:
+    """Applies the viewer's requests between steps.
+
+    ``parts``: the run's :class:`~engine.training.setup.RunParts` (what adjustments change);
+    ``state``: its :class:`~engine.training.checkpointing.TrainState` (the step, the record
+    of adjustments); ``checkpoint(reason)`` saves one; ``stopwatch`` leaves paused time out
+    of the ETA; ``reporters``: integrations whose failures are reported here."""
+
+    def __init__(self, cfg, control, dist, parts, state, publisher, checkpoint: Callable[[str], Any],
+                 stopwatch, reporters: list) -> None:
+        self.cfg, self.control, self.dist, self.parts, self.state = cfg, control, dist, parts, state
+        self.publisher, self.checkpoint, self.stopwatch, self.reporters = publisher, checkpoint, stopwatch, reporters
+        self.requests = Requests()  # the requests taken at the last step boundary
+
+    def between_steps(self) -> Requests:
+        """Apply what the viewer asked for: adjustments, checkpoint-now, pause (waiting here
+        until resumed or stopped). Returns the last requests taken."""
+        for message in take_errors(self.reporters):
+            self.publisher.log("warning", "report", message, step=self.state.step)
+        requests = self._take()
+        if not requests.pause:
+            return requests
+        self.publisher.set_state(RunState.PAUSED, f"paused at step {self.state.step}")
+        paused_at = time.perf_counter()
+        while requests.pause:
+            if self.dist.is_main:
+                self.control.wait_for_request(timeout=1.0)  # other ranks wait in the broadcast
+            requests = self._take()
+            if requests.checkpointed:
+                self.publisher.set_state(RunState.PAUSED, f"paused at step {self.state.step}")
+        self.stopwatch.exclude(time.perf_counter() - paused_at)  # ETA ignores paused time
+        if not requests.stop:
+            self.publisher.set_state(RunState.RUNNING, f"resumed at step {self.state.step}")
+        return requests
+
+    def _take(self) -> Requests:
+        """Take the requests (rank 0's word decides, on every rank) and apply adjustments and checkpoint-now."""
+        control = self.control
+        requests = None
+        if self.dist.is_main:
+            requests = Requests(adjust=control.take_adjustments(), checkpoint=control.take_checkpoint_request(),
+                                stop=control.stop_requested, handover=control.handover_requested)
+            requests.pause = control.paused_requested and not requests.stop
+        self.requests = requests = self.dist.broadcast(requests)
+        self.adjust(requests.adjust)
+        requests.checkpointed = requests.checkpoint and self.checkpoint("requested") is not None
+        return requests
+
+    def adjust(self, changes: dict[str, Any]) -> None:
+        """Validate and apply hyperparameter changes from the next step on; a change that
+        fails validation is rejected whole, with the reason in the events."""
+        if not changes:
+            return
+        step, parts = self.state.step, self.parts
+        try:
+            changes = validate_adjustment(self.cfg, changes)
+        except ConfigError as exc:
+            self.publisher.log("error", "adjust", f"adjustment rejected: {exc}", step=step)
+            return
+        for key, value in changes.items():
+            setattr(self.cfg, key, value)
+            if key == "learning_rate":
+                scheduler = parts.scheduler
+                scheduler.base_lrs = [value for _ in scheduler.base_lrs]
+                factor = scheduler.lr_lambdas[0](scheduler.last_epoch)
+                for group in parts.optimizer.param_groups:
+                    group["lr"] = value * factor
+            elif key == "reward_weights":
+                parts.reward_weights = torch.tensor(value, dtype=torch.float32)
+            elif key == "beta" and value > 0 and parts.ref_model is None:
+                parts.ref_model = parts.reference(self.cfg)
+        self.state.adjustments.append({"step": step, **changes})
+        text = ", ".join(f"{k}={v}" for k, v in changes.items())
+        self.publisher.log("info", "adjust", f"adjusted {text} (from step {step + 1})", step=step, data=changes)

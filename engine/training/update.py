@@ -1,0 +1,99 @@
+"""One optimizer step on a step's rows of the round: gradient accumulation over micro-batches,
+clipping, a step that every process takes or none does, the schedule, and what follows
+(reference sync, weights to a separate sampling engine)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from engine.algo import grpo
+from engine.parallel.sharding import full_tensor, full_weights
+from engine.training.batch import Batch
+from engine.training.micro_batch import LossSetup, loss_with_signal, micro_batch_loss
+
+
+@dataclass
+class UpdateResult:
+    """What an optimizer step reports."""
+
+    loss: float  # the summed micro-batch losses (as backpropagated)
+    grad_norm: float  # before clipping
+    learning_rate: float  # the rate the step used
+    stats: dict[str, float]  # clip ratios, KL, entropy, …: means over the step's tokens
+
+
+class Updater:
+    """Takes the optimizer steps of a run (``parts``: its :class:`~engine.training.setup.RunParts`)."""
+
+    def __init__(self, cfg, dist, parts, forwards, faults, publisher) -> None:
+        self.cfg, self.dist, self.parts, self.faults, self.publisher = cfg, dist, parts, faults, publisher
+        self.loss_setup = LossSetup(cfg, forwards.training, parts.separate_engine, dist.world)
+
+    def step(self, batch: Batch, part: slice, state) -> UpdateResult:
+        """One optimizer step on rows ``part`` of the round; counts ``state``'s tokens and skipped updates."""
+        cfg, dist, parts = self.cfg, self.dist, self.parts
+        model, optimizer = parts.model, parts.optimizer
+        model.train()
+        micro = cfg.per_device_train_batch_size
+        starts = range(part.start, part.stop, micro)
+        # FSDP gathers layer by layer, so every rank makes as many passes: a rank with fewer
+        # micro-batches (ranked groups of mixed sizes) adds passes that change nothing
+        idle = dist.max_int(len(starts)) - len(starts) if parts.sharded else 0
+        # DAPO's token mean is over the whole batch, every rank's tokens included; gradients are
+        # averaged over ranks, so each rank divides by its share of that count.
+        local_items = batch.mask[part].sum()
+        num_items = (dist.sum(local_items) / dist.world).clamp(min=1.0)
+        sums: dict[str, float] = {}
+        total_loss, backward_ran = 0.0, False
+        for n, start in enumerate(starts):
+            sl = slice(start, min(start + micro, part.stop))
+            with dist.no_sync(parts.train_model, last_micro_batch=n == len(starts) - 1):
+                loss, stats, logps, entropy = loss_with_signal(self.loss_setup, batch, sl, num_items)
+                if loss is not None:
+                    if cfg.loss_type != "dapo":
+                        loss = loss / len(starts)
+                    loss.backward()
+                    total_loss += float(loss.detach())
+                    backward_ran = True
+            share = float(batch.mask[sl].sum()) / float(local_items.clamp(min=1.0))
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * share
+            batch.token_logps[sl] = logps.detach()
+            batch.token_entropy[sl] = entropy.detach()
+        for _ in range(idle):
+            self._idle_pass(batch, slice(part.start, min(part.start + micro, part.stop)), num_items)
+        if not backward_ran:  # every group was left out: the zero gradients computing them would have
+            for p in model.parameters():  # given (so Adam's moments and weight decay move on as usual)
+                if p.requires_grad:
+                    p.grad = torch.zeros_like(p)
+
+        grad_norm = full_tensor(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm))
+
+        lr = optimizer.param_groups[0]["lr"]
+        finite = math.isfinite(total_loss) and bool(torch.isfinite(grad_norm))
+        if dist.max_int(int(not finite)) == 0:  # every rank steps, or none does
+            optimizer.step()
+            self.faults.update_done()
+        else:
+            state.skipped_updates += 1
+            self.faults.update_skipped(state.step, state.skipped_updates)
+        optimizer.zero_grad(set_to_none=True)
+        parts.scheduler.step()
+        if cfg.sync_ref_model and isinstance(parts.ref_model, torch.nn.Module) and state.step % cfg.ref_model_sync_steps == 0:
+            with full_weights(model):
+                grpo.mix_into_reference(parts.ref_model, model, cfg.ref_model_mixup_alpha)
+            self.publisher.log("info", "ref_sync", f"reference model moved towards the policy "
+                               f"(alpha {cfg.ref_model_mixup_alpha})", step=state.step)
+        parts.backend.sync_weights(model)  # a separate engine gathers sharded weights to receive them
+        rollout = batch.rollout
+        state.num_tokens += int(rollout.prompt_mask[part].sum() + rollout.completion_mask[part].sum())
+        return UpdateResult(loss=total_loss, grad_norm=float(grad_norm), learning_rate=lr, stats=sums)
+
+    def _idle_pass(self, batch: Batch, sl: slice, num_items: torch.Tensor) -> None:
+        """A forward and backward of rows ``sl`` that adds nothing to the gradients: it keeps
+        this rank's FSDP collectives in step with a rank that has more micro-batches."""
+        loss, *_ = micro_batch_loss(self.loss_setup, batch, sl, num_items)
+        (loss * 0.0).backward()
