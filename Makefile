@@ -15,7 +15,7 @@ endif
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: run test bench tiny-model clean
+.PHONY: run test test-quick lint-imports bench tiny-model clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,17 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/grpo-tui
 
-test: $(STAMP)
+test: lint-imports
 	$(PY) -m pytest -q
+
+# The quick loop: everything but the tests that train or start processes (under a minute).
+test-quick: lint-imports
+	$(PY) -m pytest -q -m "not slow"
+
+# The layers (pyproject.toml [tool.importlinter]): the engine never imports the TUI, engine.config
+# and engine.run import no torch, engine.algo imports nothing else of the engine.
+lint-imports: $(STAMP)
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
 	$(VENV)/bin/grpo-tui bench tiny-arithmetic

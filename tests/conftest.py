@@ -58,3 +58,25 @@ def model_dir(tmp_path) -> Path:
     d.mkdir()
     (d / "config.json").write_text("{}")
     return d
+
+
+# Tests that train a model or start processes: `pytest -m "not slow"` (make test-quick) leaves them out.
+# Whole modules whose every test does, and any test that reads the shared short training run;
+# a test elsewhere that trains carries @pytest.mark.slow itself.
+SLOW_MODULES = {
+    "tests/engine/parallel/test_distributed.py",
+    "tests/engine/training/test_faults.py",
+    "tests/engine/training/test_train_integration.py",
+    "tests/engine/training/test_toolbox.py",
+    "tests/engine/test_gpu_path.py",
+    "tests/tui/test_cli.py",
+    "tests/tui/test_tui_attach.py",
+    "tests/tui/test_tui_live.py",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = Path(str(item.fspath)).resolve().relative_to(ROOT).as_posix()
+        if module in SLOW_MODULES or "short_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
