@@ -68,6 +68,8 @@ SLOW_MODULES = {
     "tests/engine/training/test_faults.py",
     "tests/engine/training/test_train_integration.py",
     "tests/engine/training/test_toolbox.py",
+    "tests/engine/training/test_flat_groups.py",
+    "tests/engine/training/test_checkpoint_format.py",
     "tests/engine/test_gpu_path.py",
     "tests/tui/test_cli.py",
     "tests/tui/test_tui_attach.py",

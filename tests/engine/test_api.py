@@ -101,6 +101,7 @@ def test_datasets_in_every_accepted_shape():
 # ----------------------------------------------------------------- training
 
 
+@pytest.mark.slow
 def test_two_step_run_with_a_lambda_reward_writes_the_run_directory(tmp_path):
     args = GRPOConfig(output_dir=str(tmp_path / "run"), max_steps=2, **FAST)
     trainer = GRPOTrainer(
@@ -123,6 +124,7 @@ def test_two_step_run_with_a_lambda_reward_writes_the_run_directory(tmp_path):
     assert trainer.model is trainer._trainer.model
 
 
+@pytest.mark.slow
 def test_model_object_with_a_given_reference_model(tmp_path):
     model, ref = tiny_model(), tiny_model()
     with torch.no_grad():
@@ -143,6 +145,7 @@ def test_model_object_with_a_given_reference_model(tmp_path):
     assert {"rewards/exact/mean", "rewards/format/mean"} <= set(metrics)
 
 
+@pytest.mark.slow
 def test_a_failed_run_raises(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.yaml").write_text("another run\n")

@@ -79,6 +79,7 @@ def test_batch_order_is_seeded_and_resumable():
     assert c.next(5) == rest
 
 
+@pytest.mark.slow
 def test_train_from_local_chat_file_with_math_verify(tmp_path):
     path = tmp_path / "chat.jsonl"
     path.write_text("".join(
@@ -93,6 +94,7 @@ def test_train_from_local_chat_file_with_math_verify(tmp_path):
     assert trainer.summary["eval_accuracy_before"] is not None
 
 
+@pytest.mark.slow
 def test_reward_plugin_that_raises_does_not_stop_the_run(tmp_path):
     plugin = tmp_path / "flaky.py"
     plugin.write_text(

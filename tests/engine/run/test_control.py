@@ -5,6 +5,8 @@ from __future__ import annotations
 import queue
 import time
 
+import pytest
+
 from conftest import tiny_config
 from engine.run.control import Control
 from engine.run.events import LogEvent, RunFinished, RunState, StateChanged, StepMetrics
@@ -37,6 +39,7 @@ def is_step(event, at_least: int = 1) -> bool:
     return isinstance(event, StepMetrics) and event.step >= at_least
 
 
+@pytest.mark.slow
 def test_pause_resume_adjust_checkpoint_stop(tmp_path):
     trainer, control, events, thread = start(tmp_path)
     wait_for(events, lambda e: is_step(e, 2))
