@@ -44,8 +44,9 @@ UNKNOWN = "unknown"
 
 
 class RunWriter:
-    """Writes a run into its directory, as a subscriber of the run's events (rank 0 only:
-    ``control.subscribe(writer)``), one record per line as :mod:`engine.run.records` builds it:
+    """Writes a run into its directory from the run's events (rank 0 only; the trainer's
+    publisher hands it each event before the Control's subscribers get it, so a line is on
+    disk before a viewer hears of it), one record per line as :mod:`engine.run.records` builds it:
 
     - ``StepMetrics`` → metrics.jsonl, and the held-out results before training
       (``EvalResult`` at step 0) as step 0's line; later results arrive inside their step's
@@ -54,8 +55,9 @@ class RunWriter:
     - ``LogEvent`` and ``StateChanged`` → events.jsonl; a state change carries no step, so
       ``step()`` says where the run stands.
 
-    The Control drops a subscriber that raises, so a write that fails is kept and raised on
-    the engine thread by :meth:`raise_failure`: a run that cannot write its directory stops.
+    A write that fails is kept and raised on the engine thread by :meth:`raise_failure`
+    (the writer can also be a Control subscriber, whose exceptions the Control drops): a run
+    that cannot write its directory stops.
     ``config.yaml`` is written directly (:meth:`write_config`), before any event."""
 
     def __init__(self, root: str | os.PathLike, step: Callable[[], int | None] = lambda: None) -> None:
