@@ -3,9 +3,11 @@
 Both live in the run directory, so a viewer needs nothing but the path (and works over
 SSH from any shell on the machine):
 
-- ``heartbeat.json`` — rewritten every ``HEARTBEAT_S`` seconds by the training process:
-  pid, host, state, step. A run whose last status is not final and whose heartbeat is
-  older than ``STALE_S`` is shown as crashed, not as running forever.
+- ``heartbeat.json`` — rewritten every ``HEARTBEAT_S`` seconds for the training process by
+  its own small process (:mod:`engine.run.pulse`), which a busy step cannot starve: pid,
+  host, state, step. A run whose last status is not final shows as crashed only when its
+  process is gone: on the same host the recorded pid is checked; from another host, its
+  heartbeat is older than ``STALE_S`` (several intervals).
 - ``commands/`` — a viewer drops one JSON file per command (written to a temporary name,
   then renamed, so the engine never reads half a command); the engine applies it to its
   :class:`~engine.run.control.Control` within ``POLL_S`` and deletes it. Several viewers can
@@ -23,27 +25,24 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+import psutil
+
 from engine.run.control import Control
 from engine.run.events import RunState
+from engine.run.pulse import Pulse, write_json_atomic
 
 HEARTBEAT = "heartbeat.json"
 COMMANDS = "commands"
 HEARTBEAT_S = 2.0
-STALE_S = 15.0
+STALE_BEATS = 5
+STALE_S = STALE_BEATS * HEARTBEAT_S
+"""From another host, a heartbeat this old (five missed beats) means the process is gone."""
 POLL_S = 0.2
 COMMAND_NAMES = ("pause", "resume", "stop", "checkpoint", "adjust")
 
 CRASHED = "crashed"
 """The state :func:`run_state` gives a run whose process died. Not a :class:`RunState`: no
-process reports it, a reader infers it from a stale heartbeat."""
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Readers see the old file or the new one, whole. The temporary name is unique to this
-    write: two threads of one process beating at once must not share (and truncate) it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    os.replace(tmp, path)
+process reports it, a reader infers it from the heartbeat (a gone pid, or a stale beat)."""
 
 
 def send_command(run_dir: str | os.PathLike, command: str, **args: Any) -> Path:
@@ -72,7 +71,12 @@ def apply_command(control: Control, record: dict) -> None:
 
 
 class ChannelServer:
-    """The training process's side: a daemon thread that beats and serves commands."""
+    """The training process's side: a daemon thread that serves commands every ``POLL_S`` and
+    reports the status every ``HEARTBEAT_S`` to the heartbeat process, which writes the beat.
+
+    The thread does nothing else, so commands reach the :class:`Control` at once whenever
+    the process can run Python at all; the trainer acts on them at its next safe point. If
+    the heartbeat process cannot start or dies, the thread writes the beats itself."""
 
     def __init__(self, run_dir: str | os.PathLike, control: Control, status: Callable[[], dict]) -> None:
         self.root = Path(run_dir)
@@ -80,25 +84,50 @@ class ChannelServer:
         self.status = status
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="grpo-channel", daemon=True)
+        self._pulse: Pulse | None = None
+        self._identity = {"pid": os.getpid(), "host": socket.gethostname(), "started": process_started(os.getpid())}
         (self.root / COMMANDS).mkdir(parents=True, exist_ok=True)
 
     def start(self) -> None:
         self.beat()
+        try:
+            self._pulse = Pulse(self.root / HEARTBEAT, HEARTBEAT_S)
+        except OSError:
+            self._pulse = None  # the channel thread beats alone
+        self._report()
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(2.0)
+        if self._pulse is not None:
+            self._pulse.close()  # before the last beat, so none follows it
         self.beat()
 
+    def _record(self) -> dict:
+        return {**self._identity, "interval": HEARTBEAT_S, **self.status()}
+
     def beat(self) -> None:
+        """Write the heartbeat now (at start, at each state change, at the end)."""
         try:
-            write_json_atomic(self.root / HEARTBEAT, {
-                "pid": os.getpid(), "host": socket.gethostname(), "time": time.time(), **self.status(),
-            })
-        except OSError:
-            pass  # a full disk must not stop training; the run will look stale, not wrong
+            record = self._record()
+            now = time.time()
+            write_json_atomic(self.root / HEARTBEAT, {**record, "time": now, "answered": now})
+            if self._pulse is not None:
+                self._pulse.report(record)
+        except Exception:  # noqa: BLE001 - a full disk or a broken status must not stop training
+            pass  # the run will look stale, not wrong
+
+    def _report(self) -> None:
+        """The periodic beat: through the heartbeat process while it lives, else written here."""
+        if self._pulse is not None and self._pulse.alive:
+            try:
+                if self._pulse.report(self._record()):
+                    return
+            except Exception:  # noqa: BLE001 - as in beat()
+                return
+        self.beat()
 
     def poll(self) -> int:
         """Apply every waiting command, oldest first; returns how many."""
@@ -121,31 +150,79 @@ class ChannelServer:
         return len(names)
 
     def _loop(self) -> None:
-        last_beat = time.monotonic()
+        last_report = time.monotonic()
         while not self._stop.wait(POLL_S):
-            self.poll()
-            if time.monotonic() - last_beat >= HEARTBEAT_S:
-                self.beat()
-                last_beat = time.monotonic()
+            try:
+                self.poll()
+            except Exception:  # noqa: BLE001 - one bad command file must not end the channel
+                pass
+            if time.monotonic() - last_report >= HEARTBEAT_S:
+                self._report()
+                last_report = time.monotonic()
 
 
 def read_heartbeat(run_dir: str | os.PathLike) -> dict | None:
     try:
-        return json.loads((Path(run_dir) / HEARTBEAT).read_text(encoding="utf-8"))
+        beat = json.loads((Path(run_dir) / HEARTBEAT).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return beat if isinstance(beat, dict) else None
+
+
+def process_started(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), or None if there is none."""
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.Error, OSError):
+        return None
+
+
+def process_alive(pid: int, started: float | None = None) -> bool:
+    """Whether ``pid`` is a running process on this host — not a zombie, and, when
+    ``started`` is given, the same process that wrote the heartbeat (not a later one that
+    was given its pid)."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started is None or abs(proc.create_time() - float(started)) < 1.0
+    except (psutil.Error, OSError, ValueError, TypeError):
+        return False
+
+
+def process_gone(beat: dict, now: float) -> bool:
+    """Whether the process that wrote ``beat`` has ended. On the host that wrote it, its pid
+    answers; from another host only the beat's age can: older than :data:`STALE_BEATS` of
+    its intervals (at least :data:`STALE_S`)."""
+    pid = beat.get("pid")
+    if beat.get("host") == socket.gethostname() and isinstance(pid, int):
+        return not process_alive(pid, beat.get("started"))
+    try:
+        interval = float(beat.get("interval") or HEARTBEAT_S)
+        return now - float(beat.get("time", 0)) > max(STALE_S, STALE_BEATS * interval)
+    except (TypeError, ValueError):
+        return True
+
+
+def is_final(status: str) -> bool:
+    """A status after which the process writes nothing more (finished, failed)."""
+    try:
+        return RunState(status).is_terminal
+    except ValueError:
+        return False
 
 
 def run_state(run_dir: str | os.PathLike, last_status: str, now: float | None = None) -> str:
     """What a run is doing now, from its last written status and its heartbeat.
 
-    A final status (finished, failed) is the answer. Otherwise the run is live only while its
-    heartbeat is fresh, and then its last status holds; a stale or missing heartbeat means the
-    process died: :data:`CRASHED`."""
-    if last_status in (RunState.FINISHED, RunState.FAILED):
+    A final status (finished, failed) is the answer. Otherwise the run is live while the
+    process that trains it exists (:func:`process_gone`), and then its last status holds; a
+    missing heartbeat or a gone process means it died: :data:`CRASHED`. A long step never
+    makes a live run look crashed: its heartbeat process goes on beating, and on the same
+    host the pid alone decides."""
+    if is_final(last_status):
         return last_status
     beat = read_heartbeat(run_dir)
-    now = time.time() if now is None else now
-    if beat is None or now - float(beat.get("time", 0)) > STALE_S:
+    if beat is None or process_gone(beat, time.time() if now is None else now):
         return CRASHED
     return last_status  # written at each change, so fresher than the periodic heartbeat

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from engine.run.checkpoints import latest_checkpoint
-from engine.run.channel import CRASHED, read_heartbeat, run_state
+from engine.run.channel import CRASHED, is_final, read_heartbeat, run_state
 from engine.run.jsonl import read_jsonl, tail_jsonl
 from engine.run.rundir import CONFIG, EVENTS, METRICS, last_status, list_runs
 
@@ -37,6 +37,20 @@ class RunSummary:
     def resumable(self) -> bool:
         """Crashed (or killed) with at least one complete checkpoint to continue from."""
         return self.state == CRASHED and latest_checkpoint(self.path) is not None
+
+    @property
+    def live(self) -> bool:
+        """A process trains it now and reads the commands sent to it."""
+        return self.state != CRASHED and not is_final(self.state)
+
+    def not_live_reason(self) -> str | None:
+        """Why nothing can be sent to this run (None while it is live), in one line."""
+        if self.live:
+            return None
+        why = f"run {self.name} is {self.state} (step {self.step}/{self.max_steps or '?'}): nothing to send to"
+        if latest_checkpoint(self.path) is not None and (not self.max_steps or self.step < self.max_steps):
+            why += f"; resume it with grpo-tui resume {self.path}"
+        return why
 
 
 def summarize_run(path: str | os.PathLike) -> RunSummary:

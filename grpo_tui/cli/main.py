@@ -350,8 +350,13 @@ def _send(args) -> int:
     import yaml
 
     from engine.run.channel import send_command
+    from engine.run.listing import summarize_run
 
     _check_run_dir(args.run_dir)
+    why = summarize_run(args.run_dir).not_live_reason()
+    if why is not None:  # a command file there would lie unread
+        print(f"grpo-tui: {why}", file=sys.stderr)
+        return EXIT_CONFIG
     changes = {}
     for item in args.changes:
         key, sep, value = item.partition("=")
