@@ -5,10 +5,17 @@ One live run at a time. Its engine thread reaches the app only through
 ``Control.subscribe`` → ``App.post_message(EngineEvent)``; the event is applied to the
 run's :class:`RunModel` here, on the UI thread, and the dashboard redraws from the model
 on a timer.
+
+The run outlives the terminal: on SIGHUP the app stops drawing and exits, while the same
+engine thread trains on as a detached run (output to ``RUN_DIR/console.log``) until the run
+ends. SIGTERM stops the run at its next step boundary with a checkpoint, then quits.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -19,6 +26,8 @@ from textual.binding import Binding
 from grpo_tui.model.live import apply_event
 from grpo_tui.model.run_model import RunModel
 from grpo_tui.model.session import EngineEvent, LiveRun
+from grpo_tui.model.signals import (CONSOLE_LOG, TERMINAL_CLOSED, Signals, abandon_event, announce_stop, exit_code,
+                                    send_output_to, terminal_closed_event, wait_for_engine)
 
 LIVE_SCREEN = "live-dashboard"
 
@@ -66,6 +75,9 @@ class GrpoApp(App):
         self.live: LiveRun | None = None
         self.live_model: RunModel | None = None
         self._quit_when_done = False
+        self._handing_over = False  # "Detach" was chosen: a background process resumes the run
+        self._signals: Signals | None = None  # set while run() runs in the main thread
+        self._code_without_terminal: int | None = None
 
     # -- sources the screens use (injectable for tests) ------------------------------
     def find_presets(self) -> list[Any]:
@@ -79,6 +91,83 @@ class GrpoApp(App):
         from engine.run.rundir import list_runs
 
         return list_runs(self.runs_root)
+
+    # -- the process: signals, and training on without a terminal --------------------
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the app; if its terminal went away meanwhile, train on without it until the
+        run ends (the process then exits)."""
+        if threading.current_thread() is not threading.main_thread():  # signals are the main thread's
+            return super().run(*args, **kwargs)
+        self._signals = Signals(notify=self._on_signal).install((signal.SIGTERM, signal.SIGHUP))
+        try:
+            result = super().run(*args, **kwargs)
+            if self._signals.hangup:
+                self._train_on_without_terminal()
+        finally:
+            self._signals.restore()
+        return result
+
+    @property
+    def return_code(self) -> int | None:
+        if self._code_without_terminal is not None:
+            return self._code_without_terminal
+        return super().return_code
+
+    def _on_signal(self, signum: int) -> None:
+        """In the signal handler: hand the signal to the event loop (nothing else is safe here)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self._act_on_signal, signum)
+            except RuntimeError:  # the loop closed meanwhile: run() acts on what was noted
+                pass
+
+    def _act_on_signal(self, signum: int) -> None:
+        if signum == signal.SIGHUP:
+            self.exit()  # nothing to draw on; run() trains on
+            return
+        live, stops = self.live, self._signals.stops if self._signals else [signum]
+        if len(stops) > 1:  # a second SIGTERM: now, leaving the newest complete checkpoint
+            if live is not None and live.alive:
+                live.control.publish(abandon_event(live.run_dir, signum, live.step))
+            self.exit(return_code=exit_code(signum))
+        elif self.training:
+            announce_stop(live.control, signum, live.step, lambda text: self.notify(text, timeout=30))
+            self._quit_when_done = True
+        else:
+            self.exit(return_code=exit_code(signum))
+
+    def _stopped_code(self) -> int:
+        """0 for a run that finished; 128 + the signal for one a signal stopped early; 1 for one that failed."""
+        summary = self.live.summary if self.live is not None else {}
+        if "error" in summary:
+            return 1
+        stop = self._signals.stop_signal if self._signals else None
+        if stop is not None and summary.get("steps", 0) < summary.get("max_steps", 0):
+            return exit_code(stop)
+        return 0
+
+    def _train_on_without_terminal(self) -> None:
+        """The terminal went away while the app ran: the same engine thread trains on (no
+        step redone, nothing reloaded), printing to the run's console.log, steered through
+        its run directory like a detached run, until the run ends."""
+        live = self.live
+        if live is None or not live.alive and not self._handing_over:
+            return
+        live.run_dir.mkdir(parents=True, exist_ok=True)
+        send_output_to(live.run_dir / CONSOLE_LOG)
+        print(f"{TERMINAL_CLOSED} (pid {os.getpid()}, step {live.step})", flush=True)
+        if live.alive:
+            live.control.publish(terminal_closed_event(live.step))
+        self._signals.install((signal.SIGINT,))  # no key reaches the app now: Ctrl-C is a signal again
+        wait_for_engine(live.thread, live.control, live.run_dir, lambda: live.step, self._signals,
+                        lambda text: print(text, flush=True), announced=bool(self._signals.stops))
+        if self._handing_over:
+            code, message = self._start_background_resume()
+            print(message, flush=True)
+            self._code_without_terminal = code
+        else:
+            self._code_without_terminal = self._stopped_code()
 
     # -- start -----------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -102,6 +191,8 @@ class GrpoApp(App):
                 self.push_screen(LauncherScreen())
         else:
             self.push_screen(LauncherScreen())
+        if self._signals is not None and self._signals.hangup:  # the terminal went away while starting
+            self.exit()
 
     def start_run(self, preset: str | None, overrides: Iterable[str] = (), resume_dir: str | None = None) -> bool:
         """Load and validate the preset (or the run to resume), start the engine and show its dashboard."""
@@ -193,7 +284,7 @@ class GrpoApp(App):
         except Exception as err:  # noqa: BLE001 - one odd event must not end the app and the run with it
             self.log.error(f"could not apply {message.event!r}: {err!r}")
         if self._quit_when_done and self.live_model.is_terminal:
-            self.exit()
+            self.exit(return_code=self._stopped_code())
 
     # -- navigation ------------------------------------------------------------------
     def action_show_launcher(self) -> None:
@@ -239,6 +330,7 @@ class GrpoApp(App):
                 self.live.control.stop()
                 self.notify("Stopping: saving the final model, then quitting…", timeout=10)
             elif choice == "detach" and self.live is not None:
+                self._handing_over = True
                 self.live.control.handover()
                 self.notify("Detaching: checkpointing, then training goes on in the background…", timeout=10)
                 self.set_interval(0.2, self._continue_in_background)
@@ -259,16 +351,19 @@ class GrpoApp(App):
 
     def _continue_in_background(self) -> None:
         """Once the engine thread has checkpointed and ended, resume the run in its own process."""
-        if self.live is None or self.live.alive:
-            return
+        if self.live is None or self.live.alive or self._signals is not None and self._signals.hangup:
+            return  # still checkpointing; or the terminal went away and run() hands over
+        code, message = self._start_background_resume()
+        self.exit(return_code=code, message=message)
+
+    def _start_background_resume(self) -> tuple[int, str]:
+        """``grpo-tui resume RUN --detach``: its exit code and what it printed."""
         import subprocess
         import sys
 
-        run_dir = str(self.live.run_dir)
-        started = subprocess.run([sys.executable, "-m", "grpo_tui", "resume", run_dir, "--detach"],
+        started = subprocess.run([sys.executable, "-m", "grpo_tui", "resume", str(self.live.run_dir), "--detach"],
                                  capture_output=True, text=True)
-        message = started.stdout.strip() or started.stderr.strip()
-        self.exit(return_code=started.returncode, message=message)
+        return started.returncode, started.stdout.strip() or started.stderr.strip()
 
     def action_help(self) -> None:
         self.action_show_help_panel()

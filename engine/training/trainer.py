@@ -296,8 +296,12 @@ class Trainer:
             "final_model": str(final),
             "run_dir": str(self.run_dir),
         }
-        publisher.log("info", "summary", "run finished", step=state.step, data=self.summary)
-        publisher.set_state(RunState.FINISHED, f"finished at step {state.step}")
+        # Stopped before max_steps (stop, SIGTERM): the events say so, and that the run resumes
+        # from the checkpoint the loop wrote at the stop.
+        ended = "finished" if state.step >= cfg.max_steps else "stopped"
+        where = f"at step {state.step}" + ("" if ended == "finished" else f" of {cfg.max_steps}")
+        publisher.log("info", "summary", f"run {ended} {where}", step=state.step, data=self.summary)
+        publisher.set_state(RunState.FINISHED, f"{ended} {where}")
         publisher.publish(RunFinished(summary=self.summary))
 
     def _hand_over(self) -> None:

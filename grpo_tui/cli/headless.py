@@ -1,7 +1,12 @@
-"""Headless training: a progress line on stdout, Ctrl-C stops cleanly, a summary at the end."""
+"""Headless training: a progress line on stdout, a summary at the end.
+
+Ctrl-C (SIGINT) or SIGTERM stops at the next step boundary with a checkpoint and the final
+model, and a second one abandons the run (see :mod:`grpo_tui.model.signals`); SIGHUP moves
+the output to the run's console.log and training goes on."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -12,6 +17,8 @@ from engine.run.events import LogEvent, RunFailed, RunFinished, RunStarted, Step
 from engine.training.trainer import Trainer
 
 from grpo_tui.model.format import bar, format_duration
+from grpo_tui.model.signals import (CONSOLE_LOG, TERMINAL_CLOSED, Signals, exit_code, send_output_to, signal_name,
+                                    terminal_closed_event, wait_for_engine)
 
 BAR = 24
 
@@ -57,6 +64,11 @@ class HeadlessPrinter:
             elif isinstance(event, LogEvent) and (event.level != "info" or event.category in ("eval", "checkpoint", "adjust")):
                 self._line(f"[{event.level}] {event.message}")
 
+    def note(self, text: str) -> None:
+        """A line of its own, from any thread."""
+        with self.lock:
+            self._line(text)
+
     def _line(self, text: str) -> None:
         if self.tty and self.width:
             self.out.write("\r" + " " * self.width + "\r")
@@ -94,34 +106,40 @@ def _run_headless(trainer: Trainer) -> int:
         control.subscribe(printer)
     outcome: dict = {}
     control.subscribe(lambda e: outcome.__setitem__("event", e) if isinstance(e, (RunFinished, RunFailed)) else None)
+    # SIGINT and SIGTERM stop at the next step boundary with a checkpoint; SIGHUP (the
+    # terminal went away) moves the output to console.log and the run goes on.
+    signals = Signals().install((signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
     thread = trainer.start()
-
-    interrupts = 0
-
-    def on_sigint(signum, frame):
-        nonlocal interrupts
-        interrupts += 1
-        if interrupts > 1:
-            raise KeyboardInterrupt
-        if main:
-            printer._line("stopping after this step and saving the final model (Ctrl-C again to abort)…")
-        control.stop()
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        while thread.is_alive():
-            thread.join(0.2)
+        say = printer.note if main else (lambda text: None)
+        stopped_by = wait_for_engine(thread, control, trainer.run_dir, lambda: trainer.step, signals, say,
+                                     on_hangup=lambda: _terminal_closed(trainer, printer))
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signals.restore()
     event = outcome.get("event")
     if isinstance(event, RunFinished):
+        summary = event.summary
         if main:
-            print_summary(event.summary)
+            print_summary(summary)
+        if stopped_by is not None and summary["steps"] < summary["max_steps"]:
+            if main:
+                print(f"stopped by {signal_name(stopped_by)} at step {summary['steps']} of {summary['max_steps']}; "
+                      f"continue with: grpo-tui resume {summary['run_dir']} --headless", flush=True)
+            return exit_code(stopped_by)
         return 0
     message = event.error if isinstance(event, RunFailed) else "the run ended without a result"
     where = f" (details: {event.traceback_path})" if isinstance(event, RunFailed) and event.traceback_path else ""
     print(f"\ngrpo-tui: run failed: {message}{where}", file=sys.stderr)
     return 1
+
+
+def _terminal_closed(trainer: Trainer, printer: HeadlessPrinter) -> None:
+    """The terminal went away: what would have gone to it goes to the run's console.log."""
+    trainer.run_dir.mkdir(parents=True, exist_ok=True)
+    send_output_to(trainer.run_dir / CONSOLE_LOG)
+    printer.tty = False  # a log file from now on: whole lines, no carriage returns
+    printer.note(f"{TERMINAL_CLOSED} (pid {os.getpid()}, step {trainer.step})")
+    trainer.control.publish(terminal_closed_event(trainer.step))
 
 
 def resume_headless(run_dir: str) -> int:

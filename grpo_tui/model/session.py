@@ -59,6 +59,16 @@ class LiveRun:
         state = self.control.state
         return state.value if hasattr(state, "value") else str(state)
 
+    @property
+    def step(self) -> int:
+        """Optimizer steps done."""
+        return self.trainer.step
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """How the run ended (``steps``, ``max_steps``; ``error`` when it failed); empty before."""
+        return self.trainer.summary
+
     def detach(self) -> None:
         self._unsubscribe()
 

@@ -1,0 +1,150 @@
+"""What a process training a run does on SIGTERM, SIGINT and SIGHUP.
+
+A stop signal (SIGTERM; SIGINT too in a headless run) asks the run to stop at its next step
+boundary, the one safe point: the engine checkpoints there and saves the final model, so
+``grpo-tui resume RUN`` continues from that step and none is redone. A second stop signal
+abandons the run at once: a checkpoint is renamed into place only once whole, so the newest
+complete one stays whatever was being written.
+
+SIGHUP means the terminal went away (SSH dropped, tmux closed). The run goes on: the
+process's output moves to ``RUN_DIR/console.log``, where a ``--detach`` run writes it.
+
+Handlers only note what arrived (and move file descriptors off the dead terminal, which
+takes no lock); the main thread's loop acts on it. A handler that took a lock the code it
+interrupted holds (the Control's, a file's) would deadlock the process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from engine.run.checkpoints import latest_checkpoint
+from engine.run.events import LogEvent
+
+CONSOLE_LOG = "console.log"
+TERMINAL_CLOSED = "terminal closed: training goes on in the background"
+
+
+def signal_name(signum: int) -> str:
+    return signal.Signals(signum).name
+
+
+def exit_code(signum: int) -> int:
+    """The shell's code for a process ended by ``signum``: 128 + its number (SIGINT 130, SIGTERM 143)."""
+    return 128 + signum
+
+
+def send_output_to(path: str | os.PathLike | None) -> None:
+    """Point stdin at /dev/null and stdout and stderr at ``path`` (appended; /dev/null when
+    None). Done on the file descriptors, so threads, C code and buffered writers all follow:
+    on a terminal that is gone their writes fail with EIO or block."""
+    null = os.open(os.devnull, os.O_RDWR)
+    target = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644) if path is not None else null
+    for fd, source in ((0, null), (1, target), (2, target)):
+        os.dup2(source, fd)
+    for fd in {null, target}:
+        os.close(fd)
+
+
+class Signals:
+    """The stop signals and the hangup the main thread received, for its loop to act on.
+
+    ``notify(signum)``, when given, is called from the handler too: the app uses it to wake
+    its event loop. Install and restore from the main thread only (Python's rule)."""
+
+    def __init__(self, notify: Callable[[int], None] | None = None) -> None:
+        self.notify = notify
+        self.stops: list[int] = []  # stop signals, in the order they came
+        self.hangup = False  # the terminal went away (output already moved off it)
+        self._previous: dict[int, object] = {}
+
+    def install(self, signums: Iterable[int]) -> Signals:
+        for signum in signums:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def restore(self) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+
+    @property
+    def stop_signal(self) -> int | None:
+        """The first stop signal, or None."""
+        return self.stops[0] if self.stops else None
+
+    @property
+    def abandon(self) -> bool:
+        """A second stop signal came: end now, without waiting for the step boundary."""
+        return len(self.stops) > 1
+
+    def _handle(self, signum: int, frame) -> None:
+        if signum == signal.SIGHUP:
+            if not self.hangup:
+                self.hangup = True
+                send_output_to(None)  # at once: the next write to the terminal would fail or block
+        else:
+            self.stops.append(signum)
+        if self.notify is not None:
+            self.notify(signum)
+
+
+def terminal_closed_event(step: int) -> LogEvent:
+    """The event that records the terminal going away (``category`` "detach", as a handover)."""
+    return LogEvent(level="warning", category="detach", message=TERMINAL_CLOSED, step=step,
+                    data={"pid": os.getpid()})
+
+
+def announce_stop(control, signum: int, step: int, say: Callable[[str], None]) -> None:
+    """Ask for the stop at the next step boundary and say so, on screen and in the events."""
+    name = signal_name(signum)
+    say(f"{name}: stopping after this step, checkpointing and saving the final model "
+        f"({name} or Ctrl-C again abandons the run; its newest complete checkpoint stays)…")
+    control.publish(LogEvent(level="warning", category="status", step=step,
+                             message=f"{name} received: stopping at the next step boundary with a checkpoint",
+                             data={"signal": name}))
+    control.stop()
+
+
+def abandon_event(run_dir: str | os.PathLike, signum: int, step: int) -> LogEvent:
+    """The event that records a run abandoned by a second stop signal, naming what stays."""
+    newest = latest_checkpoint(Path(run_dir))
+    stays = (f"the newest complete checkpoint ({newest.name}) stays: grpo-tui resume continues from it"
+             if newest is not None else "it has no complete checkpoint")
+    return LogEvent(level="warning", category="abandon", step=step,
+                    message=f"abandoned at step {step} by a second {signal_name(signum)}: {stays}",
+                    data={"signal": signal_name(signum), "checkpoint": str(newest) if newest else None})
+
+
+def wait_for_engine(thread: threading.Thread, control, run_dir: str | os.PathLike, step: Callable[[], int],
+                    signals: Signals, say: Callable[[str], None],
+                    on_hangup: Callable[[], None] | None = None, announced: bool = False) -> int | None:
+    """Wait for the engine ``thread`` to end, acting on the signals that arrive: the first
+    stop signal asks for a stop (:func:`announce_stop`), a second abandons the run — its
+    event is written and the process exits at once with :func:`exit_code`; a hangup calls
+    ``on_hangup`` once (``announced``: the first stop signal was acted on already). Returns
+    the stop signal that ended the run, or None."""
+    hung_up = False
+    while thread.is_alive():
+        thread.join(0.2)
+        if signals.hangup and not hung_up:
+            hung_up = True
+            if on_hangup is not None:
+                on_hangup()
+        if signals.stops and not announced:
+            announced = True
+            announce_stop(control, signals.stops[0], step(), say)
+        if signals.abandon:
+            event = abandon_event(run_dir, signals.stops[-1], step())
+            control.publish(event)  # a headless run prints it as it prints every warning
+            sys.stdout.flush()
+            sys.stderr.flush()
+            # Not a normal exit: interpreter shutdown would wait on, or tear down under, an
+            # engine thread that may be inside a CUDA call or a checkpoint write.
+            os._exit(exit_code(signals.stops[-1]))
+    return signals.stop_signal
