@@ -92,10 +92,15 @@ class Control:
         return self._state
 
     # -- events ----------------------------------------------------------
-    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
-        """Register a callback for every event; returns a function that unsubscribes it."""
+    def subscribe(self, callback: Subscriber, first: bool = False) -> Callable[[], None]:
+        """Register a callback for every event; returns a function that unsubscribes it.
+        ``first``: called before every subscriber so far (the run-directory writer: a line is
+        on disk before any viewer hears of its event)."""
         with self._lock:
-            self._subscribers.append(callback)
+            if first:
+                self._subscribers.insert(0, callback)
+            else:
+                self._subscribers.append(callback)
 
         def unsubscribe() -> None:
             with self._lock:

@@ -24,6 +24,7 @@ are in :mod:`engine.run.jsonl`. The heartbeat and command channel beside them ar
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,9 +45,10 @@ UNKNOWN = "unknown"
 
 
 class RunWriter:
-    """Writes a run into its directory from the run's events (rank 0 only; the trainer's
-    publisher hands it each event before the Control's subscribers get it, so a line is on
-    disk before a viewer hears of it), one record per line as :mod:`engine.run.records` builds it:
+    """Writes a run into its directory as the first subscriber of the run's events (rank 0
+    only: ``control.subscribe(writer, first=True)``, so a line is on disk before a viewer
+    hears of it, whoever published the event: the loop, or a signal handler on the main
+    thread), one record per line as :mod:`engine.run.records` builds it:
 
     - ``StepMetrics`` → metrics.jsonl, and the held-out results before training
       (``EvalResult`` at step 0) as step 0's line; later results arrive inside their step's
@@ -55,9 +57,9 @@ class RunWriter:
     - ``LogEvent`` and ``StateChanged`` → events.jsonl; a state change carries no step, so
       ``step()`` says where the run stands.
 
-    A write that fails is kept and raised on the engine thread by :meth:`raise_failure`
-    (the writer can also be a Control subscriber, whose exceptions the Control drops): a run
-    that cannot write its directory stops.
+    The Control drops a subscriber that raises, so a write that fails is kept and raised on
+    the engine thread by :meth:`raise_failure`: a run that cannot write its directory stops.
+    Events may come from two threads at once, so each is written under a lock.
     ``config.yaml`` is written directly (:meth:`write_config`), before any event."""
 
     def __init__(self, root: str | os.PathLike, step: Callable[[], int | None] = lambda: None) -> None:
@@ -66,11 +68,16 @@ class RunWriter:
         (self.root / CHECKPOINTS).mkdir(exist_ok=True)
         self._step = step
         self._failure: BaseException | None = None
+        self._lock = threading.Lock()
         self._files = {
             name: open(self.root / name, "a", encoding="utf-8") for name in (METRICS, SAMPLES, EVENTS)
         }
 
     def __call__(self, event: Event) -> None:
+        with self._lock:
+            self._write(event)
+
+    def _write(self, event: Event) -> None:
         try:
             if isinstance(event, StepMetrics):
                 self._append(METRICS, records.from_metrics(event))
@@ -121,6 +128,7 @@ class NullWriter(RunWriter):
         self.root = Path(root)
         self._step = step
         self._failure = None
+        self._lock = threading.Lock()
         self._files = {}
 
     def write_config(self, yaml_text: str) -> None:

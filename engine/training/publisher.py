@@ -1,6 +1,6 @@
-"""How a run speaks: every event goes to the run-directory writer, then out through
-``control.publish`` to the reporters, the dashboard or a headless printer. The trainer and
-its collaborators only say what happened.
+"""How a run speaks: every event leaves through ``control.publish``, whose first subscriber
+is the run-directory writer (rank 0), then the reporters, the dashboard or a headless
+printer. The trainer and its collaborators only say what happened.
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ from engine.run.events import Event, LogEvent, RunState, StateChanged
 
 
 class Publisher:
-    """Publishes the run's events. ``writer`` (the run directory's, when given) takes each
-    event first: the directory is the run's record, so a line is on disk before any viewer
-    hears of it, and a write that fails stops the run before anyone sees a step the
-    directory lacks (the Control swallows its subscribers' exceptions)."""
+    """Publishes the run's events; ``writer`` (the run directory's, subscribed first) is asked
+    after each one whether its write failed, so a run that cannot write its directory stops
+    with that error (the Control swallows its subscribers' exceptions)."""
 
     def __init__(self, control: Control, writer=None, channel=None) -> None:
         self.control, self.writer, self.channel = control, writer, channel
@@ -23,10 +22,9 @@ class Publisher:
         return self.control.state
 
     def publish(self, event: Event) -> None:
-        if self.writer is not None:
-            self.writer(event)
-            self.writer.raise_failure()
         self.control.publish(event)
+        if self.writer is not None:
+            self.writer.raise_failure()
 
     def log(self, level: str, category: str, message: str, step: int | None = None, data: dict | None = None) -> None:
         """A line in the events pane and events.jsonl: ``level`` info | warning | error."""

@@ -161,11 +161,14 @@ class Trainer:
             dist.barrier()
         if dist.is_main:
             self.writer = RunWriter(self.run_dir, step=lambda: self.state.step)
+            # first: events published by anyone (the loop, a signal handler) are on disk
+            # before a viewer hears of them
+            unsubscribe = self.control.subscribe(self.writer, first=True)
             self.channel = ChannelServer(self.run_dir, self.control, lambda: {
                 "state": self.control.state.value, "step": self.state.step, "max_steps": self.cfg.max_steps})
             self.channel.start()
         else:
-            self.writer = NullWriter(self.run_dir)
+            self.writer, unsubscribe = NullWriter(self.run_dir), lambda: None
         self.publisher = Publisher(self.control, self.writer, self.channel)
         try:
             self._setup()
@@ -181,6 +184,7 @@ class Trainer:
             close_reporters(self.reporters)
             if self.channel is not None:
                 self.channel.stop()
+            unsubscribe()
             self.writer.close()
         return self.summary
 
