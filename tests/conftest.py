@@ -4,6 +4,8 @@ folder standing in for a local model."""
 from __future__ import annotations
 
 import os
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,21 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def cli(*args: str) -> list[str]:
+    """The command line that runs grpo-tui with this interpreter."""
+    return [sys.executable, "-m", "grpo_tui", *args]
+
+
+def wait_until(predicate, timeout: float = 180.0, what: str = "condition") -> None:
+    """Poll ``predicate`` until it holds; a generous timeout, since CI shares a busy 2-core machine."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def tiny_config(tmp_path: Path, *overrides: str):

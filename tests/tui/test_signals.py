@@ -9,12 +9,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, cli, wait_until
 from engine.run.channel import read_heartbeat
 from engine.run.checkpoints import checkpoint_step, latest_checkpoint
 from engine.run.rundir import read_jsonl
@@ -23,19 +22,6 @@ pytestmark = pytest.mark.slow
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
 QUICK = ["--set", "dataset.task_args.eval_size=32", "--set", "eval_steps=0", "--set", "save_steps=0"]
-
-
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "grpo_tui", *args]
-
-
-def wait_until(predicate, timeout: float = 180.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def steps(run_dir) -> list[int]:

@@ -6,12 +6,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-from conftest import ROOT, tiny_config, train
+from conftest import ROOT, cli, tiny_config, train, wait_until
 from engine.training import checkpointing as ckpt
 from engine.run.channel import read_heartbeat, run_state, send_command
 from engine.run.events import LogEvent, RunFinished, RunState, StateChanged, StepMetrics
@@ -22,19 +21,6 @@ from engine.training.trainer import Trainer
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
 TIMING = {"time", "step_time", "time/generate", "time/reward", "time/update", "time/eval", "completions_per_s", "elapsed_s", "eta_s"}
 SHORT = ["--set", "dataset.task_args.eval_size=32", "--set", "log_completions_groups=1", "--set", "eval_steps=0"]
-
-
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "grpo_tui", *args]
-
-
-def wait_until(predicate, timeout: float = 180.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def comparable(records: list[dict]) -> list[dict]:
