@@ -259,6 +259,12 @@ def _cross_check(v: dict, bad: set, dirs: list[Path], check_paths: bool, problem
     if report_to and check_report_to is not None:
         problems.extend(_ask_all(check_report_to, report_to, check_paths))
 
+    if v.get("model_config_overrides") and v.get("model_init") != "random":
+        problems.append("model_config_overrides: only used with model_init: random (a pretrained model's shape is "
+                        "fixed by its weights)")
+    if v.get("model_init") == "random" and v.get("use_vllm"):
+        problems.append("model_init: random builds the model in the training process, but vLLM loads its weights "
+                        "from model_name_or_path; set use_vllm: false")
     model = v.get("model_name_or_path")
     if model is not None:
         found = _resolve(model, dirs)

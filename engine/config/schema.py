@@ -69,6 +69,7 @@ REWARD_MODEL_PREFIX = "model:"
 # e.g. ``typing.get_args(LossType)``.
 
 TorchDtype = Literal["auto", "float32", "bfloat16", "float16"]
+ModelInit = Literal["pretrained", "random"]
 LossType = Literal["grpo", "bnpo", "dr_grpo", "dapo"]
 ScaleRewards = Literal["group", "batch", "none"]
 ImportanceSamplingLevel = Literal["token", "sequence"]
@@ -122,7 +123,15 @@ class RunConfig:
 
     # --- model
     model_name_or_path: Annotated[str, NotEmpty()] = "assets/tiny-model"
-    """hub id or local folder; relative paths resolve against the preset folder, the current folder, then the repository"""
+    """hub id or local folder; relative paths resolve against the preset folder, the current folder, then the repository;
+    with model_init random only its tokenizer and config.json are read"""
+    model_init: ModelInit = "pretrained"
+    """pretrained: start from the weights in model_name_or_path | random: a new model of that architecture (its
+    config.json updated with model_config_overrides) initialised from seed, so nothing is downloaded; the reference
+    model is the same initialisation and a resumed run loads the checkpoint's weights"""
+    model_config_overrides: dict = field(default_factory=dict)
+    """model_init random: config.json values to change, e.g. {hidden_size: 512, num_hidden_layers: 8}; head_dim
+    follows hidden_size / num_attention_heads unless set; a key the architecture's config lacks is refused at load"""
     torch_dtype: TorchDtype = "auto"
     """dtype of the weights; auto = bfloat16 on a GPU that supports it, float32 elsewhere"""
     dataset: DatasetConfig = field(default_factory=lambda: DatasetConfig(task="arithmetic"))

@@ -54,11 +54,12 @@ def load_model_and_tokenizer(cfg, device: torch.device, path=None):
     source = str(path) if path is not None else cfg.model_name_or_path
     tokenizer = load_tokenizer(source)
     dtype = resolve_dtype(cfg.torch_dtype, device)
-    if cfg.peft is not None:
-        model = AutoModelForCausalLM.from_pretrained(cfg.model_name_or_path, dtype=dtype)
-        model = with_lora(model, cfg.peft, adapter_path=path)
-    else:
+    if cfg.peft is not None:  # the base is always the starting weights; a checkpoint holds only the adapter
+        model = with_lora(starting_model(cfg, dtype), cfg.peft, adapter_path=path)
+    elif path is not None:  # a checkpoint is a save_pretrained folder, whatever the run started from
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    else:
+        model = starting_model(cfg, dtype)
     model.to(device)
     if cfg.gradient_checkpointing:
         enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
@@ -68,6 +69,71 @@ def load_model_and_tokenizer(cfg, device: torch.device, path=None):
         compile_layers(model)
     model.train()
     return model, tokenizer
+
+
+def starting_model(cfg, dtype: torch.dtype):
+    """The weights a run starts from: those in ``model_name_or_path``, or with ``model_init:
+    random`` a new model of its architecture (:func:`random_model`)."""
+    from transformers import AutoModelForCausalLM
+
+    if cfg.model_init == "random":
+        return random_model(cfg, dtype)
+    return AutoModelForCausalLM.from_pretrained(cfg.model_name_or_path, dtype=dtype)
+
+
+def random_model(cfg, dtype: torch.dtype):
+    """A randomly initialised model of ``model_name_or_path``'s architecture with
+    ``model_config_overrides`` applied, drawn from its own stream seeded with ``cfg.seed``.
+
+    The same seed gives the same weights every time it is called, so the reference model (and
+    a LoRA base after a resume) is the policy's starting point rebuilt rather than kept as a
+    copy; the global random stream is left as it was, so the rest of the run samples the same
+    whether it started here or from a checkpoint."""
+    from transformers import AutoModelForCausalLM
+
+    config = overridden_config(cfg.model_name_or_path, cfg.model_config_overrides)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    model.name_or_path = cfg.model_name_or_path
+    return model
+
+
+def overridden_config(path: str, overrides: dict):
+    """``path``'s config with ``overrides`` set; a key the config does not have raises one
+    :class:`ConfigError` naming it. ``head_dim`` follows ``hidden_size / num_attention_heads``
+    when either changes and it is not set itself: a config.json that spells it out (as the
+    bundled model's does) would otherwise keep the old width per head."""
+    import difflib
+
+    from transformers import AutoConfig
+
+    from engine.config.schema import ConfigError
+
+    config = AutoConfig.from_pretrained(path)
+    known = config.to_dict()
+    problems = []
+    for key in overrides:
+        if key not in known:
+            close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"model_config_overrides.{key}: not a setting of {type(config).__name__}{hint}")
+    if problems:
+        raise ConfigError(problems, source="model_config_overrides")
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    heads = getattr(config, "num_attention_heads", None)
+    if {"hidden_size", "num_attention_heads"} & set(overrides) and "head_dim" not in overrides and heads:
+        if config.hidden_size % heads:
+            raise ConfigError(f"model_config_overrides.hidden_size: {config.hidden_size} is not a multiple of "
+                              f"num_attention_heads ({heads})", source="model_config_overrides")
+        if getattr(config, "head_dim", None) is not None:
+            config.head_dim = config.hidden_size // heads
+    kv_heads = getattr(config, "num_key_value_heads", None)
+    if heads and kv_heads and heads % kv_heads:
+        raise ConfigError(f"model_config_overrides.num_key_value_heads: num_attention_heads ({heads}) is not a "
+                          f"multiple of num_key_value_heads ({kv_heads})", source="model_config_overrides")
+    return config
 
 
 def compile_layers(model) -> int:
@@ -92,16 +158,16 @@ def compile_layers(model) -> int:
 def load_reference_model(cfg, device: torch.device, copy_of=None):
     """A frozen copy of the starting weights for the KL penalty (made only when beta > 0).
 
-    Loaded from ``model_name_or_path`` when that is a checkpoint on disk or the hub; a model
-    object handed in directly (Python API) is deep-copied before training changes it."""
+    The starting weights again (:func:`starting_model`: loaded from ``model_name_or_path``, or
+    the same seeded random initialisation), so a resumed run or β raised mid-run gets the start,
+    not the current policy; a model object handed in directly (Python API) is deep-copied
+    before training changes it."""
     import copy
-
-    from transformers import AutoModelForCausalLM
 
     if copy_of is not None:
         ref = copy.deepcopy(copy_of)
     else:
-        ref = AutoModelForCausalLM.from_pretrained(cfg.model_name_or_path, dtype=resolve_dtype(cfg.torch_dtype, device))
+        ref = starting_model(cfg, resolve_dtype(cfg.torch_dtype, device))
     ref.to(device).eval()
     ref.requires_grad_(False)
     return ref
