@@ -236,12 +236,14 @@ def score(
     columns: dict[str, list],
     completion_ids: list[list[int]] | None,
     step: int,
+    before_each: Callable[[int, str], None] | None = None,
 ) -> RewardBatch:
     """Run every reward function on one batch; failures become NaN columns, never exceptions.
 
     ``columns`` holds the dataset's extra columns, one value per completion (already
     repeated G times per prompt). ``total = nansum(per_func * weights, dim=1)`` as in TRL,
     so None/NaN is ignored and a row where every function gave None scores 0.0.
+    ``before_each(i, name)`` hears of each function before it runs (progress for a viewer).
     """
     n, f = len(completions), len(funcs)
     if weights is None:
@@ -257,7 +259,9 @@ def score(
     nan_column = [math.nan] * n
     cols: list[list[float]] = []
     errors: list[tuple[str, str]] = []
-    for func in funcs:
+    for i, func in enumerate(funcs):
+        if before_each is not None:
+            before_each(i, func.name)
         try:
             cols.append(_to_column(func.fn(prompts=prompts, completions=completions, **kwargs), n))
         except _ResultError as exc:

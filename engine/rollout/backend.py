@@ -9,10 +9,13 @@ purpose so a vLLM backend can sit beside the transformers one:
                                   # samples from the training model itself)
     backend.separate_engine       # optional, True when its log-probs come from another engine
                                   # (vLLM): the trainer then corrects for the difference
+    backend.reports_progress      # optional, True when generate() takes ``progress=callback``,
+                                  # called as decoding goes: see :data:`GenerationProgress`
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -59,6 +62,12 @@ class RolloutBackend(Protocol):
     ) -> Rollout: ...
 
     def sync_weights(self, model: torch.nn.Module) -> None: ...
+
+
+GenerationProgress = Callable[[int, int, int, int, int], None]
+"""``progress(position, max_new_tokens, tokens_sampled, finished_rows, rows)``: called after
+each decoding position with the tokens sampled so far over every row and the rows that have
+ended (EOS). Cheap by contract — the trainer's callback only looks at the clock."""
 
 
 def left_pad(sequences: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,6 +140,8 @@ class TransformersRollout:
     Each row stops at its first EOS; the loop ends when every row has stopped or the
     token budget is spent."""
 
+    reports_progress = True
+
     def __init__(self, model: torch.nn.Module, pad_id: int, eos_ids: list[int]) -> None:
         self.pad_id = pad_id
         self.eos_ids = torch.tensor(sorted(set(eos_ids)), dtype=torch.long)
@@ -147,6 +158,7 @@ class TransformersRollout:
         num_generations: int,
         params: SamplingParams,
         generator: torch.Generator | None = None,
+        progress: GenerationProgress | None = None,
     ) -> Rollout:
         model = self.model
         device = next(model.parameters()).device
@@ -186,7 +198,7 @@ class TransformersRollout:
         logprobs = torch.zeros((n, params.max_new_tokens), device=device)
         entropy = torch.zeros((n, params.max_new_tokens), device=device)
         active = torch.arange(n, device=device)  # rows still generating
-        steps = 0
+        steps = sampled = 0
         for t in range(params.max_new_tokens):
             logits = node_logits[node_of]
             if seen is not None:
@@ -207,9 +219,12 @@ class TransformersRollout:
             if seen is not None:
                 seen[active, token] = True
             going = ~torch.isin(token, eos)
+            sampled += active.numel()
             if t == params.max_new_tokens - 1 or not bool(going.any()):
                 break
             active, token, node_of = active[going], token[going], node_of[going]
+            if progress is not None:
+                progress(t + 1, params.max_new_tokens, sampled, n - active.numel(), n)
             # next nodes: distinct (parent node, token) pairs among the rows still going
             keys, node_of = torch.unique(node_of * vocab + token, return_inverse=True)
             parent, node_token = keys // vocab, keys % vocab

@@ -14,6 +14,7 @@ import torch
 from engine.algo.grpo import pass_at_k
 from engine.rewards.scoring import score
 from engine.run.events import EvalResult
+from engine.training.progress import NoProgress
 from engine.training.round import sampling_params
 
 EVAL_BATCH = 256
@@ -42,9 +43,10 @@ class EvalTally:
 
 
 @torch.no_grad()
-def _correct_counts(renderer, backend, tokenizer, task, accuracy_fn, rows, params, n: int):
+def _correct_counts(renderer, backend, tokenizer, task, accuracy_fn, rows, params, n: int, judged=None):
     """Per prompt: correct completions out of n (None when unjudgeable), the first completion's
-    length, and whether it was truncated."""
+    length, and whether it was truncated. ``judged(k)`` hears after each batch that k more
+    prompts are done."""
     counts: list[float | None] = []
     lengths: list[float] = []
     truncated: list[bool] = []
@@ -60,6 +62,8 @@ def _correct_counts(renderer, backend, tokenizer, task, accuracy_fn, rows, param
         for i in range(len(chunk)):
             group = verdicts[i * n : (i + 1) * n]
             counts.append(None if any(v is None for v in group) else sum(group))
+        if judged is not None:
+            judged(len(chunk))
     return counts, lengths, truncated
 
 
@@ -69,14 +73,16 @@ def can_evaluate(reward_funcs, task) -> bool:
 
 
 def eval_tally(renderer, backend, tokenizer, reward_funcs, task, rows, params,
-               num_samples: int = 0, sample_params=None) -> EvalTally:
-    """Greedy (and, with ``num_samples`` k > 0, k sampled) completions of ``rows``, judged."""
+               num_samples: int = 0, sample_params=None, judged=None) -> EvalTally:
+    """Greedy (and, with ``num_samples`` k > 0, k sampled) completions of ``rows``, judged;
+    ``judged(k)``: k more prompts done (each prompt counts once per pass)."""
     accuracy_fn = [f for f in reward_funcs if f.name == "accuracy"]
-    greedy, lengths, truncated = _correct_counts(renderer, backend, tokenizer, task, accuracy_fn, rows, params, 1)
+    greedy, lengths, truncated = _correct_counts(renderer, backend, tokenizer, task, accuracy_fn, rows, params, 1,
+                                                 judged)
     sampled: list[float | None] = []
     if num_samples > 0 and sample_params is not None:
         sampled, _, _ = _correct_counts(renderer, backend, tokenizer, task, accuracy_fn, rows, sample_params,
-                                        num_samples)
+                                        num_samples, judged)
     return EvalTally(greedy, sampled, lengths, truncated)
 
 
@@ -127,11 +133,13 @@ class Evaluator:
     published. ``before`` and ``last`` keep the results before training and the newest ones
     (the run's summary compares them)."""
 
-    def __init__(self, cfg, dist, parts, rounds, forwards, publisher, enabled: bool = True) -> None:
+    def __init__(self, cfg, dist, parts, rounds, forwards, publisher, enabled: bool = True, progress=None) -> None:
         """``parts``: the run's :class:`~engine.training.setup.RunParts`; ``rounds`` renders
-        ranked rows and ``forwards`` scores them; ``enabled``: False skips every evaluation."""
+        ranked rows and ``forwards`` scores them; ``enabled``: False skips every evaluation;
+        ``progress`` (:class:`~engine.training.progress.StepProgress`) hears how far it got."""
         self.cfg, self.dist, self.parts, self.rounds, self.forwards = cfg, dist, parts, rounds, forwards
         self.publisher, self.enabled = publisher, enabled
+        self.progress = progress or NoProgress()
         self.before: dict[str, float] = {}
         self.last: dict[str, float] = {}
 
@@ -166,6 +174,14 @@ class Evaluator:
         mine = rows[rank::world]
         real = len(mine)
         mine = mine + rows[:1] * (-(-len(rows) // world) - real)
+        passes = 2 if cfg.num_generations_eval > 0 else 1
+        progress, done = self.progress, [0]
+        progress.start("eval", total=len(mine) * passes, unit="prompts", detail=f"{len(rows)} held-out prompts")
+
+        def judged(k: int) -> None:
+            done[0] += k
+            progress.advance(done[0])
+
         tally = eval_tally(parts.renderer, parts.backend, parts.tokenizer, parts.reward_funcs, parts.data.task, mine,
-                           sampling_params(cfg, greedy=True), cfg.num_generations_eval, sampling_params(cfg))
+                           sampling_params(cfg, greedy=True), cfg.num_generations_eval, sampling_params(cfg), judged)
         return eval_metrics(self.dist.gather_object(tally[:real]), cfg.num_generations_eval)

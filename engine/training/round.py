@@ -19,6 +19,7 @@ from engine.data.ranked import ranked_rollout
 from engine.rewards.scoring import score
 from engine.rollout.backend import Rollout, SamplingParams
 from engine.training.batch import Batch, Scored, merge_scored
+from engine.training.progress import NoProgress
 
 
 def sampling_params(cfg, greedy: bool = False) -> SamplingParams:
@@ -34,11 +35,13 @@ class Rounds:
 
     ``parts``: the run's :class:`~engine.training.setup.RunParts`; ``forwards``: its
     :class:`~engine.training.forwards.Forwards`; ``geometry``: its round sizes; ``faults``
-    hears of failing reward functions; ``state.order`` says which prompts come next."""
+    hears of failing reward functions; ``state.order`` says which prompts come next;
+    ``progress`` (:class:`~engine.training.progress.StepProgress`) hears how far each phase got."""
 
-    def __init__(self, cfg, dist, parts, forwards, geometry, faults, state) -> None:
+    def __init__(self, cfg, dist, parts, forwards, geometry, faults, state, progress=None) -> None:
         self.cfg, self.dist, self.parts, self.forwards = cfg, dist, parts, forwards
         self.geometry, self.faults, self.state = geometry, faults, state
+        self.progress = progress or NoProgress()
 
     # ---- Generate, Score ---------------------------------------------------------
     def generate_and_score(self, step: int, timings: dict[str, float]) -> Scored:
@@ -73,10 +76,17 @@ class Rounds:
         return self.dist.shard([train[i] for i in self.state.order.next(count * self.dist.world)])
 
     def _generate_and_score(self, rows: list[dict], step: int, timings: dict[str, float]) -> Scored:
-        cfg, parts = self.cfg, self.parts
+        cfg, parts, progress = self.cfg, self.parts, self.progress
         t = time.perf_counter()
         prompt_ids = [parts.renderer.ids(r["prompt"]) for r in rows]
-        rollout = parts.backend.generate(prompt_ids, cfg.num_generations, sampling_params(cfg), parts.sampling_gen)
+        n = len(rows) * cfg.num_generations
+        progress.start("generate", total=cfg.max_completion_length, unit="tokens",
+                       detail=f"{n} completions of up to {cfg.max_completion_length} tokens")
+        options = {}
+        if getattr(parts.backend, "reports_progress", False) and progress.generation is not None:
+            options["progress"] = progress.generation
+        rollout = parts.backend.generate(prompt_ids, cfg.num_generations, sampling_params(cfg), parts.sampling_gen,
+                                         **options)
         timings["time/generate"] += time.perf_counter() - t
 
         t = time.perf_counter()
@@ -85,10 +95,16 @@ class Rounds:
         prompts = [r["prompt"] for r in group_rows]
         conversational = isinstance(rows[0]["prompt"], list)
         completions_arg = [[{"role": "assistant", "content": c}] for c in completions] if conversational else completions
-        ids_list = [ids[: int(n)] for ids, n in zip(rollout.completion_ids.tolist(), rollout.lengths.tolist())]
+        ids_list = [ids[: int(k)] for ids, k in zip(rollout.completion_ids.tolist(), rollout.lengths.tolist())]
+        funcs = parts.reward_funcs
+        progress.start("score", total=len(funcs), unit="reward functions", detail=f"{n} completions")
+
+        def scoring(i: int, name: str) -> None:
+            progress.advance(i, f"{name} ({i + 1} of {len(funcs)}) on {n} completions")
+
         rewards = score(
-            parts.reward_funcs, parts.reward_weights, prompts, completions_arg,
-            reward_columns(group_rows), ids_list, step,
+            funcs, parts.reward_weights, prompts, completions_arg,
+            reward_columns(group_rows), ids_list, step, before_each=scoring,
         )
         self.faults.reward_errors(rewards.errors, {f.name for f in parts.reward_funcs}, step)
         timings["time/reward"] += time.perf_counter() - t
@@ -141,6 +157,10 @@ class Rounds:
         if cfg.mask_truncated_completions:
             mask = grpo.truncation_mask(mask, rollout.truncated.to(mask.device))
         with torch.no_grad():
+            if self.geometry.reuses_rounds or cfg.beta > 0:
+                self.progress.start("reference", detail=" and ".join(
+                    what for what, on in (("sampling policy", self.geometry.reuses_rounds), ("reference", cfg.beta > 0))
+                    if on) + f" log-probs of {rollout.completion_ids.size(0)} completions")
             old_logps = self.forwards.policy(rollout) if self.geometry.reuses_rounds else None
             ref_logps = self.forwards.reference(rollout) if cfg.beta > 0 else None
         stats = {

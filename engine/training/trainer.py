@@ -35,6 +35,7 @@ from engine.rollout.backend import SamplingParams
 from engine.run.channel import ChannelServer
 from engine.run.control import Control
 from engine.run.events import RunFailed, RunFinished, RunStarted, RunState
+from engine.run.progress import ProgressFile
 from engine.run.reporting import close_reporters
 from engine.run.rundir import NullWriter, RunWriter, truncate_after
 from engine.training import checkpointing as ckpt
@@ -44,6 +45,7 @@ from engine.training.faults import PAUSE_AFTER_FAILURES, Faults  # noqa: F401
 from engine.training.forwards import Forwards
 from engine.training.geometry import RoundGeometry
 from engine.training.model_loading import save_final
+from engine.training.progress import StepProgress
 from engine.training.publisher import Publisher
 from engine.training.round import Rounds, sampling_params
 from engine.training.setup import Given, RunParts, setup
@@ -113,6 +115,7 @@ class Trainer:
         self.checkpointer: ckpt.Checkpointer | None = None
         self.steering: Steering | None = None
         self.reporter: StepReporter | None = None
+        self.progress: StepProgress | None = None
         self.stopwatch = Stopwatch()
 
     @classmethod
@@ -163,7 +166,13 @@ class Trainer:
             self.writer = RunWriter(self.run_dir, step=lambda: self.state.step)
             # first: events published by anyone (the loop, a signal handler) are on disk
             # before a viewer hears of them
-            unsubscribe = self.control.subscribe(self.writer, first=True)
+            unsubscribe_writer = self.control.subscribe(self.writer, first=True)
+            unsubscribe_progress = self.control.subscribe(ProgressFile(self.run_dir))
+
+            def unsubscribe() -> None:
+                unsubscribe_writer()
+                unsubscribe_progress()
+
             self.channel = ChannelServer(self.run_dir, self.control, lambda: {
                 "state": self.control.state.value, "step": self.state.step, "max_steps": self.cfg.max_steps})
             self.channel.start()
@@ -203,6 +212,7 @@ class Trainer:
                 break
             state.step += 1
             step, t0 = state.step, time.perf_counter()
+            self.progress.start_step(step)
             timings: dict[str, float] = {"time/generate": 0.0, "time/reward": 0.0}
             try:
                 # ---- Generate, Score, Advantages: a new round every steps_per_round × μ steps
@@ -220,6 +230,7 @@ class Trainer:
 
                 # ---- Report: metrics (held-out results when due), sampled groups, health alarms
                 self.reporter.report(step, batch, update, timings, time.perf_counter() - t0, new_round)
+                self.progress.end_step()
             except torch.OutOfMemoryError:
                 self.faults.out_of_memory(state, self.parts.optimizer)  # the step runs again once resumed
                 continue
@@ -237,10 +248,12 @@ class Trainer:
                                    self.reporters, self.control.subscribe)
         self.geometry = geometry = RoundGeometry.of(cfg, dist.world)
         self.faults = Faults(publisher)
+        self.progress = progress = StepProgress(publisher.publish, self._pending, lambda: self.cfg.max_steps)
         forwards = Forwards(cfg, dist, parts)
-        self.rounds = Rounds(cfg, dist, parts, forwards, geometry, self.faults, state)
-        self.updater = Updater(cfg, dist, parts, forwards, self.faults, publisher)
-        self.evaluator = Evaluator(cfg, dist, parts, self.rounds, forwards, publisher, enabled=self.evaluate)
+        self.rounds = Rounds(cfg, dist, parts, forwards, geometry, self.faults, state, progress)
+        self.updater = Updater(cfg, dist, parts, forwards, self.faults, publisher, progress)
+        self.evaluator = Evaluator(cfg, dist, parts, self.rounds, forwards, publisher, enabled=self.evaluate,
+                                   progress=progress)
         self.checkpointer = ckpt.Checkpointer(cfg, dist, parts, state, publisher, self.writer,
                                               keep_round=geometry.reuses_rounds)
         self.steering = Steering(cfg, self.control, dist, parts, state, publisher, self.checkpointer.save,
@@ -272,6 +285,11 @@ class Trainer:
         gc.freeze()
         self.stopwatch.restart(first_step=state.step)
         publisher.set_state(RunState.RUNNING)
+
+    def _pending(self) -> list[str]:
+        """Requests that wait for the step's end, as a viewer should hear of them."""
+        control = self.control
+        return [name for name, on in (("stop", control.stop_requested), ("pause", control.paused_requested)) if on]
 
     def _devices(self) -> str:
         """Where the run trains, as the dashboard's status line shows it: ``cuda:0``, or

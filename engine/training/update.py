@@ -12,6 +12,7 @@ import torch
 from engine.algo import grpo
 from engine.parallel.sharding import full_tensor, full_weights
 from engine.training.batch import Batch
+from engine.training.progress import NoProgress
 from engine.training.micro_batch import LossSetup, loss_with_signal, micro_batch_loss
 
 
@@ -28,8 +29,9 @@ class UpdateResult:
 class Updater:
     """Takes the optimizer steps of a run (``parts``: its :class:`~engine.training.setup.RunParts`)."""
 
-    def __init__(self, cfg, dist, parts, forwards, faults, publisher) -> None:
+    def __init__(self, cfg, dist, parts, forwards, faults, publisher, progress=None) -> None:
         self.cfg, self.dist, self.parts, self.faults, self.publisher = cfg, dist, parts, faults, publisher
+        self.progress = progress or NoProgress()
         self.loss_setup = LossSetup(cfg, forwards.training, parts.separate_engine, dist.world)
 
     def step(self, batch: Batch, part: slice, state) -> UpdateResult:
@@ -48,7 +50,10 @@ class Updater:
         num_items = (dist.sum(local_items) / dist.world).clamp(min=1.0)
         sums: dict[str, float] = {}
         total_loss, backward_ran = 0.0, False
+        self.progress.start("update", total=len(starts), unit="micro-batches",
+                            detail=f"{part.stop - part.start} completions, {micro} per micro-batch")
         for n, start in enumerate(starts):
+            self.progress.advance(n, f"micro-batch {n + 1} of {len(starts)}")
             sl = slice(start, min(start + micro, part.stop))
             with dist.no_sync(parts.train_model, last_micro_batch=n == len(starts) - 1):
                 loss, stats, logps, entropy = loss_with_signal(self.loss_setup, batch, sl, num_items)
