@@ -2,10 +2,13 @@
 dashboard, compared by the engine's own per-step times (setup and evaluation excluded).
 
     HF_HUB_OFFLINE=1 python -m grpo_tui.cli.dashboard_bench [--steps 60] [--size 200x60]
+    HF_HUB_OFFLINE=1 python -m grpo_tui.cli.dashboard_bench --keys-only --preset slow-llama-25m --steps 2
 
 The dashboard runs in Textual's headless driver at the given terminal size, which
 renders every frame as a real terminal would (only the final write is skipped).
-The target is at most 5% fewer completions per second than headless.
+The target is at most 5% fewer completions per second than headless. ``--keys-only`` skips
+the comparison and measures how late a key would be handled in every phase of the run,
+loading and the first step included (the target: under 100 ms at any step length).
 """
 
 from __future__ import annotations
@@ -46,8 +49,18 @@ def headless(preset: str, steps: int, out: Path) -> None:
     Trainer(load_preset(preset, overrides(steps, out)), control=Control()).start().join()
 
 
-async def dashboard(preset: str, steps: int, out: Path, size: tuple[int, int]) -> list[float]:
-    """Run under the dashboard; returns the UI loop's lag samples (how late a key would be handled)."""
+def phase_of(model) -> str:
+    """The state, or the phase of the step under way, as the header names it."""
+    if model is None:
+        return "launching"
+    current = model.current_progress()
+    return f"{model.state}/{current['phase']}" if current else model.state
+
+
+async def dashboard(preset: str, steps: int, out: Path, size: tuple[int, int],
+                    by_phase: dict[str, list[float]] | None = None) -> list[float]:
+    """Run under the dashboard; returns the UI loop's lag samples (how late a key would be
+    handled) while training. ``by_phase`` collects every sample, loading included, by phase."""
     app = GrpoApp(preset=preset, overrides=overrides(steps, out))
     lags: list[float] = []
     loop = asyncio.get_running_loop()
@@ -59,6 +72,8 @@ async def dashboard(preset: str, steps: int, out: Path, size: tuple[int, int]) -
         while True:  # 20 samples a second: enough for a p99, without the probe itself loading the UI thread
             t = loop.time()
             await asyncio.sleep(PROBE_S)
+            if by_phase is not None:
+                by_phase.setdefault(phase_of(app.live_model), []).append(loop.time() - t - PROBE_S)
             if app.live_model is not None and app.live_model.state == RunState.RUNNING:  # training, not loading
                 lags.append(loop.time() - t - PROBE_S)
 
@@ -79,8 +94,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--size", default="200x60")
     parser.add_argument("--repeat", type=int, default=4, help="alternating rounds (machine load drifts)")
+    parser.add_argument("--keys-only", action="store_true", help="only the UI loop's lag, by phase, in one run")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
+    if args.keys_only:
+        by_phase: dict[str, list[float]] = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            asyncio.run(dashboard(args.preset, args.steps, Path(tmp) / "run", size, by_phase))
+        print(f"preset {args.preset}, {args.steps} steps, dashboard at {size[0]}x{size[1]}: "
+              "UI loop lag (time a key waits) by phase")
+        for phase, values in by_phase.items():
+            values.sort()
+            print(f"  {phase:22} {len(values):5} samples  p50 {values[len(values) // 2] * 1000:5.0f} ms  "
+                  f"p99 {values[int(len(values) * 0.99)] * 1000:5.0f} ms  max {values[-1] * 1000:5.0f} ms")
+        return
     results: dict[str, list[float]] = {"headless": [], "dashboard": []}
     lags: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,6 +12,7 @@ import yaml
 
 from engine.run.events import RunState
 from engine.run.jsonl import JsonlTail
+from engine.run.progress import read_progress
 from engine.run.rundir import CONFIG, EVENTS, METRICS, SAMPLES, UNKNOWN
 
 from grpo_tui.model.run_model import RunModel
@@ -34,7 +35,9 @@ class RunFollower:
         if samples:
             samples = samples[-self.model.samples.maxlen :] if self.model.samples.maxlen else samples
         self.model.feed(metrics, samples, events)
-        return bool(metrics or samples or events)
+        before = self.model.version
+        self.model.set_progress(read_progress(self.root))
+        return bool(metrics or samples or events) or self.model.version != before
 
     def _read_config(self) -> None:
         path = self.root / CONFIG

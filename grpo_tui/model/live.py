@@ -8,6 +8,7 @@ what it shows when the run directory is opened later: the records are built by
 from __future__ import annotations
 
 from engine.run import records
+from engine.run.progress import Progress
 from engine.run.events import (
     Event, LogEvent, RunFailed, RunFinished, RunStarted, RunState, StateChanged, StepMetrics, StepSamples,
 )
@@ -30,6 +31,8 @@ def apply_event(model: RunModel, event: Event) -> None:
         )
     elif isinstance(event, StateChanged):
         model.add_event(records.from_state(event, model.step))
+    elif isinstance(event, Progress):
+        model.set_progress(event.record())
     elif isinstance(event, StepMetrics):
         model.add_metrics(records.from_metrics(event))
     elif isinstance(event, StepSamples):

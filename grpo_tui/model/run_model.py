@@ -114,6 +114,8 @@ class RunModel:
         self.events: deque[EventLine] = deque(maxlen=MAX_EVENTS)
         self.events_total = 0  # events ever added (the pane appends only the new ones)
         self.markers: list[Marker] = []
+        self.progress: dict[str, Any] | None = None  # the newest progress record: the running step's phase
+        self.requested: set[str] = set()  # requests this viewer made that wait for the step's end (pause, stop)
         self.read_only = False  # read back from a run directory, no engine attached
         self.version = 0  # bumped on every change: views redraw only when it moved
         self.chart_version = 0  # bumped when series or markers change: charts redraw only then
@@ -144,18 +146,39 @@ class RunModel:
         return max(0.0, (end or now) - self.started_at)
 
     def eta(self) -> float | None:
-        """Seconds left, from the mean time of the last steps."""
+        """Seconds left, from the mean time of the last steps (before a step has ended: the
+        engine's estimate from the first step's phase rates)."""
         if self.is_terminal or not self.total_steps:
             return None
         if self.metric("eta_s") is not None:
             return self.metric("eta_s")
         times = self.series.get("step_time")
         if not times or not times.values:
-            return None
+            current = self.current_progress()
+            estimate = current.get("eta_s") if current else None
+            return float(estimate) if isinstance(estimate, (int, float)) else None
         recent = [v for v in times.values[-10:] if math.isfinite(v)]
         if not recent:
             return None
         return max(0, self.total_steps - self.step) * (sum(recent) / len(recent))
+
+    def current_progress(self) -> dict[str, Any] | None:
+        """The progress record of the step under way (None between steps, or when the run is over)."""
+        p = self.progress
+        if p is None or self.is_terminal or not isinstance(p.get("step"), int):
+            return None
+        return p if p["step"] > self.step or p["step"] == self.step == 0 else None
+
+    def pending(self) -> list[str]:
+        """Requests waiting for the step's end: this viewer's, and those the engine reported."""
+        current = self.current_progress()
+        engine = current.get("pending", []) if current else []
+        return [r for r in ("stop", "pause") if r in self.requested or r in engine]
+
+    def set_progress(self, record: dict[str, Any] | None) -> None:
+        if record != self.progress:
+            self.progress = record
+            self.version += 1
 
     def completions_per_s(self) -> float | None:
         series = self.series.get("completions_per_s")
@@ -280,7 +303,10 @@ class RunModel:
             return
         self.state = state
         self.state_message = message
+        if state == RunState.PAUSED:
+            self.requested.discard("pause")
         if state in TERMINAL_STATES:
+            self.requested.clear()
             self.ended_at = t if t is not None else self.last_time
         self.version += 1
 

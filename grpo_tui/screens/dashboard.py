@@ -300,6 +300,8 @@ class DashboardScreen(Screen):
         if self.live is None:
             return
         self.live.control.pause()
+        self.model.requested.add("pause")  # the header says so until the pause takes effect
+        self.model.version += 1
         self.notify("Pausing at the next step boundary…", timeout=2)
         self.refresh_bindings()
 
@@ -307,6 +309,8 @@ class DashboardScreen(Screen):
         if self.live is None:
             return
         self.live.control.resume()
+        self.model.requested.discard("pause")
+        self.model.version += 1
         self.notify("Resuming…", timeout=2)
         self.refresh_bindings()
 
@@ -336,6 +340,8 @@ class DashboardScreen(Screen):
         def done(yes: bool | None) -> None:
             if yes and self.live is not None:
                 self.live.control.stop()
+                self.model.requested.add("stop")
+                self.model.version += 1
                 self.notify("Stopping: the final model is being saved…", timeout=3)
 
         self.app.push_screen(

@@ -14,6 +14,7 @@ from textual.widgets import Static
 from engine.run.events import RunState
 
 from grpo_tui.model.format import bar, format_duration
+from grpo_tui.model.phase import phase_view
 from grpo_tui.model.run_model import RunModel
 
 STATE_STYLE = {
@@ -46,7 +47,8 @@ class RunStatus(Static):
         self.model = model
         elapsed = model.elapsed(self.clock())
         where, share = self.system.pressure() if self.system is not None else (None, 0.0)
-        key = (model.version, None if elapsed is None else int(elapsed), self.size.width, where, round(share, 2))
+        key = (model.version, None if elapsed is None else int(elapsed), self.size.width, where, round(share, 2),
+               None if model.is_terminal else int(self.clock()))  # a live run's phase time ticks
         if key != self._key:
             self._key = key
             content = self.render_text(elapsed)
@@ -83,6 +85,31 @@ class RunStatus(Static):
             parts.append(("  " + text, style))
         return parts
 
+    def _phase_parts(self, width: int) -> list:
+        """The third line while the run is live: the phase of the step under way with its bar
+        and figures, what waits for the step's end, or what the run is doing instead."""
+        view = phase_view(self.model, self.clock())
+        if view is None:
+            return []
+        pct = f"{view.fraction * 100:.0f}%" if view.fraction is not None else ""
+        if view.waiting:
+            where = " ".join(p for p in (view.label, pct) if p)
+            head = [(f"{view.waiting} ", "bold $warning"), (f"({where})", "$warning")]
+        else:
+            head = [(view.label, "bold")]
+            if view.fraction is not None:
+                cells = max(0, min(20, width - 60))
+                if cells >= 5:
+                    head.append((" " + bar(view.fraction, 1.0, cells), "$accent"))
+                head.append(f" {pct}")
+        elapsed = format_duration(view.elapsed_s) if view.elapsed_s is not None else ""
+        tail = [t for t in (elapsed, view.counts, view.detail) if t]  # the time first: never cut
+        text = "  " + " · ".join(tail) if tail else ""
+        room = width - _length(head)
+        if len(text) > room:
+            text = text[: max(0, room - 1)] + "…" if room > 4 else ""
+        return [*head, (text, "$text-muted")]
+
     def render_text(self, elapsed: float | None) -> Content:
         m = self.model
         icon, colour = STATE_STYLE.get(m.state, ("?", "$text-muted"))
@@ -101,6 +128,10 @@ class RunStatus(Static):
             if _length(line) <= width:
                 break
         parts.extend(line)
+        phase = self._phase_parts(width)
+        if phase:
+            parts.append("\n")
+            parts.extend(phase)
         if m.state == RunState.FAILED and m.error:
             where = m.traceback_path or m.run_dir
             parts.append("\n")
