@@ -102,6 +102,7 @@ def gate(prompts, completions, **kwargs):
 '''
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_keys_are_answered_and_the_phase_shown_while_a_step_is_busy(tmp_path: Path) -> None:
     asyncio.run(_busy_step(tmp_path))

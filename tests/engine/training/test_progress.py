@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import doctest
 
+import pytest
+
 import engine.run.progress as progress_module
 from conftest import tiny_config, train
 from engine.run.progress import PHASES, Progress, read_progress
@@ -75,6 +77,7 @@ def test_fast_steps_skip_phase_events_and_carry_no_eta_once_a_step_is_timed():
     assert sent[-1].pending == ["pause"]
 
 
+@pytest.mark.slow
 def test_a_run_reports_each_phase_and_leaves_progress_json(tmp_path):
     cfg = tiny_config(tmp_path, "max_steps=2", "beta=0.04")
     trainer, events = train(cfg)
@@ -88,6 +91,7 @@ def test_a_run_reports_each_phase_and_leaves_progress_json(tmp_path):
     assert "progress" not in (trainer.run_dir / "events.jsonl").read_text()
 
 
+@pytest.mark.slow
 def test_generation_reports_positions_and_finished_rows():
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -106,3 +110,19 @@ def test_generation_reports_positions_and_finished_rows():
     assert positions == sorted(positions) and all(c[1] == 12 and c[4] == 4 for c in calls)
     assert all(0 <= c[3] <= 4 for c in calls)
     assert calls[-1][2] <= int(rollout.lengths.sum())  # tokens sampled so far never exceed the total
+
+
+@pytest.mark.slow
+def test_the_slow_preset_first_step_reports_every_phase_as_it_goes(tmp_path):
+    """A step of the slow preset takes seconds: progress must come during it, not after."""
+    from engine.config.presets import load_preset
+
+    cfg = load_preset("slow-llama-25m", [f"output_dir={tmp_path / 'run'}", "max_steps=1", "save_steps=0"])
+    _, events = train(cfg, evaluate=False)
+    progress = [e for e in events if isinstance(e, Progress) and e.step == 1]
+    by_phase = {phase: [e for e in progress if e.phase == phase] for phase in ("generate", "score", "update")}
+    assert all(by_phase.values()), {k: len(v) for k, v in by_phase.items()}
+    generating = by_phase["generate"]
+    assert len(generating) >= 3, "generation went by without progress"
+    assert generating[-1].done > generating[0].done and "tok/s" in generating[-1].detail
+    assert all(e.eta_s is not None for e in generating[1:]), "no ETA before the first step ended"
