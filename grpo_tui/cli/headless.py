@@ -14,6 +14,7 @@ import threading
 from engine.run.control import Control
 
 from engine.run.events import LogEvent, RunFailed, RunFinished, RunStarted, StepMetrics
+from engine.run.progress import PHASES, Progress
 from engine.training.trainer import Trainer
 
 from grpo_tui.model.format import bar, format_duration
@@ -38,7 +39,26 @@ def progress_line(step: int, total: int, m: dict) -> str:
     return " ".join(parts)
 
 
+PHASE_EVERY_S = 30.0  # a log (not a terminal) gets a phase line at most this often
+
+
+def phase_text(event: Progress, with_step: bool = True) -> str:
+    """``step 4 · generating 37% · token 380/1024 · 9/64 finished · 412 tok/s``"""
+    parts = [(f"step {event.step} · " if with_step else "") + PHASES.get(event.phase, event.phase)
+             + (f" {event.fraction:.0%}" if event.fraction is not None and event.total > 1 else "")]
+    if event.total > 1:
+        parts.append(f"token {event.done:.0f}/{event.total:.0f}" if event.unit == "tokens"
+                     else f"{event.done:.0f}/{event.total:.0f} {event.unit}")
+    if event.detail:
+        parts.append(event.detail)
+    return " · ".join(parts)
+
+
 class HeadlessPrinter:
+    """The run on stdout: a line per step (rewritten in place on a terminal), warnings and
+    checkpoints on lines of their own, and the step under way — on a terminal after the step
+    line as it changes, in a log every :data:`PHASE_EVERY_S` during a long step."""
+
     def __init__(self, out=sys.stdout) -> None:
         self.out = out
         self.tty = out.isatty()
@@ -46,6 +66,8 @@ class HeadlessPrinter:
         self.every = 1
         self.width = 0
         self.lock = threading.Lock()
+        self.step_line = ""
+        self.phase_logged_at = 0.0
 
     def __call__(self, event) -> None:
         with self.lock:
@@ -55,14 +77,32 @@ class HeadlessPrinter:
                 self._line(f"run {event.run_dir} · model {event.model} · {event.device} · {event.total_steps} steps")
             elif isinstance(event, StepMetrics):
                 line = progress_line(event.step, self.total, event.metrics)
+                self.step_line = (f"step {event.step}/{self.total} reward {event.metrics.get('reward', float('nan')):.3f} "
+                                  f"ETA {format_duration(event.metrics.get('eta_s'))}")
                 if self.tty:
-                    self.out.write("\r" + line.ljust(self.width))
-                    self.width = len(line)
-                    self.out.flush()
+                    self._rewrite(line)
                 elif event.step % self.every == 0 or event.step == self.total:
                     self._line(line)
+                self.phase_logged_at = event.time
+            elif isinstance(event, Progress) and event.step > 0:
+                if self.tty:
+                    self._rewrite(f"{self.step_line} │ {phase_text(event, with_step=False)}" if self.step_line
+                                  else phase_text(event))
+                elif event.time - max(self.phase_logged_at, event.step_started) >= PHASE_EVERY_S:
+                    self.phase_logged_at = event.time
+                    self._line("  " + phase_text(event))
             elif isinstance(event, LogEvent) and (event.level != "info" or event.category in ("eval", "checkpoint", "adjust")):
                 self._line(f"[{event.level}] {event.message}")
+
+    def _rewrite(self, line: str) -> None:
+        """The terminal's last line, replaced (cut to the terminal's width: a wrapped line
+        could not be rewritten)."""
+        import shutil
+
+        line = line[: max(20, shutil.get_terminal_size().columns - 1)]
+        self.out.write("\r" + line.ljust(self.width))
+        self.width = len(line)
+        self.out.flush()
 
     def note(self, text: str) -> None:
         """A line of its own, from any thread."""

@@ -33,3 +33,44 @@ def test_headless_line_uses_the_shared_duration_and_bar():
     assert line.startswith("step 12/24 " + "━" * 12 + "─" * 12 + "  50%")
     assert line.endswith("ETA 3:12")
     assert progress_line(0, 24, {}).endswith("ETA —")
+
+
+def _progress(step: int, at: float, started: float = 1000.0, **fields):
+    from engine.run.progress import Progress
+
+    return Progress(step=step, phase="generate", done=380, total=1024, unit="tokens", detail="412 tok/s",
+                    phase_started=started, step_started=started, time=at, **fields)
+
+
+def test_headless_log_gets_a_phase_line_only_during_long_steps():
+    import io
+
+    from engine.run.events import StepMetrics
+    from grpo_tui.cli.headless import PHASE_EVERY_S, HeadlessPrinter
+
+    out = io.StringIO()
+    printer = HeadlessPrinter(out)
+    printer(StepMetrics(step=1, metrics={"reward": 0.5}, time=1000.0))
+    for t in range(1, 100):  # a 100-second step, progress every second
+        printer(_progress(2, 1000.0 + t))
+    phase_lines = [line for line in out.getvalue().splitlines() if "generating" in line]
+    assert len(phase_lines) == int(99 // PHASE_EVERY_S)
+    assert phase_lines[0] == "  step 2 · generating 37% · token 380/1024 · 412 tok/s"
+
+
+def test_headless_terminal_shows_the_phase_after_the_step_line():
+    import io
+
+    from engine.run.events import StepMetrics
+    from grpo_tui.cli.headless import HeadlessPrinter
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Terminal()
+    printer = HeadlessPrinter(out)
+    printer(StepMetrics(step=1, metrics={"reward": 0.5}, time=1000.0))
+    printer(_progress(2, 1001.0))
+    last = out.getvalue().split("\r")[-1]
+    assert last.startswith("step 1/0 reward 0.500 ETA — │ generating 37% · token 380/1024")
