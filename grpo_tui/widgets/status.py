@@ -6,6 +6,7 @@ finished or read-only run shows the elapsed time recorded in its files instead.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 from textual.content import Content
@@ -71,11 +72,11 @@ class RunStatus(Static):
         if cps is not None:
             parts.append(f"  {cps:.0f}{'/s' if narrow else ' compl/s'}")
         reward = m.metric("reward")
-        if reward is not None:
-            parts.append(f"  {'R' if narrow else 'reward'} {reward:.3f}")
+        if reward is not None:  # NaN: the last step's reward functions failed
+            parts.append(f"  {'R' if narrow else 'reward'} {_num(reward, '.3f')}")
         acc = m.metric("eval/accuracy")
         if acc is not None:
-            parts.append(f"  {'eval' if narrow else 'eval acc'} {acc:.2f}")
+            parts.append(f"  {'eval' if narrow else 'eval acc'} {_num(acc, '.2f')}")
         if self.system is not None:
             from grpo_tui.widgets.system import status_segment
 
@@ -112,6 +113,11 @@ class RunStatus(Static):
             parts.append("\n")
             parts.append((summary_line(m.summary), "$success"))
         return Content.assemble(*parts)
+
+
+def _num(value: float, spec: str) -> str:
+    """``value`` formatted, or ``—`` when it is missing (NaN)."""
+    return format(value, spec) if math.isfinite(value) else "—"
 
 
 def _length(parts) -> int:
