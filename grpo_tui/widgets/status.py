@@ -137,4 +137,5 @@ def summary_line(summary: dict) -> str:
         parts.append(f"final model: {final}")
     if not parts:
         parts = [f"{k}: {v}" for k, v in list(summary.items())[:4] if not isinstance(v, (dict, list))]
-    return "finished — " + "; ".join(parts)
+    ended = "stopped after a fault" if summary.get("fault") else "finished"  # not a clean end
+    return f"{ended} — " + "; ".join(parts)
