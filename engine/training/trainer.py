@@ -287,6 +287,11 @@ class Trainer:
 
     def _finish(self) -> None:
         cfg, state, parts, publisher = self.cfg, self.state, self.parts, self.publisher
+        # on_fault="fail" and the fault came on the last step: no step boundary is left to end it at
+        fault = self.dist.broadcast(self.faults.fault if self.on_fault == "fail" else None)
+        if fault:
+            self.checkpointer.save("fault")
+            raise RunFault(fault)
         if state.step < cfg.max_steps and state.step > 0:  # stopped early: the last step had no eval
             self.evaluator(state.step, "at stop")  # before saving: merging a LoRA adapter changes the model
         publisher.set_state(RunState.STOPPING, "saving final model")
