@@ -44,8 +44,9 @@ async def _pause_fix_resume(tmp_path: Path) -> None:
         assert any(e.kind == "fault" and "reward function scorer failed on 3 steps" in e.message for e in model.events)
         rewards = model.series["reward"]
         assert all(math.isnan(v) for v in rewards.values)  # missing, not 0
-        header = str(app.screen.query_one("#status").render())
-        assert "reward —" in header or "R —" in header
+        status = app.screen.query_one("#status")  # redrawn on the dashboard's next tick
+        await wait_for(pilot, lambda: "reward —" in str(status.render()) or "R —" in str(status.render()),
+                       "the header to show the missing reward")
 
         plugin.write_text(FIXED)
         await pilot.press("R")  # reload on demand: applied while paused, at the step boundary
