@@ -203,7 +203,10 @@ def _model_init_kwargs(value: Any, values: dict, problems: list[str]) -> None:
 
 
 class TrainingFailed(RuntimeError):
-    """The run stopped with an error; the message is the run's, ``traceback_path`` its log."""
+    """The run stopped with an error, or on a fault (a reward function that keeps failing,
+    non-finite updates, out of memory: see ``on_fault``), or was stopped while a fault stood;
+    the message is the run's one line, ``traceback_path`` its log (None for a fault: the
+    message says it all, and the run is resumable from the checkpoint written at the fault)."""
 
     def __init__(self, message: str, run_dir: Path, traceback_path: Path | None = None) -> None:
         where = f" (traceback: {traceback_path})" if traceback_path else ""
@@ -225,7 +228,11 @@ class GRPOTrainer:
     Without ``eval_dataset`` nothing is evaluated (as in TRL).
     ``ref_model``: the frozen reference for the KL penalty when ``beta > 0`` (default: a copy
     of the starting policy). ``processing_class`` / ``tokenizer``: the tokenizer (default:
-    loaded from the model's folder or hub id).
+    loaded from the model's folder or hub id). ``on_fault``: what a fault that repeats
+    (``PAUSE_AFTER_FAILURES`` times in a row: a reward function failing, non-finite updates;
+    or out of memory) does: "fail" (default: checkpoint, then ``train()`` raises
+    :class:`TrainingFailed` naming the cause) or "pause" (wait for ``control.resume()``, which
+    reloads reward plugins from their files, as the dashboard does).
 
     Attributes: ``run_dir``, ``control``, ``model``, ``processing_class``, ``args``, ``summary``.
     """
@@ -242,7 +249,11 @@ class GRPOTrainer:
         tokenizer: Any = None,
         *,
         control: Control | None = None,
+        on_fault: str = "fail",
     ) -> None:
+        from engine.training.faults import check_fault_policy
+
+        check_fault_policy(on_fault)
         cfg = copy.deepcopy(args) if args is not None else GRPOConfig()
         if not isinstance(cfg, RunConfig):
             raise TypeError(f"args: expected GRPOConfig(...) (a RunConfig), got {type(cfg).__name__}")
@@ -275,7 +286,8 @@ class GRPOTrainer:
         from engine.training.trainer import Trainer  # torch: loaded when a trainer is made, not on import
 
         self._trainer = Trainer(cfg, control=self.control, evaluate=bool(eval_rows), model=self.model,
-                                tokenizer=tokenizer, reward_funcs=specs, data=data, ref_model=self._given_ref)
+                                tokenizer=tokenizer, reward_funcs=specs, data=data, ref_model=self._given_ref,
+                                on_fault=on_fault)
         self.run_dir: Path = self._trainer.run_dir
         self.summary: dict[str, Any] = {}
         self._thread: threading.Thread | None = None
@@ -302,7 +314,8 @@ class GRPOTrainer:
         """Train to the end and return the summary (steps, wall time, eval accuracy, final model path).
 
         Interrupting (Ctrl-C, the notebook's stop button) asks the run to stop at the next
-        step boundary; the final model is still saved. A failed run raises TrainingFailed.
+        step boundary; the final model is still saved. A failed run raises TrainingFailed, and
+        so does a fault (``on_fault="fail"``) or a stop while a fault stood.
         """
         thread = self.start()
         try:
@@ -325,9 +338,12 @@ class GRPOTrainer:
     def _result(self) -> dict[str, Any]:
         self.summary = dict(self._trainer.summary)
         error = self.summary.get("error")
+        fault = self.summary.get("fault")
+        if fault and not error:  # paused by a fault, then stopped: the run did not get where it was going
+            raise TrainingFailed(f"stopped after a fault: {fault}", self.run_dir)
         if error:
             log = self.run_dir / "error.log"
-            raise TrainingFailed(error, self.run_dir, log if log.exists() else None)
+            raise TrainingFailed(error, self.run_dir, log if log.exists() and not fault else None)
         return self.summary
 
 

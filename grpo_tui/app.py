@@ -59,10 +59,14 @@ class GrpoApp(App):
         presets_finder: Callable[[], list[Any]] | None = None,
         attach: str | None = None,
         resume: str | None = None,
+        on_fault: str = "pause",
     ) -> None:
         """``attach``: follow a run another process trains, with its controls; ``resume``:
-        continue an interrupted run in this process from its newest complete checkpoint."""
+        continue an interrupted run in this process from its newest complete checkpoint.
+        ``on_fault``: what a repeated fault does to a run trained here ("pause": someone is
+        watching; "fail")."""
         super().__init__()
+        self.on_fault = on_fault
         self.attach_dir = attach
         self.resume_dir = resume
         self.preset = preset
@@ -210,7 +214,7 @@ class GrpoApp(App):
             self.notify(str(err), title="Cannot start", severity="error", timeout=15)
             return False
         try:
-            live = LiveRun(cfg, self.post_message, resume_dir=resume_dir)
+            live = LiveRun(cfg, self.post_message, resume_dir=resume_dir, on_fault=self.on_fault)
             cfg = live.cfg
         except Exception as err:  # noqa: BLE001 - a clear message, never a traceback
             self.notify(f"{type(err).__name__}: {err}", title="Cannot start", severity="error", timeout=15)

@@ -19,6 +19,7 @@ COMMANDS = (
     ("checkpoint", "Checkpoint now", "Save a complete checkpoint at the next step boundary"),
     ("adjust", "Adjust hyperparameters…", "learning rate, beta, temperature, top_p, epsilon, lengths, reward weights"),
     ("stop", "Stop training…", "Stop and save the final model"),
+    ("reload_rewards", "Reload reward functions", "Import the reward plugins from their files again (after a fix)"),
     ("inspect", "Inspect groups", "Browse any past step's groups token by token"),
     ("reward_bench", "Reward test bench", "Score a prompt and completion with every reward function"),
     ("smooth", "Toggle EMA smoothing", "Smooth the chart lines"),

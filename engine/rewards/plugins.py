@@ -4,6 +4,10 @@ Splitting a spec, importing the module or loading the file (once per file versio
 its folder on ``sys.path`` while it loads), finding the function and checking that it takes
 ``**kwargs``. Every failure is a :class:`RewardSpecError` with a one-line message, never a
 traceback.
+
+A module, once imported, is cached (``sys.modules``, and :data:`_FILE_MODULES` for files),
+so a running process keeps calling the code it first loaded. :func:`reload_plugin` runs a
+plugin's file or module afresh: how a fixed plugin takes effect in a run that paused on it.
 """
 
 from __future__ import annotations
@@ -37,12 +41,15 @@ def _is_file_target(target: str) -> bool:
     return target.endswith(".py") or "/" in target or "\\" in target
 
 
-def _load_file(path: Path, spec: str) -> ModuleType:
+def _load_file(path: Path, spec: str, fresh: bool = False) -> ModuleType:
+    """The module of ``path``, executed once per file version; ``fresh``: executed again even
+    when the file looks unchanged (an edit within the file system's time resolution that
+    kept the size)."""
     if not path.is_file():
         raise RewardSpecError(f"reward plugin '{spec}': file not found: {path}", spec)
     stat = path.stat()
     key = (str(path), stat.st_mtime_ns, stat.st_size)
-    if key in _FILE_MODULES:
+    if key in _FILE_MODULES and not fresh:
         return _FILE_MODULES[key]
     module_name = f"_grpo_reward_plugin_{abs(hash(key[0])):x}_{path.stem}"
     loader_spec = importlib.util.spec_from_file_location(module_name, path)
@@ -73,19 +80,23 @@ def _load_file(path: Path, spec: str) -> ModuleType:
     finally:
         if added and folder in sys.path:
             sys.path.remove(folder)
+    for old in [k for k in _FILE_MODULES if k[0] == key[0]]:  # earlier versions of this file
+        del _FILE_MODULES[old]
     _FILE_MODULES[key] = module
     return module
 
 
-def _import_module(target: str, spec: str) -> ModuleType:
+def _import_module(target: str, spec: str, fresh: bool = False) -> ModuleType:
     try:
+        if fresh and target in sys.modules:
+            return importlib.reload(sys.modules[target])
         return importlib.import_module(target)
     except ModuleNotFoundError as exc:
         # "my_rewards:acc" with my_rewards.py in the working directory: console scripts do
         # not put the cwd on sys.path, so look for the file there before giving up.
         local = Path.cwd() / (target.replace(".", os.sep) + ".py")
         if exc.name == target.split(".")[0] and local.is_file():
-            return _load_file(local, spec)
+            return _load_file(local, spec, fresh)
         message = _format_exception(exc, where=False)
     except SyntaxError as exc:
         where = os.path.basename(exc.filename or target)
@@ -109,16 +120,20 @@ def _defined_functions(module: ModuleType) -> list[str]:
     ]
 
 
-def _resolve_plugin(spec: str) -> Callable:
+def _plugin_path(target: str) -> Path:
+    path = Path(target).expanduser()
+    return path if path.is_absolute() else Path.cwd() / path
+
+
+def _resolve_plugin(spec: str, fresh: bool = False) -> Callable:
+    """The callable ``spec`` names; ``fresh``: its file or module executed again first."""
     target, attr = _split_spec(spec)
     if _is_file_target(target):
-        path = Path(target).expanduser()
-        if not path.is_absolute():
-            path = Path.cwd() / path
-        module = _load_file(path, spec)
+        path = _plugin_path(target)
+        module = _load_file(path, spec, fresh)
         where = path.name
     else:
-        module = _import_module(target, spec)
+        module = _import_module(target, spec, fresh)
         where = f"module '{target}'"
     obj: Any = module
     for part in attr.split("."):
@@ -151,3 +166,29 @@ def _check_signature(fn: Callable, attr: str, spec: str) -> None:
             spec,
         )
 
+
+
+def is_plugin_spec(spec: object) -> bool:
+    """A ``module:function`` or ``path/file.py:function`` spec (what :func:`reload_plugin` can
+    reload), as opposed to a built-in name, a ``model:`` spec or a callable's label."""
+    return isinstance(spec, str) and ":" in spec and not spec.strip().startswith("model:")
+
+
+def plugin_source(spec: str) -> str:
+    """Where a plugin's code comes from, as a user names it: the file, or the module's file."""
+    target, _ = _split_spec(spec)
+    if _is_file_target(target):
+        return str(_plugin_path(target))
+    module = sys.modules.get(target)
+    return getattr(module, "__file__", None) or target
+
+
+def reload_plugin(spec: str, done: set[str] | None = None) -> Callable:
+    """The callable ``spec`` names, with its file or module executed afresh (once per target
+    across calls sharing ``done``, so two functions of one file see one execution). Raises
+    :class:`RewardSpecError` when the new code does not load or lacks the function."""
+    target, _ = _split_spec(spec)
+    fresh = done is None or target not in done
+    if done is not None:
+        done.add(target)
+    return _resolve_plugin(spec, fresh=fresh)

@@ -64,7 +64,7 @@ from engine.rewards.reward_models import (
     is_reward_model_spec,
     reward_model_name,
 )
-from engine.rewards.plugins import _resolve_plugin
+from engine.rewards.plugins import _resolve_plugin, is_plugin_spec, plugin_source, reload_plugin
 
 __all__ = [
     "DEFAULT_FORMAT_PATTERN",
@@ -82,6 +82,7 @@ __all__ = [
     "completion_text",
     "describe",
     "is_reward_model_spec",
+    "reload_reward_funcs",
     "reward_model_name",
     "score",
 ]
@@ -156,8 +157,9 @@ def check_reward_spec(spec: str) -> str | None:
     return None
 
 
-def _resolve_spec(spec: str) -> Callable | None:
-    """The plugin callable for ``spec``, or None for a built-in name or a reward model."""
+def _resolve_spec(spec: str, fresh: bool = False) -> Callable | None:
+    """The plugin callable for ``spec``, or None for a built-in name or a reward model;
+    ``fresh``: a plugin's file or module executed again (see :func:`reload_plugin`)."""
     if not isinstance(spec, str) or not spec.strip():
         raise RewardSpecError(f"reward function spec must be a non-empty string, got {spec!r}")
     spec = spec.strip()
@@ -168,7 +170,7 @@ def _resolve_spec(spec: str) -> Callable | None:
         return None
     if ":" not in spec:
         raise RewardSpecError(_unknown_name_message(spec), spec)
-    return _resolve_plugin(spec)
+    return _resolve_plugin(spec, fresh)
 
 
 # --------------------------------------------------------------------------- build & score
@@ -181,6 +183,7 @@ def build_reward_funcs(
     reward_kwargs: dict[str, dict] | None = None,
     max_completion_length: int | None = None,
     device: str | torch.device = "cpu",
+    reload: bool = False,
 ) -> list[RewardFunction]:
     """Resolve ``reward_funcs`` into callables, once, before training starts.
 
@@ -189,6 +192,8 @@ def build_reward_funcs(
     ``task``: a built-in task object (has ``verify``); ``accuracy`` then uses its verifier.
     ``reward_kwargs``: options by function name, e.g. {"format": {"pattern": "..."}} or
     {"my-rm": {"batch_size": 8}}.
+    ``reload``: plugins are executed from their files again rather than taken from this
+    process's module cache (a run resumed in the process that ran it, after a fix).
     Raises RewardSpecError for a spec that does not resolve, ValueError for bad options.
     """
     if not specs:
@@ -203,12 +208,15 @@ def build_reward_funcs(
 
     funcs: list[RewardFunction] = []
     taken: set[str] = set()
+    reloaded: set[str] = set()
     for spec in specs:
         if callable(spec):
             fn, label = spec, getattr(spec, "__name__", type(spec).__name__)
             spec_text = label
         else:
             spec_text = spec.strip() if isinstance(spec, str) else spec
+            if reload and is_plugin_spec(spec_text):
+                reload_plugin(spec_text, reloaded)
             plugin = _resolve_spec(spec_text)
             if is_reward_model_spec(spec_text):
                 label = reward_model_name(spec_text)
@@ -226,6 +234,27 @@ def build_reward_funcs(
         taken.add(name)
         funcs.append(RewardFunction(name=name, fn=fn, spec=spec_text))
     return funcs
+
+
+def reload_reward_funcs(funcs: Sequence[RewardFunction]) -> tuple[list[RewardFunction], list[str]]:
+    """The same reward functions with every plugin (``module:function``,
+    ``path/file.py:function``) executed afresh from its file, and the files reloaded.
+
+    Built-ins, reward models and callables handed in are kept as they are. All or nothing:
+    a plugin that no longer loads raises :class:`RewardSpecError` and nothing is replaced,
+    so a half-fixed file never leaves a run with a mix of old and new code."""
+    reloaded: set[str] = set()
+    new: list[RewardFunction] = []
+    sources: list[str] = []
+    for func in funcs:
+        if not is_plugin_spec(func.spec):
+            new.append(func)
+            continue
+        new.append(RewardFunction(name=func.name, fn=reload_plugin(func.spec, reloaded), spec=func.spec))
+        source = plugin_source(func.spec)
+        if source not in sources:
+            sources.append(source)
+    return new, sources
 
 
 def score(

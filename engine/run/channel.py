@@ -38,7 +38,7 @@ STALE_BEATS = 5
 STALE_S = STALE_BEATS * HEARTBEAT_S
 """From another host, a heartbeat this old (five missed beats) means the process is gone."""
 POLL_S = 0.2
-COMMAND_NAMES = ("pause", "resume", "stop", "checkpoint", "adjust")
+COMMAND_NAMES = ("pause", "resume", "stop", "checkpoint", "adjust", "reload_rewards")
 
 CRASHED = "crashed"
 """The state :func:`run_state` gives a run whose process died. Not a :class:`RunState`: no
@@ -46,7 +46,8 @@ process reports it, a reader infers it from the heartbeat (a gone pid, or a stal
 
 
 def send_command(run_dir: str | os.PathLike, command: str, **args: Any) -> Path:
-    """Queue a command for the process training ``run_dir`` (pause, resume, stop, checkpoint, adjust)."""
+    """Queue a command for the process training ``run_dir`` (pause, resume, stop, checkpoint, adjust,
+    reload_rewards)."""
     if command not in COMMAND_NAMES:
         raise ValueError(f"unknown command {command!r}; known: {', '.join(COMMAND_NAMES)}")
     folder = Path(run_dir) / COMMANDS
@@ -66,6 +67,8 @@ def apply_command(control: Control, record: dict) -> None:
         control.stop()
     elif command == "checkpoint":
         control.checkpoint()
+    elif command == "reload_rewards":
+        control.reload_rewards()
     elif command == "adjust" and isinstance(args, dict):
         control.adjust(**args)
 

@@ -1,6 +1,6 @@
 """The thread-safe bridge between a running trainer and whoever watches it.
 
-Commands go in (pause, resume, stop, checkpoint, adjust) from any thread; the trainer
+Commands go in (pause, resume, stop, checkpoint, adjust, reload_rewards) from any thread; the trainer
 applies them at the next step boundary, which is the only point where changing the
 optimizer or the sampling parameters is safe. Events come out: the trainer publishes
 them and every subscriber's callback is called on the engine thread, so callbacks must
@@ -24,6 +24,8 @@ class _Pending:
     checkpoint: bool = False
     stop: bool = False
     handover: bool = False
+    reload_rewards: bool = False
+    fail: str | None = None  # a fault ends the run: the one line that says why
     adjustments: dict[str, Any] = field(default_factory=dict)
 
 
@@ -66,6 +68,26 @@ class Control:
             self._pending.stop = True
         self._resume.set()
         self._wake.set()
+
+    def reload_rewards(self) -> None:
+        """Re-import the reward plugins from their files at the next step boundary (a fixed
+        plugin takes effect without restarting the run)."""
+        with self._lock:
+            self._pending.reload_rewards = True
+        self._wake.set()
+
+    def fail(self, reason: str) -> None:
+        """End the run at the next step boundary as failed, with a checkpoint, for ``reason``
+        (one line): what a fault does when nobody is there to fix it and resume."""
+        with self._lock:
+            self._pending.fail = reason
+        self._resume.set()
+        self._wake.set()
+
+    @property
+    def fail_requested(self) -> str | None:
+        with self._lock:
+            return self._pending.fail
 
     @property
     def handover_requested(self) -> bool:
@@ -127,6 +149,11 @@ class Control:
     def take_checkpoint_request(self) -> bool:
         with self._lock:
             wanted, self._pending.checkpoint = self._pending.checkpoint, False
+            return wanted
+
+    def take_reload_request(self) -> bool:
+        with self._lock:
+            wanted, self._pending.reload_rewards = self._pending.reload_rewards, False
             return wanted
 
     def take_adjustments(self) -> dict[str, Any]:

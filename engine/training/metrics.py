@@ -12,9 +12,9 @@ def nanmean(x: torch.Tensor) -> float:
 
 
 def nanstd(x: torch.Tensor) -> float:
-    """Bessel-corrected std over the non-NaN entries; 0 with fewer than two."""
+    """Bessel-corrected std over the non-NaN entries; 0 with one, NaN with none (missing)."""
     v = x[~torch.isnan(x)]
-    return float(v.std()) if v.numel() > 1 else 0.0
+    return float(v.std()) if v.numel() > 1 else (0.0 if v.numel() else float("nan"))
 
 
 def reward_metrics(rewards_total: torch.Tensor, rewards_per_func: torch.Tensor, names: list[str]) -> dict[str, float]:

@@ -17,6 +17,9 @@ def sample_groups(batch, tokenizer, reward_names: list[str], num_generations: in
 
     Each completion carries its tokens (as text pieces), the policy's log-prob of each token
     and the entropy at each position, so the inspector can colour them without the model.
+    A completion that no reward function scored (they failed, or gave None) has ``reward``
+    null, not the 0.0 its advantage was computed from; a group with none scored has a null
+    mean and std.
     """
     rollout = batch.rollout
     n_groups = min(max_groups, rollout.completion_ids.size(0) // num_generations)
@@ -28,12 +31,13 @@ def sample_groups(batch, tokenizer, reward_names: list[str], num_generations: in
         rows = range(g * num_generations, (g + 1) * num_generations)
         first = batch.rows[rows[0]]
         completions = []
+        scored = [i for i in rows if not bool(torch.isnan(batch.rewards_per_func[i]).all())]
         for i in rows:
             n = int(lengths[i])
             ids = ids_all[i][:n]
             completions.append({
                 "text": batch.completions[i],
-                "reward": _num(float(batch.rewards_total[i])),
+                "reward": _num(float(batch.rewards_total[i])) if i in scored else None,
                 "rewards": {name: _num(float(batch.rewards_per_func[i, j])) for j, name in enumerate(names)},
                 "advantage": _num(float(batch.advantages[i])),
                 "length": n,
@@ -46,8 +50,8 @@ def sample_groups(batch, tokenizer, reward_names: list[str], num_generations: in
         group = {
             "prompt": first["prompt"] if isinstance(first["prompt"], str) else first["prompt"][-1].get("content", ""),
             "completions": completions,
-            "reward_mean": _num(float(rewards.mean())),
-            "reward_std": _num(float(rewards.std())) if rewards.numel() > 1 else 0.0,
+            "reward_mean": _num(float(rewards.mean())) if scored else None,
+            "reward_std": (_num(float(rewards.std())) if rewards.numel() > 1 else 0.0) if scored else None,
         }
         if "answer" in first:
             group["answer"] = str(first["answer"])

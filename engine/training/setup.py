@@ -124,6 +124,7 @@ def setup(cfg: RunConfig, given: Given, dist, run_dir: Path, resume_from: Path |
     reward_funcs = [] if ranked else build_reward_funcs(
         given.reward_funcs or cfg.reward_funcs, task=data.task, reward_kwargs=cfg.reward_kwargs,
         max_completion_length=cfg.max_completion_length, device=device,
+        reload=resume_from is not None,  # a fixed plugin takes effect in the process that ran it
     )
     reward_names = ["rank_score"] if ranked else [f.name for f in reward_funcs]
     if dist.is_main:

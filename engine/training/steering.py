@@ -1,4 +1,5 @@
-"""Steering a run while it trains: pause, stop, hand over, checkpoint now, adjust.
+"""Steering a run while it trains: pause, stop, hand over, checkpoint now, adjust, reload
+the reward plugins, and end a run a fault failed.
 
 Requests arrive on the Control from any thread (the dashboard, another process through the
 command channel) and are taken here only between two steps, the one point where changing
@@ -19,6 +20,7 @@ from engine.config.checks import validate_adjustment
 from engine.config.schema import ConfigError
 from engine.run.events import RunState
 from engine.run.reporting import take_errors
+from engine.training.faults import REWARD, RunFault, reload_rewards
 
 
 @dataclass
@@ -30,6 +32,8 @@ class Requests:
     stop: bool = False  # stop after this step (and save the final model, unless handing over)
     handover: bool = False  # stop at a checkpoint, without a final model: another process resumes
     pause: bool = False  # wait here until resumed (never together with stop)
+    reload_rewards: bool = False  # re-import the reward plugins from their files
+    fail: str | None = None  # a fault ends the run (on_fault="fail"): checkpoint, then fail with this line
     checkpointed: bool = False  # the checkpoint asked for was written
 
 
@@ -39,12 +43,15 @@ class Steering:
     ``parts``: the run's :class:`~engine.training.setup.RunParts` (what adjustments change);
     ``state``: its :class:`~engine.training.checkpointing.TrainState` (the step, the record
     of adjustments); ``checkpoint(reason)`` saves one; ``stopwatch`` leaves paused time out
-    of the ETA; ``reporters``: integrations whose failures are reported here."""
+    of the ETA; ``reporters``: integrations whose failures are reported here; ``faults``: the
+    run's :class:`~engine.training.faults.Faults` (resuming after a reward fault reloads the
+    reward plugins)."""
 
     def __init__(self, cfg, control, dist, parts, state, publisher, checkpoint: Callable[[str], Any],
-                 stopwatch, reporters: list) -> None:
+                 stopwatch, reporters: list, faults=None) -> None:
         self.cfg, self.control, self.dist, self.parts, self.state = cfg, control, dist, parts, state
         self.publisher, self.checkpoint, self.stopwatch, self.reporters = publisher, checkpoint, stopwatch, reporters
+        self.faults = faults
         self.requests = Requests()  # the requests taken at the last step boundary
 
     def between_steps(self) -> Requests:
@@ -53,6 +60,10 @@ class Steering:
         for message in take_errors(self.reporters):
             self.publisher.log("warning", "report", message, step=self.state.step)
         requests = self._take()
+        if requests.fail is not None:
+            if self.state.step > 0:  # resumable from the last step done
+                self.checkpoint("fault")
+            raise RunFault(requests.fail)
         if not requests.pause:
             return requests
         self.publisher.set_state(RunState.PAUSED, f"paused at step {self.state.step}")
@@ -64,6 +75,8 @@ class Steering:
             if requests.checkpointed:
                 self.publisher.set_state(RunState.PAUSED, f"paused at step {self.state.step}")
         self.stopwatch.exclude(time.perf_counter() - paused_at)  # ETA ignores paused time
+        if not requests.stop and self.faults is not None and self.faults.fault_kind == REWARD:
+            reload_rewards(self.parts, self.publisher, self.state.step)  # the user fixed the plugin file
         if not requests.stop:
             self.publisher.set_state(RunState.RUNNING, f"resumed at step {self.state.step}")
         return requests
@@ -74,10 +87,13 @@ class Steering:
         requests = None
         if self.dist.is_main:
             requests = Requests(adjust=control.take_adjustments(), checkpoint=control.take_checkpoint_request(),
-                                stop=control.stop_requested, handover=control.handover_requested)
-            requests.pause = control.paused_requested and not requests.stop
+                                stop=control.stop_requested, handover=control.handover_requested,
+                                reload_rewards=control.take_reload_request(), fail=control.fail_requested)
+            requests.pause = control.paused_requested and not requests.stop and requests.fail is None
         self.requests = requests = self.dist.broadcast(requests)
         self.adjust(requests.adjust)
+        if requests.reload_rewards:
+            reload_rewards(self.parts, self.publisher, self.state.step)
         requests.checkpointed = requests.checkpoint and self.checkpoint("requested") is not None
         return requests
 

@@ -1,9 +1,16 @@
 """What a step reports: its metrics (with held-out results when an evaluation is due), the
-sampled groups of a new round, and the health alarms its metrics set off."""
+sampled groups of a new round, and the health alarms its metrics set off.
+
+Rewards that failed are missing, not zero: a batch that no reward function scored reports
+``reward`` (and its spread) as NaN, written as null, and its steps set off no health alarm
+(an alarm about the task's difficulty would blame the task for a broken reward function)."""
 
 from __future__ import annotations
 
+import math
 import time
+
+import torch
 
 from engine.run.events import StepMetrics, StepSamples
 from engine.training.batch import Batch
@@ -37,16 +44,20 @@ class StepReporter:
     :class:`~engine.training.setup.RunParts`; ``evaluate``: its
     :class:`~engine.training.evaluation.Evaluator`)."""
 
-    def __init__(self, cfg, dist, parts, state, evaluate, publisher, stopwatch: Stopwatch) -> None:
+    def __init__(self, cfg, dist, parts, state, evaluate, publisher, stopwatch: Stopwatch, faults=None) -> None:
         self.cfg, self.dist, self.parts, self.state = cfg, dist, parts, state
         self.evaluate, self.publisher, self.stopwatch = evaluate, publisher, stopwatch
         self.health = HealthMonitor()
+        self.faults = faults  # engine.training.faults.Faults: which steps' rewards failed
+        self.round_rewards_failed = False  # a reward function failed on the round these steps train on
 
     def report(self, step: int, batch: Batch, update: UpdateResult, timings: dict[str, float], step_time: float,
                new_round: bool) -> dict[str, float]:
         """Publish step ``step``'s metrics (evaluating first when due: every ``eval_steps``
         and at the last step), a new round's sampled groups, and any alarms; returns the metrics."""
         cfg = self.cfg
+        if new_round:
+            self.round_rewards_failed = self.faults is not None and self.faults.reward_failed_step == step
         metrics = self.dist.reduce_metrics(self.metrics(batch, update, timings, step_time))
         if step == cfg.max_steps or (cfg.eval_steps and step % cfg.eval_steps == 0):
             t_eval = time.perf_counter()
@@ -61,6 +72,8 @@ class StepReporter:
                 batch.token_logps, batch.token_entropy,
             )
             self.publisher.publish(StepSamples(step=step, groups=groups))
+        if self.round_rewards_failed:
+            return metrics  # the health of a run whose rewards failed says nothing about the task
         for alarm in self.health.observe(step, metrics):
             self.publisher.log("warning", "health", alarm.message, step=step,
                                data={"alarm": alarm.name, "suggestion": alarm.suggestion})
@@ -70,7 +83,7 @@ class StepReporter:
         """This process's metrics of a step, with TRL's names."""
         cfg, state = self.cfg, self.state
         elapsed = self.stopwatch.elapsed()
-        return {
+        metrics = {
             **reward_metrics(batch.rewards_total, batch.rewards_per_func, self.parts.reward_names),
             **batch.stats,
             **update.stats,
@@ -89,3 +102,9 @@ class StepReporter:
             "elapsed_s": elapsed,
             "eta_s": elapsed / max(state.step - self.stopwatch.first_step, 1) * (cfg.max_steps - state.step),
         }
+        per_func = batch.rewards_per_func
+        if per_func.numel() and bool(torch.isnan(per_func).all()):
+            # No function gave a value (they failed): the totals are nansum's zeros, not rewards.
+            for name in ("reward", "reward_std", "frac_reward_zero_std"):
+                metrics[name] = math.nan
+        return metrics

@@ -41,7 +41,7 @@ from engine.run.rundir import NullWriter, RunWriter, truncate_after
 from engine.training import checkpointing as ckpt
 from engine.training.checkpointing import CheckpointRefused, NoCheckpoint, TrainState  # noqa: F401
 from engine.training.evaluation import Evaluator
-from engine.training.faults import PAUSE_AFTER_FAILURES, Faults  # noqa: F401
+from engine.training.faults import PAUSE_AFTER_FAILURES, Faults, RunFault, check_fault_policy  # noqa: F401
 from engine.training.forwards import Forwards
 from engine.training.geometry import RoundGeometry
 from engine.training.model_loading import save_final
@@ -82,12 +82,16 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, control: Control | None = None, run_dir: str | Path | None = None,
                  evaluate: bool = True, *, model=None, tokenizer=None, reward_funcs: list | None = None,
-                 data: PromptData | None = None, ref_model=None, rollout_backend=None) -> None:
+                 data: PromptData | None = None, ref_model=None, rollout_backend=None,
+                 on_fault: str = "pause") -> None:
         """``model``, ``tokenizer``, ``reward_funcs`` (callables or specs) and ``data`` replace
         what the config would load — the Python API passes objects a notebook already holds.
         ``rollout_backend(model, pad_id, eos_ids)`` makes the generation backend (default: the
-        transformers one; see engine.rollout.backend for the interface)."""
+        transformers one; see engine.rollout.backend for the interface). ``on_fault``: what a
+        repeated fault does — "pause" (someone watches and resumes) or "fail" (checkpoint and
+        end as failed: headless, the Python API); see :mod:`engine.training.faults`."""
         self.cfg = cfg
+        self.on_fault = check_fault_policy(on_fault)
         self.evaluate = evaluate
         self._given = Given(model=model, tokenizer=tokenizer, reward_funcs=reward_funcs, data=data,
                             ref_model=ref_model, rollout_backend=rollout_backend)
@@ -247,7 +251,7 @@ class Trainer:
         self.parts = parts = setup(cfg, self._given, dist, self.run_dir, self.resume_from, state,
                                    self.reporters, self.control.subscribe)
         self.geometry = geometry = RoundGeometry.of(cfg, dist.world)
-        self.faults = Faults(publisher)
+        self.faults = Faults(publisher, self.on_fault)
         self.progress = progress = StepProgress(publisher.publish, self._pending, lambda: self.cfg.max_steps)
         forwards = Forwards(cfg, dist, parts)
         self.rounds = Rounds(cfg, dist, parts, forwards, geometry, self.faults, state, progress)
@@ -257,8 +261,9 @@ class Trainer:
         self.checkpointer = ckpt.Checkpointer(cfg, dist, parts, state, publisher, self.writer,
                                               keep_round=geometry.reuses_rounds)
         self.steering = Steering(cfg, self.control, dist, parts, state, publisher, self.checkpointer.save,
-                                 self.stopwatch, self.reporters)
-        self.reporter = StepReporter(cfg, dist, parts, state, self.evaluator, publisher, self.stopwatch)
+                                 self.stopwatch, self.reporters, faults=self.faults)
+        self.reporter = StepReporter(cfg, dist, parts, state, self.evaluator, publisher, self.stopwatch,
+                                     faults=self.faults)
         if self.resume_from is not None:
             ckpt.restore(self._saved or ckpt.read_checkpoint(self.resume_from), parts, state, dist)
             self._saved = None
@@ -300,6 +305,11 @@ class Trainer:
 
     def _finish(self) -> None:
         cfg, state, parts, publisher = self.cfg, self.state, self.parts, self.publisher
+        # on_fault="fail" and the fault came on the last step: no step boundary is left to end it at
+        fault = self.dist.broadcast(self.faults.fault if self.on_fault == "fail" else None)
+        if fault:
+            self.checkpointer.save("fault")
+            raise RunFault(fault)
         if state.step < cfg.max_steps and state.step > 0:  # stopped early: the last step had no eval
             self.evaluator(state.step, "at stop")  # before saving: merging a LoRA adapter changes the model
         publisher.set_state(RunState.STOPPING, "saving final model")
@@ -321,6 +331,8 @@ class Trainer:
         # Stopped before max_steps (stop, SIGTERM): the events say so, and that the run resumes
         # from the checkpoint the loop wrote at the stop.
         ended = "finished" if state.step >= cfg.max_steps else "stopped"
+        if ended == "stopped" and self.faults.fault:  # paused by a fault, then stopped: not a clean end
+            ended, self.summary["fault"] = "stopped after a fault", self.faults.fault
         where = f"at step {state.step}" + ("" if ended == "finished" else f" of {cfg.max_steps}")
         publisher.log("info", "summary", f"run {ended} {where}", step=state.step, data=self.summary)
         publisher.set_state(RunState.FINISHED, f"{ended} {where}")
@@ -335,13 +347,19 @@ class Trainer:
         self.publisher.set_state(RunState.STOPPING, "handed over to a background process")
 
     def _fail(self, exc: Exception) -> None:
-        tb_path = self.run_dir / ("error.log" if self.dist is None or self.dist.is_main else f"error-rank{self.dist.rank}.log")
+        # A fault under on_fault="fail" is one line that says it all; no traceback to keep.
+        fault = isinstance(exc, RunFault)
+        tb_path = None if fault else self.run_dir / (
+            "error.log" if self.dist is None or self.dist.is_main else f"error-rank{self.dist.rank}.log")
         try:
-            tb_path.write_text(traceback.format_exc(), encoding="utf-8")
+            if tb_path is not None:
+                tb_path.write_text(traceback.format_exc(), encoding="utf-8")
         except OSError:
             tb_path = None
-        message = f"{type(exc).__name__}: {exc}"
+        message = str(exc) if fault else f"{type(exc).__name__}: {exc}"
         self.summary = {"error": message, "steps": self.state.step, "run_dir": str(self.run_dir)}
+        if fault:
+            self.summary["fault"] = message
         try:
             self.publisher.log("error", "error", message, step=self.state.step,
                                data={"traceback": str(tb_path) if tb_path else None})

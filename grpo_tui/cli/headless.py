@@ -2,10 +2,16 @@
 
 Ctrl-C (SIGINT) or SIGTERM stops at the next step boundary with a checkpoint and the final
 model, and a second one abandons the run (see :mod:`grpo_tui.model.signals`); SIGHUP moves
-the output to the run's console.log and training goes on."""
+the output to the run's console.log and training goes on.
+
+Nobody is there to fix a fault and resume, so a fault that would pause the dashboard ends a
+headless run by default (``on_fault="fail"``: checkpoint, one line naming the cause, exit
+1). A background run (``--detach``) pauses instead, waiting for ``grpo-tui attach`` or
+``grpo-tui send``; a run stopped while a fault stands exits 1 too, never as finished."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
@@ -28,9 +34,9 @@ def progress_line(step: int, total: int, m: dict) -> str:
     """``step 12/300 ━━━───── 4% reward 0.41 acc 0.39 kl 0.0021 1.3 step/s ETA 3:12``"""
     frac = step / max(total, 1)
     parts = [f"step {step}/{total}", bar(step, max(total, 1), BAR, glyphs="━─"), f"{frac:4.0%}",
-             f"reward {m.get('reward', float('nan')):.3f}"]
+             f"reward {_num(m.get('reward'), '.3f')}"]
     if "accuracy" in m:
-        parts.append(f"acc {m['accuracy']:.3f}")
+        parts.append(f"acc {_num(m['accuracy'], '.3f')}")
     if "kl" in m:
         parts.append(f"kl {m['kl']:.4f}")
     if m.get("step_time"):
@@ -52,6 +58,11 @@ def phase_text(event: Progress, with_step: bool = True) -> str:
     if event.detail:
         parts.append(event.detail)
     return " · ".join(parts)
+
+
+def _num(value, spec: str) -> str:
+    """``value`` formatted, or ``—`` when missing (a step whose reward functions failed)."""
+    return format(value, spec) if isinstance(value, (int, float)) and math.isfinite(value) else "—"
 
 
 class HeadlessPrinter:
@@ -77,7 +88,7 @@ class HeadlessPrinter:
                 self._line(f"run {event.run_dir} · model {event.model} · {event.device} · {event.total_steps} steps")
             elif isinstance(event, StepMetrics):
                 line = progress_line(event.step, self.total, event.metrics)
-                self.step_line = (f"step {event.step}/{self.total} reward {event.metrics.get('reward', float('nan')):.3f} "
+                self.step_line = (f"step {event.step}/{self.total} reward {_num(event.metrics.get('reward'), '.3f')} "
                                   f"ETA {format_duration(event.metrics.get('eta_s'))}")
                 if self.tty:
                     self._rewrite(line)
@@ -131,9 +142,9 @@ def print_summary(summary: dict, out=sys.stdout) -> None:
     out.flush()
 
 
-def train_headless(cfg) -> int:
+def train_headless(cfg, on_fault: str = "fail") -> int:
     """Train on a background thread; Ctrl-C asks for a clean stop (the final model is saved)."""
-    return _run_headless(Trainer(cfg, control=Control()))
+    return _run_headless(Trainer(cfg, control=Control(), on_fault=on_fault))
 
 
 def _run_headless(trainer: Trainer) -> int:
@@ -166,6 +177,11 @@ def _run_headless(trainer: Trainer) -> int:
                 print(f"stopped by {signal_name(stopped_by)} at step {summary['steps']} of {summary['max_steps']}; "
                       f"continue with: grpo-tui resume {summary['run_dir']} --headless", flush=True)
             return exit_code(stopped_by)
+        if summary.get("fault"):  # paused by a fault, then stopped (send stop, the dashboard)
+            if main:
+                print(f"grpo-tui: run stopped after a fault: {summary['fault']}; continue with: "
+                      f"grpo-tui resume {summary['run_dir']}", file=sys.stderr, flush=True)
+            return 1
         return 0
     message = event.error if isinstance(event, RunFailed) else "the run ended without a result"
     where = f" (details: {event.traceback_path})" if isinstance(event, RunFailed) and event.traceback_path else ""
@@ -182,12 +198,12 @@ def _terminal_closed(trainer: Trainer, printer: HeadlessPrinter) -> None:
     trainer.control.publish(terminal_closed_event(trainer.step))
 
 
-def resume_headless(run_dir: str) -> int:
+def resume_headless(run_dir: str, on_fault: str = "fail") -> int:
     """Continue ``run_dir`` from its newest complete checkpoint, headless."""
     from engine.training.trainer import NoCheckpoint
 
     try:
-        trainer = Trainer.resume(run_dir, control=Control())
+        trainer = Trainer.resume(run_dir, control=Control(), on_fault=on_fault)
     except (NoCheckpoint, FileNotFoundError) as exc:
         print(f"grpo-tui: {exc}", file=sys.stderr)
         return 2

@@ -9,7 +9,7 @@
     grpo-tui train PRESET --detach        train in the background; attach later
     grpo-tui attach RUN_DIR               the dashboard of a run going on in another process
     grpo-tui resume RUN_DIR [--headless]  continue from the newest complete checkpoint
-    grpo-tui send RUN_DIR pause|resume|stop|checkpoint|adjust [KEY=VALUE ...]
+    grpo-tui send RUN_DIR pause|resume|stop|checkpoint|reload-rewards|adjust [KEY=VALUE ...]
     grpo-tui runs                         runs and their state (running, paused, finished, crashed, ...)
     grpo-tui train PRESET --headless --num-processes N   data-parallel over N GPUs (or CPU processes)
     grpo-tui train PRESET --headless --fsdp              sharded (FSDP2) over every GPU
@@ -17,7 +17,9 @@
 
 Every command that takes a preset also takes ``--set key=value`` (repeatable, nested keys
 with dots), ``--max-steps N`` and ``--output DIR``. A preset with mistakes exits with code 2
-and one message listing every problem.
+and one message listing every problem. ``run``, ``train`` and ``resume`` take ``--on-fault
+pause|fail``: what a fault that repeats does (see engine.training.faults); the dashboard and
+background runs pause by default, headless runs fail (exit 1).
 """
 
 from __future__ import annotations
@@ -37,6 +39,13 @@ def _preset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", default=None, metavar="DIR", help="run directory (default runs/<preset>-<timestamp>)")
 
 
+def _fault_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--on-fault", choices=["pause", "fail"], default=None,
+                   help="when a reward function keeps failing, updates keep going non-finite or memory runs out: "
+                        "pause and wait for a fix (default with the dashboard and --detach) or checkpoint and "
+                        "exit 1 (default headless)")
+
+
 def _process_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-processes", type=int, default=None, metavar="N",
                    help="data-parallel over N processes (GPUs; CPU processes where there is no GPU) through "
@@ -54,18 +63,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="train a preset with the dashboard")
     _preset_args(p)
+    _fault_args(p)
 
     p = sub.add_parser("train", help="train a preset (dashboard, or --headless)")
     _preset_args(p)
     p.add_argument("--headless", action="store_true", help="no dashboard: progress bar and summary on stdout")
     p.add_argument("--detach", action="store_true",
                    help="train in a background process that outlives the terminal; prints the run directory")
+    _fault_args(p)
     _process_args(p)
 
     p = sub.add_parser("resume", help="continue a run from its newest complete checkpoint")
     p.add_argument("run_dir")
     p.add_argument("--headless", action="store_true", help="no dashboard: progress bar and summary on stdout")
     p.add_argument("--detach", action="store_true", help="continue in a background process")
+    _fault_args(p)
     _process_args(p)
 
     p = sub.add_parser("attach", help="open the dashboard on a run going on in another process")
@@ -73,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("send", help="send a command to a run going on in another process")
     p.add_argument("run_dir")
-    p.add_argument("action", choices=["pause", "resume", "stop", "checkpoint", "adjust"])
+    p.add_argument("action", choices=["pause", "resume", "stop", "checkpoint", "reload-rewards", "adjust"],
+                   help="reload-rewards: re-import the reward plugins from their files at the next step boundary")
     p.add_argument("changes", nargs="*", metavar="KEY=VALUE", help="for adjust: e.g. learning_rate=1e-6 temperature=0.8")
 
     p = sub.add_parser("runs", help="list runs and their state")
@@ -151,12 +164,13 @@ def _dispatch(args) -> int:
     if args.command == "resume" and args.headless:
         from grpo_tui.cli.headless import resume_headless
 
-        return resume_headless(args.run_dir)
+        return resume_headless(args.run_dir, on_fault=args.on_fault or "fail")
     if args.command in ("resume", "attach"):
         from grpo_tui.app import GrpoApp
 
         _check_run_dir(args.run_dir)
-        app = GrpoApp(**{args.command: args.run_dir})
+        faults = {"on_fault": args.on_fault} if getattr(args, "on_fault", None) else {}
+        app = GrpoApp(**{args.command: args.run_dir}, **faults)
         app.run()
         return int(app.return_code or 0)
     if args.command in (None, "run", "view") or (args.command == "train" and not args.headless):
@@ -168,13 +182,13 @@ def _dispatch(args) -> int:
             app = GrpoApp(run_dir=args.run_dir)
         else:
             _load(args)  # fail before the screen opens
-            app = GrpoApp(preset=args.preset, overrides=_overrides(args))
+            app = GrpoApp(preset=args.preset, overrides=_overrides(args), on_fault=args.on_fault or "pause")
         app.run()
         return int(app.return_code or 0)
     if args.command == "train":
         from grpo_tui.cli.headless import train_headless
 
-        return train_headless(_load(args))
+        return train_headless(_load(args), on_fault=args.on_fault or "fail")
     if args.command == "bench":
         from grpo_tui.cli.bench import bench
 
@@ -201,16 +215,19 @@ def _headless_command(args):
     command headless into it (what a background or multi-process launch starts)."""
     from pathlib import Path
 
+    # A background run waits for someone to attach after a fault; a foreground one fails.
+    on_fault = args.on_fault or ("pause" if args.detach else None)
+    faults = ["--on-fault", on_fault] if on_fault else []
     if args.command == "resume":
         _check_run_dir(args.run_dir)
         run_dir = Path(args.run_dir)
-        return run_dir, ["resume", str(run_dir), "--headless"]
+        return run_dir, ["resume", str(run_dir), "--headless", *faults]
     from engine.training.trainer import default_run_dir
 
     cfg = _load(args)
     run_dir = Path(cfg.output_dir) if cfg.output_dir else default_run_dir(cfg)
     argv = ["train", args.preset, "--headless", *sum((["--set", o] for o in args.overrides), []),
-            "--output", str(run_dir)]
+            "--output", str(run_dir), *faults]
     if args.max_steps is not None:
         argv += ["--max-steps", str(args.max_steps)]
     return run_dir, argv
@@ -367,7 +384,7 @@ def _send(args) -> int:
     if args.action == "adjust" and not changes:
         print("grpo-tui: adjust needs at least one KEY=VALUE", file=sys.stderr)
         return EXIT_CONFIG
-    send_command(args.run_dir, args.action, **changes)
+    send_command(args.run_dir, args.action.replace("-", "_"), **changes)
     print(f"sent {args.action} to {args.run_dir}" + (f": {changes}" if changes else ""))
     return 0
 

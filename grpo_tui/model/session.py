@@ -27,9 +27,11 @@ class EngineEvent(Message):
 class LiveRun:
     """Trainer + Control for one run; ``start`` launches the engine thread."""
 
-    def __init__(self, cfg: Any, post: Callable[[Message], bool], resume_dir: str | Path | None = None) -> None:
+    def __init__(self, cfg: Any, post: Callable[[Message], bool], resume_dir: str | Path | None = None,
+                 on_fault: str = "pause") -> None:
         """A new run of ``cfg``, or — with ``resume_dir`` — the continuation of that run from its
-        newest complete checkpoint (``cfg`` is then ignored: the checkpoint's config is used)."""
+        newest complete checkpoint (``cfg`` is then ignored: the checkpoint's config is used).
+        ``on_fault``: what a repeated fault does (see engine.training.faults)."""
         from engine.run.control import Control
         from engine.training.trainer import Trainer
 
@@ -37,9 +39,9 @@ class LiveRun:
         self._post = post
         self._unsubscribe = self.control.subscribe(self._forward)
         if resume_dir is not None:
-            self.trainer = Trainer.resume(resume_dir, control=self.control)
+            self.trainer = Trainer.resume(resume_dir, control=self.control, on_fault=on_fault)
         else:
-            self.trainer = Trainer(cfg, control=self.control)
+            self.trainer = Trainer(cfg, control=self.control, on_fault=on_fault)
         self.cfg = self.trainer.cfg
         self.run_dir = Path(self.trainer.run_dir)
         self.thread: threading.Thread | None = None
@@ -91,6 +93,9 @@ class RemoteControl:
 
     def checkpoint(self) -> None:
         self._send("checkpoint")
+
+    def reload_rewards(self) -> None:
+        self._send("reload_rewards")
 
     def adjust(self, **changes: Any) -> None:
         self._send("adjust", **changes)

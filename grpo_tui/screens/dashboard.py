@@ -68,7 +68,7 @@ TRAINING = (
     ChartSpec("completions / s", ("completions_per_s",)),
 )
 
-CONTROL_ACTIONS = ("pause", "resume", "checkpoint", "adjust", "stop")
+CONTROL_ACTIONS = ("pause", "resume", "checkpoint", "adjust", "stop", "reload_rewards")
 
 
 class ChartGrid(ScrollableContainer, can_focus=True):
@@ -90,6 +90,8 @@ class DashboardScreen(Screen):
         Binding("m", "smooth", "EMA", id="dashboard.smooth"),
         Binding("v", "config", "Config", id="dashboard.config", show=False),  # palette; the footer is full at 80 columns
         Binding("r", "reward_bench", "Rewards", id="dashboard.reward_bench"),
+        Binding("R", "reload_rewards", "Reload rewards", id="dashboard.reload_rewards", show=False,
+                tooltip="Reload reward functions from their files (at the next step boundary)"),
         Binding("l,escape", "launcher", "Launcher", id="dashboard.launcher", show=False),
         Binding("1", "tab('tab-overview')", "Overview", id="dashboard.tab1", show=False),
         Binding("2", "tab('tab-training')", "Training", id="dashboard.tab2", show=False),
@@ -319,6 +321,14 @@ class DashboardScreen(Screen):
             return
         self.live.control.checkpoint()
         self.notify("Checkpoint requested (saved at the next step boundary)", timeout=3)
+
+    def action_reload_rewards(self) -> None:
+        """Re-import the reward plugins from their files: a fixed plugin takes effect (the
+        events pane says what was reloaded, or why not)."""
+        if self.live is None:
+            return
+        self.live.control.reload_rewards()
+        self.notify("Reward functions reload at the next step boundary", timeout=3)
 
     def action_adjust(self) -> None:
         if self.live is None:

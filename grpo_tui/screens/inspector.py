@@ -20,14 +20,14 @@ from textual.widgets.option_list import Option
 from grpo_tui.commands import ScreenBindingCommands
 from grpo_tui.widgets.footer import ResponsiveFooter
 from grpo_tui.model.sample_index import SampleIndex
-from grpo_tui.widgets.samples import fmt_num, short, sign_style
+from grpo_tui.widgets.samples import completion_reward, fmt_num, short, sign_style
 from grpo_tui.widgets.tokens import MODES, colour_tokens, display_token, legend
 
 SORTS = ("sampled", "best", "worst")
 
 
 def group_stats(group: dict) -> tuple[float, float]:
-    rewards = [c.get("reward") for c in group.get("completions") or [] if isinstance(c.get("reward"), (int, float))]
+    rewards = [r for r in map(completion_reward, group.get("completions") or []) if r is not None]
     if not rewards:
         return math.nan, math.nan
     mean = sum(rewards) / len(rewards)
@@ -190,7 +190,7 @@ class InspectorScreen(Screen):
                     Content.assemble(
                         (f"{i + 1:>2} ", "$text-muted"),
                         (f"{fmt_num(adv):>6}", f"bold {sign_style(adv)}"),
-                        f" {fmt_num(comp.get('reward'), '5.2f')} ",
+                        f" {fmt_num(completion_reward(comp), '5.2f'):>5} ",
                         ("✂" if comp.get("truncated") else "", "bold $warning"),
                         short(str(comp.get("text", "")), 40),
                     )
@@ -239,7 +239,7 @@ class InspectorScreen(Screen):
             Content.assemble((str(group.get("prompt", "")), "$text-muted"), colour_tokens(comp, self.mode, theme))
         )
         self.query_one("#insp-legend", Static).update(legend(self.mode, theme))
-        parts: list = [("\nreward ", "bold"), f"{fmt_num(comp.get('reward'), '.3f')}"]
+        parts: list = [("\nreward ", "bold"), f"{fmt_num(completion_reward(comp), '.3f')}"]
         for name, value in (comp.get("rewards") or {}).items():
             parts.append(f"   {name} {fmt_num(value, '.3f')}")
         adv = comp.get("advantage")

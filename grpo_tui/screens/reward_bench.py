@@ -237,8 +237,10 @@ def build_funcs(cfg: Any) -> list:
     )
 
 
-def score_one(funcs: list, weights: Any, prompt: str, completion: str, columns: dict[str, Any]) -> tuple[list[Row], float]:
-    """Every function's score for one completion, and the weighted total (nansum, as the engine)."""
+def score_one(funcs: list, weights: Any, prompt: str, completion: str,
+              columns: dict[str, Any]) -> tuple[list[Row], float | None]:
+    """Every function's score for one completion, and the weighted total (nansum, as the
+    engine); None when no function gave a score (all failed or n/a): missing, not 0."""
     from engine.rewards.scoring import describe, score
 
     batch = score(
@@ -259,6 +261,8 @@ def score_one(funcs: list, weights: Any, prompt: str, completion: str, columns: 
         except Exception:  # noqa: BLE001 - a description is a nicety
             description = func.name
         rows.append(Row(func.name, description, ws[j], float(batch.per_func[0, j]), errors.get(func.name)))
+    if all(math.isnan(row.value) for row in rows):
+        return rows, None
     return rows, float(batch.total[0])
 
 

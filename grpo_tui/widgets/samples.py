@@ -2,7 +2,8 @@
 
 Each completion shows its advantage (coloured by sign), total reward, the per-function
 rewards and its text; truncated completions are marked with ✂. Colours are theme
-variables, so every Textual theme works.
+variables, so every Textual theme works. A reward that is missing (its function failed or
+gave None) shows as ``—``, never as 0.
 """
 
 from __future__ import annotations
@@ -28,6 +29,17 @@ def fmt_num(value: object, spec: str = "+.2f") -> str:
     return "—"
 
 
+def completion_reward(comp: dict) -> float | None:
+    """A completion's total reward, or None when no reward function scored it: its
+    per-function rewards are all missing (files written before the engine wrote a missing
+    total as null hold the 0.0 of an empty sum there)."""
+    per = comp.get("rewards")
+    if isinstance(per, dict) and per and all(not isinstance(v, (int, float)) for v in per.values()):
+        return None
+    reward = comp.get("reward")
+    return reward if isinstance(reward, (int, float)) else None
+
+
 def sign_style(value: object) -> str:
     if isinstance(value, (int, float)) and value > 0:
         return "$success"
@@ -38,18 +50,19 @@ def sign_style(value: object) -> str:
 
 def group_header(index: int, group: dict, width: int) -> list[Part]:
     comps = group.get("completions") or []
-    rewards = [c.get("reward") for c in comps if isinstance(c.get("reward"), (int, float))]
+    rewards = [r for r in map(completion_reward, comps) if r is not None]
     mean = sum(rewards) / len(rewards) if rewards else float("nan")
     parts: list[Part] = [(f"#{index + 1} ", "bold"), (short(str(group.get("prompt", "")), max(10, width // 2)), "bold")]
     if group.get("answer") is not None:
         parts.append((f" → {group.get('answer')}", "$accent"))
-    parts.append((f"  mean {fmt_num(mean, '.2f')}  std {fmt_num(group.get('reward_std'), '.2f')}", "$text-muted"))
+    std = group.get("reward_std") if rewards else None
+    parts.append((f"  mean {fmt_num(mean, '.2f')}  std {fmt_num(std, '.2f')}", "$text-muted"))
     return parts
 
 
 def completion_line(comp: dict, width: int) -> list[Part]:
     adv = comp.get("advantage")
-    parts: list[Part] = ["  ", (f"{fmt_num(adv):>6}", f"bold {sign_style(adv)}"), f" {fmt_num(comp.get('reward'), '5.2f')}"]
+    parts: list[Part] = ["  ", (f"{fmt_num(adv):>6}", f"bold {sign_style(adv)}"), f" {fmt_num(completion_reward(comp), '5.2f'):>5}"]
     used = 2 + 6 + 6
     per = comp.get("rewards") or {}
     if len(per) > 1:

@@ -6,6 +6,7 @@ finished or read-only run shows the elapsed time recorded in its files instead.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 from textual.content import Content
@@ -73,11 +74,11 @@ class RunStatus(Static):
         if cps is not None:
             parts.append(f"  {cps:.0f}{'/s' if narrow else ' compl/s'}")
         reward = m.metric("reward")
-        if reward is not None:
-            parts.append(f"  {'R' if narrow else 'reward'} {reward:.3f}")
+        if reward is not None:  # NaN: the last step's reward functions failed
+            parts.append(f"  {'R' if narrow else 'reward'} {_num(reward, '.3f')}")
         acc = m.metric("eval/accuracy")
         if acc is not None:
-            parts.append(f"  {'eval' if narrow else 'eval acc'} {acc:.2f}")
+            parts.append(f"  {'eval' if narrow else 'eval acc'} {_num(acc, '.2f')}")
         if self.system is not None:
             from grpo_tui.widgets.system import status_segment
 
@@ -145,6 +146,11 @@ class RunStatus(Static):
         return Content.assemble(*parts)
 
 
+def _num(value: float, spec: str) -> str:
+    """``value`` formatted, or ``—`` when it is missing (NaN)."""
+    return format(value, spec) if math.isfinite(value) else "—"
+
+
 def _length(parts) -> int:
     """Characters in a list of Content.assemble parts."""
     return sum(len(p if isinstance(p, str) else p[0]) for p in parts)
@@ -162,4 +168,5 @@ def summary_line(summary: dict) -> str:
         parts.append(f"final model: {final}")
     if not parts:
         parts = [f"{k}: {v}" for k, v in list(summary.items())[:4] if not isinstance(v, (dict, list))]
-    return "finished — " + "; ".join(parts)
+    ended = "stopped after a fault" if summary.get("fault") else "finished"  # not a clean end
+    return f"{ended} — " + "; ".join(parts)

@@ -91,7 +91,7 @@ def test_every_reward_failing_pauses_the_run(tmp_path):
     thread = trainer.start()
     wait_until(lambda: any(isinstance(e, StateChanged) and e.state == RunState.PAUSED for e in events), what="pause")
     fault = [e for e in events if isinstance(e, LogEvent) and e.category == "fault"]
-    assert fault and "every reward function failed" in fault[0].message and "answer_key" in fault[0].message
+    assert fault and "reward function broken failed on 3 steps" in fault[0].message and "answer_key" in fault[0].message
     assert trainer.step == 3
     trainer.control.stop()
     thread.join(60)
