@@ -300,12 +300,12 @@ class Trainer:
             "final_model": str(final),
             "run_dir": str(self.run_dir),
         }
-        # Stopped before max_steps (stop, SIGTERM): the events say so, and that the run resumes
-        # from the checkpoint the loop wrote at the stop.
-        ended = "finished" if state.step >= cfg.max_steps else "stopped"
-        where = f"at step {state.step}" + ("" if ended == "finished" else f" of {cfg.max_steps}")
-        publisher.log("info", "summary", f"run {ended} {where}", step=state.step, data=self.summary)
-        publisher.set_state(RunState.FINISHED, f"{ended} {where}")
+        # Stopped before max_steps (stop, SIGTERM): a state of its own, resumable from the
+        # checkpoint the loop wrote at the stop.
+        ended = RunState.FINISHED if state.step >= cfg.max_steps else RunState.STOPPED
+        where = f"at step {state.step}" + ("" if ended == RunState.FINISHED else f" of {cfg.max_steps}")
+        publisher.log("info", "summary", f"run {ended.value} {where}", step=state.step, data=self.summary)
+        publisher.set_state(ended, f"{ended.value} {where}")
         publisher.publish(RunFinished(summary=self.summary))
 
     def _hand_over(self) -> None:

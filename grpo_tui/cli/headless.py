@@ -126,6 +126,9 @@ def _run_headless(trainer: Trainer) -> int:
                 print(f"stopped by {signal_name(stopped_by)} at step {summary['steps']} of {summary['max_steps']}; "
                       f"continue with: grpo-tui resume {summary['run_dir']} --headless", flush=True)
             return exit_code(stopped_by)
+        if summary["steps"] < summary["max_steps"] and main:  # `grpo-tui send RUN stop`: asked for, so 0
+            print(f"stopped at step {summary['steps']} of {summary['max_steps']}; "
+                  f"continue with: grpo-tui resume {summary['run_dir']} --headless", flush=True)
         return 0
     message = event.error if isinstance(event, RunFailed) else "the run ended without a result"
     where = f" (details: {event.traceback_path})" if isinstance(event, RunFailed) and event.traceback_path else ""

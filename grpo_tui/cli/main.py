@@ -148,6 +148,8 @@ def _dispatch(args) -> int:
         return _list_runs(args.root)
     if args.command == "send":
         return _send(args)
+    if args.command == "resume" and "RANK" not in os.environ:  # accelerate's processes: their launch checked
+        _check_resumable(args.run_dir)
     if args.command == "resume" and args.headless:
         from grpo_tui.cli.headless import resume_headless
 
@@ -196,13 +198,27 @@ def _check_run_dir(run_dir: str) -> None:
         raise SystemExit(EXIT_CONFIG)
 
 
+def _check_resumable(run_dir: str) -> None:
+    """Exit 2 with one line unless the run can be resumed (stopped, abandoned, crashed or
+    failed, with a complete checkpoint short of max_steps); else say what resuming redoes."""
+    from engine.run.listing import summarize_run
+
+    _check_run_dir(run_dir)
+    run = summarize_run(run_dir)
+    why = run.resume_problem()
+    if why is not None:
+        print(f"grpo-tui: {why}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG)
+    print(f"{run.name} is {run.state}: {run.resume_plan()}", flush=True)
+
+
 def _headless_command(args):
     """``(run_dir, argv)``: the run directory, and the arguments that run this train or resume
     command headless into it (what a background or multi-process launch starts)."""
     from pathlib import Path
 
     if args.command == "resume":
-        _check_run_dir(args.run_dir)
+        _check_resumable(args.run_dir)
         run_dir = Path(args.run_dir)
         return run_dir, ["resume", str(run_dir), "--headless"]
     from engine.training.trainer import default_run_dir
