@@ -56,24 +56,25 @@ class RunSummary:
         return resume_point(self.path)
 
     def resume_problem(self) -> str | None:
-        """Why ``grpo-tui resume`` cannot continue this run (None when it can), in one line."""
+        """Why ``grpo-tui resume`` cannot continue this run (None when it can), in one line.
+        A finished run whose newest checkpoint is short of max_steps may resume (its later
+        steps are trained again): what counts is the checkpoint, not the state."""
         if self.live and not self.handed_over:
             return (f"run {self.name} is {self.state} (step {self.step}/{self.max_steps or '?'}) in another process: "
                     f"watch it with grpo-tui attach {self.path}, or stop it first")
-        if self.state == RunState.FINISHED:
-            return f"run {self.name} finished (step {self.step}/{self.max_steps or '?'}): nothing to resume"
         at = self.checkpoint_step
         if at is None:
             return f"{self.path} has no complete checkpoint to resume from"
         if self.max_steps and at >= self.max_steps:
-            return f"run {self.name} reached max_steps ({self.max_steps}) at its last checkpoint: nothing to resume"
+            return (f"run {self.name} is {self.state} (step {self.step}/{self.max_steps}) and its newest checkpoint "
+                    f"is at step {at}: nothing to resume")
         return None
 
     @property
     def resumable(self) -> bool:
-        """Ended before max_steps (stopped, abandoned, crashed, failed) with a complete
-        checkpoint short of it to continue from."""
-        return not self.live and self.resume_problem() is None
+        """Ended short of max_steps (stopped, abandoned, crashed, failed) with a complete
+        checkpoint to continue from: what the launcher offers to resume."""
+        return not self.live and self.state != RunState.FINISHED and self.resume_problem() is None
 
     def resume_plan(self) -> str:
         """"resume from checkpoint at step 40 (the run reached step 46: 6 steps are redone)"."""

@@ -79,9 +79,13 @@ def test_abandoned_run_lists_as_abandoned_and_resumes_from_its_checkpoint(tmp_pa
 
 
 def test_finished_and_checkpointless_runs_say_why_they_cannot_resume(tmp_path: Path) -> None:
-    finished = summarize_run(RECORDED)
+    finished = summarize_run(recorded_copy(tmp_path / "at-end", checkpoint=12))
     assert finished.state == "finished" and not finished.resumable
-    assert finished.resume_problem() == "run recorded-run finished (step 12/12): nothing to resume"
+    assert finished.resume_problem() == ("run recorded-run is finished (step 12/12) and its newest checkpoint is "
+                                         "at step 12: nothing to resume")
+    earlier = summarize_run(recorded_copy(tmp_path / "earlier", checkpoint=8))
+    assert earlier.resume_problem() is None  # `grpo-tui resume` may train steps 9-12 again
+    assert not earlier.resumable  # but the launcher offers no resume for a finished run
     crashed = summarize_run(recorded_copy(tmp_path, until_state="running", steps=6))
     assert crashed.state == "crashed" and not crashed.resumable
     assert crashed.resume_problem().endswith("has no complete checkpoint to resume from")

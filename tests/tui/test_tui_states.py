@@ -170,11 +170,25 @@ def test_runs_and_send_name_the_stopped_state(tmp_path: Path, capsys) -> None:
     assert f"resume it with grpo-tui resume {run_dir}" in err
 
 
-def test_resume_refuses_a_finished_run(tmp_path: Path, capsys) -> None:
+def test_resume_refuses_a_finished_run_and_a_live_one(tmp_path: Path, capsys) -> None:
+    finished = tmp_path / "finished"
+    shutil.copytree(RECORDED, finished)
+    (finished / "checkpoints" / "step-000012").mkdir(parents=True)
+    (finished / "checkpoints" / "step-000012" / "trainer_state.json").write_text('{"step": 12}')
+    (finished / "checkpoints" / "step-000012" / "COMPLETE").write_text("")
     with pytest.raises(SystemExit) as exit_:
-        main(["resume", str(RECORDED), "--headless"])
+        main(["resume", str(finished), "--headless"])
     assert exit_.value.code == 2
-    assert capsys.readouterr().err.strip() == "grpo-tui: run recorded-run finished (step 12/12): nothing to resume"
+    assert capsys.readouterr().err.strip() == (
+        "grpo-tui: run finished is finished (step 12/12) and its newest checkpoint is at step 12: nothing to resume")
+
+    live = recorded_copy(tmp_path, "running", steps=6)
+    beat(live, "running")  # another process trains it: a second one would write the same files
+    with pytest.raises(SystemExit) as exit_:
+        main(["resume", str(live), "--headless"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "run recorded-run is running (step 6/12) in another process" in err and len(err.splitlines()) == 1
 
 
 @pytest.mark.parametrize("paused", [True, False])
