@@ -10,7 +10,7 @@
     grpo-tui attach RUN_DIR               the dashboard of a run going on in another process
     grpo-tui resume RUN_DIR [--headless]  continue from the newest complete checkpoint
     grpo-tui send RUN_DIR pause|resume|stop|checkpoint|adjust [KEY=VALUE ...]
-    grpo-tui runs                         runs and their state (running, paused, finished, crashed, ...)
+    grpo-tui runs                         runs and their state (running, paused, finished, stopped, crashed, ...)
     grpo-tui train PRESET --headless --num-processes N   data-parallel over N GPUs (or CPU processes)
     grpo-tui train PRESET --headless --fsdp              sharded (FSDP2) over every GPU
     grpo-tui vllm-serve MODEL             generation on GPUs of its own (presets with vllm_mode: server)

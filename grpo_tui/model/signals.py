@@ -3,8 +3,8 @@
 A stop signal (SIGTERM; SIGINT too in a headless run) asks the run to stop at its next step
 boundary, the one safe point: the engine checkpoints there and saves the final model, so
 ``grpo-tui resume RUN`` continues from that step and none is redone. A second stop signal
-abandons the run at once: a checkpoint is renamed into place only once whole, so the newest
-complete one stays whatever was being written.
+abandons the run at once (an event and the ``abandoned`` status record it): a checkpoint is
+renamed into place only once whole, so the newest complete one stays whatever was being written.
 
 SIGHUP means the terminal went away (SSH dropped, tmux closed). The run goes on: the
 process's output moves to ``RUN_DIR/console.log``, where a ``--detach`` run writes it.

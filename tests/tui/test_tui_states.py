@@ -256,3 +256,18 @@ def test_abandon_from_the_quit_dialog_leaves_an_event_and_an_abandoned_run(tmp_p
         app.live.control.stop()  # the engine thread of this test process, paused: end it
         app.live.thread.join(timeout=60)
     assert summarize_run(run_dir).state == "abandoned"  # what the thread wrote after changes nothing
+
+
+def test_a_resumed_run_leaves_its_ended_state_and_a_stopped_one_names_the_resume_command() -> None:
+    from grpo_tui.model.run_model import RunModel
+
+    model = RunModel()
+    model.run_dir = "runs/r"
+    for t, (state, message) in enumerate([("running", "running"), ("stopped", "stopped at step 6 of 12")]):
+        model.add_event({"time": float(t), "kind": "status", "message": message, "data": {"state": state}})
+    assert model.state == "stopped" and model.is_terminal
+    assert model.end_note() == "stopped at step 6 of 12 — no complete checkpoint to resume from"
+    model.add_event({"time": 3.0, "kind": "status", "message": "running", "data": {"state": "running"}})
+    assert model.state == "stopped"  # a late report of the old process changes nothing
+    model.add_event({"time": 4.0, "kind": "status", "message": "loading model", "data": {"state": "starting"}})
+    assert model.state == "starting" and not model.is_terminal and model.end_note() is None  # resumed
