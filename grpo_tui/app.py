@@ -23,11 +23,13 @@ from typing import Any, Callable, Iterable
 from textual.app import App
 from textual.binding import Binding
 
+from engine.run.events import RunState
+
 from grpo_tui.model.live import apply_event
 from grpo_tui.model.run_model import RunModel
 from grpo_tui.model.session import EngineEvent, LiveRun
-from grpo_tui.model.signals import (CONSOLE_LOG, TERMINAL_CLOSED, Signals, abandon_event, announce_stop, exit_code,
-                                    send_output_to, terminal_closed_event, wait_for_engine)
+from grpo_tui.model.signals import (CONSOLE_LOG, TERMINAL_CLOSED, Signals, abandon, announce_stop, exit_code,
+                                    send_output_to, signal_name, terminal_closed_event, wait_for_engine)
 
 LIVE_SCREEN = "live-dashboard"
 
@@ -133,7 +135,7 @@ class GrpoApp(App):
         live, stops = self.live, self._signals.stops if self._signals else [signum]
         if len(stops) > 1:  # a second SIGTERM: now, leaving the newest complete checkpoint
             if live is not None and live.alive:
-                live.control.publish(abandon_event(live.run_dir, signum, live.step))
+                abandon(live.control, live.run_dir, live.step, f"by a second {signal_name(signum)}")
             self.exit(return_code=exit_code(signum))
         elif self.training:
             announce_stop(live.control, signum, live.step, lambda text: self.notify(text, timeout=30))
@@ -322,7 +324,7 @@ class GrpoApp(App):
 
     async def action_quit(self) -> None:
         """Quit; while training, ask first (stop and save, or leave the run unfinished)."""
-        from grpo_tui.screens.confirm import ChoiceScreen
+        from grpo_tui.screens.confirm import quit_dialog
 
         if not self.training:
             self.exit()
@@ -339,19 +341,11 @@ class GrpoApp(App):
                 self.notify("Detaching: checkpointing, then training goes on in the background…", timeout=10)
                 self.set_interval(0.2, self._continue_in_background)
             elif choice == "abandon":
+                if self.live is not None and self.live.alive:  # recorded, so the run lists as abandoned
+                    abandon(self.live.control, self.live.run_dir, self.live.step)
                 self.exit()
 
-        self.push_screen(
-            ChoiceScreen(
-                "Training is running",
-                "Detach keeps it training in a background process (grpo-tui attach to watch it again).\n"
-                "Stop saves the final model, then quits.\n"
-                "Abandon quits now: the run stays unfinished (its last checkpoint remains).",
-                [("detach", "Detach", "d"), ("stop", "Stop, save, quit", "s"), ("abandon", "Abandon", "a"),
-                 ("cancel", "Cancel", "c")],
-            ),
-            answer,
-        )
+        self.push_screen(quit_dialog(paused=self.live_model.state == RunState.PAUSED), answer)
 
     def _continue_in_background(self) -> None:
         """Once the engine thread has checkpointed and ended, resume the run in its own process."""

@@ -40,3 +40,23 @@ def checkpoint_step(path: Path) -> int:
 def latest_checkpoint(run_dir: Path) -> Path | None:
     found = complete_checkpoints(run_dir)
     return found[-1] if found else None
+
+
+def resume_point(run_dir: Path) -> int | None:
+    """The step the newest complete checkpoint holds: where ``grpo-tui resume`` continues."""
+    newest = latest_checkpoint(run_dir)
+    try:
+        return checkpoint_step(newest) if newest is not None else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def resume_plan(checkpoint: int, reached: int) -> str:
+    """What resuming costs, in one line: ``resume_plan(40, 46)`` is "resume from checkpoint
+    at step 40 (the run reached step 46: 6 steps are redone)". Steps after the checkpoint
+    are trained again (their records are dropped first), so the user knows what is lost."""
+    redo = max(0, reached - checkpoint)
+    if redo == 0:
+        return f"resume from checkpoint at step {checkpoint} (the run reached step {reached}: no step is redone)"
+    return (f"resume from checkpoint at step {checkpoint} (the run reached step {reached}: "
+            f"{redo} step{'s are' if redo != 1 else ' is'} redone)")

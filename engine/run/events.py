@@ -13,17 +13,29 @@ from typing import Any, Callable
 
 
 class RunState(str, Enum):
+    """Where a run stands, as its process reports it (a status record in events.jsonl).
+
+    The last four are terminal: the process writes no status after them. ``finished`` ran
+    to ``max_steps``; ``stopped`` was asked to stop before (``send stop``, SIGTERM, the
+    dashboard's stop) and saved a checkpoint there, so it resumes with no step redone;
+    ``abandoned`` was left at once (a second stop signal, Abandon in the quit dialog) and
+    resumes from its newest complete checkpoint; ``failed`` raised. A run whose process
+    died without a terminal status is *crashed*: a reader infers that
+    (:data:`engine.run.channel.CRASHED`), no process reports it."""
+
     STARTING = "starting"
     RUNNING = "running"
     PAUSED = "paused"
     CHECKPOINTING = "checkpointing"
     STOPPING = "stopping"
     FINISHED = "finished"
+    STOPPED = "stopped"
+    ABANDONED = "abandoned"
     FAILED = "failed"
 
     @property
     def is_terminal(self) -> bool:
-        return self in (RunState.FINISHED, RunState.FAILED)
+        return self in (RunState.FINISHED, RunState.STOPPED, RunState.ABANDONED, RunState.FAILED)
 
 
 # ---------------------------------------------------------------- events

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.run import records
-from engine.run.events import EvalResult, Event, LogEvent, StateChanged, StepMetrics, StepSamples
+from engine.run.events import EvalResult, Event, LogEvent, RunState, StateChanged, StepMetrics, StepSamples
 from engine.run.jsonl import dumps, read_jsonl
 
 METRICS = "metrics.jsonl"
@@ -55,7 +55,9 @@ class RunWriter:
       metrics (or, at a stop, belong to no step's line);
     - ``StepSamples`` → samples.jsonl;
     - ``LogEvent`` and ``StateChanged`` → events.jsonl; a state change carries no step, so
-      ``step()`` says where the run stands.
+      ``step()`` says where the run stands. Nothing follows a terminal state: a run
+      abandoned from the main thread may still have an engine thread that reports a state
+      for a moment, and the last status on disk must stay the one that ended the run.
 
     The Control drops a subscriber that raises, so a write that fails is kept and raised on
     the engine thread by :meth:`raise_failure`: a run that cannot write its directory stops.
@@ -69,6 +71,7 @@ class RunWriter:
         self._step = step
         self._failure: BaseException | None = None
         self._lock = threading.Lock()
+        self._ended = False  # a terminal status was written: later ones are dropped
         self._files = {
             name: open(self.root / name, "a", encoding="utf-8") for name in (METRICS, SAMPLES, EVENTS)
         }
@@ -87,8 +90,9 @@ class RunWriter:
                 self._append(SAMPLES, records.from_samples(event))
             elif isinstance(event, LogEvent):
                 self._append(EVENTS, records.from_log(event))
-            elif isinstance(event, StateChanged):
+            elif isinstance(event, StateChanged) and not self._ended:
                 self._append(EVENTS, records.from_state(event, self._step()))
+                self._ended = RunState(event.state).is_terminal
         except Exception as exc:  # noqa: BLE001 - raised on the engine thread by raise_failure
             self._failure = self._failure or exc
 
@@ -129,6 +133,7 @@ class NullWriter(RunWriter):
         self._step = step
         self._failure = None
         self._lock = threading.Lock()
+        self._ended = False
         self._files = {}
 
     def write_config(self, yaml_text: str) -> None:
@@ -154,18 +159,23 @@ class RunRecord:
 
     @property
     def state(self) -> str:
-        """The last status the run wrote ("running", "finished", "failed", ...), or ``UNKNOWN``."""
+        """The last status the run wrote ("running", "finished", "stopped", ...), or ``UNKNOWN``."""
         return last_status(self.events, default=UNKNOWN)
 
 
 
+def last_status_event(events: list[dict]) -> dict | None:
+    """The newest ``status`` event that names a state, or None."""
+    for event in reversed(events):
+        if event.get("kind") == "status" and (event.get("data") or {}).get("state"):
+            return event
+    return None
+
+
 def last_status(events: list[dict], default: str = "starting") -> str:
     """The state of the newest ``status`` event ("running", "paused", "finished", ...)."""
-    for event in reversed(events):
-        state = (event.get("data") or {}).get("state") if event.get("kind") == "status" else None
-        if state:
-            return str(state)
-    return default
+    event = last_status_event(events)
+    return str(event["data"]["state"]) if event is not None else default
 
 
 def read_run(root: str | os.PathLike) -> RunRecord:

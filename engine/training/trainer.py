@@ -328,14 +328,15 @@ class Trainer:
             "final_model": str(final),
             "run_dir": str(self.run_dir),
         }
-        # Stopped before max_steps (stop, SIGTERM): the events say so, and that the run resumes
-        # from the checkpoint the loop wrote at the stop.
-        ended = "finished" if state.step >= cfg.max_steps else "stopped"
-        if ended == "stopped" and self.faults.fault:  # paused by a fault, then stopped: not a clean end
-            ended, self.summary["fault"] = "stopped after a fault", self.faults.fault
-        where = f"at step {state.step}" + ("" if ended == "finished" else f" of {cfg.max_steps}")
-        publisher.log("info", "summary", f"run {ended} {where}", step=state.step, data=self.summary)
-        publisher.set_state(RunState.FINISHED, f"{ended} {where}")
+        # Stopped before max_steps (stop, SIGTERM): a state of its own, resumable from the
+        # checkpoint the loop wrote at the stop.
+        ended = RunState.FINISHED if state.step >= cfg.max_steps else RunState.STOPPED
+        words = ended.value
+        if ended == RunState.STOPPED and self.faults.fault:  # paused by a fault, then stopped: not a clean end
+            words, self.summary["fault"] = "stopped after a fault", self.faults.fault
+        where = f"at step {state.step}" + ("" if ended == RunState.FINISHED else f" of {cfg.max_steps}")
+        publisher.log("info", "summary", f"run {words} {where}", step=state.step, data=self.summary)
+        publisher.set_state(ended, f"{words} {where}")
         publisher.publish(RunFinished(summary=self.summary))
 
     def _hand_over(self) -> None:

@@ -182,6 +182,9 @@ def _run_headless(trainer: Trainer) -> int:
                 print(f"grpo-tui: run stopped after a fault: {summary['fault']}; continue with: "
                       f"grpo-tui resume {summary['run_dir']}", file=sys.stderr, flush=True)
             return 1
+        if summary["steps"] < summary["max_steps"] and main:  # `grpo-tui send RUN stop`: asked for, so 0
+            print(f"stopped at step {summary['steps']} of {summary['max_steps']}; "
+                  f"continue with: grpo-tui resume {summary['run_dir']} --headless", flush=True)
         return 0
     message = event.error if isinstance(event, RunFailed) else "the run ended without a result"
     where = f" (details: {event.traceback_path})" if isinstance(event, RunFailed) and event.traceback_path else ""

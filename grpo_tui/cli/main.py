@@ -10,7 +10,7 @@
     grpo-tui attach RUN_DIR               the dashboard of a run going on in another process
     grpo-tui resume RUN_DIR [--headless]  continue from the newest complete checkpoint
     grpo-tui send RUN_DIR pause|resume|stop|checkpoint|reload-rewards|adjust [KEY=VALUE ...]
-    grpo-tui runs                         runs and their state (running, paused, finished, crashed, ...)
+    grpo-tui runs                         runs and their state (running, paused, finished, stopped, crashed, ...)
     grpo-tui train PRESET --headless --num-processes N   data-parallel over N GPUs (or CPU processes)
     grpo-tui train PRESET --headless --fsdp              sharded (FSDP2) over every GPU
     grpo-tui vllm-serve MODEL             generation on GPUs of its own (presets with vllm_mode: server)
@@ -161,6 +161,8 @@ def _dispatch(args) -> int:
         return _list_runs(args.root)
     if args.command == "send":
         return _send(args)
+    if args.command == "resume" and "RANK" not in os.environ:  # accelerate's processes: their launch checked
+        _check_resumable(args.run_dir)
     if args.command == "resume" and args.headless:
         from grpo_tui.cli.headless import resume_headless
 
@@ -210,6 +212,20 @@ def _check_run_dir(run_dir: str) -> None:
         raise SystemExit(EXIT_CONFIG)
 
 
+def _check_resumable(run_dir: str) -> None:
+    """Exit 2 with one line unless the run can be resumed (stopped, abandoned, crashed or
+    failed, with a complete checkpoint short of max_steps); else say what resuming redoes."""
+    from engine.run.listing import summarize_run
+
+    _check_run_dir(run_dir)
+    run = summarize_run(run_dir)
+    why = run.resume_problem()
+    if why is not None:
+        print(f"grpo-tui: {why}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG)
+    print(f"{run.name} is {run.state}: {run.resume_plan()}", flush=True)
+
+
 def _headless_command(args):
     """``(run_dir, argv)``: the run directory, and the arguments that run this train or resume
     command headless into it (what a background or multi-process launch starts)."""
@@ -219,7 +235,7 @@ def _headless_command(args):
     on_fault = args.on_fault or ("pause" if args.detach else None)
     faults = ["--on-fault", on_fault] if on_fault else []
     if args.command == "resume":
-        _check_run_dir(args.run_dir)
+        _check_resumable(args.run_dir)
         run_dir = Path(args.run_dir)
         return run_dir, ["resume", str(run_dir), "--headless", *faults]
     from engine.training.trainer import default_run_dir

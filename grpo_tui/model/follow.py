@@ -1,7 +1,9 @@
 """Follow a run directory another process is writing (or read a finished one).
 
 The same JSON-lines tails serve a first full read and every later poll, so a run
-opened while it trains keeps moving on screen, read-only.
+opened while it trains keeps moving on screen, read-only. A run whose last status is not
+terminal is checked against its heartbeat at each poll: once its process is gone it shows
+as crashed (as ``grpo-tui runs`` lists it), not as running forever.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ from pathlib import Path
 
 import yaml
 
+from engine.run.channel import CRASHED, run_state
 from engine.run.events import RunState
 from engine.run.jsonl import JsonlTail
 from engine.run.progress import read_progress
 from engine.run.rundir import CONFIG, EVENTS, METRICS, SAMPLES, UNKNOWN
 
-from grpo_tui.model.run_model import RunModel
+from grpo_tui.model.run_model import TERMINAL_STATES, RunModel
 
 
 class RunFollower:
@@ -37,7 +40,18 @@ class RunFollower:
         self.model.feed(metrics, samples, events)
         before = self.model.version
         self.model.set_progress(read_progress(self.root))
-        return bool(metrics or samples or events) or self.model.version != before
+        progressed = self.model.version != before
+        return bool(metrics or samples or events) | progressed | self._check_process()
+
+    def _check_process(self) -> bool:
+        """Mark the model crashed when no process trains the run any more; True if it changed."""
+        state = self.model.state
+        if state in TERMINAL_STATES or state == UNKNOWN or not self.model.events_total:
+            return False
+        if run_state(self.root, state) != CRASHED:
+            return False
+        self.model.set_state(CRASHED, f"crashed at step {self.model.step}: its process is gone")
+        return True
 
     def _read_config(self) -> None:
         path = self.root / CONFIG

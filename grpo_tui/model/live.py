@@ -13,7 +13,7 @@ from engine.run.events import (
     Event, LogEvent, RunFailed, RunFinished, RunStarted, RunState, StateChanged, StepMetrics, StepSamples,
 )
 
-from grpo_tui.model.run_model import RunModel
+from grpo_tui.model.run_model import RunModel, ended_state
 
 
 def apply_event(model: RunModel, event: Event) -> None:
@@ -42,7 +42,8 @@ def apply_event(model: RunModel, event: Event) -> None:
     elif isinstance(event, RunFinished):
         # The engine also logs a "summary" event (the events pane line); keep the data.
         model.summary = dict(event.summary)
-        model.set_state(RunState.FINISHED.value, t=t)
+        if not model.is_terminal:  # the status before it (finished or stopped) already says how it ended
+            model.set_state(ended_state(event.summary), t=t)
     elif isinstance(event, RunFailed):
         model.error = event.error
         model.traceback_path = event.traceback_path

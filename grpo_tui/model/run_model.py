@@ -17,13 +17,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from engine.run.channel import CRASHED
+from engine.run.checkpoints import resume_point
 from engine.run.events import RunState
 
 EMA_ALPHA = 0.1  # weight of the newest point in the smoothed series
 MAX_EVENTS = 2000
 KEEP_SAMPLE_STEPS = 4
 
-TERMINAL_STATES = (RunState.FINISHED, RunState.FAILED)
+TERMINAL_STATES = (RunState.FINISHED, RunState.STOPPED, RunState.ABANDONED, RunState.FAILED, CRASHED)
+"""States in which no process trains the run: nothing moves, no control acts. CRASHED is
+inferred by a reader (the process is gone), the others are written by the process."""
+RESUMABLE_STATES = (RunState.STOPPED, RunState.ABANDONED, RunState.FAILED, CRASHED)
+
+
+def ended_state(summary: dict) -> str:
+    """The terminal state a run's summary stands for: finished at ``max_steps``, else stopped."""
+    steps, max_steps = summary.get("steps"), summary.get("max_steps")
+    if isinstance(steps, int) and isinstance(max_steps, int) and steps < max_steps:
+        return RunState.STOPPED.value
+    return RunState.FINISHED.value
 
 
 class Series:
@@ -283,7 +296,8 @@ class RunModel:
                 self._set_state(state, line.message, t)
         elif kind == "summary":
             self.summary = dict(data)
-            self._set_state(RunState.FINISHED.value, line.message, t)
+            if not self.is_terminal:  # the status record that follows says the same; it wins
+                self._set_state(ended_state(data), line.message, t)
         elif kind == "error":
             self.error = line.message
             self.traceback_path = data.get("traceback") if isinstance(data.get("traceback"), str) else None
@@ -299,16 +313,30 @@ class RunModel:
         self.version += 1
 
     def _set_state(self, state: str, message: str = "", t: float | None = None) -> None:
-        if self.state in TERMINAL_STATES and state not in TERMINAL_STATES:
-            return
+        if self.state in TERMINAL_STATES and state not in TERMINAL_STATES and state != RunState.STARTING:
+            return  # only a new process (a resume: it starts) brings an ended run back
         self.state = state
         self.state_message = message
         if state == RunState.PAUSED:
             self.requested.discard("pause")
         if state in TERMINAL_STATES:
             self.requested.clear()
-            self.ended_at = t if t is not None else self.last_time
+        self.ended_at = (t if t is not None else self.last_time) if state in TERMINAL_STATES else None
         self.version += 1
+
+    def end_note(self) -> str | None:
+        """For a run that ended short of its steps: how it ended and how to go on, in one
+        line (the dashboard header shows it); None otherwise."""
+        if self.state not in RESUMABLE_STATES or self.state == RunState.FAILED:
+            return None
+        where = self.run_dir or self.name
+        if self.state == CRASHED:
+            how = f"crashed at step {self.step}: its process is gone"
+        else:
+            how = self.state_message or f"{self.state} at step {self.step}"
+        if self.run_dir and resume_point(Path(self.run_dir)) is None:
+            return f"{how} — no complete checkpoint to resume from"
+        return f"{how} — resume with grpo-tui resume {where}"
 
     def set_state(self, state: str, message: str = "", t: float | None = None) -> None:
         self._set_state(state, message, t)

@@ -12,7 +12,6 @@ from typing import Any, Callable
 
 from textual.message import Message
 
-from engine.run.channel import CRASHED
 from engine.run.events import RunState
 
 
@@ -132,7 +131,10 @@ class AttachedRun:
 
     @property
     def alive(self) -> bool:
-        return self.state not in (RunState.FINISHED, RunState.FAILED, CRASHED)
+        """A process trains the run now (not finished, stopped, abandoned, failed or crashed)."""
+        from engine.run.listing import summarize_run
+
+        return summarize_run(self.run_dir).live
 
     def detach(self) -> None:
         """Leaving the dashboard leaves the run as it is: it belongs to its own process."""

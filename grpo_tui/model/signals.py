@@ -3,8 +3,8 @@
 A stop signal (SIGTERM; SIGINT too in a headless run) asks the run to stop at its next step
 boundary, the one safe point: the engine checkpoints there and saves the final model, so
 ``grpo-tui resume RUN`` continues from that step and none is redone. A second stop signal
-abandons the run at once: a checkpoint is renamed into place only once whole, so the newest
-complete one stays whatever was being written.
+abandons the run at once (an event and the ``abandoned`` status record it): a checkpoint is
+renamed into place only once whole, so the newest complete one stays whatever was being written.
 
 SIGHUP means the terminal went away (SSH dropped, tmux closed). The run goes on: the
 process's output moves to ``RUN_DIR/console.log``, where a ``--detach`` run writes it.
@@ -23,8 +23,8 @@ import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from engine.run.checkpoints import latest_checkpoint
-from engine.run.events import LogEvent
+from engine.run.checkpoints import resume_point
+from engine.run.events import Event, LogEvent, RunState, StateChanged
 
 CONSOLE_LOG = "console.log"
 TERMINAL_CLOSED = "terminal closed: training goes on in the background"
@@ -111,14 +111,25 @@ def announce_stop(control, signum: int, step: int, say: Callable[[str], None]) -
     control.stop()
 
 
-def abandon_event(run_dir: str | os.PathLike, signum: int, step: int) -> LogEvent:
-    """The event that records a run abandoned by a second stop signal, naming what stays."""
-    newest = latest_checkpoint(Path(run_dir))
-    stays = (f"the newest complete checkpoint ({newest.name}) stays: grpo-tui resume continues from it"
-             if newest is not None else "it has no complete checkpoint")
-    return LogEvent(level="warning", category="abandon", step=step,
-                    message=f"abandoned at step {step} by a second {signal_name(signum)}: {stays}",
-                    data={"signal": signal_name(signum), "checkpoint": str(newest) if newest else None})
+def abandon_events(run_dir: str | os.PathLike, step: int, cause: str = "") -> list[Event]:
+    """What records a run left at once (a second stop signal, Abandon in the quit dialog):
+    an event naming the step and the checkpoint a resume continues from, then the terminal
+    ``abandoned`` status that ``grpo-tui runs``, the launcher and the dashboard read."""
+    at = resume_point(Path(run_dir))
+    last = f"last checkpoint: step {at}" if at is not None else "no complete checkpoint"
+    message = f"run abandoned at step {step}{' ' + cause if cause else ''} ({last})"
+    return [LogEvent(level="warning", category="abandon", step=step, message=message,
+                     data={"checkpoint_step": at, **({"cause": cause} if cause else {})}),
+            StateChanged(state=RunState.ABANDONED, message=message)]
+
+
+def abandon(control, run_dir: str | os.PathLike, step: int, cause: str = "") -> str:
+    """Publish :func:`abandon_events` (the run-directory writer, the Control's first
+    subscriber, has them on disk when this returns); returns the message."""
+    events = abandon_events(run_dir, step, cause)
+    for event in events:
+        control.publish(event)
+    return events[0].message
 
 
 def wait_for_engine(thread: threading.Thread, control, run_dir: str | os.PathLike, step: Callable[[], int],
@@ -140,8 +151,8 @@ def wait_for_engine(thread: threading.Thread, control, run_dir: str | os.PathLik
             announced = True
             announce_stop(control, signals.stops[0], step(), say)
         if signals.abandon:
-            event = abandon_event(run_dir, signals.stops[-1], step())
-            control.publish(event)  # a headless run prints it as it prints every warning
+            # a headless run prints the event as it prints every warning
+            abandon(control, run_dir, step(), f"by a second {signal_name(signals.stops[-1])}")
             sys.stdout.flush()
             sys.stderr.flush()
             # Not a normal exit: interpreter shutdown would wait on, or tear down under, an

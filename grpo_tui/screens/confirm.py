@@ -1,4 +1,5 @@
-"""A yes/no question in a modal, answered by keyboard (y / n / Escape)."""
+"""Questions in a modal, answered by keyboard: yes/no (y / n / Escape), or one of several
+answers each with its key (the quit dialog, the resume dialog)."""
 
 from __future__ import annotations
 
@@ -41,8 +42,10 @@ class ConfirmScreen(ModalScreen[bool]):
 
 
 class ChoiceScreen(ModalScreen[str | None]):
-    """Several answers (each a button with its key); Escape answers None."""
+    """Several answers (each a button with its key); Escape answers None. Buttons are as wide
+    as their labels, so four fit in a dialog on an 80-column terminal."""
 
+    DEFAULT_CSS = "ChoiceScreen .dialog-buttons Button { min-width: 0; }"
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="choice.cancel")]
 
     def __init__(self, title: str, message: str, choices: list[tuple[str, str, str]]) -> None:
@@ -75,3 +78,31 @@ class ChoiceScreen(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+def quit_dialog(paused: bool) -> ChoiceScreen:
+    """The question asked when the user quits while this process trains a run; answers
+    detach, stop, abandon or cancel."""
+    return ChoiceScreen(
+        f"Training is {'paused' if paused else 'running'}",
+        "Detach: training goes on in a background process\n"
+        "        (grpo-tui attach shows it again).\n"
+        "Stop: checkpoint, save the final model, then quit.\n"
+        "Abandon: quit now; the run can resume from its\n"
+        "         last checkpoint.",
+        [("detach", "Detach", "d"), ("stop", "Stop", "s"), ("abandon", "Abandon", "a"), ("cancel", "Cancel", "c")],
+    )
+
+
+ENDED = {"stopped": "was stopped", "abandoned": "was abandoned", "crashed": "crashed", "failed": "failed"}
+
+
+def resume_dialog(run) -> ChoiceScreen:
+    """Resume, view or cancel for a run (an ``engine.run.listing.RunSummary``) that ended
+    short of its steps; it names the checkpoint the run continues from and the steps redone."""
+    plan = run.resume_plan()
+    return ChoiceScreen(
+        f"{run.name} {ENDED.get(run.state, 'was interrupted')} at step {run.step} of {run.max_steps or '?'}",
+        f"{plan[0].upper()}{plan[1:]}.\nView opens it read-only, as it was left.",
+        [("resume", "Resume", "r"), ("view", "View", "v"), ("cancel", "Cancel", "c")],
+    )

@@ -290,9 +290,12 @@ class DashboardScreen(Screen):
 
     # -- controls ----------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The footer shows only what acts now: no control on a read-only or ended run
+        (finished, stopped, abandoned, failed, crashed) or one that is stopping; Pause
+        while it runs, Resume while it is paused."""
         if action in CONTROL_ACTIONS:
             if self.live is None or self.model.is_terminal or self.model.state == RunState.STOPPING:
-                return None if action != "resume" else False  # dimmed: not possible for this run now
+                return False
             paused = self.live.control.paused_requested
             if action == "pause" and paused or action == "resume" and not paused:
                 return False  # one key, two meanings: only the one that applies is shown

@@ -19,7 +19,6 @@ from textual.widgets import DataTable, Static
 
 from grpo_tui.widgets.footer import ResponsiveFooter
 from grpo_tui.commands import LauncherCommands
-from engine.run.events import RunState
 from engine.run.listing import RunSummary, summarize_run
 
 DEFAULT_PRESET = "tiny-arithmetic"  # runs anywhere, in about two minutes
@@ -253,11 +252,11 @@ class LauncherScreen(Screen):
         run = self.selected_run()
         if run is None:
             return
-        if run.state in (RunState.RUNNING, RunState.PAUSED, RunState.CHECKPOINTING, RunState.STARTING, RunState.STOPPING):
+        if run.live:
             self.app.attach_run(str(run.path))  # trained by another process: follow it, with controls
             return
         if run.resumable:
-            from grpo_tui.screens.confirm import ChoiceScreen
+            from grpo_tui.screens.confirm import resume_dialog
 
             def answer(choice: str | None) -> None:
                 if choice == "resume":
@@ -265,13 +264,7 @@ class LauncherScreen(Screen):
                 elif choice == "view":
                     self.app.open_run(str(run.path))
 
-            self.app.push_screen(
-                ChoiceScreen(f"{run.name} was interrupted",
-                             f"It stopped at step {run.step} of {run.max_steps}. Resume continues from its newest "
-                             "complete checkpoint.",
-                             [("resume", "Resume", "r"), ("view", "View", "v"), ("cancel", "Cancel", "c")]),
-                answer,
-            )
+            self.app.push_screen(resume_dialog(run), answer)
             return
         self.app.open_run(str(run.path))
 

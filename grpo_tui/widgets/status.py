@@ -12,6 +12,7 @@ from typing import Callable
 from textual.content import Content
 from textual.widgets import Static
 
+from engine.run.channel import CRASHED
 from engine.run.events import RunState
 
 from grpo_tui.model.format import bar, format_duration
@@ -25,7 +26,10 @@ STATE_STYLE = {
     RunState.CHECKPOINTING: ("⛁", "$accent"),
     RunState.STOPPING: ("■", "$warning"),
     RunState.FINISHED: ("✔", "$success"),
+    RunState.STOPPED: ("■", "$warning"),
+    RunState.ABANDONED: ("✗", "$warning"),
     RunState.FAILED: ("✘", "$error"),
+    CRASHED: ("✘", "$error"),
 }
 
 
@@ -143,6 +147,11 @@ class RunStatus(Static):
         elif m.state == RunState.FINISHED and m.summary:
             parts.append("\n")
             parts.append((summary_line(m.summary), "$success"))
+        elif note := m.end_note():  # stopped, abandoned, crashed: how it ended and how to go on
+            parts.append("\n")
+            if len(note) > width:  # the hint on a line of its own rather than cut
+                note = note.replace(" — ", "\n", 1)
+            parts.append((note, f"bold {colour}" if m.state == CRASHED else colour))
         return Content.assemble(*parts)
 
 

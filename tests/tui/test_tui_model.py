@@ -92,6 +92,20 @@ def test_yaml_highlighting_spans() -> None:
     assert names == {"yaml.field", "number", "comment"}
 
 
+def write_live_heartbeat(run_dir: Path) -> None:
+    """A heartbeat naming this process, as the process training a run writes it."""
+    import json
+    import os
+    import socket
+    import time
+
+    from engine.run.channel import process_started
+
+    (run_dir / "heartbeat.json").write_text(json.dumps({
+        "pid": os.getpid(), "host": socket.gethostname(), "started": process_started(os.getpid()),
+        "time": time.time(), "interval": 2.0, "state": "running"}))
+
+
 def test_follower_keeps_a_growing_run_directory_current(tmp_path: Path) -> None:
     from grpo_tui.model.follow import open_run_dir
 
@@ -100,6 +114,7 @@ def test_follower_keeps_a_growing_run_directory_current(tmp_path: Path) -> None:
     events = (RECORDED / "events.jsonl").read_text().splitlines(keepends=True)
     (tmp_path / "metrics.jsonl").write_text("".join(metrics[:5]) + metrics[5][:20])  # a torn last line
     (tmp_path / "events.jsonl").write_text("".join(events[:4]))
+    write_live_heartbeat(tmp_path)  # the process writing it is this one: alive
     model, follower = open_run_dir(tmp_path)
     assert model.step == 4 and model.state == "running" and model.total_steps == 12
     with open(tmp_path / "metrics.jsonl", "a") as f:

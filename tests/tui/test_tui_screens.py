@@ -43,7 +43,7 @@ def test_read_only_run_disables_controls_and_lists_commands() -> None:
             screen = app.screen
             assert isinstance(screen, DashboardScreen)
             for action in ("pause", "checkpoint", "adjust", "stop"):
-                assert screen.check_action(action, ()) is None
+                assert screen.check_action(action, ()) is False  # hidden: nothing to control
             await pilot.press("p")  # nothing happens, nothing breaks
             await palette(pilot, "inspect")
             assert isinstance(app.screen, InspectorScreen)

@@ -83,9 +83,12 @@ def test_inspector(snap_compare) -> None:
     )
 
 
-def test_dashboard_system_tab(snap_compare) -> None:
+def test_dashboard_system_tab(snap_compare, monkeypatch) -> None:
     """The system tab with fixed figures (one GPU near full: the warning shows)."""
     from grpo_tui.model.system import GIB, GpuStat, SystemSnapshot
+    from grpo_tui.screens import dashboard
+
+    monkeypatch.setattr(dashboard, "SYSTEM_S", 3600.0)  # no timed sample adds to the trends: a slow machine draws the same
 
     snapshot = SystemSnapshot(cpu_percent=37.5, cores=16, ram_used=int(41.3 * GIB), ram_total=128 * GIB,
                               process_rss=int(9.2 * GIB), process_cpu=104.0,
