@@ -67,11 +67,12 @@ class Faults:
         self.reward_failed_step: int | None = None
         self.fault: str | None = None
         self.fault_kind: str | None = None
+        self.advice = ""  # what to change before resuming
 
     def pause(self, what: str, advice: str, step: int, kind: str) -> None:
         """Stop spending compute on a run that is going wrong, keep everything, and say why:
         paused until resumed, or (``on_fault="fail"``) ended at the step boundary."""
-        self.fault, self.fault_kind = what, kind
+        self.fault, self.fault_kind, self.advice = what, kind, advice
         data = {"advice": advice, "fault": kind, "on_fault": self.on_fault}
         if self.on_fault == "fail":
             self.publisher.log("error", "fault", f"{what} — ending the run with a checkpoint (on_fault: fail; "

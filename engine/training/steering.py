@@ -66,20 +66,28 @@ class Steering:
             raise RunFault(requests.fail)
         if not requests.pause:
             return requests
-        self.publisher.set_state(RunState.PAUSED, f"paused at step {self.state.step}")
+        self.publisher.set_state(RunState.PAUSED, self._paused_message())
         paused_at = time.perf_counter()
         while requests.pause:
             if self.dist.is_main:
                 self.control.wait_for_request(timeout=1.0)  # other ranks wait in the broadcast
             requests = self._take()
             if requests.checkpointed:
-                self.publisher.set_state(RunState.PAUSED, f"paused at step {self.state.step}")
+                self.publisher.set_state(RunState.PAUSED, self._paused_message())
         self.stopwatch.exclude(time.perf_counter() - paused_at)  # ETA ignores paused time
         if not requests.stop and self.faults is not None and self.faults.fault_kind == REWARD:
             reload_rewards(self.parts, self.publisher, self.state.step)  # the user fixed the plugin file
         if not requests.stop:
             self.publisher.set_state(RunState.RUNNING, f"resumed at step {self.state.step}")
         return requests
+
+    def _paused_message(self) -> str:
+        """``paused at step 12``, and for a pause a fault made, the fault and what to change
+        (every view's header shows it, not only the events)."""
+        faults, step = self.faults, self.state.step
+        if faults is None or not faults.fault:
+            return f"paused at step {step}"
+        return f"paused at step {step} by a fault: {faults.fault} — {faults.advice}"
 
     def _take(self) -> Requests:
         """Take the requests (rank 0's word decides, on every rank) and apply adjustments and checkpoint-now."""

@@ -101,7 +101,10 @@ class RunStatus(Static):
             where = " ".join(p for p in (view.label, pct) if p)
             head = [(f"{view.waiting} ", "bold $warning"), (f"({where})", "$warning")]
         else:
-            head = [(view.label, "bold")]
+            label = view.label
+            if len(label) > width and " — " in label:  # a fault's pause: the advice on a line of its own
+                label = "\n".join(_cut(part, width) for part in label.split(" — ", 1))
+            head = [(_cut(label, width), "bold $warning" if self.model.state == RunState.PAUSED else "bold")]
             if view.fraction is not None:
                 cells = max(0, min(20, width - 60))
                 if cells >= 5:
@@ -158,6 +161,11 @@ class RunStatus(Static):
 def _num(value: float, spec: str) -> str:
     """``value`` formatted, or ``—`` when it is missing (NaN)."""
     return format(value, spec) if math.isfinite(value) else "—"
+
+
+def _cut(text: str, width: int) -> str:
+    """``text`` in at most ``width`` cells per line, cut with an ellipsis."""
+    return "\n".join(line if len(line) <= width else line[: width - 1] + "…" for line in text.split("\n"))
 
 
 def _length(parts) -> int:

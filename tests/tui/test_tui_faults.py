@@ -47,6 +47,12 @@ async def _pause_fix_resume(tmp_path: Path) -> None:
         status = app.screen.query_one("#status")  # redrawn on the dashboard's next tick
         await wait_for(pilot, lambda: "reward —" in str(status.render()) or "R —" in str(status.render()),
                        "the header to show the missing reward")
+        # the reason is in the header, on every tab, not only in the events
+        await pilot.press("2")
+        header = status.render_text(1.0).plain.splitlines()
+        assert header[2].startswith("paused at step 3 by a fault: reward function scorer failed on 3 steps"), header
+        assert header[3].startswith("fix the reward function"), header
+        await pilot.press("1")
 
         plugin.write_text(FIXED)
         await pilot.press("R")  # reload on demand: applied while paused, at the step boundary
