@@ -211,6 +211,10 @@ class Trainer:
             requests = self.steering.between_steps()
             if requests.stop:
                 publisher.log("info", "status", f"stop requested at step {state.step}")
+                # no longer paused or running: every viewer says so while the stop's work goes on
+                publisher.set_state(RunState.STOPPING, f"stopping at step {state.step}: " + (
+                    "checkpoint for the background process" if requests.handover
+                    else "checkpoint, held-out evaluation, final model"))
                 if state.step > 0:  # resumable from where it stopped
                     self.checkpointer.save("stop")
                 break

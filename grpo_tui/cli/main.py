@@ -264,10 +264,31 @@ def _start_in_background(command: list[str], run_dir, env: dict) -> int:
     log = open(run_dir / "console.log", "ab")
     proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True, env={**env, "PYTHONUNBUFFERED": "1"})
+    code = _wait_until_written(proc, run_dir)
+    if code is not None:  # it ended before it wrote its run: a config or start-up problem
+        tail = (run_dir / "console.log").read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
+        print("\n".join(tail) or f"grpo-tui: the background run exited with code {code}", file=sys.stderr)
+        return code or 1
     print(f"training in the background (pid {proc.pid}): {run_dir}")
     print(f"  watch:  grpo-tui attach {run_dir}")
     print(f"  output: {run_dir / 'console.log'}")
     return 0
+
+
+def _wait_until_written(proc, run_dir, limit_s: float = 120.0) -> int | None:
+    """Wait until the background run has written its config (so ``attach`` works at once) or
+    has ended; its exit code when it ended, else None (after ``limit_s`` it is left to go on)."""
+    import time
+
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        code = proc.poll()
+        if code is not None:
+            return None if (run_dir / "config.yaml").exists() and code == 0 else code
+        if (run_dir / "config.yaml").exists():
+            return None
+        time.sleep(0.1)
+    return None
 
 
 def _launch_processes(args) -> int:

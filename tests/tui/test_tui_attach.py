@@ -40,8 +40,9 @@ def test_attach_controls_a_detached_run(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "grpo_tui", "train", "tiny-arithmetic", "--detach", "--max-steps",
                           "400", "--output", str(run_dir), "--set", "eval_steps=0", "--set",
                           "dataset.task_args.eval_size=32"], cwd=ROOT, env=ENV, capture_output=True, text=True,
-                         timeout=60)
+                         timeout=180)
     assert out.returncode == 0, out.stderr
+    assert (run_dir / "config.yaml").exists(), "detach returned before the run could be attached to"
     try:
         asyncio.run(_attach(run_dir))
     finally:
