@@ -109,6 +109,14 @@ def test_two_gpus_compute_the_gradients_of_one(tmp_path, fsdp):
         torch.testing.assert_close(two[name].cpu(), one[name].cpu(), rtol=1e-3, atol=1e-5, msg=name)
 
 
+def _alive(pid: int) -> bool:
+    """A live (not zombie) process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def _in_session(pid: int, session: int) -> bool:
     """A live (not zombie) process of ``session``."""
     try:
@@ -293,6 +301,8 @@ def test_a_killed_two_process_run_resumes_on_two_processes(tmp_path):
     import re
     import signal
 
+    import psutil
+
     run = tmp_path / "run"
     started = subprocess.run(
         [sys.executable, "-m", "grpo_tui", "train", "tiny-arithmetic", "--num-processes", "2", "--detach",
@@ -306,9 +316,17 @@ def test_a_killed_two_process_run_resumes_on_two_processes(tmp_path):
             assert time.monotonic() < deadline, "no checkpoint at step 8: " + (run / "console.log").read_text()[-2000:]
             time.sleep(0.05)
     finally:
+        # the launcher's session, and its workers: torch's launcher starts each in a session of its own
+        workers = [p.pid for p in psutil.Process(pid).children(recursive=True)]
         os.killpg(pid, signal.SIGKILL)
+        for worker in workers:
+            try:
+                os.kill(worker, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     deadline = time.monotonic() + 30
-    while any(p.isdigit() and _in_session(int(p), pid) for p in os.listdir("/proc")):
+    while any(p.isdigit() and _in_session(int(p), pid) for p in os.listdir("/proc")) or any(
+            _alive(w) for w in workers):
         assert time.monotonic() < deadline, "processes of the killed run are still alive"
         time.sleep(0.1)
     resumed = _grpo_tui("resume", str(run), "--num-processes", "2")

