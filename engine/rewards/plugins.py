@@ -168,6 +168,19 @@ def _check_signature(fn: Callable, attr: str, spec: str) -> None:
 
 
 
+def check_plugin(spec: str) -> None:
+    """What validation asks of a plugin spec, running none of its code: the file or module
+    exists and its source defines the function with ``**kwargs``
+    (:mod:`engine.rewards.plugin_check`). Raises :class:`RewardSpecError`."""
+    from engine.rewards.plugin_check import check_plugin_statically
+
+    target, attr = _split_spec(spec)
+    if _is_file_target(target):
+        check_plugin_statically(spec, target, attr, True, _plugin_path(target))
+    else:
+        check_plugin_statically(spec, target, attr, False)
+
+
 def is_plugin_spec(spec: object) -> bool:
     """A ``module:function`` or ``path/file.py:function`` spec (what :func:`reload_plugin` can
     reload), as opposed to a built-in name, a ``model:`` spec or a callable's label."""

@@ -64,7 +64,7 @@ from engine.rewards.reward_models import (
     is_reward_model_spec,
     reward_model_name,
 )
-from engine.rewards.plugins import _resolve_plugin, is_plugin_spec, plugin_source, reload_plugin
+from engine.rewards.plugins import _resolve_plugin, check_plugin, is_plugin_spec, plugin_source, reload_plugin
 
 __all__ = [
     "DEFAULT_FORMAT_PATTERN",
@@ -149,9 +149,15 @@ def _unknown_name_message(spec: str) -> str:
 
 
 def check_reward_spec(spec: str) -> str | None:
-    """None when ``spec`` is a built-in name or resolves to a callable; else a one-line error."""
+    """None when ``spec`` is a built-in name, a reward model or a plugin whose source defines
+    the function; else a one-line error. A plugin's code is not run here (validating a preset
+    someone sent you must not run it): its source is parsed, and it runs when a run starts."""
     try:
-        _resolve_spec(spec)
+        if isinstance(spec, str) and ":" in spec and spec.strip() not in _BUILTINS \
+                and not is_reward_model_spec(spec.strip()):
+            check_plugin(spec.strip())
+        else:
+            _resolve_spec(spec)
     except RewardSpecError as exc:
         return str(exc)
     return None

@@ -385,14 +385,36 @@ def test_check_reward_spec_import_error():
 
 
 def test_check_reward_spec_error_while_loading_file(tmp_path):
+    """Validation runs none of the plugin's code, so a failing import inside it is found when
+    the run builds its reward functions, in one line."""
     path = tmp_path / "broken.py"
-    path.write_text("x = 1\nimport no_such_module_xyz\n")
-    message = check_reward_spec(f"{path}:f")
-    expected = (
-        "broken.py could not be loaded: ModuleNotFoundError: No module named 'no_such_module_xyz'"
-    )
-    assert expected in message
-    assert "\n" not in message
+    path.write_text("x = 1\nimport no_such_module_xyz\ndef f(prompts, completions, **kwargs):\n    return []\n")
+    assert check_reward_spec(f"{path}:f") is None
+    with pytest.raises(RewardSpecError) as info:
+        build_reward_funcs([f"{path}:f"])
+    expected = "broken.py could not be loaded: ModuleNotFoundError: No module named 'no_such_module_xyz'"
+    assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+def test_validating_a_plugin_runs_none_of_its_code(tmp_path, monkeypatch):
+    from engine.config.presets import find_presets, load_preset
+
+    marker = tmp_path / "ran"
+    plugin = tmp_path / "presets" / "helpers.py"
+    plugin.parent.mkdir()
+    plugin.write_text(f"open({str(marker)!r}, 'w').close()\n\ndef fn(prompts, completions, **kwargs):\n"
+                      "    return [0.0] * len(completions)\n")
+    preset = tmp_path / "presets" / "x.yaml"
+    preset.write_text("model_name_or_path: assets/tiny-model\nreward_funcs: ['helpers.py:fn']\n")
+    assert check_reward_spec(f"{plugin}:fn") is None
+    load_preset(str(preset), check_paths=True)
+    monkeypatch.chdir(tmp_path)  # ./presets/ is where the launcher looks
+    info = next(p for p in find_presets() if p.name == "x")
+    assert info.ok, info.problems
+    assert not marker.exists(), "validation ran the plugin's code"
+    (func,) = build_reward_funcs([f"{plugin}:fn"])  # starting a run does
+    assert marker.exists() and func.fn(prompts=["p"], completions=["c"]) == [0.0]
+    assert "'gone' is not defined in helpers.py (found: fn)" in check_reward_spec(f"{plugin}:gone")
 
 
 def test_check_reward_spec_syntax_error(tmp_path):
@@ -448,3 +470,12 @@ def test_accuracy_reads_gsm8k_final_answer():
     batch = score(funcs, None, ["q", "q"], ["<answer>72</answer>", "<answer>24</answer>"],
                   {"answer": [gold, gold]}, [[1], [1]], 0)
     assert batch.per_func[:, 0].tolist() == [1.0, 0.0]
+
+
+def test_plugin_check_worked_examples():
+    import doctest
+
+    import engine.rewards.plugin_check as plugin_check
+
+    failed, tried = doctest.testmod(plugin_check, verbose=False)
+    assert tried >= 3 and failed == 0
