@@ -407,11 +407,12 @@ def config_from_dict(
 # --------------------------------------------------------------------------- live adjustment
 
 
-def validate_adjustment(cfg: RunConfig, changes: Mapping[str, Any]) -> dict[str, Any]:
+def validate_adjustment(cfg: RunConfig, changes: Mapping[str, Any], max_positions: int | None = None) -> dict[str, Any]:
     """Check changes to a running job; returns them coerced, or raises ConfigError.
 
     Only ADJUSTABLE_FIELDS may change while a run is going: the rest shape the model,
-    data or buffers the run was built with.
+    data or buffers the run was built with. ``max_positions``: the model's context length
+    (``max_position_embeddings``) when known, which a completion must fit in.
     """
     if not isinstance(changes, Mapping):
         raise ConfigError([f"changes: expected a mapping, got {_describe(changes)}"], source="adjustment")
@@ -427,6 +428,10 @@ def validate_adjustment(cfg: RunConfig, changes: Mapping[str, Any]) -> dict[str,
         v = _check_value(schema[key], key, value, problems)
         if v is not _BAD:
             out[key] = v
+    length = out.get("max_completion_length")
+    if length is not None and max_positions and length >= max_positions:
+        problems.append(f"max_completion_length: must be below the model's context of {max_positions} tokens "
+                        f"(max_position_embeddings), got {length}")
     weights = out.get("reward_weights")
     if weights is not None and len(weights) != len(cfg.reward_funcs):
         problems.append(_weights_mismatch(len(weights), len(cfg.reward_funcs)))

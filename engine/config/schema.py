@@ -142,9 +142,9 @@ class RunConfig:
     """completions sampled per prompt (the group size G)"""
     max_prompt_length: Annotated[int, Range(ge=1)] | None = 512
     """prompts longer than this many tokens are truncated from the left; None = no limit"""
-    max_completion_length: Annotated[int, Range(ge=1)] = 256
+    max_completion_length: Annotated[int, Range(ge=1, le=1_048_576)] = 256
     """maximum tokens generated per completion"""
-    temperature: Annotated[float, Range(gt=0)] = 1.0
+    temperature: Annotated[float, Range(gt=0, le=100)] = 1.0
     """sampling temperature"""
     top_p: Annotated[float, Range(gt=0, le=1)] = 1.0
     """nucleus sampling: keep the smallest token set with this much probability mass"""
@@ -190,11 +190,11 @@ class RunConfig:
     """upper bound of the ratio; None = none"""
 
     # --- algorithm
-    beta: Annotated[float, Range(ge=0)] = 0.0
+    beta: Annotated[float, Range(ge=0, le=1000)] = 0.0
     """KL coefficient against the reference model; 0 = no reference model is kept"""
-    epsilon: Annotated[float, Range(gt=0)] = 0.2
+    epsilon: Annotated[float, Range(gt=0, le=10)] = 0.2
     """lower clipping range of the importance ratio (1 - epsilon)"""
-    epsilon_high: Annotated[float, Range(gt=0)] | None = None
+    epsilon_high: Annotated[float, Range(gt=0, le=10)] | None = None
     """upper clipping range (1 + epsilon_high); None = epsilon (DAPO uses 0.28)"""
     delta: Annotated[float, Range(gt=0)] | None = None
     """two-sided clipping bound on the ratio for negative advantages; None = off"""
@@ -239,7 +239,7 @@ class RunConfig:
     """options for reward functions by name, e.g. {"format": {"pattern": "..."}}"""
 
     # --- optimisation
-    learning_rate: Annotated[float, Range(ge=0)] = 1e-6
+    learning_rate: Annotated[float, Range(ge=0, le=1)] = 1e-6
     """AdamW learning rate (peak, after warm-up)"""
     adam_beta1: Annotated[float, Range(ge=0, lt=1)] = 0.9
     """AdamW beta1"""

@@ -28,7 +28,7 @@ from typing import Any, Callable
 import psutil
 
 from engine.run.control import Control
-from engine.run.events import RunState
+from engine.run.events import LogEvent, RunState
 from engine.run.pulse import Pulse, write_json_atomic
 
 HEARTBEAT = "heartbeat.json"
@@ -38,6 +38,7 @@ STALE_BEATS = 5
 STALE_S = STALE_BEATS * HEARTBEAT_S
 """From another host, a heartbeat this old (five missed beats) means the process is gone."""
 POLL_S = 0.2
+MAX_COMMAND_BYTES = 65536  # a command file is a few hundred bytes; anything longer is not one
 COMMAND_NAMES = ("pause", "resume", "stop", "checkpoint", "adjust", "reload_rewards")
 
 CRASHED = "crashed"
@@ -51,13 +52,37 @@ def send_command(run_dir: str | os.PathLike, command: str, **args: Any) -> Path:
     if command not in COMMAND_NAMES:
         raise ValueError(f"unknown command {command!r}; known: {', '.join(COMMAND_NAMES)}")
     folder = Path(run_dir) / COMMANDS
+    if folder.is_symlink():
+        raise ValueError(f"{folder} is a symbolic link: the run reads no commands through it")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{time.time():.6f}-{uuid.uuid4().hex[:8]}.json"
     write_json_atomic(path, {"command": command, "args": args, "time": time.time(), "pid": os.getpid()})
     return path
 
 
-def apply_command(control: Control, record: dict) -> None:
+def command_problem(record: Any) -> str | None:
+    """Why a command file cannot be applied (None when it can): not a known command, or
+    arguments that are not a mapping of setting names. The values of an ``adjust`` are the
+    trainer's to check, at the step boundary, against the run's config and model."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    command, args = record.get("command"), record.get("args")
+    if command not in COMMAND_NAMES:
+        return f"unknown command {str(command)[:40]!r} (known: {', '.join(COMMAND_NAMES)})"
+    if args is not None and not isinstance(args, dict):
+        return f"{command}: arguments must be an object, got {type(args).__name__}"
+    if command == "adjust" and not all(isinstance(k, str) and k.isidentifier() for k in args or {}):
+        return "adjust: setting names must be identifiers"
+    if command == "adjust" and not args:
+        return "adjust: no setting to change"
+    return None
+
+
+def apply_command(control: Control, record: dict) -> str | None:
+    """Apply one command file's record; returns why it was discarded (None when applied)."""
+    problem = command_problem(record)
+    if problem is not None:
+        return problem
     command, args = record.get("command"), record.get("args") or {}
     if command == "pause":
         control.pause()
@@ -69,8 +94,9 @@ def apply_command(control: Control, record: dict) -> None:
         control.checkpoint()
     elif command == "reload_rewards":
         control.reload_rewards()
-    elif command == "adjust" and isinstance(args, dict):
+    elif command == "adjust":
         control.adjust(**args)
+    return None
 
 
 class ChannelServer:
@@ -89,7 +115,9 @@ class ChannelServer:
         self._thread = threading.Thread(target=self._loop, name="grpo-channel", daemon=True)
         self._pulse: Pulse | None = None
         self._identity = {"pid": os.getpid(), "host": socket.gethostname(), "started": process_started(os.getpid())}
-        (self.root / COMMANDS).mkdir(parents=True, exist_ok=True)
+        self._warned_link = False
+        if not (self.root / COMMANDS).is_symlink():
+            (self.root / COMMANDS).mkdir(parents=True, exist_ok=True)
 
     def start(self) -> None:
         self.beat()
@@ -135,21 +163,34 @@ class ChannelServer:
     def poll(self) -> int:
         """Apply every waiting command, oldest first; returns how many."""
         folder = self.root / COMMANDS
+        if folder.is_symlink():  # commands are files of the run's own: never delete through a link
+            if not self._warned_link:
+                self._warned_link = True
+                self.control.publish(LogEvent(level="warning", category="command", message=(
+                    f"{folder} is a symbolic link: commands are not read from it (remove it to send commands)")))
+            return 0
         try:
             names = sorted(p for p in folder.iterdir() if p.suffix == ".json" and not p.name.startswith("."))
         except OSError:
             return 0
         for path in names:
+            if path.is_symlink() or not path.is_file():  # only plain files of the run's own are commands
+                continue
             try:
-                record = json.loads(path.read_text(encoding="utf-8"))
+                record = json.loads(path.read_bytes()[:MAX_COMMAND_BYTES].decode("utf-8"))
             except (OSError, ValueError):
                 record = None
             try:
                 path.unlink()
             except OSError:
                 pass
-            if isinstance(record, dict):
-                apply_command(self.control, record)
+            try:
+                problem = apply_command(self.control, record)
+            except Exception as exc:  # noqa: BLE001 - a crafted command must not end the channel
+                problem = f"{type(exc).__name__}: {exc}"
+            if problem is not None:
+                self.control.publish(LogEvent(level="warning", category="command",
+                                              message=f"command {path.name} discarded: {problem}"))
         return len(names)
 
     def _loop(self) -> None:

@@ -94,7 +94,7 @@ class Control:
         with self._lock:
             return self._pending.handover
 
-    def adjust(self, **changes: Any) -> None:
+    def adjust(self, /, **changes: Any) -> None:
         """Queue hyperparameter changes; the trainer validates and applies them at the next step."""
         with self._lock:
             self._pending.adjustments.update(changes)

@@ -37,6 +37,13 @@ class Requests:
     checkpointed: bool = False  # the checkpoint asked for was written
 
 
+def model_context(model) -> int | None:
+    """The model's context length (``max_position_embeddings``), when its config says."""
+    config = getattr(model, "config", None)
+    value = getattr(config, "max_position_embeddings", None)
+    return value if isinstance(value, int) and value > 0 else None
+
+
 class Steering:
     """Applies the viewer's requests between steps.
 
@@ -112,7 +119,7 @@ class Steering:
             return
         step, parts = self.state.step, self.parts
         try:
-            changes = validate_adjustment(self.cfg, changes)
+            changes = validate_adjustment(self.cfg, changes, model_context(parts.model))
         except ConfigError as exc:
             self.publisher.log("error", "adjust", f"adjustment rejected: {exc}", step=step)
             return
