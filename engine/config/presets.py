@@ -21,12 +21,63 @@ from engine.config.fields import _BAD, _SCHEMA, _copy, _describe, _did_you_mean,
 # --------------------------------------------------------------------------- YAML text
 
 
+MAX_PRESET_BYTES = 1_000_000  # a preset is a few kilobytes; a larger file is not one
+MAX_NODES = 100_000  # values in the document with every alias expanded (an alias bomb has billions)
+MAX_DEPTH = 50
+
+
+def _node_problem(root: yaml.Node) -> str | None:
+    """Why a composed document is not a preset's shape, before anything is built from it:
+    too many values once aliases are expanded, nested too deep, or a key given twice in one
+    mapping (YAML would keep the last silently). Aliases are shared nodes, so the count is
+    memoised and a bomb is measured in microseconds, never expanded."""
+    sizes: dict[int, int] = {}
+    checked: set[int] = set()
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
+    while stack:
+        node, depth, done = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"yaml: line {node.start_mark.line + 1}: nested deeper than {MAX_DEPTH} levels"
+        children = ([c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode)
+                    else list(node.value) if isinstance(node, yaml.SequenceNode) else [])
+        if done:
+            if any(id(c) not in sizes for c in children):  # a child still open: the node contains itself
+                return f"yaml: line {node.start_mark.line + 1}: a value that contains itself (a recursive alias)"
+            sizes[id(node)] = min(1 + sum(sizes[id(c)] for c in children), MAX_NODES + 1)
+            continue
+        if id(node) in sizes or id(node) in checked:
+            continue
+        checked.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key, _ in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    if key.value in seen:
+                        return (f"yaml: line {key.start_mark.line + 1}: duplicate key {key.value!r} "
+                                f"(first on line {seen[key.value]})")
+                    seen[key.value] = key.start_mark.line + 1
+        stack.append((node, depth, True))
+        stack.extend((c, depth + 1, False) for c in children if id(c) not in sizes)
+    if sizes.get(id(root), 0) > MAX_NODES:
+        return f"yaml: more than {MAX_NODES:,} values once its aliases are expanded: not a preset"
+    return None
+
+
 def _parse_yaml(text: str, problems: list[str]) -> Any:
-    """Parse YAML text; on failure append a problem with the line number and return _BAD."""
+    """Parse YAML text; on failure append a problem with the line number and return _BAD.
+    Limits (size, values with aliases expanded, depth) and duplicate keys are checked on the
+    composed document, before any value is built."""
+    if len(text) > MAX_PRESET_BYTES:
+        problems.append(f"yaml: {len(text):,} characters: larger than a preset can be ({MAX_PRESET_BYTES:,})")
+        return _BAD
     loader = None
     try:
         loader = yaml.SafeLoader(text)  # the reader already rejects control characters here
         node = loader.get_single_node()
+        problem = None if node is None else _node_problem(node)
+        if problem:
+            problems.append(problem)
+            return _BAD
         data = {} if node is None else loader.construct_document(node)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark

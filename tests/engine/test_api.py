@@ -52,7 +52,7 @@ def test_grpo_config_unknown_names_raise_a_type_error_listing_all():
     assert "learnin_rate: unknown argument (did you mean 'learning_rate'?)" in text
     assert "num_generation: unknown argument (did you mean 'num_generations'?)" in text
     assert "use_liger_loss=True: not supported here" in text
-    assert "temperature: must be > 0" in text  # value problems in the same message
+    assert "temperature: must be in (0, 100]" in text  # value problems in the same message
     assert "fp16" not in text  # off is fine
 
 

@@ -90,7 +90,7 @@ dataset:
     assert text.startswith(f"preset tiny-arithmetic.yaml has {len(err.problems)} problems:\n  - ")
     expected = [
         "learnin_rate: unknown key (did you mean 'learning_rate'?)",
-        "temperature: must be > 0",
+        "temperature: must be in (0, 100]",
         "loss_type: 'dapoo' is not one of grpo | bnpo | dr_grpo | dapo (did you mean 'dapo'?)",
         "bf16: expected true or false",
         "dataset.splitt: unknown key (did you mean 'split'?)",

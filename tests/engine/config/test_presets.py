@@ -265,3 +265,41 @@ def test_a_wheel_ships_every_bundled_preset_and_the_tiny_model():
     wanted = [*(ROOT / "presets").rglob("*.yaml"), *(ROOT / "assets" / "tiny-model").iterdir()]
     assert wanted and not [str(p.relative_to(ROOT)) for p in wanted if p.resolve() not in shipped]
     assert all(dest.startswith("share/grpo-tui/") for dest in spec)
+
+
+def _bomb(levels: int) -> str:
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\nmodel_name_or_path: assets/tiny-model\n"
+
+
+def test_an_alias_bomb_is_refused_before_it_is_expanded():
+    import tracemalloc
+
+    from engine.config.presets import config_from_yaml
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConfigError) as err:
+            config_from_yaml(_bomb(9))  # 9**10 values expanded: about 20 GB
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert err.value.problems == ["yaml: more than 100,000 values once its aliases are expanded: not a preset"]
+    assert peak < 100e6
+
+
+def test_duplicate_keys_deep_nesting_and_recursive_aliases_are_errors():
+    from engine.config.presets import config_from_yaml
+
+    cases = {
+        "model_name_or_path: assets/tiny-model\nlearning_rate: 1e-5\nlearning_rate: 2e-5\n":
+            "yaml: line 3: duplicate key 'learning_rate' (first on line 2)",
+        "model_name_or_path: assets/tiny-model\nreward_kwargs: " + "[" * 60 + "]" * 60 + "\n":
+            "yaml: line 2: nested deeper than 50 levels",
+        "a: &a [*a]\n": "a value that contains itself",
+    }
+    for text, message in cases.items():
+        with pytest.raises(ConfigError) as err:
+            config_from_yaml(text, check_paths=False)
+        assert any(message in p for p in err.value.problems), (text[:40], err.value.problems)
