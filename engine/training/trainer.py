@@ -35,6 +35,7 @@ from engine.rollout.backend import SamplingParams
 from engine.run.channel import ChannelServer
 from engine.run.control import Control
 from engine.run.events import RunFailed, RunFinished, RunStarted, RunState
+from engine.run.lock import RunLock, RunLocked
 from engine.run.progress import ProgressFile
 from engine.run.reporting import close_reporters
 from engine.run.rundir import NullWriter, RunWriter, truncate_after
@@ -151,13 +152,17 @@ class Trainer:
         self.dist = dist = Dist()
         self.run_dir = Path(dist.broadcast(str(self.run_dir)))
         problem = None
-        if self.resume_from is None and dist.is_main:
+        self._lock = RunLock(self.run_dir)
+        if dist.is_main:
             try:
-                check_run_dir_free(self.run_dir)
-            except RunDirInUse as exc:  # nothing written: the other run's files stay as they were
+                self._lock.acquire()  # one process per run directory, for as long as this one trains
+                if self.resume_from is None:
+                    check_run_dir_free(self.run_dir)
+            except (RunDirInUse, RunLocked) as exc:  # nothing written: the other run's files stay as they were
                 problem = str(exc)
         problem = dist.broadcast(problem)
         if problem is not None:
+            self._lock.release()
             self.summary = {"error": problem, "steps": 0, "run_dir": str(self.run_dir)}
             self.publisher.publish(RunFailed(error=problem))
             return self.summary
@@ -199,6 +204,7 @@ class Trainer:
                 self.channel.stop()
             unsubscribe()
             self.writer.close()
+            self._lock.release()
         return self.summary
 
     # ------------------------------------------------------------------ the loop
