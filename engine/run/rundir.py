@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,8 @@ EVENTS = "events.jsonl"
 CONFIG = "config.yaml"
 CHECKPOINTS = "checkpoints"
 FINAL = "final"
+
+BACKLOG_LINES = 100_000  # records kept in memory while the disk refuses them
 
 UNKNOWN = "unknown"
 """The state of a run directory that holds no status yet: nothing says what the run is doing."""
@@ -59,8 +62,14 @@ class RunWriter:
       abandoned from the main thread may still have an engine thread that reports a state
       for a moment, and the last status on disk must stay the one that ended the run.
 
-    The Control drops a subscriber that raises, so a write that fails is kept and raised on
-    the engine thread by :meth:`raise_failure`: a run that cannot write its directory stops.
+    A full disk (any ``OSError`` from a write) never stops the run: the lines that could not
+    be written are kept in memory, in order (up to :data:`BACKLOG_LINES`; beyond, samples
+    lines are dropped first and counted), and written before the next line once the disk takes
+    them again; a line the failure tore is closed with a newline first (readers skip it), so
+    each record still stands on a line of its own. :meth:`take_notices` tells the publisher
+    when writing failed and when it recovered, for the events. Any other exception is a bug:
+    the Control drops a subscriber that raises, so it is kept and raised on the engine thread
+    by :meth:`raise_failure`.
     Events may come from two threads at once, so each is written under a lock.
     ``config.yaml`` is written directly (:meth:`write_config`), before any event."""
 
@@ -72,9 +81,11 @@ class RunWriter:
         self._failure: BaseException | None = None
         self._lock = threading.Lock()
         self._ended = False  # a terminal status was written: later ones are dropped
-        self._files = {
-            name: open(self.root / name, "a", encoding="utf-8") for name in (METRICS, SAMPLES, EVENTS)
-        }
+        self._files = {name: open(self.root / name, "ab", buffering=0) for name in (METRICS, SAMPLES, EVENTS)}
+        self._backlog: deque[tuple[str, bytes]] = deque()
+        self._torn: set[str] = set()  # files whose last write failed part-way
+        self._dropped = 0  # samples lines given up while the backlog was full
+        self._notices: list[tuple[str, str]] = []  # (level, message) for the events
 
     def __call__(self, event: Event) -> None:
         with self._lock:
@@ -108,9 +119,59 @@ class RunWriter:
         os.replace(tmp, self.root / CONFIG)
 
     def _append(self, name: str, record: dict) -> None:
+        line = (dumps(record) + "\n").encode("utf-8")
+        if self._backlog and not self._drain():
+            self._keep(name, line)
+            return
+        error = self._write_line(name, line)
+        if error is not None:
+            self._keep(name, line)
+            self._notices.append(("error", f"cannot write the run directory ({error}): the records are kept in "
+                                           "memory and written when the disk takes them; training goes on"))
+
+    def _write_line(self, name: str, line: bytes) -> str | None:
+        """Write one whole line (closing a torn one first); the error, or None."""
         f = self._files[name]
-        f.write(dumps(record) + "\n")
-        f.flush()
+        data = (b"\n" if name in self._torn else b"") + line
+        try:
+            while data:
+                written = f.write(data)
+                data = data[written or 0:]
+        except OSError as exc:
+            self._torn.add(name)
+            return exc.strerror or str(exc)
+        self._torn.discard(name)
+        return None
+
+    def _keep(self, name: str, line: bytes) -> None:
+        if len(self._backlog) >= BACKLOG_LINES:
+            victim = next((i for i, (n, _) in enumerate(self._backlog) if n == SAMPLES), None)
+            if victim is None and name == SAMPLES:
+                self._dropped += 1
+                return
+            if victim is not None:
+                del self._backlog[victim]
+                self._dropped += 1
+        self._backlog.append((name, line))
+
+    def _drain(self) -> bool:
+        """Write the kept lines, oldest first; True once none is left."""
+        count = len(self._backlog)
+        while self._backlog:
+            name, line = self._backlog[0]
+            if self._write_line(name, line) is not None:
+                return False
+            self._backlog.popleft()
+        lost = f"; {self._dropped} samples records were dropped to bound memory" if self._dropped else ""
+        self._notices.append(("info", f"writing the run directory again: {count} kept records written{lost}"))
+        self._dropped = 0
+        return True
+
+    def take_notices(self) -> list[tuple[str, str]]:
+        """What happened to the writes since the last call: ``(level, message)`` for the events."""
+        with self._lock:
+            notices, self._notices = self._notices, []
+        return notices
 
     def checkpoint_dir(self, step: int) -> Path:
         return self.root / CHECKPOINTS / f"step-{step:06d}"
@@ -135,6 +196,7 @@ class NullWriter(RunWriter):
         self._lock = threading.Lock()
         self._ended = False
         self._files = {}
+        self._notices = []
 
     def write_config(self, yaml_text: str) -> None:
         pass

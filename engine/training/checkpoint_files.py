@@ -23,6 +23,7 @@ checkpoint is refused with a message that says what to do instead (:func:`read_c
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import random
 import re
@@ -131,6 +132,37 @@ def round_from_tensors(tensors: dict[str, torch.Tensor], parts: dict[str, Any], 
 # --------------------------------------------------------------------------- writing
 
 
+def fsync_tree(folder: Path) -> None:
+    """Flush every file under ``folder``, and the folders, to the disk; modes made uniform
+    (0644 files, 0755 folders) whatever the writers' defaults were."""
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, 0o644)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        elif path.is_dir():
+            os.chmod(path, 0o755)
+            fsync_dir(path)
+    fsync_dir(folder)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (a rename in it) to the disk, where the platform allows."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # not every file system flushes folders
+    finally:
+        os.close(fd)
+
+
 def write_checkpoint(final_path: Path, *, model, tokenizer, weights: dict | None, training: dict[str, Any],
                      state: dict[str, Any], config_yaml: str, round: Batch | None) -> Path:
     """Write a checkpoint into ``.tmp-<name>`` beside ``final_path`` and rename it once whole.
@@ -157,9 +189,11 @@ def write_checkpoint(final_path: Path, *, model, tokenizer, weights: dict | None
         (tmp / STATE).write_text(json.dumps(state, indent=1), encoding="utf-8")
         (tmp / "config.yaml").write_text(config_yaml, encoding="utf-8")
         (tmp / COMPLETE).write_text("ok\n", encoding="utf-8")
+        fsync_tree(tmp)  # on disk before the name says complete: a power loss leaves no empty file
         if final_path.exists():
             shutil.rmtree(final_path)
         tmp.rename(final_path)
+        fsync_dir(final_path.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -14,6 +14,8 @@ whole; ``COMPLETE`` inside it is the second guard readers check.
 
 from __future__ import annotations
 
+import shutil
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +85,20 @@ def restore(saved: SavedCheckpoint, parts, state: TrainState, dist) -> None:
     state.adjustments = saved.state["adjustments"]
 
 
+def remove_partial_checkpoints(folder: Path) -> list[str]:
+    """Delete ``.tmp-*`` checkpoint folders (never through a symbolic link); their names."""
+    removed = []
+    try:
+        entries = list(folder.iterdir()) if folder.is_dir() and not folder.is_symlink() else []
+    except OSError:
+        return removed
+    for path in entries:
+        if path.name.startswith(".tmp-") and path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+    return removed
+
+
 class Checkpointer:
     """Saves the run at a step boundary; every process takes part, rank 0 writes.
 
@@ -93,6 +109,8 @@ class Checkpointer:
         """``keep_round``: rounds feed several steps, so the round in use is saved too."""
         self.cfg, self.dist, self.parts, self.state = cfg, dist, parts, state
         self.publisher, self.writer, self.keep_round = publisher, writer, keep_round
+        if dist.is_main:
+            remove_partial_checkpoints(writer.root / "checkpoints")  # left by a run killed while writing one
 
     def save(self, reason: str) -> Path | None:
         """Checkpoint the current step; returns its folder, or None when it could not be written."""
@@ -114,8 +132,10 @@ class Checkpointer:
                     round=self.state.round if self.keep_round else None,
                 )
                 prune(self.writer.root, self.cfg.save_total_limit)
-            except OSError as exc:
-                error = str(exc)
+            except Exception as exc:  # noqa: BLE001 - a full disk surfaces as OSError, RuntimeError (torch's
+                # writer), SafetensorError...: whatever it is, the run loses a resume point, not its progress
+                lines = str(exc).strip().splitlines()
+                error = f"{type(exc).__name__}: {lines[0][:300] if lines else ''}".rstrip(": ")
         error = dist.broadcast(error)  # every rank knows whether the run is resumable here
         path = None if error else self.writer.checkpoint_dir(step)
         if error:

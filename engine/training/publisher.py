@@ -25,6 +25,8 @@ class Publisher:
         self.control.publish(event)
         if self.writer is not None:
             self.writer.raise_failure()
+            for level, message in self.writer.take_notices():  # the disk filled up, or took writes again
+                self.control.publish(LogEvent(level=level, category="disk", message=message))
 
     def log(self, level: str, category: str, message: str, step: int | None = None, data: dict | None = None) -> None:
         """A line in the events pane and events.jsonl: ``level`` info | warning | error."""
