@@ -75,6 +75,11 @@ class LauncherCommands(ListedCommands):
                 items.append((f"Start {info.name}", (info.description or "").split("\n")[0], partial(self.app.start_run, str(info.path), self.app.overrides)))
         for run in getattr(screen, "runs", []):
             items.append((f"Open run {run.name}", f"{run.state}, step {run.step}", partial(self.app.open_run, str(run.path))))
+        chosen = screen.selected_run() if hasattr(screen, "selected_run") else None
+        for run in getattr(screen, "runs", []) if chosen is not None else []:
+            if run.path != chosen.path:
+                items.append((f"Compare {chosen.name} with {run.name}", "metrics overlaid by step, settings that differ",
+                              partial(self.app.compare_runs, [str(chosen.path), str(run.path)])))
         return items
 
 
