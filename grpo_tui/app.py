@@ -62,12 +62,14 @@ class GrpoApp(App):
         attach: str | None = None,
         resume: str | None = None,
         on_fault: str = "pause",
+        compare: Iterable[str] = (),
     ) -> None:
         """``attach``: follow a run another process trains, with its controls; ``resume``:
         continue an interrupted run in this process from its newest complete checkpoint.
         ``on_fault``: what a repeated fault does to a run trained here ("pause": someone is
-        watching; "fail")."""
+        watching; "fail"). ``compare``: run directories to open overlaid."""
         super().__init__()
+        self.compare_dirs = list(compare)
         self.on_fault = on_fault
         self.attach_dir = attach
         self.resume_dir = resume
@@ -195,6 +197,9 @@ class GrpoApp(App):
         elif self.run_dir:
             if not self.open_run(self.run_dir):
                 self.push_screen(LauncherScreen())
+        elif self.compare_dirs:
+            if not self.compare_runs(self.compare_dirs):
+                self.push_screen(LauncherScreen())
         else:
             self.push_screen(LauncherScreen())
         if self._signals is not None and self._signals.hangup:  # the terminal went away while starting
@@ -279,6 +284,18 @@ class GrpoApp(App):
 
         model, follower = open_run_dir(path)
         self.push_screen(DashboardScreen(model, follower=follower))
+        return True
+
+    def compare_runs(self, run_dirs: list[str]) -> bool:
+        """Two or more runs' metrics overlaid and their configs diffed."""
+        from grpo_tui.screens.compare import CompareScreen
+
+        missing = [d for d in run_dirs if not Path(d).is_dir()]
+        if missing or len(run_dirs) < 2:
+            self.notify(f"not a run directory: {missing[0]}" if missing else "compare needs two or more runs",
+                        severity="error", timeout=10)
+            return False
+        self.push_screen(CompareScreen.open(run_dirs))
         return True
 
     # -- engine events ---------------------------------------------------------------

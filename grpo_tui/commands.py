@@ -51,7 +51,17 @@ class DashboardCommands(ListedCommands):
     def _items(self) -> list[tuple[str, str, object]]:
         screen = self.screen
         return [(title, help_text, partial(screen.run_action, action)) for action, title, help_text in COMMANDS
-                if screen.check_action(action, ())]
+                if screen.check_action(action, ())] + [
+            ("Search samples…", "Completions of every step by text, /regex/, reward>0.5 adv<0 len>100 (inspector, /)",
+             partial(search_samples, screen))]
+
+
+async def search_samples(dashboard) -> None:
+    """The inspector of the dashboard's run, its search box open."""
+    await dashboard.run_action("inspect")
+    inspector = dashboard.app.screen
+    if inspector is not dashboard and hasattr(inspector, "action_search"):
+        inspector.call_after_refresh(inspector.action_search)
 
 
 class LauncherCommands(ListedCommands):
@@ -65,6 +75,11 @@ class LauncherCommands(ListedCommands):
                 items.append((f"Start {info.name}", (info.description or "").split("\n")[0], partial(self.app.start_run, str(info.path), self.app.overrides)))
         for run in getattr(screen, "runs", []):
             items.append((f"Open run {run.name}", f"{run.state}, step {run.step}", partial(self.app.open_run, str(run.path))))
+        chosen = screen.selected_run() if hasattr(screen, "selected_run") else None
+        for run in getattr(screen, "runs", []) if chosen is not None else []:
+            if run.path != chosen.path:
+                items.append((f"Compare {chosen.name} with {run.name}", "metrics overlaid by step, settings that differ",
+                              partial(self.app.compare_runs, [str(chosen.path), str(run.path)])))
         return items
 
 

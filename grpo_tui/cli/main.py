@@ -10,6 +10,7 @@
     grpo-tui attach RUN_DIR               the dashboard of a run going on in another process
     grpo-tui resume RUN_DIR [--headless]  continue from the newest complete checkpoint
     grpo-tui send RUN_DIR pause|resume|stop|checkpoint|reload-rewards|adjust [KEY=VALUE ...]
+    grpo-tui compare RUN_DIR RUN_DIR ...  runs' metrics overlaid by step, and the settings that differ
     grpo-tui runs                         runs and their state (running, paused, finished, stopped, crashed, ...)
     grpo-tui train PRESET --headless --num-processes N   data-parallel over N GPUs (or CPU processes)
     grpo-tui train PRESET --headless --fsdp              sharded (FSDP2) over every GPU
@@ -106,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("view", help="open a run directory read-only in the dashboard")
     p.add_argument("run_dir")
 
+    p = sub.add_parser("compare", help="overlay two or more runs' metrics by step and diff their configs")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+
     p = sub.add_parser("vllm-serve", help="serve generation on GPUs of their own for runs with vllm_mode: server")
     p.add_argument("model", help="hub id or folder: the policy's starting weights (runs push theirs every step)")
     p.add_argument("--host", default="0.0.0.0")
@@ -175,6 +179,8 @@ def _dispatch(args) -> int:
         app = GrpoApp(**{args.command: args.run_dir}, **faults)
         app.run()
         return int(app.return_code or 0)
+    if args.command == "compare":
+        return _compare(args.run_dirs)
     if args.command in (None, "run", "view") or (args.command == "train" and not args.headless):
         from grpo_tui.app import GrpoApp
 
@@ -202,6 +208,19 @@ def _dispatch(args) -> int:
     if args.command == "vllm-serve":
         return _vllm_serve(args)
     raise AssertionError(args.command)
+
+
+def _compare(run_dirs: list[str]) -> int:
+    if len(run_dirs) < 2:
+        print("grpo-tui: compare needs two or more run directories", file=sys.stderr)
+        return EXIT_CONFIG
+    for run_dir in run_dirs:
+        _check_run_dir(run_dir)
+    from grpo_tui.app import GrpoApp
+
+    app = GrpoApp(compare=run_dirs)
+    app.run()
+    return int(app.return_code or 0)
 
 
 def _check_run_dir(run_dir: str) -> None:

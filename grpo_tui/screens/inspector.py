@@ -1,7 +1,10 @@
 """The group inspector: any past step's groups, one completion token by token.
 
 Reads samples.jsonl through a :class:`SampleIndex`, so it works the same for a live run
-(new steps appear as they are written) and for a finished run opened read-only.
+(new steps appear as they are written) and for a finished run opened read-only. ``/``
+searches the completions of every step (text, /regex/, reward/advantage/length ranges: see
+:mod:`grpo_tui.model.sample_search`) in a worker thread, so a file of hundreds of MB never
+blocks the keys; the first hit is shown as soon as it is found, ``n``/``N`` step through them.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from textual.widgets.option_list import Option
 from grpo_tui.commands import ScreenBindingCommands
 from grpo_tui.widgets.footer import ResponsiveFooter
 from grpo_tui.model.sample_index import SampleIndex
+from grpo_tui.screens.inspector_search import SampleSearch
 from grpo_tui.widgets.samples import completion_reward, fmt_num, short, sign_style
 from grpo_tui.widgets.tokens import MODES, colour_tokens, display_token, legend
 
@@ -66,10 +70,16 @@ class GoToStep(ModalScreen[int | None]):
         self.dismiss(None)
 
 
-class InspectorScreen(Screen):
+class InspectorScreen(SampleSearch, Screen):
+    DEFAULT_CSS = """
+    #insp-search-status { height: 1; background: $panel; display: none; }
+    #insp-search { display: none; }
+    #insp-match { display: none; margin-bottom: 1; }
+    """
     COMMANDS = {ScreenBindingCommands}
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back", id="inspector.back", tooltip="Back to the dashboard"),
+        Binding("escape", "back", "Back", id="inspector.back",
+                tooltip="Back to the dashboard (while searching: stop the search)"),
         # one footer hint for both directions ("[ ] Step"); the palette lists them apart
         Binding("left_square_bracket,comma", "step(-1)", "Previous step", id="inspector.prev", show=False),
         Binding("right_square_bracket,full_stop", "step(1)", "Step", id="inspector.next", key_display="[ ]",
@@ -83,6 +93,10 @@ class InspectorScreen(Screen):
             "e", "reward_bench", "Bench", id="inspector.reward_bench",
             tooltip="Edit in reward bench: score this completion (edited) with every reward function",
         ),
+        Binding("slash", "search", "Find", id="inspector.search", key_display="/",
+                tooltip="Search samples of every step: text, /regex/, reward>0.5 adv<0 len>100 step>=50"),
+        Binding("n", "hit(1)", "Next hit", id="inspector.next_hit", show=False, tooltip="Next search hit"),
+        Binding("N", "hit(-1)", "Previous hit", id="inspector.prev_hit", show=False, tooltip="Previous search hit"),
     ]
 
     def __init__(self, run_dir: str | Path, step: int | None = None) -> None:
@@ -99,6 +113,7 @@ class InspectorScreen(Screen):
         self.sort = SORTS[0]
         self.groups: list[tuple[int, dict]] = []
         self.completions: list[tuple[int, dict]] = []
+        self._init_search()
 
     def compose(self) -> ComposeResult:
         yield Static("", id="insp-header")
@@ -107,10 +122,14 @@ class InspectorScreen(Screen):
                 yield OptionList(id="insp-groups")
                 yield OptionList(id="insp-completions")
             with VerticalScroll(id="insp-detail"):
+                yield Static("", id="insp-match")
                 yield Static("", id="insp-text")
                 yield Static("", id="insp-legend")
                 yield Static("", id="insp-breakdown")
                 yield Static("", id="insp-tokens")
+        yield Static("", id="insp-search-status")
+        yield Input(placeholder="text, /regex/, reward>0.5 adv<0 len>100 step>=50 — Enter searches every step",
+                    id="insp-search")
         yield ResponsiveFooter()
 
     def on_mount(self) -> None:
@@ -134,7 +153,8 @@ class InspectorScreen(Screen):
         self.record = self.index.load(self.step) if self.step is not None else None
         self._fill_groups()
 
-    def _fill_groups(self, keep: int | None = None) -> None:
+    def _fill_groups(self, keep: int | None = None, number: int | None = None) -> None:
+        """Fill the groups list, highlighting position ``keep`` or else the group numbered ``number``."""
         groups = list(enumerate((self.record or {}).get("groups") or []))
         if self.only_zero_std:
             groups = [(i, g) for i, g in groups if is_zero_std(g)]
@@ -158,6 +178,8 @@ class InspectorScreen(Screen):
                     )
                 )
             )
+        if number is not None:
+            keep = next((pos for pos, (i, _) in enumerate(groups) if i == number), None)
         if groups:
             ol.highlighted = 0 if keep is None else min(keep, len(groups) - 1)
         self._header()
@@ -169,8 +191,15 @@ class InspectorScreen(Screen):
             return None
         return self.groups[ol.highlighted][1]
 
+    def current_group_number(self) -> int | None:
+        ol = self.query_one("#insp-groups", OptionList)
+        if ol.highlighted is None or ol.highlighted >= len(self.groups):
+            return None
+        return self.groups[ol.highlighted][0]
+
     def _fill_completions(self) -> None:
         group = self.current_group()
+        number = self.current_group_number()
         comps = list(enumerate((group or {}).get("completions") or []))
         if self.only_truncated:
             comps = [(i, c) for i, c in comps if c.get("truncated")]
@@ -188,7 +217,8 @@ class InspectorScreen(Screen):
             ol.add_option(
                 Option(
                     Content.assemble(
-                        (f"{i + 1:>2} ", "$text-muted"),
+                        (f"{i + 1:>2}", "$text-muted"),
+                        ("⌕" if (self.step, number, i) in self._hit_at else " ", "bold $accent"),
                         (f"{fmt_num(adv):>6}", f"bold {sign_style(adv)}"),
                         f" {fmt_num(completion_reward(comp), '5.2f'):>5} ",
                         ("✂" if comp.get("truncated") else "", "bold $warning"),
@@ -198,7 +228,9 @@ class InspectorScreen(Screen):
             )
         ol.border_title = f"Completions ({self.sort})"
         if comps:
-            ol.highlighted = 0
+            hit = self.hits[self.hit_pos] if self.hit_pos is not None else None
+            wanted = hit.completion if hit is not None and (hit.step, hit.group) == (self.step, number) else None
+            ol.highlighted = next((pos for pos, (i, _) in enumerate(comps) if i == wanted), 0)
         self._show_completion()
 
     def current_completion(self) -> dict | None:
@@ -206,6 +238,14 @@ class InspectorScreen(Screen):
         if ol.highlighted is None or ol.highlighted >= len(self.completions):
             return None
         return self.completions[ol.highlighted][1]
+
+    def hides(self, record: dict, group: int, completion: int) -> bool:
+        """Whether the zero-std or truncated filter hides this completion of ``record``."""
+        groups = record.get("groups") or []
+        chosen = groups[group] if group < len(groups) else {}
+        comps = chosen.get("completions") or []
+        truncated = completion < len(comps) and comps[completion].get("truncated")
+        return self.only_zero_std and not is_zero_std(chosen) or self.only_truncated and not truncated
 
     # -- rendering -----------------------------------------------------------------
     def _header(self) -> None:
@@ -228,6 +268,7 @@ class InspectorScreen(Screen):
     def _show_completion(self) -> None:
         comp = self.current_completion()
         theme = self.app.theme_variables
+        self._show_match()
         if comp is None:
             empty = "No group matches the filters." if self.record else "Nothing to show."
             self.query_one("#insp-text", Static).update(Content.styled(empty, "$text-muted"))
@@ -254,6 +295,12 @@ class InspectorScreen(Screen):
             parts.append(f"   mean log-prob {sum(lps) / len(lps):.3f}")
         self.query_one("#insp-breakdown", Static).update(Content.assemble(*parts))
         self.query_one("#insp-tokens", Static).update(token_table(comp))
+
+    def _current_key(self) -> tuple[int | None, int | None, int | None]:
+        """(step, group, completion) of the completion shown, numbered as in samples.jsonl."""
+        ol = self.query_one("#insp-completions", OptionList)
+        shown = ol.highlighted is not None and ol.highlighted < len(self.completions)
+        return self.step, self.current_group_number(), self.completions[ol.highlighted][0] if shown else None
 
     # -- events --------------------------------------------------------------------
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
