@@ -10,6 +10,8 @@ running job.
 
 from __future__ import annotations
 
+import re
+
 import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -270,12 +272,28 @@ def _cross_check(v: dict, bad: set, dirs: list[Path], check_paths: bool, problem
         found = _resolve(model, dirs)
         if found is not None:
             v["model_name_or_path"] = str(found)
+            if check_paths:
+                _check_local_model(found, v, problems)
         elif check_paths and _looks_local(model, dirs):
             problems.append(f"model_name_or_path: not found: {model} (looked in {_where(dirs)})")
+    run_name = v.get("run_name")
+    if isinstance(run_name, str) and (len(run_name) > 100 or not _FOLDER_NAME.fullmatch(run_name)):
+        problems.append(f"run_name: names the run's folder: at most 100 letters, digits, '.', '_' or '-' "
+                        f"(got {run_name[:40]!r}{'…' if len(run_name) > 40 else ''})")
 
     ds = v.get("dataset")
     if ds is not None:
         _check_dataset(ds, {k.partition(".")[2] for k in bad if str(k).startswith("dataset.")}, dirs, check_paths, problems)
+
+
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def _check_local_model(path: Path, v: dict, problems: list[str]) -> None:
+    """A local model is a folder with a config.json (not a file, not a device)."""
+    if not path.is_dir() or not (path / "config.json").is_file():
+        problems.append(f"model_name_or_path: {path} is not a model folder (a folder with config.json, "
+                        "or a hub id)")
 
 
 def vllm_unavailable(needs_gpu_for: str = "the colocated engine runs there") -> str | None:

@@ -138,7 +138,7 @@ class RunConfig:
     """prompt source (default: the built-in arithmetic task the bundled model was warm-started on)"""
 
     # --- generation
-    num_generations: Annotated[int, Range(ge=2)] = 8
+    num_generations: Annotated[int, Range(ge=2, le=4096)] = 8
     """completions sampled per prompt (the group size G)"""
     max_prompt_length: Annotated[int, Range(ge=1)] | None = 512
     """prompts longer than this many tokens are truncated from the left; None = no limit"""
@@ -258,13 +258,13 @@ class RunConfig:
     """fraction of max_steps spent warming up"""
     max_grad_norm: Annotated[float, Range(ge=0)] = 1.0
     """gradient clipping norm; 0 = no clipping"""
-    per_device_train_batch_size: Annotated[int, Range(ge=1)] = 8
+    per_device_train_batch_size: Annotated[int, Range(ge=1, le=1_000_000)] = 8
     """completions per micro-batch (counted as TRL counts them)"""
-    gradient_accumulation_steps: Annotated[int, Range(ge=1)] = 1
+    gradient_accumulation_steps: Annotated[int, Range(ge=1, le=1_000_000)] = 1
     """micro-batches per optimizer step; their product with the batch size must be a multiple of num_generations"""
-    max_steps: Annotated[int, Range(ge=1)] = 100
+    max_steps: Annotated[int, Range(ge=1, le=100_000_000)] = 100
     """optimizer steps to run"""
-    seed: Annotated[int, Range(ge=0)] = 42
+    seed: Annotated[int, Range(ge=0, le=2**32 - 1)] = 42
     """seed for sampling prompts, generation and initialisation"""
     bf16: bool | None = None
     """bfloat16 autocast of the forward passes over fp32 weights; None = on when a CUDA GPU supports it"""

@@ -352,6 +352,7 @@ def test_relative_paths_prefer_the_preset_folder(tmp_path, monkeypatch, model_di
 def test_relative_paths_fall_back_to_the_repo_root(tmp_path, monkeypatch):
     repo = tmp_path / "repo"
     (repo / "assets" / "tiny-model").mkdir(parents=True)
+    (repo / "assets" / "tiny-model" / "config.json").write_text("{}")
     monkeypatch.setattr(config_checks, "REPO_ROOT", repo)
     monkeypatch.chdir(tmp_path)
     cfg = config_from_dict({}, base_dir=tmp_path / "elsewhere")
@@ -442,3 +443,17 @@ def test_validate_adjustment_reports_every_problem():
     assert problems[3].startswith("max_completion_length: expected a whole number")
     assert problems[4] == "reward_weights: has 2 weights but reward_funcs has 1 function"
     assert len(problems) == 5
+
+
+def test_values_that_make_no_sense_are_refused(tmp_path):
+    not_a_model = tmp_path / "weights.bin"
+    not_a_model.write_text("x")
+    cases = {
+        "model_name_or_path": (str(not_a_model), "is not a model folder (a folder with config.json, or a hub id)"),
+        "num_generations": (1_000_000, "num_generations: must be in [2, 4096]"),
+        "seed": (2**64, "seed: must be in [0, 4.29497e+09]"),
+        "run_name": ("x" * 300, "run_name: names the run's folder"),
+    }
+    for key, (value, message) in cases.items():
+        problem = one_problem({key: value}, check_paths=True)
+        assert message in problem, (key, problem)
