@@ -238,8 +238,9 @@ class ChartControls:
         if per_page < rows and self._maximised is None:
             parts.append(Text(f"PgDn/↓: {rows - per_page} more row{'s' if rows - per_page > 1 else ''} of charts",
                               style="bold"))
-        keys = ["[ ] cursor", "+/- zoom", "L log", "z maximise" if self._maximised is None else "esc back",
-                "e metrics", "m EMA"]
+        if self._maximised is not None:
+            parts.append(Text("esc: all charts", style="bold"))
+        keys = ["[ ] cursor", "+/- zoom", "L log", "z maximise", "e metrics", "m EMA"]
         line = Text()
         for part in parts + [Text(k, style="dim") for k in keys]:
             if not line and part.cell_len > width:

@@ -134,18 +134,19 @@ class MetricChart(PlotextPlot, can_focus=True):
 
     def header_text(self, width: int) -> Text:
         """Title, the legend with each series' value (or "= other" for a copy), the marker
-        kinds drawn, and the EMA/log flags; shortened to ``width``: values go first."""
+        kinds drawn, and the EMA/log flags; shortened to ``width``: the marker kinds go
+        first, then the values."""
         h = self._header
         title = Text(h.title, style="bold reverse" if self.has_focus else "bold")
         if h.cursor is not None and not h.empty:
             title.append(f" @{h.cursor}", style="bold")
-        right = Text()
-        for kind in h.marker_kinds:
-            glyph, colour, _ = MARKERS[kind]
-            right.append(f" {glyph}", style=colour_style(colour))
-        for flag in h.flags:
-            right.append(f" {flag}", style="italic")
-        for with_values in (True, False):
+        for with_values, with_glyphs in ((True, True), (True, False), (False, False)):
+            right = Text()
+            for kind in h.marker_kinds if with_glyphs else []:  # the hint line under the grid says them too
+                glyph, colour, _ = MARKERS[kind]
+                right.append(f" {glyph}", style=colour_style(colour))
+            for flag in h.flags:
+                right.append(f" {flag}", style="italic")
             line = title.copy()
             for entry in h.entries if len(h.entries) > 1 or with_values else []:
                 line.append("  ━", style=colour_style(entry.colour))
