@@ -45,7 +45,6 @@ CHART_CPU_SHARE = 0.01
 COMPACT_WIDTH = 120  # below this the side panes become tabs
 COMPACT_HEIGHT = 32
 FOLLOW_S = 1.0  # how often a run directory opened from disk is re-read
-SHORT_HEIGHT = 40  # below this the chart grids scroll (a chart needs ~11 rows to be read)
 SYSTEM_S = 2.0  # how often CPU, RAM and GPU memory are sampled
 
 OVERVIEW = (
@@ -198,7 +197,6 @@ class DashboardScreen(ChartControls, Screen):
     def _apply_size(self) -> None:
         width, height = self.app.size
         compact = width < COMPACT_WIDTH or height < COMPACT_HEIGHT
-        self.set_class(height < SHORT_HEIGHT, "-short")
         if compact == self.compact:
             return
         self.compact = compact
