@@ -89,10 +89,20 @@ class EventLine:
 
 @dataclass
 class Marker:
-    """A vertical line on the charts: a hyperparameter change or a checkpoint."""
+    """A labelled point on the charts' step axis: what happened to the run at that step."""
 
     step: int
-    kind: str  # adjust | checkpoint
+    kind: str  # one of MARKER_KINDS
+    label: str = ""  # "step 262: learning_rate 5e-05 → 0.0001"
+
+
+MARKER_KINDS = ("adjust", "checkpoint", "pause", "resume", "handover", "fault")
+
+
+def _short(value: Any) -> str:
+    """A config value in a marker's label: ``5e-05`` as ``5e-5``."""
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return text.replace("e-0", "e-").replace("e+0", "e")
 
 
 def _as_float(value: Any) -> float | None:
@@ -285,9 +295,7 @@ class RunModel:
             if self.started_at is None:
                 self.started_at = t
             self.last_time = max(self.last_time or t, t)
-        if kind in ("adjust", "checkpoint") and step is not None:
-            self.markers.append(Marker(step, kind))
-            self.chart_version += 1
+        self._add_marker(kind, data, line.message, step)
         if kind == "adjust":
             self.config.update({k: v for k, v in data.items() if not isinstance(v, dict)})
         elif kind == "status":
@@ -311,6 +319,27 @@ class RunModel:
                     self.series.setdefault(key, Series()).append(eval_step, v)
             self.chart_version += 1
         self.version += 1
+
+    def _add_marker(self, kind: str, data: dict, message: str, step: int | None) -> None:
+        """The chart marker an event stands for, if any (call before the event updates the
+        config and state: an adjustment's label names the old value, a resume follows a pause)."""
+        at = step if step is not None else self.step
+        if kind == "adjust":
+            changes = [f"{k} {_short(self.config[k]) + ' → ' if k in self.config else ''}{_short(v)}"
+                       for k, v in data.items() if not isinstance(v, dict)]
+            marker = Marker(at, "adjust", f"step {at}: " + (", ".join(changes) or message))
+        elif kind in ("checkpoint", "fault"):
+            marker = Marker(at, kind, f"step {at}: {message}")
+        elif kind == "detach":
+            marker = Marker(at, "handover", f"step {at}: {message}")
+        elif kind == "status" and data.get("state") == RunState.PAUSED and self.state != RunState.PAUSED:
+            marker = Marker(at, "pause", f"step {at}: {message or 'paused'}")
+        elif kind == "status" and data.get("state") == RunState.RUNNING and self.state == RunState.PAUSED:
+            marker = Marker(at, "resume", f"step {at}: resumed")
+        else:
+            return
+        self.markers.append(marker)
+        self.chart_version += 1
 
     def _set_state(self, state: str, message: str = "", t: float | None = None) -> None:
         if self.state in TERMINAL_STATES and state not in TERMINAL_STATES and state != RunState.STARTING:

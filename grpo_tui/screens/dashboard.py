@@ -20,6 +20,7 @@ from engine.run.events import RunState
 from grpo_tui.widgets.footer import ResponsiveFooter
 from grpo_tui.commands import DashboardCommands
 from grpo_tui.model.run_model import RunModel
+from grpo_tui.screens.chart_controls import CHART_BINDINGS, ChartControls, ChartHint
 from grpo_tui.widgets.charts.chart import ChartSpec, MetricChart
 from grpo_tui.widgets.events import EventsPane
 from grpo_tui.widgets.samples import SamplesPane
@@ -44,7 +45,6 @@ CHART_CPU_SHARE = 0.01
 COMPACT_WIDTH = 120  # below this the side panes become tabs
 COMPACT_HEIGHT = 32
 FOLLOW_S = 1.0  # how often a run directory opened from disk is re-read
-SHORT_HEIGHT = 40  # below this the chart grids scroll (a chart needs ~11 rows to be read)
 SYSTEM_S = 2.0  # how often CPU, RAM and GPU memory are sampled
 
 OVERVIEW = (
@@ -77,7 +77,7 @@ class ChartGrid(ScrollableContainer, can_focus=True):
     DEFAULT_CSS = "ChartGrid { layout: grid; }"
 
 
-class DashboardScreen(Screen):
+class DashboardScreen(ChartControls, Screen):
     COMMANDS = {DashboardCommands}
 
     BINDINGS = [
@@ -92,12 +92,13 @@ class DashboardScreen(Screen):
         Binding("r", "reward_bench", "Rewards", id="dashboard.reward_bench"),
         Binding("R", "reload_rewards", "Reload rewards", id="dashboard.reload_rewards", show=False,
                 tooltip="Reload reward functions from their files (at the next step boundary)"),
-        Binding("l,escape", "launcher", "Launcher", id="dashboard.launcher", show=False),
+        Binding("l", "launcher", "Launcher", id="dashboard.launcher", show=False),
         Binding("1", "tab('tab-overview')", "Overview", id="dashboard.tab1", show=False),
         Binding("2", "tab('tab-training')", "Training", id="dashboard.tab2", show=False),
         Binding("3", "tab('tab-samples')", "Samples", id="dashboard.tab3", show=False),
         Binding("4", "tab('tab-events')", "Events", id="dashboard.tab4", show=False),
         Binding("5", "tab('tab-system')", "System", id="dashboard.tab5", show=False),
+        *CHART_BINDINGS,
     ]
 
     def __init__(self, model: RunModel, live: "LiveRun | None" = None, follower: "RunFollower | None" = None) -> None:
@@ -107,7 +108,6 @@ class DashboardScreen(Screen):
         self.model = model
         self.live = live
         self.follower = follower
-        self.smooth = False
         self.compact: bool | None = None
         self._charts: dict[str, list[MetricChart]] = {}
 
@@ -120,10 +120,12 @@ class DashboardScreen(Screen):
                     with ChartGrid(id="grid-overview", classes="chart-grid"):
                         for i, spec in enumerate(OVERVIEW):
                             yield MetricChart(spec, id=f"chart-o{i}")
+                    yield ChartHint("grid-overview", classes="chart-hint")
                 with TabPane("Training 2", id="tab-training"):
                     with ChartGrid(id="grid-training", classes="chart-grid"):
                         for i, spec in enumerate(TRAINING):
                             yield MetricChart(spec, id=f"chart-t{i}")
+                    yield ChartHint("grid-training", classes="chart-hint")
                 with TabPane("Samples 3", id="tab-samples"):
                     yield SamplesPane(id="tab-samples-pane")
                 with TabPane("Events 4", id="tab-events"):
@@ -186,12 +188,15 @@ class DashboardScreen(Screen):
 
     def on_resize(self) -> None:
         self._apply_size()
-        self.call_after_refresh(self.redraw)
+        self.call_after_refresh(self._fit_and_redraw)
+
+    def _fit_and_redraw(self) -> None:
+        self.fit_grids()
+        self.call_after_refresh(self.redraw)  # the charts know their new size after this layout
 
     def _apply_size(self) -> None:
         width, height = self.app.size
         compact = width < COMPACT_WIDTH or height < COMPACT_HEIGHT
-        self.set_class(height < SHORT_HEIGHT, "-short")
         if compact == self.compact:
             return
         self.compact = compact
@@ -209,14 +214,13 @@ class DashboardScreen(Screen):
     _ticks = 0
 
     def tick(self) -> None:
-        """Panes and status, and the charts whose data changed, in one frame per tick.
+        """Panes and status every tick; the charts whose data changed in rounds.
 
-        Charts go round-robin and stop at TICK_CHART_S per tick; the next tick with charts
-        waits until their cost fits CHART_CPU_SHARE. On a model whose steps take seconds every
-        chart redraws once per step; on the tiny CPU model they take turns.
-
-        A chart costs tens of milliseconds to build, so drawing them one per tick keeps
-        every tick short (keys stay responsive) and bounds the UI's share of the CPU.
+        A round redraws every visible chart that is out of date, a few per tick (drawing
+        stops at TICK_CHART_S per tick, so keys stay responsive), until all show the same
+        model; the next round waits until the round's cost fits CHART_CPU_SHARE. So no chart
+        lags the others by more than one round, and the UI's share of the CPU stays bounded.
+        On a model whose steps take seconds every chart redraws once per step.
         """
         self._ticks += 1
         try:
@@ -233,24 +237,28 @@ class DashboardScreen(Screen):
             self.notify(f"A view failed to draw ({type(err).__name__}: {err}); training goes on.", severity="error")
 
     _next_chart_at = 0.0
-    _chart_cursor = 0
+    _round: list[MetricChart] | None = None
+    _round_cost = 0.0
 
     def _tick(self) -> None:
         now = time.perf_counter()
-        if now >= self._next_chart_at:
-            charts = self.visible_charts()
+        self.apply_chart_prefs()
+        if self._round is None and now >= self._next_chart_at:
+            stale = [chart for chart in self.visible_charts() if chart.needs_redraw(self.model, self.view)]
+            if stale:
+                self._round, self._round_cost = stale, 0.0
+                self.update_hints()
+        if self._round is not None:
             spent = 0.0
-            for offset in range(len(charts)):  # round-robin: start after the chart drawn last
-                index = (self._chart_cursor + offset) % len(charts)
-                chart = charts[index]
-                if chart.needs_redraw(self.model, self.smooth):
-                    chart.update_from(self.model, self.smooth)
-                    self._chart_cursor = index + 1
-                    spent += chart.last_cost  # its previous render: the estimate of this one
-                    if spent >= TICK_CHART_S:
-                        break
-            # The next charts wait long enough to keep charts within their CPU share.
-            self._next_chart_at = now + spent / CHART_CPU_SHARE
+            while self._round and spent < TICK_CHART_S:
+                chart = self._round.pop(0)
+                chart.update_from(self.model, self.view)
+                spent += chart.last_cost  # its previous render: the estimate of this one
+            self._round_cost += spent
+            if not self._round:
+                self._round = None
+                # The next round waits long enough to keep charts within their CPU share.
+                self._next_chart_at = now + self._round_cost / CHART_CPU_SHARE
         self.redraw_panes()
 
     def visible_charts(self) -> list[MetricChart]:
@@ -263,8 +271,10 @@ class DashboardScreen(Screen):
 
     def redraw(self) -> None:
         """Everything visible, now (on mount, resize, tab switch, smoothing toggle)."""
+        self.apply_chart_prefs()
         for chart in self.visible_charts():
-            chart.update_from(self.model, self.smooth)
+            chart.update_from(self.model, self.view)
+        self.update_hints()
         if self._tabs.active == "tab-system":
             self.query_one("#system-pane", SystemPane).refresh_view()
         self.redraw_panes()
@@ -371,11 +381,6 @@ class DashboardScreen(Screen):
         latest = self.model.latest_samples()
         self.app.push_screen(InspectorScreen(self.model.run_dir, step=latest.get("step") if latest else None))
 
-    def action_smooth(self) -> None:
-        self.smooth = not self.smooth
-        self.notify(f"EMA smoothing {'on' if self.smooth else 'off'}", timeout=1.5)
-        self.redraw()
-
     def action_config(self) -> None:
         from grpo_tui.screens.editor import ConfigViewScreen
 
@@ -413,7 +418,7 @@ class DashboardScreen(Screen):
             return
         tabs.active = tab
         self.redraw()
-        self.call_after_refresh(self.redraw)  # a tab's charts know their size only after layout
+        self.call_after_refresh(self._fit_and_redraw)  # a tab's charts know their size only after layout
 
     def action_show_system(self) -> None:
         self.action_tab("tab-system")
@@ -423,4 +428,4 @@ class DashboardScreen(Screen):
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         self.redraw()
-        self.call_after_refresh(self.redraw)  # a tab's charts know their size only after layout
+        self.call_after_refresh(self._fit_and_redraw)  # a tab's charts know their size only after layout

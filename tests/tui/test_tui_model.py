@@ -50,12 +50,12 @@ def test_series_repeated_step_replaces_and_ema_smooths() -> None:
     assert 0.0 < s.ema[1] < 2.0 and s.ema[2] == s.ema[1]  # NaN does not poison the EMA
 
 
-def test_downsample_caps_points_and_keeps_the_mean() -> None:
+def test_downsample_caps_points_and_drops_non_finite() -> None:
     xs = list(range(10_000))
     ys = [1.0] * 10_000
     ys[5] = math.nan
     dx, dy = downsample(xs, ys, 80)
-    assert len(dx) == 80 and all(v == 1.0 for v in dy)
+    assert len(dx) <= 4 * 80 and all(v == 1.0 for v in dy)
     assert downsample([1, 2], [3.0, 4.0], 80) == ([1, 2], [3.0, 4.0])
 
 

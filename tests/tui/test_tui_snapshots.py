@@ -39,6 +39,12 @@ def recorded_app(**kwargs) -> GrpoApp:
     return GrpoApp(run_dir=str(RECORDED), clock=lambda: 0.0, **kwargs)
 
 
+@pytest.fixture(autouse=True)
+def config_home(tmp_path: Path, monkeypatch) -> None:
+    """Saved chart choices of the user's own never change what a snapshot shows."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+
+
 async def settle(pilot) -> None:
     await pilot.pause(0.5)  # the charts draw on the dashboard's timer
 

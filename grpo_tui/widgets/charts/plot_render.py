@@ -28,6 +28,12 @@ def _style(colours: list) -> Style:
     return style
 
 
+def colour_style(colour: str) -> Style:
+    """The Rich style of text in a plotext colour (``"orange+"``): the chart's header
+    names each series in the colour of its line."""
+    return _style([colour, "default", "default"])
+
+
 class PlotLines:
     """Rows of segments (top row first), a renderable of exactly the figure's size."""
 
@@ -55,9 +61,10 @@ def matrix_lines(matrix) -> PlotLines:
     return PlotLines(lines)
 
 
-def render_figure(figure):
+def render_figure(figure, x_label: str = ""):
     """The figure drawn as :class:`PlotLines`; through plotext's ANSI text when its internals
-    are not the ones this module knows."""
+    are not the ones this module knows. ``x_label`` goes at the left of the x tick labels'
+    row, below the y labels, where it costs no row (left out when a tick label is there)."""
     try:
         figure._set_sizes()
         figure._build_matrix()
@@ -67,4 +74,7 @@ def render_figure(figure):
             raise AttributeError("unexpected plotext matrix")
     except AttributeError:
         return Text.from_ansi(figure.build())
+    bottom = matrix.marker[0] if rows else []
+    if x_label and len(bottom) > len(x_label) and not "".join(bottom[: len(x_label) + 1]).strip():
+        bottom[: len(x_label)] = list(x_label)
     return matrix_lines(matrix)
