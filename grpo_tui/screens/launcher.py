@@ -249,15 +249,16 @@ class LauncherScreen(Screen):
             details.update("No presets found (presets/, ./presets/, ~/.config/grpo-tui/presets/).")
             return
         fields = preset_fields(Path(info.path))
+        # What the table may leave out at narrow widths comes first, the description after it.
         parts: list = [(info.name + "\n", "bold")]
-        if info.description:
-            parts.append(info.description + "\n\n")
         parts.append(f"model     {fields.get('model_name_or_path', 'assets/tiny-model')}\n")
         parts.append(f"data      {dataset_label(fields)}\n")
         parts.append(f"rewards   {rewards_label(fields)}")
         if fields.get("reward_weights"):
             parts.append(f"  weights {fields['reward_weights']}")
         parts.append(f"\nhardware  {hardware(info.description, fields)}\n")
+        if info.description:
+            parts.append("\n" + info.description + "\n\n")
         for key in DETAIL_KEYS:
             if key in fields:
                 parts.append((f"{key} = {fields[key]}\n", "$text-muted"))

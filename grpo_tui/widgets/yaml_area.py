@@ -89,7 +89,9 @@ class YamlTextArea(TextArea):
         """(Re)register the theme whose ERROR style is the app theme's error colour."""
         css = TextAreaTheme.get_builtin_theme("css")
         styles = dict(css.syntax_styles) if css else {}
-        styles[ERROR] = self.get_component_rich_style("yaml-area--error", partial=True)
+        component = self.get_component_styles("yaml-area--error")
+        tint = self.background_colors[1] + component.background  # the tint over this widget's background
+        styles[ERROR] = Style(bgcolor=tint.rich_color, underline=bool(component.text_style.underline))
         self.register_theme(TextAreaTheme(THEME, syntax_styles=styles))
         self.theme = THEME
 
