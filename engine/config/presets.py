@@ -282,9 +282,9 @@ def _description(text: str) -> str:
 
 
 def find_presets() -> list[PresetInfo]:
-    """Every preset the launcher can offer, each validated (never raises)."""
+    """Every preset the launcher can offer, by name, each validated (never raises)."""
     infos = []
-    for path in _preset_files():
+    for path in sorted(_preset_files(), key=lambda p: p.stem):
         try:
             description = _description(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError):

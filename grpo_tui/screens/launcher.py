@@ -246,7 +246,7 @@ class LauncherScreen(Screen):
         info = self.selected_preset()
         details = self.query_one("#preset-details", Static)
         if info is None:
-            details.update("No presets found (presets/, ./presets/, ~/.config/grpo-tui/presets/).")
+            details.update("No presets found (./presets/, ~/.config/grpo-tui/presets/, the bundled presets/).")
             return
         fields = preset_fields(Path(info.path))
         # What the table may leave out at narrow widths comes first, the description after it.

@@ -16,6 +16,7 @@ from engine.config.presets import load_preset, user_preset_dir
 from engine.config.schema import ConfigError, PresetInfo
 from grpo_tui.app import GrpoApp
 from grpo_tui.screens.editor import PresetEditorScreen
+from grpo_tui.widgets.yaml_area import YamlTextArea
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 SMALL = (80, 24)
@@ -44,8 +45,12 @@ def test_editor_marks_a_problem_on_its_line(snap_compare, home: Path) -> None:
     preset = write(user_preset_dir() / "mine.yaml", text)  # shown as ~/.config/...: the same on every machine
 
     async def open_editor(pilot) -> None:
-        await pilot.app.push_screen(PresetEditorScreen(preset))
+        editor = PresetEditorScreen(preset)
+        await pilot.app.push_screen(editor)
+        editor.query_one(YamlTextArea).cursor_blink = False  # the same frame every time
         await pilot.pause(0.5)
+        await pilot.press("f8")  # the cursor on the marked line, its hint below the text
+        await pilot.pause(0.2)
 
     app = GrpoApp(runs_root=home / "runs", presets_finder=list, clock=lambda: 0.0)
     assert snap_compare(app, terminal_size=SMALL, run_before=open_editor)
