@@ -29,8 +29,8 @@ def save_places() -> list[tuple[str, Path]]:
     places = []
     local = Path.cwd() / "presets"
     if not is_bundled(local):
-        places.append((f"./presets/  ({tilde(local)}/)", local))
-    places.append((tilde(user_preset_dir()) + "/", user_preset_dir()))
+        places.append(("./presets/  (beside this project)", local))
+    places.append((tilde(user_preset_dir()) + "/  (yours, found from anywhere)", user_preset_dir()))
     return places
 
 
@@ -39,10 +39,15 @@ class SaveAsScreen(ModalScreen[Path | None]):
     The name is checked here, so a name in use or a bundled path keeps the dialog open with
     the reason under the name."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="saveas.cancel")]
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="saveas.cancel"),
+        Binding("up", "place(-1)", "Place above", id="saveas.place_up", show=False),
+        Binding("down", "place(1)", "Place below", id="saveas.place_down", show=False),
+    ]
     DEFAULT_CSS = """
-    SaveAsScreen RadioSet { width: 100%; margin-bottom: 1; }
-    SaveAsScreen #saveas-error { color: $error; height: auto; }
+    SaveAsScreen RadioSet { width: 100%; }
+    SaveAsScreen #saveas-target { height: auto; margin-bottom: 1; color: $text-muted; }
+    SaveAsScreen #saveas-target.-error { color: $error; }
     """
 
     def __init__(self, suggestion: str, folder: Path | None = None) -> None:
@@ -54,18 +59,26 @@ class SaveAsScreen(ModalScreen[Path | None]):
         self.choice = folders.index(folder) if folder in folders else len(folders) - 1
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
+        with Vertical(classes="dialog", id="saveas-dialog"):
             yield Label("Save preset as", classes="dialog-title")
-            yield Label("Where (Tab, then ↑↓ to choose):", classes="dialog-body")
+            yield Label("Where (↑↓ choose):")
             with RadioSet(id="saveas-place"):
                 for i, (label, _folder) in enumerate(self.places):
                     yield RadioButton(label, value=i == self.choice)
             yield Label("Name (Enter saves, Esc cancels):")
             yield Input(self.suggestion, id="saveas-name")
-            yield Label("", id="saveas-error")
+            yield Label("", id="saveas-target")
 
     def on_mount(self) -> None:
         self.query_one("#saveas-name", Input).focus()
+        self._show_target()
+
+    def _show_target(self) -> None:
+        """Under the name: the file it saves to, or why it cannot."""
+        label = self.query_one("#saveas-target", Label)
+        target = self.target(self.query_one("#saveas-name", Input).value)
+        label.set_class(isinstance(target, str), "-error")
+        label.update(f"saves {tilde(target)}" if isinstance(target, Path) else target)
 
     @property
     def folder(self) -> Path:
@@ -95,12 +108,21 @@ class SaveAsScreen(ModalScreen[Path | None]):
         event.stop()
         target = self.target(event.value)
         if isinstance(target, str):
-            self.query_one("#saveas-error", Label).update(target)
+            self._show_target()
             return
         self.dismiss(target)
 
+    def on_input_changed(self) -> None:
+        self._show_target()
+
     def on_radio_set_changed(self) -> None:
-        self.query_one("#saveas-error", Label).update("")
+        self._show_target()
+
+    def action_place(self, step: int) -> None:
+        """Choose the place above or below the one chosen (the name keeps the focus)."""
+        index = self.query_one("#saveas-place", RadioSet).pressed_index
+        buttons = self.query(RadioButton)
+        buttons[(max(index, 0) + step) % len(buttons)].value = True
 
     def action_cancel(self) -> None:
         self.dismiss(None)

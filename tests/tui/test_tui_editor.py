@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from textual.widgets import Input, RadioButton
+from textual.widgets import Input
 
 from conftest import ROOT
 from engine.config.presets import find_presets, user_preset_dir
@@ -104,13 +104,18 @@ def test_save_as_goes_to_the_place_chosen(places: Path, place: int) -> None:
             await until(pilot, lambda: isinstance(app.screen, SaveAsScreen), "the save-as dialog")
             dialog = app.screen
             assert [f for _, f in dialog.places] == [places / "presets", user_preset_dir()]
-            dialog.query(RadioButton)[place].value = True
+            assert dialog.folder == places / "presets"  # where the preset came from
+            for _ in range(place):
+                await pilot.press("down")  # typing the name, ↓ picks the next place
+            assert dialog.folder == folder
             if place == 0:
                 dialog.query_one("#saveas-name", Input).value = "mine"  # taken: the dialog says so and stays
                 await pilot.press("enter")
                 await pilot.pause(0.1)
-                assert app.screen is dialog and "exists" in str(dialog.query_one("#saveas-error").render())
+                assert app.screen is dialog and "exists" in str(dialog.query_one("#saveas-target").render())
             dialog.query_one("#saveas-name", Input).value = "mine-2"
+            target = dialog.query_one("#saveas-target")
+            await until(pilot, lambda: str(target.render()) == f"saves {folder / 'mine-2.yaml'}", "the file named")
             await pilot.press("enter")
             await until(pilot, lambda: (folder / "mine-2.yaml").exists(), "the saved file")
             assert app.screen is editor and editor.path == folder / "mine-2.yaml" and not editor.modified
