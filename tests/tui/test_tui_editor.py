@@ -227,3 +227,29 @@ def test_leaving_with_edits_asks_and_discard_keeps_the_file(places: Path) -> Non
 
     asyncio.run(go())
     assert mine.read_bytes() == before
+
+
+def test_saving_a_bundled_copy_over_an_earlier_copy_asks_first(places: Path) -> None:
+    copy = user_preset_dir() / "tiny-arithmetic.yaml"
+    copy.parent.mkdir(parents=True)
+    copy.write_text("# my earlier copy\nmax_steps: 3\n")
+    before = BUNDLED.read_bytes()
+
+    async def go() -> None:
+        app, editor = editor_app(BUNDLED)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await app.push_screen(editor)
+            await pilot.pause(0.1)
+            await pilot.press("ctrl+s")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+            assert "Replace" in str(app.screen.query_one(".dialog-title").render())
+            await pilot.press("n")
+            await until(pilot, lambda: app.screen is editor, "the editor")
+            assert copy.read_text() == "# my earlier copy\nmax_steps: 3\n"
+            await pilot.press("ctrl+s")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question again")
+            await pilot.press("y")
+            await until(pilot, lambda: copy.read_bytes() == before, "the copy replaced")
+
+    asyncio.run(go())
+    assert BUNDLED.read_bytes() == before
