@@ -16,10 +16,10 @@ from typing import Iterable
 
 from rich.segment import Segment
 from rich.style import Style
-from textual._text_area_theme import TextAreaTheme
 from textual.geometry import Offset
 from textual.strip import Strip
 from textual.widgets import TextArea
+from textual.widgets.text_area import TextAreaTheme
 
 KEY = re.compile(r"^(\s*(?:-\s+)?)([A-Za-z_][\w./-]*)(\s*:)(?=\s|$)")
 COMMENT = re.compile(r"(^|\s)#.*$")
@@ -112,7 +112,7 @@ class YamlTextArea(TextArea):
             spans = yaml_highlights(line)
             if index in errors:
                 indent = len(line) - len(line.lstrip())
-                spans.append((indent, len(line.encode("utf-8")), ERROR))  # indent is ASCII
+                spans.append((_byte(line, indent), _byte(line, len(line)), ERROR))
             if spans:
                 highlights[index].extend(spans)
 
