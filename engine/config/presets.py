@@ -1,6 +1,6 @@
 """Presets: YAML text and ``--set`` overrides made into a validated
-:class:`~engine.config.schema.RunConfig`, and preset files found by name (``presets/`` in the
-repository, ``./presets/``, ``~/.config/grpo-tui/presets/``) or by path and listed for the
+:class:`~engine.config.schema.RunConfig`, and preset files found by name (``./presets/``,
+``~/.config/grpo-tui/presets/``, then the bundled ``presets/``) or by path and listed for the
 launcher. Whatever text a preset holds, the result is a :class:`~engine.config.schema.RunConfig` or
 a :class:`~engine.config.schema.ConfigError` -- never another exception.
 """
@@ -215,17 +215,45 @@ def apply_overrides(d: Mapping, overrides: Iterable[str]) -> dict:
 # --------------------------------------------------------------------------- presets
 
 
+def user_preset_dir() -> Path:
+    """The user's own preset folder: ``$XDG_CONFIG_HOME/grpo-tui/presets``, by default
+    ``~/.config/grpo-tui/presets``. Copies of bundled presets are saved here."""
+    config = os.environ.get("XDG_CONFIG_HOME", "")
+    base = Path(config) if os.path.isabs(config) else Path("~/.config").expanduser()  # the spec ignores relative ones
+    return Path(os.path.abspath(base / "grpo-tui" / "presets"))
+
+
+def bundled_preset_dir() -> Path:
+    """The presets shipped with grpo-tui (the source tree's or the installed package's
+    ``presets/``): read-only for the preset editor, which saves copies elsewhere."""
+    return Path(os.path.abspath(REPO_ROOT / "presets"))
+
+
+def is_bundled(path: str | os.PathLike) -> bool:
+    """Whether ``path`` lies in the bundled presets folder (also through a link)."""
+    bundled = bundled_preset_dir()
+    for candidate, folder in ((Path(os.path.abspath(path)), bundled), (Path(path).resolve(), bundled.resolve())):
+        if candidate == folder or folder in candidate.parents:
+            return True
+    return False
+
+
 def preset_dirs() -> list[Path]:
-    """Folders searched for presets by name, in order."""
-    dirs = [REPO_ROOT / "presets"]
+    """Folders searched for presets by name, in order: ``./presets/``, the user's folder,
+    then the bundled presets, so a preset the user saved under a bundled preset's name (the
+    editor's copy of it) takes that preset's place."""
+    dirs: list[Path] = []
     try:
-        dirs.append(Path.cwd() / "presets")
+        local = Path.cwd() / "presets"
+        if not is_bundled(local):  # run from the source tree: ./presets/ is the bundled folder, searched last
+            dirs.append(local)
     except OSError:
         pass
     try:
-        dirs.append(Path("~/.config/grpo-tui/presets").expanduser())
-    except RuntimeError:
+        dirs.append(user_preset_dir())
+    except RuntimeError:  # no home folder to expand ~ in
         pass
+    dirs.append(bundled_preset_dir())
     unique: list[Path] = []
     for d in dirs:
         d = Path(os.path.abspath(d))
@@ -235,7 +263,7 @@ def preset_dirs() -> list[Path]:
 
 
 def _preset_files() -> list[Path]:
-    """Every preset file, first one found per name (a later folder cannot shadow an earlier one)."""
+    """Every preset file, first one found per name (an earlier folder shadows a later one)."""
     seen: set[str] = set()
     files: list[Path] = []
     for d in preset_dirs():
@@ -275,7 +303,7 @@ def _find_preset_file(name_or_path: str) -> Path:
 
 
 def load_preset(name_or_path: str, overrides: Iterable[str] = (), *, check_paths: bool = True) -> RunConfig:
-    """Load a preset by name (presets/ in the repo, ./presets/, ~/.config/grpo-tui/presets/)
+    """Load a preset by name (./presets/, ~/.config/grpo-tui/presets/, the bundled presets/)
     or by path, apply ``--set`` overrides, validate, and default run_name to the preset's name.
     """
     path = _find_preset_file(name_or_path)
@@ -305,9 +333,9 @@ def _description(text: str) -> str:
 
 
 def find_presets() -> list[PresetInfo]:
-    """Every preset the launcher can offer, each validated (never raises)."""
+    """Every preset the launcher can offer, by name, each validated (never raises)."""
     infos = []
-    for path in _preset_files():
+    for path in sorted(_preset_files(), key=lambda p: p.stem):
         try:
             description = _description(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError):

@@ -1,29 +1,29 @@
 """The preset editor (YAML, validated as you type) and the read-only config view.
 
 Validation is the engine's own (``engine.config.presets.config_from_yaml``), run shortly after
-each edit; every problem is listed with the line it belongs to, and F8 jumps there. A hint bar
+each edit; every problem is listed with the line it belongs to, that line is marked in the
+text, and F8 jumps to the next one. A hint bar
 under the text shows the type, default and doc of the key under the cursor (the same reference
 ``grpo-tui fields`` prints, from the engine's field docstrings).
 """
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import VerticalScroll
 from textual.content import Content
-from textual.screen import ModalScreen, Screen
-from textual.widgets import Input, Label, Static
+from textual.screen import Screen
+from textual.widgets import Static
 
+from grpo_tui.screens.save_as import tilde
 from grpo_tui.widgets.footer import ResponsiveFooter
 from grpo_tui.widgets.yaml_area import YamlTextArea
 
 VALIDATE_DELAY = 0.3
-USER_PRESETS = Path("~/.config/grpo-tui/presets").expanduser()  # where presets go when the source folder is read-only
 YAML_LINE = re.compile(r"line (\d+)")
 KEY_LINE = re.compile(r"^(\s*)(?:-\s+)?([A-Za-z_][\w-]*)\s*:(?:\s|$)")
 
@@ -106,37 +106,14 @@ class FieldHint(Static):
         self.show_key(key_at(area.text, area.cursor_location[0]))
 
 
-class SaveAsScreen(ModalScreen[Path | None]):
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="saveas.cancel")]
-
-    def __init__(self, folder: Path, suggestion: str) -> None:
-        super().__init__()
-        self.folder = folder
-        self.suggestion = suggestion
-
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
-            yield Label("Save preset as (a name, or a path ending in .yaml)", classes="dialog-title")
-            yield Label(f"names are saved in {self.folder}", classes="dialog-body")
-            yield Input(self.suggestion, id="saveas-name")
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        value = event.value.strip()
-        if not value:
-            return
-        path = Path(value).expanduser()
-        if not value.endswith((".yaml", ".yml")):
-            path = self.folder / f"{value}.yaml"
-        elif not path.is_absolute() and "/" not in value:
-            path = self.folder / value
-        self.dismiss(path)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-
 class PresetEditorScreen(Screen[Path | None]):
-    """Edit a preset file; ``new=True`` starts from it but saves under a new name."""
+    """Edit a preset file; ``new=True`` starts from it but saves under a new name.
+
+    A bundled preset (:func:`engine.config.presets.is_bundled`) is never written: the editor
+    opens a copy whose Ctrl+S goes to the user's folder under the same name, where it takes
+    the bundled preset's place. Presets the user owns are edited in place. Saving a preset
+    with problems, and leaving with unsaved changes, ask first.
+    """
 
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", id="editor.save", priority=True),
@@ -147,13 +124,19 @@ class PresetEditorScreen(Screen[Path | None]):
     ]
 
     def __init__(self, path: Path, new: bool = False) -> None:
+        from engine.config.presets import is_bundled, user_preset_dir
+
         super().__init__()
         self.source = Path(path)
-        self.path: Path | None = None if new else self.source
+        self.bundled = not new and is_bundled(self.source)
+        """Editing a copy of a bundled preset: ``path`` is where the copy will be saved."""
+        self.path: Path | None = None if new else user_preset_dir() / self.source.name if self.bundled else self.source
+        """Where Ctrl+S writes; None for a new preset until it is named (F2)."""
+        self.saved = not new and not self.bundled
+        """Whether ``path`` holds ``saved_text`` (false for a copy or a new preset not saved yet)."""
         self.saved_text = self._read()
         self.problems: list[tuple[int | None, str]] = []
         self._timer = None
-        self._problem_cursor = 0
 
     def _read(self) -> str:
         try:
@@ -187,7 +170,13 @@ class PresetEditorScreen(Screen[Path | None]):
 
     @property
     def modified(self) -> bool:
-        return self.path is None or self.text != self.saved_text
+        """Whether the text differs from what was opened or last saved."""
+        return self.text != self.saved_text
+
+    @property
+    def unsaved(self) -> bool:
+        """Whether leaving now loses something: edits, or a new preset never saved."""
+        return self.modified or (self.path is None and not self.saved)
 
     def on_text_area_changed(self) -> None:
         if self._timer is not None:
@@ -200,21 +189,25 @@ class PresetEditorScreen(Screen[Path | None]):
         from engine.config.schema import ConfigError
         from engine.config.presets import config_from_yaml
 
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
         text = self.text
+        folder = (self.path or self.source).parent  # relative paths resolve where the file will live
         try:
-            config_from_yaml(text, base_dir=self.source.parent, source=self.source.name)
+            config_from_yaml(text, base_dir=folder, source=self.source.name)
             problems: list[str] = []
         except ConfigError as err:
             problems = list(err.problems)
         except Exception as err:  # noqa: BLE001 - a validator bug must not close the editor
             problems = [f"config: {type(err).__name__}: {err}"]
         self.problems = sorted(((locate(text, p), p) for p in problems), key=lambda x: (x[0] is None, x[0] or 0))
-        self._problem_cursor = 0
+        self.query_one("#editor-text", YamlTextArea).mark_errors(line for line, _ in self.problems if line is not None)
         body = self.query_one("#editor-problems-text", Static)
         if not self.problems:
             body.update(Content.styled("✓ valid preset", "bold $success"))
         else:
-            parts: list = [(f"✘ {len(self.problems)} problem{'s' if len(self.problems) > 1 else ''} (F8 jumps to the next)", "bold $error")]
+            parts: list = [(f"✘ {plural(len(self.problems), 'problem')} (marked ✘ in the text; F8 jumps to the next)", "bold $error")]
             for line, problem in self.problems:
                 where = f"line {line + 1:>3}" if line is not None else "        "
                 parts += ["\n", (where + "  ", "$text-muted"), (problem, "$error")]
@@ -222,75 +215,125 @@ class PresetEditorScreen(Screen[Path | None]):
         self._header()
 
     def _header(self) -> None:
-        name = str(self.path) if self.path else f"new preset (from {self.source.name}; F2 names it)"
-        status = ("● modified", "$warning") if self.modified else ("saved", "$text-muted")
-        valid = ("valid", "$success") if not self.problems else (f"{len(self.problems)} problems", "$error")
+        if self.path is None:
+            name = f"new preset (from {self.source.name}; F2 names it)"
+        elif self.bundled and not self.saved:
+            name = f"editing a copy of the bundled preset {self.source.stem}; Ctrl+S saves to {tilde(self.path)}"
+        else:
+            name = tilde(self.path)
+        status = ("● modified", "$warning") if self.modified else ("saved", "$text-muted") if self.saved else ("", "")
+        valid = ("valid", "$success") if not self.problems else (plural(len(self.problems), "problem"), "$error")
         self.query_one("#editor-header", Static).update(
             Content.assemble((" preset ", "bold reverse $accent"), f" {name}  ", status, "  ", valid)
         )
 
-    # -- actions -------------------------------------------------------------------
+    # -- saving --------------------------------------------------------------------
     def action_save(self) -> None:
-        if self.path is None:
-            self.action_save_as()
-            return
-        self._write(self.path)
-
-    def _write(self, path: Path) -> None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(self.text, encoding="utf-8")
-        except OSError as err:
-            self.notify(f"cannot save {path}: {err}", severity="error")
-            return
-        self.path = path
-        self.saved_text = self.text
-        note = "" if not self.problems else f" (with {len(self.problems)} problems)"
-        self.notify(f"saved {path}{note}", severity="warning" if self.problems else "information", timeout=3)
-        self._header()
+        self.run_worker(self.save(self.path), group="editor-save", exclusive=True)
 
     def action_save_as(self) -> None:
-        folder = self.source.parent if os.access(self.source.parent, os.W_OK) else USER_PRESETS
-        suggestion = f"{self.source.stem}-copy"
+        self.run_worker(self.save(None), group="editor-save", exclusive=True)
 
-        def done(path: Path | None) -> None:
+    async def save(self, path: Path | None) -> bool:
+        """Save to ``path`` (None: ask for a name and place), asking first when the text has
+        problems or would replace a file this editor did not open; True once written."""
+        from grpo_tui.screens.confirm import ConfirmScreen
+
+        self.validate()  # the problems of the text as it is now, not as it was 0.3 s ago
+        if path is None:
+            from grpo_tui.screens.save_as import SaveAsScreen
+
+            stem = self.source.stem
+            path = await self.app.push_screen_wait(SaveAsScreen(f"{stem}-copy", (self.path or self.source).parent))
             if path is None:
-                return
-            if path.exists() and path != self.path:
-                self.notify(f"{path} exists; pick another name", severity="error")
-                return
-            self._write(path)
+                return False
+        elif path != self.source and not self.saved and path.exists():
+            replace = await self.app.push_screen_wait(
+                ConfirmScreen(f"Replace {tilde(path)}?", f"{tilde(path)} already exists.", yes="Replace"))
+            if not replace:
+                return False
+        if self.problems:
+            count = plural(len(self.problems), "error")
+            first = self.problems[0][1]
+            answer = await self.app.push_screen_wait(ConfirmScreen(
+                f"Save with {count}?", f"The preset does not validate, so it cannot be started:\n{first}",
+                yes="Save anyway"))
+            if not answer:
+                return False
+        return self._write(path)
 
-        self.app.push_screen(SaveAsScreen(folder, suggestion), done)
+    def _write(self, path: Path) -> bool:
+        from engine.config.presets import is_bundled
+
+        if is_bundled(path):  # the save-as dialog never offers it; a last guard for the shipped files
+            self.notify(f"{path.parent} holds the bundled presets; press F2 to save elsewhere", severity="error")
+            return False
+        text = self.text
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except OSError as err:
+            self.notify(f"cannot save {tilde(path)}: {err}", severity="error")
+            return False
+        self.path = path
+        self.saved = True
+        self.saved_text = text
+        note = "" if not self.problems else f" (with {plural(len(self.problems), 'problem')})"
+        self.notify(f"saved {tilde(path)}{note}", severity="warning" if self.problems else "information", timeout=3)
+        self._header()
+        return True
 
     def action_revert(self) -> None:
-        if self.path is not None:
-            self.saved_text = self.path.read_text(encoding="utf-8") if self.path.exists() else self.saved_text
+        if self.path is not None and self.saved:
+            try:
+                self.saved_text = self.path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as err:
+                self.notify(f"cannot read {tilde(self.path)}: {err}", severity="error")
+                return
         self.query_one("#editor-text", YamlTextArea).load_text(self.saved_text)
         self.validate()
         self.notify("reverted", timeout=1.5)
 
     def action_next_problem(self) -> None:
-        located = [line for line, _ in self.problems if line is not None]
+        """Move the cursor to the next line with a problem after it (from the top at the end)."""
+        located = sorted({line for line, _ in self.problems if line is not None})
         if not located:
+            if self.problems:
+                self.notify("the problems are not on one line; they are listed under the text", timeout=3)
             return
-        line = located[self._problem_cursor % len(located)]
-        self._problem_cursor += 1
         area = self.query_one("#editor-text", YamlTextArea)
+        row = area.cursor_location[0]
+        line = next((i for i in located if i > row), located[0])
         area.move_cursor((line, 0), center=True)
         area.focus()
 
+    # -- leaving -------------------------------------------------------------------
     def action_close(self) -> None:
-        if not self.modified or (self.path is None and self.text == self.saved_text):
-            self.dismiss(self.path)
+        if not self.unsaved:
+            self.dismiss(self.path if self.saved else None)
             return
-        from grpo_tui.screens.confirm import ConfirmScreen
+        self.run_worker(self._ask_to_leave(), group="editor-close", exclusive=True)
 
-        def answer(discard: bool | None) -> None:
-            if discard:
-                self.dismiss(self.path)
+    async def _ask_to_leave(self) -> None:
+        from grpo_tui.screens.confirm import ChoiceScreen
 
-        self.app.push_screen(ConfirmScreen("Discard changes?", "The preset has unsaved changes.", yes="Discard"), answer)
+        if self.path is None:
+            what = f"This new preset (from {self.source.name}) has not been saved."
+        elif self.bundled and not self.saved:
+            what = f"This copy of the bundled preset {self.source.stem} has not been saved\n(Ctrl+S saves it to {tilde(self.path)})."
+        else:
+            what = f"{tilde(self.path)} has unsaved changes."
+        choice = await self.app.push_screen_wait(ChoiceScreen(
+            "Leave the editor?", what,
+            [("save", "Save", "s"), ("discard", "Discard", "d"), ("cancel", "Cancel", "c")]))
+        if choice == "save" and await self.save(self.path):
+            self.dismiss(self.path)
+        elif choice == "discard":
+            self.dismiss(self.path if self.saved else None)
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 class ConfigViewScreen(Screen):

@@ -5,6 +5,7 @@ Enter on a preset starts a run in the dashboard; Enter on a run opens it read-on
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from textual.widgets import DataTable, Static
 
 from grpo_tui.widgets.footer import ResponsiveFooter
 from grpo_tui.commands import LauncherCommands
+from engine.config.presets import bundled_preset_dir
 from engine.run.listing import RunSummary, summarize_run
 
 DEFAULT_PRESET = "tiny-arithmetic"  # runs anywhere, in about two minutes
@@ -40,6 +42,14 @@ def hardware(description: str, fields: dict[str, Any]) -> str:
             return line.split(":", 1)[1].strip().split(";")[0].split("(")[0].strip()
     model = str(fields.get("model_name_or_path", "assets/tiny-model"))
     return "CPU" if "tiny" in model else "GPU"
+
+
+def short_hardware(need: str) -> str:
+    """:func:`hardware` in a table cell's few columns: "one GPU with 40 GB or more" reads
+    "GPU ≥40 GB", "CPU only" reads "CPU"."""
+    text = re.sub(r"\bone (GPU|CPU)\b", r"\1", need)
+    text = re.sub(r"(\d[\d.-]*\s*[GMT]B) or more", r"≥\1", text)
+    return re.sub(r"\s+(with|only)\b", "", text).strip()
 
 
 def dataset_label(fields: dict[str, Any]) -> str:
@@ -83,6 +93,29 @@ def _has_gpu() -> bool:
         return False
 
 
+PRESET_COLUMNS = ("Preset", "OK", "Hardware", "Model", "Data", "Rewards")
+DROPPED_FIRST = ("Data", "Rewards", "Model", "Hardware")
+"""Columns the table leaves out when it is too narrow, the first named the first left out:
+the details pane shows all of them for the highlighted preset, so no cell is ever cut."""
+
+
+def fitting_columns(rows: list[dict[str, Any]], width: int, padding: int = 1) -> dict[str, int]:
+    """The columns of PRESET_COLUMNS that fit ``width`` cells with every cell whole, each
+    with the width of its widest cell (padding not included)."""
+
+    def cell_len(cell: Any) -> int:
+        return cell.cell_len if isinstance(cell, Text) else Text(str(cell)).cell_len
+
+    needs = {c: max([cell_len(c)] + [cell_len(r[c]) for r in rows]) for c in PRESET_COLUMNS}
+    kept = [c for c in PRESET_COLUMNS if c not in DROPPED_FIRST]
+    room = width - sum(needs[c] + 2 * padding for c in kept)
+    for column in reversed(DROPPED_FIRST):  # the most useful first, while each fits whole
+        if needs[column] + 2 * padding <= room:
+            kept.append(column)
+            room -= needs[column] + 2 * padding
+    return {c: needs[c] for c in PRESET_COLUMNS if c in kept}
+
+
 DETAIL_KEYS = (
     "num_generations",
     "per_device_train_batch_size",
@@ -107,6 +140,8 @@ class LauncherScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.presets: list[Any] = []
+        self._preset_rows: list[dict[str, Any]] = []  # the cells of each preset, by column
+        self._shown_columns: dict[str, int] | None = None
         self.runs: list[RunSummary] = []
 
     def compose(self) -> ComposeResult:
@@ -127,11 +162,13 @@ class LauncherScreen(Screen):
         self.query_one("#preset-details-scroll").border_title = "Details"
         self.query_one("#runs").border_title = "Recent runs (Enter opens read-only)"
         presets = self.query_one("#presets", DataTable)
-        presets.add_columns("Preset", "OK", "Hardware", "Model", "Data", "Rewards")
         runs = self.query_one("#runs", DataTable)
         runs.add_columns("Run", "State", "Step", "Reward", "Eval acc")
         self.action_refresh()
         presets.focus()
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._fill_presets)
 
     def on_screen_resume(self) -> None:
         self.action_refresh()
@@ -140,24 +177,24 @@ class LauncherScreen(Screen):
     def action_refresh(self) -> None:
         selected = self.selected_preset() if self.presets else None
         keep = selected.name if selected is not None else DEFAULT_PRESET  # the cursor survives a refresh
-        self.presets = self.app.find_presets()
-        table = self.query_one("#presets", DataTable)
-        table.clear()
+        self.presets = sorted(self.app.find_presets(), key=lambda info: info.name)
+        colours = self.app.theme_variables
+        self._preset_rows = []
         for info in self.presets:
             fields = preset_fields(Path(info.path))
-            colours = self.app.theme_variables
             ok = (
                 Text("✓", style=f"bold {colours.get('success', 'green')}")
                 if info.ok
                 else Text("✘", style=f"bold {colours.get('error', 'red')}")
             )
-            table.add_row(
-                info.name, ok, hardware(info.description, fields), model_label(fields),
-                dataset_label(fields), rewards_label(fields), key=str(info.path),
-            )
+            cells = (info.name, ok, short_hardware(hardware(info.description, fields)),
+                     model_label(fields).split("/")[-1], dataset_label(fields), rewards_label(fields))
+            self._preset_rows.append(dict(zip(PRESET_COLUMNS, cells)))
+        self._shown_columns = None  # rebuild: the rows changed
+        self._fill_presets()
         names = [info.name for info in self.presets]
         if keep in names:
-            table.move_cursor(row=names.index(keep))
+            self.query_one("#presets", DataTable).move_cursor(row=names.index(keep))
         self.runs = [summarize_run(p) for p in self.app.list_runs()]
         runs = self.query_one("#runs", DataTable)
         runs.clear()
@@ -173,6 +210,25 @@ class LauncherScreen(Screen):
         if not self.runs:
             runs.add_row("no runs yet in " + str(self.app.runs_root), "", "", "", "", key="")
         self._show_details()
+
+    def _fill_presets(self) -> None:
+        """Fill the preset table with the columns that fit its width (again after a resize)."""
+        table = self.query_one("#presets", DataTable)
+        width = table.size.width or self.app.size.width * 3 // 5 - 2
+        if table.size.height and len(self._preset_rows) + 1 > table.size.height:
+            width -= table.styles.scrollbar_size_vertical  # rows that scroll take a scrollbar's columns
+        columns = fitting_columns(self._preset_rows, width, table.cell_padding)
+        if columns == self._shown_columns:
+            return
+        self._shown_columns = columns
+        row = table.cursor_row
+        table.clear(columns=True)
+        for column, cells in columns.items():  # widths given: no cell is drawn before it is measured
+            table.add_column(column, width=cells, key=column)
+        for info, cells in zip(self.presets, self._preset_rows):
+            table.add_row(*(cells[c] for c in columns), key=str(info.path))
+        if self.presets:
+            table.move_cursor(row=min(row, len(self.presets) - 1))
 
     def selected_preset(self) -> Any | None:
         table = self.query_one("#presets", DataTable)
@@ -190,18 +246,19 @@ class LauncherScreen(Screen):
         info = self.selected_preset()
         details = self.query_one("#preset-details", Static)
         if info is None:
-            details.update("No presets found (presets/, ./presets/, ~/.config/grpo-tui/presets/).")
+            details.update("No presets found (./presets/, ~/.config/grpo-tui/presets/, the bundled presets/).")
             return
         fields = preset_fields(Path(info.path))
+        # What the table may leave out at narrow widths comes first, the description after it.
         parts: list = [(info.name + "\n", "bold")]
-        if info.description:
-            parts.append(info.description + "\n\n")
         parts.append(f"model     {fields.get('model_name_or_path', 'assets/tiny-model')}\n")
         parts.append(f"data      {dataset_label(fields)}\n")
         parts.append(f"rewards   {rewards_label(fields)}")
         if fields.get("reward_weights"):
             parts.append(f"  weights {fields['reward_weights']}")
         parts.append(f"\nhardware  {hardware(info.description, fields)}\n")
+        if info.description:
+            parts.append("\n" + info.description + "\n\n")
         for key in DETAIL_KEYS:
             if key in fields:
                 parts.append((f"{key} = {fields[key]}\n", "$text-muted"))
@@ -212,6 +269,9 @@ class LauncherScreen(Screen):
             for problem in info.problems:
                 parts.append((f"  - {problem}\n", "$error"))
         parts.append((f"\n{display_path(Path(info.path))}", "$text-muted"))
+        if bundled_preset_dir() / Path(info.path).name != Path(info.path) and (bundled_preset_dir() / Path(info.path).name).is_file():
+            parts.append(("\n(yours: it takes the place of the bundled preset of this name;"
+                          " delete it to get that one back)", "$text-muted"))
         details.update(Content.assemble(*parts))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
