@@ -377,11 +377,11 @@ class DashboardScreen(Screen):
         self.redraw()
 
     def action_config(self) -> None:
-        from grpo_tui.screens.editor import ConfigViewScreen
+        from grpo_tui.screens.config_view import ConfigViewScreen
 
         if not self.model.run_dir:
             return
-        self.app.push_screen(ConfigViewScreen(self.model.run_dir))
+        self.app.push_screen(ConfigViewScreen(self.model))
 
     def action_reward_bench(self) -> None:
         """The reward test bench on this run's reward functions, with the latest sample in it."""
