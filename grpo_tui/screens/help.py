@@ -98,7 +98,6 @@ class HelpScreen(ModalScreen[None]):
             box.border_title = f"Keys — {self.title_text}"
             box.border_subtitle = "Esc or ? closes · Ctrl+P: every command"
             with VerticalScroll():
-                yield Static(f"{self.title_text}", classes="help-section")
                 yield Static(render_rows(self.screen_rows), id="help-screen-keys")
                 yield Static("Everywhere", classes="help-section", id="help-everywhere")
                 yield Static(render_rows(self.app_rows), id="help-app-keys")
