@@ -36,6 +36,7 @@ LIVE_SCREEN = "live-dashboard"
 
 PRESETS_CHECKED = "presets-checked"  # the worker that validates the presets and imports the engine
 
+
 class GrpoApp(App):
     """grpo-tui. ``preset`` starts training straight away; ``run_dir`` opens a run read-only."""
 
@@ -98,14 +99,21 @@ class GrpoApp(App):
         """In a thread, after the first frame: torch and transformers take seconds to import,
         so they load while the user looks at the screen and starting a run does not freeze keys;
         then the launcher's presets show whether they validate."""
-        import engine.training.trainer  # noqa: F401
+        try:
+            import engine.training.trainer  # noqa: F401
 
-        if self._presets_finder is None:
-            from engine.config.presets import find_presets
+            if self._presets_finder is None:
+                from engine.config.presets import find_presets
 
-            find_presets()  # the first validation imports what the checks need (peft, reward modules)
-        self._engine_loaded = True
-        self.call_from_thread(self._refresh_launchers)
+                find_presets()  # the first validation imports what the checks need (peft, reward modules)
+        except Exception as err:  # noqa: BLE001 - a library that fails to load shows in the presets' checks
+            self.log.warning(f"loading the engine failed: {err!r}")
+        finally:
+            self._engine_loaded = True
+        try:
+            self.call_from_thread(self._refresh_launchers)
+        except RuntimeError:  # the app closed meanwhile
+            pass
 
     def _refresh_launchers(self) -> None:
         from grpo_tui.screens.launcher import LauncherScreen
@@ -201,7 +209,8 @@ class GrpoApp(App):
         from grpo_tui.screens.launcher import LauncherScreen
 
         if not self.preset:  # after the first frame: importing in a thread holds up the drawing
-            self.call_after_refresh(lambda: self.run_worker(self._load_engine, thread=True, group=PRESETS_CHECKED))
+            self.call_after_refresh(lambda: self.run_worker(self._load_engine, thread=True, group=PRESETS_CHECKED,
+                                                            exit_on_error=False))
         if self.attach_dir:
             if not self.attach_run(self.attach_dir):
                 self.push_screen(LauncherScreen())
