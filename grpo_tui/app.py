@@ -25,7 +25,7 @@ from textual.binding import Binding
 
 from engine.run.events import RunState
 
-from grpo_tui.model.live import apply_event
+from grpo_tui.model.live import apply_event, load_history
 from grpo_tui.model.run_model import RunModel
 from grpo_tui.model.session import EngineEvent, LiveRun
 from grpo_tui.model.signals import (CONSOLE_LOG, TERMINAL_CLOSED, Signals, abandon, announce_stop, exit_code,
@@ -34,8 +34,7 @@ from grpo_tui.model.signals import (CONSOLE_LOG, TERMINAL_CLOSED, Signals, aband
 LIVE_SCREEN = "live-dashboard"
 
 
-def _import_engine() -> None:
-    import engine.training.trainer  # noqa: F401
+PRESETS_CHECKED = "presets-checked"  # the worker that validates the presets and imports the engine
 
 
 class GrpoApp(App):
@@ -46,7 +45,7 @@ class GrpoApp(App):
     ENABLE_COMMAND_PALETTE = True
     BINDINGS = [
         Binding("q", "quit", "Quit", id="app.quit"),
-        Binding("f1", "help", "Help", id="app.help", show=False),
+        Binding("question_mark,f1", "help", "Help: every key of this screen", id="app.help", show=False),
     ]
 
     def __init__(
@@ -86,14 +85,44 @@ class GrpoApp(App):
         self._handing_over = False  # "Detach" was chosen: a background process resumes the run
         self._signals: Signals | None = None  # set while run() runs in the main thread
         self._code_without_terminal: int | None = None
+        self._engine_loaded = False  # torch and the engine are imported: validating presets is quick
 
     # -- sources the screens use (injectable for tests) ------------------------------
     def find_presets(self) -> list[Any]:
+        """The presets, validated; listed unchecked (``ok`` None) until the model libraries
+        are loaded after the first frame (validation needs them), then checked afresh each time."""
         if self._presets_finder is not None:
             return self._presets_finder()
         from engine.config.presets import find_presets
 
-        return find_presets()
+        return find_presets(validate=self._engine_loaded)
+
+    def _load_engine(self) -> None:
+        """In a thread, after the first frame: torch and transformers take seconds to import,
+        so they load while the user looks at the screen and starting a run does not freeze keys;
+        then the launcher's presets show whether they validate."""
+        try:
+            import engine.training.trainer  # noqa: F401
+
+            if self._presets_finder is None:
+                from engine.config.presets import find_presets
+
+                find_presets()  # the first validation imports what the checks need (peft, reward modules)
+        except Exception as err:  # noqa: BLE001 - a library that fails to load shows in the presets' checks
+            self.log.warning(f"loading the engine failed: {err!r}")
+        finally:
+            self._engine_loaded = True
+        try:
+            self.call_from_thread(self._refresh_launchers)
+        except RuntimeError:  # the app closed meanwhile
+            pass
+
+    def _refresh_launchers(self) -> None:
+        from grpo_tui.screens.launcher import LauncherScreen
+
+        for screen in self.screen_stack:
+            if isinstance(screen, LauncherScreen):
+                screen.action_refresh()
 
     def list_runs(self) -> list[Path]:
         from engine.run.rundir import list_runs
@@ -181,10 +210,9 @@ class GrpoApp(App):
     def on_mount(self) -> None:
         from grpo_tui.screens.launcher import LauncherScreen
 
-        if not self.preset:
-            # torch and transformers take seconds to import: do it off the UI thread
-            # while the user looks at the launcher, so starting a run does not freeze keys.
-            self.run_worker(_import_engine, thread=True, exclusive=True, group="warm-imports")
+        if not self.preset:  # after the first frame: importing in a thread holds up the drawing
+            self.call_after_refresh(lambda: self.run_worker(self._load_engine, thread=True, group=PRESETS_CHECKED,
+                                                            exit_on_error=False))
         if self.attach_dir:
             if not self.attach_run(self.attach_dir):
                 self.push_screen(LauncherScreen())
@@ -227,6 +255,8 @@ class GrpoApp(App):
             self.notify(f"{type(err).__name__}: {err}", title="Cannot start", severity="error", timeout=15)
             return False
         model = RunModel()
+        if live.resume_step is not None:  # the run's history first: charts from step 1, earlier events
+            load_history(model, live.run_dir, live.resume_step)
         from engine.config.schema import config_to_dict
 
         model.set_run_info(run_dir=str(live.run_dir), config=config_to_dict(cfg), time=self.clock())
@@ -316,6 +346,7 @@ class GrpoApp(App):
         if any(isinstance(s, LauncherScreen) for s in self.screen_stack[:-1]):
             while not isinstance(self.screen, LauncherScreen):
                 self.pop_screen()
+            self.call_after_refresh(self.screen.focus_presets)  # where a new run starts, not the run opened
         elif not isinstance(self.screen, LauncherScreen):
             self.push_screen(LauncherScreen())
 
@@ -381,7 +412,13 @@ class GrpoApp(App):
         return started.returncode, started.stdout.strip() or started.stderr.strip()
 
     def action_help(self) -> None:
-        self.action_show_help_panel()
+        """The keys of the screen in front, in a dialog that Esc or ? closes."""
+        from grpo_tui.screens.help import HelpScreen
+
+        if isinstance(self.screen, HelpScreen):
+            self.screen.dismiss(None)
+        else:
+            self.push_screen(HelpScreen(self.screen))
 
     def on_unmount(self) -> None:
         if self.live is not None:

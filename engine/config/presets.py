@@ -332,14 +332,18 @@ def _description(text: str) -> str:
     return "\n".join(lines).strip()
 
 
-def find_presets() -> list[PresetInfo]:
-    """Every preset the launcher can offer, by name, each validated (never raises)."""
+def find_presets(validate: bool = True) -> list[PresetInfo]:
+    """Every preset the launcher can offer, by name, each validated (never raises).
+    ``validate=False`` lists them at once, ``ok`` None: validating imports the model libraries (seconds)."""
     infos = []
     for path in sorted(_preset_files(), key=lambda p: p.stem):
         try:
             description = _description(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError):
             description = ""
+        if not validate:
+            infos.append(PresetInfo(path.stem, path, description, None))
+            continue
         try:
             load_preset(str(path), check_paths=True)
             problems: list[str] = []

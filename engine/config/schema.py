@@ -309,8 +309,8 @@ class PresetInfo:
     """absolute path of the file"""
     description: str
     """the leading comment lines of the file, without '#'"""
-    ok: bool
-    """whether the preset validates (paths checked)"""
+    ok: bool | None
+    """whether the preset validates (paths checked); None when it was listed without checking"""
     problems: list[str] = field(default_factory=list)
     """what is wrong with it, one line per problem"""
 

@@ -7,8 +7,14 @@ what it shows when the run directory is opened later: the records are built by
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import yaml
+
 from engine.run import records
+from engine.run.jsonl import read_jsonl
 from engine.run.progress import Progress
+from engine.run.rundir import CONFIG, EVENTS, METRICS, SAMPLES
 from engine.run.events import (
     Event, LogEvent, RunFailed, RunFinished, RunStarted, RunState, StateChanged, StepMetrics, StepSamples,
 )
@@ -49,3 +55,29 @@ def apply_event(model: RunModel, event: Event) -> None:
         model.traceback_path = event.traceback_path
         model.set_state(RunState.FAILED.value, event.error, t)
     # EvalResult: the engine logs an "eval" event with the same metrics, handled above.
+
+
+def load_history(model: RunModel, run_dir: str | Path, up_to_step: int) -> None:
+    """Feed the model what ``run_dir`` holds up to ``up_to_step``, before a resumed run's
+    engine events arrive: its charts then start at step 1, its events pane holds the
+    earlier events and its elapsed time counts from the run's first record.
+
+    The engine keeps exactly these records when it resumes (it drops those after the
+    checkpoint's step, then trains those steps again), so nothing shows twice. The run's
+    first config.yaml comes first, so adjustments read from the events know what they changed.
+    """
+    root = Path(run_dir)
+    try:
+        config = yaml.safe_load((root / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        config = None
+    if isinstance(config, dict):
+        model.config = config
+
+    def kept(name: str) -> list[dict]:
+        return [r for r in read_jsonl(root / name) if not isinstance(r.get("step"), int) or r["step"] <= up_to_step]
+
+    model.feed(kept(METRICS), kept(SAMPLES)[-(model.samples.maxlen or 0):], kept(EVENTS))
+    # How the earlier process ended is history now: the resumed run starts afresh.
+    model.summary, model.error, model.traceback_path = {}, "", None
+    model.set_state(RunState.STARTING.value, f"resuming from step {up_to_step}")

@@ -39,6 +39,17 @@ def ended_state(summary: dict) -> str:
     return RunState.FINISHED.value
 
 
+@dataclass
+class Adjustment:
+    """One live change of one config field: the config view shows each field's history."""
+
+    field: str
+    old: Any  # the value before (None when the config did not hold the field)
+    new: Any
+    step: int | None  # optimizer steps done when it was applied (it acts from the next step)
+    time: float | None = None
+
+
 class Series:
     """One metric over steps, with an incrementally kept exponential moving average.
 
@@ -137,6 +148,7 @@ class RunModel:
         self.events: deque[EventLine] = deque(maxlen=MAX_EVENTS)
         self.events_total = 0  # events ever added (the pane appends only the new ones)
         self.markers: list[Marker] = []
+        self.adjustments: list[Adjustment] = []  # live changes, oldest first
         self.progress: dict[str, Any] | None = None  # the newest progress record: the running step's phase
         self.requested: set[str] = set()  # requests this viewer made that wait for the step's end (pause, stop)
         self.read_only = False  # read back from a run directory, no engine attached
@@ -297,6 +309,8 @@ class RunModel:
             self.last_time = max(self.last_time or t, t)
         self._add_marker(kind, data, line.message, step)
         if kind == "adjust":
+            self.adjustments += [Adjustment(k, self.config.get(k), v, step, t)
+                                 for k, v in data.items() if not isinstance(v, dict)]
             self.config.update({k: v for k, v in data.items() if not isinstance(v, dict)})
         elif kind == "status":
             state = str(data.get("state") or "")

@@ -43,6 +43,11 @@ class LiveRun:
             self.trainer = Trainer(cfg, control=self.control, on_fault=on_fault)
         self.cfg = self.trainer.cfg
         self.run_dir = Path(self.trainer.run_dir)
+        self.resume_step: int | None = None  # the checkpoint's step, where a resumed run goes on
+        if self.trainer.resume_from is not None:
+            from engine.run.checkpoints import checkpoint_step
+
+            self.resume_step = checkpoint_step(self.trainer.resume_from)
         self.thread: threading.Thread | None = None
 
     def _forward(self, event: Any) -> None:
@@ -116,12 +121,22 @@ class AttachedRun:
     files and its controls reach the process through the run directory."""
 
     def __init__(self, run_dir: str | Path) -> None:
-        from engine.config.presets import config_from_yaml
-
         self.run_dir = Path(run_dir)
-        self.cfg = config_from_yaml((self.run_dir / "config.yaml").read_text(encoding="utf-8"), check_paths=False,
-                                    source=str(self.run_dir / "config.yaml"))
+        if not (self.run_dir / "config.yaml").is_file():
+            raise FileNotFoundError(f"no config.yaml in {self.run_dir}")
+        self._cfg: Any = None
         self.control = RemoteControl(self.run_dir)
+
+    @property
+    def cfg(self) -> Any:
+        """The run's config, read when first needed (the adjust form, the reward bench):
+        validating it imports the model libraries, which would hold up the first frame."""
+        if self._cfg is None:
+            from engine.config.presets import config_from_yaml
+
+            path = self.run_dir / "config.yaml"
+            self._cfg = config_from_yaml(path.read_text(encoding="utf-8"), check_paths=False, source=str(path))
+        return self._cfg
 
     @property
     def state(self) -> str:

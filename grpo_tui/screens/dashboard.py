@@ -382,11 +382,11 @@ class DashboardScreen(ChartControls, Screen):
         self.app.push_screen(InspectorScreen(self.model.run_dir, step=latest.get("step") if latest else None))
 
     def action_config(self) -> None:
-        from grpo_tui.screens.editor import ConfigViewScreen
+        from grpo_tui.screens.config_view import ConfigViewScreen
 
         if not self.model.run_dir:
             return
-        self.app.push_screen(ConfigViewScreen(self.model.run_dir))
+        self.app.push_screen(ConfigViewScreen(self.model))
 
     def action_reward_bench(self) -> None:
         """The reward test bench on this run's reward functions, with the latest sample in it."""

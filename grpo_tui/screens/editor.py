@@ -1,4 +1,4 @@
-"""The preset editor (YAML, validated as you type) and the read-only config view.
+"""The preset editor (YAML, validated as you type).
 
 Validation is the engine's own (``engine.config.presets.config_from_yaml``), run shortly after
 each edit; every problem is listed with the line it belongs to, that line is marked in the
@@ -334,29 +334,3 @@ class PresetEditorScreen(Screen[Path | None]):
 
 def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-class ConfigViewScreen(Screen):
-    """The resolved config.yaml of a run, read-only."""
-
-    BINDINGS = [Binding("escape,v", "app.pop_screen", "Back", id="config.back")]
-
-    def __init__(self, run_dir: str | Path) -> None:
-        super().__init__()
-        self.path = Path(run_dir) / "config.yaml"
-
-    def compose(self) -> ComposeResult:
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except OSError:
-            text = "# the run has not written config.yaml yet\n"
-        yield Static(Content.assemble((" config ", "bold reverse $accent"), f" {self.path}  (read-only)"), id="editor-header")
-        yield YamlTextArea(text, id="editor-text", read_only=True, show_line_numbers=True)
-        yield FieldHint(id="editor-hint")
-        yield ResponsiveFooter()
-
-    def on_mount(self) -> None:
-        self.query_one("#editor-hint", FieldHint).follow(self.query_one("#editor-text", YamlTextArea))
-
-    def on_text_area_selection_changed(self, event: YamlTextArea.SelectionChanged) -> None:
-        self.query_one("#editor-hint", FieldHint).follow(event.text_area)

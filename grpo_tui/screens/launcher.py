@@ -24,6 +24,7 @@ from engine.config.presets import bundled_preset_dir
 from engine.run.listing import RunSummary, summarize_run
 
 DEFAULT_PRESET = "tiny-arithmetic"  # runs anywhere, in about two minutes
+RUNS_REFRESH_S = 3.0  # how often the recent runs are read again (a run that finishes shows so)
 
 
 def preset_fields(path: Path) -> dict[str, Any]:
@@ -166,12 +167,16 @@ class LauncherScreen(Screen):
         runs.add_columns("Run", "State", "Step", "Reward", "Eval acc")
         self.action_refresh()
         presets.focus()
+        self.set_interval(RUNS_REFRESH_S, self.refresh_runs)
 
     def on_resize(self) -> None:
         self.call_after_refresh(self._fill_presets)
 
     def on_screen_resume(self) -> None:
         self.action_refresh()
+
+    def focus_presets(self) -> None:
+        self.query_one("#presets", DataTable).focus()
 
     # -- data ----------------------------------------------------------------------
     def action_refresh(self) -> None:
@@ -183,7 +188,8 @@ class LauncherScreen(Screen):
         for info in self.presets:
             fields = preset_fields(Path(info.path))
             ok = (
-                Text("✓", style=f"bold {colours.get('success', 'green')}")
+                Text("…") if info.ok is None  # not checked yet: validation waits for the model libraries
+                else Text("✓", style=f"bold {colours.get('success', 'green')}")
                 if info.ok
                 else Text("✘", style=f"bold {colours.get('error', 'red')}")
             )
@@ -195,7 +201,18 @@ class LauncherScreen(Screen):
         names = [info.name for info in self.presets]
         if keep in names:
             self.query_one("#presets", DataTable).move_cursor(row=names.index(keep))
-        self.runs = [summarize_run(p) for p in self.app.list_runs()]
+        self.refresh_runs(always=True)
+        self._show_details()
+
+    def refresh_runs(self, always: bool = False) -> None:
+        """Read the recent runs again; redraw their table when one changed (the cursor stays on its run)."""
+        if not always and not self.is_current:  # under the dashboard: read when it shows again
+            return
+        runs_now = [summarize_run(p) for p in self.app.list_runs()]
+        if runs_now == self.runs and not always:
+            return
+        selected = self.selected_run()
+        self.runs = runs_now
         runs = self.query_one("#runs", DataTable)
         runs.clear()
         for r in self.runs:
@@ -209,7 +226,9 @@ class LauncherScreen(Screen):
             )
         if not self.runs:
             runs.add_row("no runs yet in " + str(self.app.runs_root), "", "", "", "", key="")
-        self._show_details()
+        paths = [r.path for r in self.runs]
+        if selected is not None and selected.path in paths:
+            runs.move_cursor(row=paths.index(selected.path))
 
     def _fill_presets(self) -> None:
         """Fill the preset table with the columns that fit its width (again after a resize)."""
@@ -262,7 +281,9 @@ class LauncherScreen(Screen):
         for key in DETAIL_KEYS:
             if key in fields:
                 parts.append((f"{key} = {fields[key]}\n", "$text-muted"))
-        if info.ok:
+        if info.ok is None:
+            parts.append(("\n… being checked", "$text-muted"))
+        elif info.ok:
             parts.append(("\n✓ validates", "bold $success"))
         else:
             parts.append(("\n✘ does not validate:\n", "bold $error"))
@@ -289,7 +310,7 @@ class LauncherScreen(Screen):
         info = self.selected_preset()
         if info is None:
             return
-        if not info.ok:
+        if info.ok is False:  # not checked yet (None): starting it validates it
             self.notify("This preset does not validate; press e to fix it:\n" + "\n".join(info.problems[:5]),
                         severity="error", timeout=8)
             return

@@ -5,6 +5,7 @@ Health alarms carry a suggestion (in ``data``) shown on the line below the diagn
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 from textual.content import Content
@@ -31,12 +32,24 @@ def event_style(line: EventLine) -> str:
 INDENT = 19  # step (5) + space + icon + space + kind (10) + space
 
 
+AFTER_SLASH = re.compile(r"(?<=/)(?=[^/])")
+
+
+class _Wrapper(textwrap.TextWrapper):
+    """Wraps on word boundaries, and inside a path after a ``/`` or a word's hyphen (a run
+    directory's path is longer than the pane): a word is cut only when no such break fits."""
+
+    def _split(self, text: str) -> list[str]:
+        return [piece for chunk in super()._split(text) for piece in AFTER_SLASH.split(chunk) if piece]
+
+
 def hang(text: str, width: int) -> str:
     """Wrap to ``width`` with continuation lines indented under the message column."""
     room = max(20, width - INDENT)
+    wrapper = _Wrapper(room, break_long_words=True, break_on_hyphens=True)
     lines = []
     for paragraph in text.splitlines() or [""]:
-        lines.extend(textwrap.wrap(paragraph, room, break_long_words=True, break_on_hyphens=False) or [""])
+        lines.extend(wrapper.wrap(paragraph) or [""])
     return ("\n" + " " * INDENT).join(lines)
 
 

@@ -149,7 +149,7 @@ class RunStatus(Static):
                 parts.append((f"\nlogs: {where}  (full message in the events pane)", "$error"))
         elif m.state == RunState.FINISHED and m.summary:
             parts.append("\n")
-            parts.append((summary_line(m.summary), "$success"))
+            parts.append((summary_line(m.summary, width), "$success"))
         elif note := m.end_note():  # stopped, abandoned, crashed: how it ended and how to go on
             parts.append("\n")
             if len(note) > width:  # the hint on a line of its own rather than cut
@@ -173,8 +173,11 @@ def _length(parts) -> int:
     return sum(len(p if isinstance(p, str) else p[0]) for p in parts)
 
 
-def summary_line(summary: dict) -> str:
-    """One line for RunFinished's summary (accuracy before/after, final model path)."""
+def summary_line(summary: dict, width: int | None = None) -> str:
+    """RunFinished's summary (accuracy before/after, final model path) in one line, or — when
+    that is wider than ``width`` — with the final model's path on a line of its own, relative
+    to the current folder where it is inside it, its start elided if it still does not fit
+    (the end of a path is the part that tells runs apart)."""
     parts = []
     before = summary.get("accuracy_before", summary.get("eval_accuracy_before"))
     after = summary.get("accuracy_after", summary.get("eval_accuracy_after"))
@@ -182,8 +185,26 @@ def summary_line(summary: dict) -> str:
         parts.append(f"eval accuracy {before:.3f} → {after:.3f}")
     final = summary.get("final_model") or summary.get("final_model_path") or summary.get("final_path")
     if final:
-        parts.append(f"final model: {final}")
+        parts.append(f"final model: {_relative(str(final))}")
     if not parts:
         parts = [f"{k}: {v}" for k, v in list(summary.items())[:4] if not isinstance(v, (dict, list))]
     ended = "stopped after a fault" if summary.get("fault") else "finished"  # not a clean end
-    return f"{ended} — " + "; ".join(parts)
+    line = f"{ended} — " + "; ".join(parts)
+    if width is None or len(line) <= width or not final:
+        return line
+    path = parts.pop()
+    if len(path) > width:
+        path = "final model: …" + path[len(path) - width + len("final model: …"):]
+    return f"{ended} — " + "; ".join(parts) + "\n" + path if parts else f"{ended}\n{path}"
+
+
+def _relative(path: str) -> str:
+    """``path`` relative to the current folder when it lies inside it."""
+    import os
+
+    try:
+        if os.path.isabs(path) and os.path.commonpath([path, os.getcwd()]) == os.getcwd():
+            return os.path.relpath(path)
+    except (OSError, ValueError):
+        pass
+    return path
