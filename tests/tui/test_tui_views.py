@@ -125,7 +125,7 @@ def test_help_lists_the_screens_keys_and_esc_or_question_mark_closes_it() -> Non
             rows = {text: (keys, now) for keys, text, now in help_screen.screen_rows}
             assert rows["Pause training"] == ("p", False)  # a recorded run: listed, not now
             assert rows["Show the resolved config"] == ("v", True)  # hidden from the footer, listed here
-            assert rows["Go to the launcher"] == ("l / esc", True)
+            assert rows["Go to the launcher"] == ("l", True)  # esc steps back: cursor, maximised chart, then the launcher
             assert any(text.startswith("Help") for _, text, _ in help_screen.app_rows)
             await pilot.press("escape")
             assert isinstance(app.screen, DashboardScreen)
