@@ -42,6 +42,12 @@ TICK_CHART_S = 0.03  # charts drawn in one tick stop once their estimated cost p
 # and 2 ticks a second, 2% measured a UI thread of 9.8% of a core and training 4.7% (paired
 # median) below headless; 1% measured 7.9% and 1.8%.
 CHART_CPU_SHARE = 0.01
+# On a fast run (the tiny model takes ~14 steps a second) the data changes every tick, but
+# nobody reads a chart at that rate: a round of redraws starts at most this often, so a
+# chart lags the run by at most about this long. Each round costs the UI thread tens of
+# milliseconds of the GIL (build, plotext, compositing the chart regions), which slows a
+# Python-bound engine more than the UI's CPU share suggests.
+CHART_MIN_INTERVAL_S = 2.0
 COMPACT_WIDTH = 120  # below this the side panes become tabs
 COMPACT_HEIGHT = 32
 FOLLOW_S = 1.0  # how often a run directory opened from disk is re-read
@@ -239,6 +245,8 @@ class DashboardScreen(ChartControls, Screen):
     _next_chart_at = 0.0
     _round: list[MetricChart] | None = None
     _round_cost = 0.0
+    _round_started = 0.0
+    _hinted_markers = -1
 
     def _tick(self) -> None:
         now = time.perf_counter()
@@ -247,7 +255,12 @@ class DashboardScreen(ChartControls, Screen):
             stale = [chart for chart in self.visible_charts() if chart.needs_redraw(self.model, self.view)]
             if stale:
                 self._round, self._round_cost = stale, 0.0
-                self.update_hints()
+                self._round_started = now
+                # The hint line names the marker kinds: rebuild it (a layout of the whole
+                # screen) only when a marker came; view changes go through redraw().
+                if len(self.model.markers) != self._hinted_markers:
+                    self._hinted_markers = len(self.model.markers)
+                    self.update_hints()
         if self._round is not None:
             spent = 0.0
             while self._round and spent < TICK_CHART_S:
@@ -257,8 +270,10 @@ class DashboardScreen(ChartControls, Screen):
             self._round_cost += spent
             if not self._round:
                 self._round = None
-                # The next round waits long enough to keep charts within their CPU share.
-                self._next_chart_at = now + self._round_cost / CHART_CPU_SHARE
+                # The next round waits long enough to keep charts within their CPU share,
+                # and at least CHART_MIN_INTERVAL_S from this round's start.
+                self._next_chart_at = max(now + self._round_cost / CHART_CPU_SHARE,
+                                          self._round_started + CHART_MIN_INTERVAL_S)
         self.redraw_panes()
 
     def visible_charts(self) -> list[MetricChart]:
@@ -275,6 +290,7 @@ class DashboardScreen(ChartControls, Screen):
         for chart in self.visible_charts():
             chart.update_from(self.model, self.view)
         self.update_hints()
+        self._hinted_markers = len(self.model.markers)
         if self._tabs.active == "tab-system":
             self.query_one("#system-pane", SystemPane).refresh_view()
         self.redraw_panes()
