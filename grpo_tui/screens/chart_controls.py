@@ -212,8 +212,14 @@ class ChartControls:
 
     # -- the hint line -------------------------------------------------------------
     def update_hints(self) -> None:
+        """Redraw the hint lines whose text changed; a hint is one row whatever it says, so the
+        update never asks for a layout of the screen (at 200x60 one costs ~20 ms of the UI
+        thread, and with it the GIL the training thread needs)."""
         for hint in self.query(".chart-hint"):
-            hint.update(self.hint_text(hint.size.width or 80, hint.grid))
+            text = self.hint_text(hint.size.width or 80, hint.grid)
+            if text != getattr(hint, "_shown", None):
+                hint._shown = text
+                hint.update(text, layout=False)
 
     def hint_text(self, width: int, grid) -> Text:
         """What the charts' markers mean and what the cursor is on, then the keys, as many as fit."""
