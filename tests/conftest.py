@@ -39,6 +39,15 @@ def wait_until(predicate, timeout: float = 180.0, what: str = "condition") -> No
     raise AssertionError(f"timed out waiting for {what}")
 
 
+async def wait_for(pilot, condition, what: str, limit: float = 120.0) -> None:
+    """In a Pilot test: let the app run until ``condition()`` holds, within a generous limit."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+
+
 def tiny_config(tmp_path: Path, *overrides: str):
     """The tiny-arithmetic preset, shortened for tests, writing into tmp_path/run."""
     from engine.config.presets import load_preset

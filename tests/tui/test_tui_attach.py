@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, tiny_config, train
+from conftest import ROOT, tiny_config, train, wait_for
 from engine.run.channel import read_heartbeat
 from engine.run.rundir import read_jsonl
 from grpo_tui.app import GrpoApp
@@ -26,13 +26,6 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
 def steps_in(run_dir: Path) -> int:
     return len([r for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("reward") is not None])
 
-
-async def wait_for(pilot, condition, what: str, limit: float = 120) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.1)
 
 
 def test_attach_controls_a_detached_run(tmp_path: Path) -> None:

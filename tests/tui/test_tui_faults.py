@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import write
+from conftest import write, wait_for
 from grpo_tui.app import GrpoApp
 from grpo_tui.screens.dashboard import DashboardScreen
 
@@ -19,13 +18,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 BROKEN = "def scorer(prompts, completions, **kwargs):\n    raise ZeroDivisionError('division by zero')\n"
 FIXED = "def scorer(prompts, completions, **kwargs):\n    return [float(len(c) % 2) for c in completions]\n"
 
-
-async def wait_for(pilot, condition, what: str, limit: float = 120) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
 
 
 def test_dashboard_pauses_on_a_failing_plugin_and_resumes_with_the_fixed_file(tmp_path: Path) -> None:

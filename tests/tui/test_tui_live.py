@@ -7,10 +7,11 @@ under a second on CPU. Waits are bounded polls on the run model and the run dire
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
+
+from conftest import wait_for
 
 from engine.run.rundir import read_jsonl
 from grpo_tui.app import GrpoApp
@@ -24,13 +25,6 @@ pytestmark = pytest.mark.timeout(240)
 FAST = ["per_device_train_batch_size=16", "eval_max_samples=8", "log_completions_groups=2"]
 LIMIT_S = 120
 
-
-async def wait_for(pilot, condition, what: str, limit: float = LIMIT_S) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
 
 
 def metric_steps(run_dir: Path) -> list[int]:

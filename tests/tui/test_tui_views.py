@@ -9,12 +9,11 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, tiny_config, train
+from conftest import ROOT, tiny_config, train, wait_for
 from engine.run.rundir import read_jsonl
 from grpo_tui.app import GrpoApp
 from grpo_tui.screens.config_view import ConfigViewScreen
@@ -26,13 +25,6 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 RECORDED = DATA / "recorded-run"
 FAST = ["per_device_train_batch_size=16", "eval_max_samples=8", "log_completions_groups=2"]
 
-
-async def wait_for(pilot, condition, what: str, limit: float = 120) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.1)
 
 
 # -- the config view ----------------------------------------------------------------------
