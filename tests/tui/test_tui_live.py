@@ -23,7 +23,6 @@ from grpo_tui.screens.inspector import InspectorScreen
 pytestmark = pytest.mark.timeout(240)
 
 FAST = ["per_device_train_batch_size=16", "eval_max_samples=8", "log_completions_groups=2"]
-LIMIT_S = 120
 
 
 
