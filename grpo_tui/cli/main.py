@@ -164,7 +164,10 @@ def _dispatch(args) -> int:
     if args.command == "runs":
         return _list_runs(args.root)
     if args.command == "send":
-        return _send(args)
+        from grpo_tui.cli.send import send
+
+        _check_run_dir(args.run_dir)
+        return send(args)
     if args.command == "resume" and "RANK" not in os.environ:  # accelerate's processes: their launch checked
         _check_resumable(args.run_dir)
     if args.command == "resume" and args.headless:
@@ -417,73 +420,6 @@ def _vllm_serve(args) -> int:
     serve(args.model, host=args.host, port=args.port, tensor_parallel_size=args.tensor_parallel_size,
           gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=args.max_model_len, dtype=args.dtype)
     return 0
-
-
-def _send(args) -> int:
-    import yaml
-
-    from engine.run.channel import send_command
-    from engine.run.listing import summarize_run
-
-    _check_run_dir(args.run_dir)
-    why = summarize_run(args.run_dir).not_live_reason()
-    if why is not None:  # a command file there would lie unread
-        print(f"grpo-tui: {why}", file=sys.stderr)
-        return EXIT_CONFIG
-    changes = {}
-    for item in args.changes:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            print(f"grpo-tui: expected KEY=VALUE, got {item!r}", file=sys.stderr)
-            return EXIT_CONFIG
-        changes[key] = yaml.safe_load(value)
-    if args.action == "adjust" and not changes:
-        print("grpo-tui: adjust needs at least one KEY=VALUE", file=sys.stderr)
-        return EXIT_CONFIG
-    if changes and args.action != "adjust":
-        print(f"grpo-tui: {args.action} takes no KEY=VALUE", file=sys.stderr)
-        return EXIT_CONFIG
-    if args.action == "adjust":
-        changes, problem = _checked_adjustment(args.run_dir, changes)
-        if problem:
-            print(f"grpo-tui: {problem}", file=sys.stderr)
-            return EXIT_CONFIG
-    try:
-        send_command(args.run_dir, args.action.replace("-", "_"), **changes)
-    except (OSError, ValueError) as exc:
-        print(f"grpo-tui: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    print(f"sent {args.action} to {args.run_dir}" + (f": {changes}" if changes else ""))
-    return 0
-
-
-def _checked_adjustment(run_dir: str, changes: dict) -> tuple[dict, str | None]:
-    """``changes`` as the run will apply them (coerced: ``2e-5`` is a number), and why the
-    run would reject them (checked here as the trainer will: the names it may change, types,
-    ranges, the model's context length) in one line, or None."""
-    import json
-    from pathlib import Path
-
-    from engine.config.checks import validate_adjustment
-    from engine.config.presets import config_from_yaml
-    from engine.config.schema import ConfigError
-
-    try:
-        cfg = config_from_yaml((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"), check_paths=False,
-                               source=str(Path(run_dir) / "config.yaml"))
-    except (OSError, ConfigError) as exc:
-        return changes, f"cannot read the run's config to check the adjustment: {exc}"
-    context = None
-    try:  # a local model's config.json, when there is one (never a download)
-        model_config = json.loads((Path(cfg.model_name_or_path) / "config.json").read_text())
-        context = model_config.get("max_position_embeddings") if cfg.model_init != "random" else None
-        context = (cfg.model_config_overrides or {}).get("max_position_embeddings", context)
-    except (OSError, ValueError, TypeError, AttributeError):
-        pass
-    try:
-        return validate_adjustment(cfg, changes, context if isinstance(context, int) else None), None
-    except ConfigError as exc:
-        return changes, f"adjustment refused: {'; '.join(exc.problems)}"
 
 
 def _list_runs(root: str) -> int:
