@@ -79,8 +79,16 @@ class OverlayChart(PlotextPlot):
         self.title = title
         self._drawn: tuple | None = None
         self.runs_drawn = 0  # how many runs have a line on the chart
+        self._asked: tuple[list[RunModel], bool] | None = None  # what the last draw was asked to show
+
+    def on_resize(self) -> None:
+        """Laid out (or resized): draw what was asked before there was room for it, now,
+        rather than at the next poll."""
+        if self._asked is not None:
+            self.draw(*self._asked)
 
     def draw(self, models: list[RunModel], smooth: bool) -> None:
+        self._asked = (models, smooth)
         key = (tuple(m.chart_version for m in models), self.size.width, self.size.height, smooth)
         if key == self._drawn or self.size.width < 10:
             return

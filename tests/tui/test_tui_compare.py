@@ -115,7 +115,11 @@ def test_compare_snapshot(snap_compare, tmp_path: Path) -> None:
     """120x36: the reward and KL of two recorded runs overlaid, two charts to a row."""
     base, other = two_runs(tmp_path)
     app = GrpoApp(compare=[str(base), str(other)], clock=lambda: 0.0)
-    assert snap_compare(app, terminal_size=(120, 36), run_before=lambda pilot: pilot.pause(0.5))
+
+    async def drawn(pilot) -> None:  # the charts drawn, however busy the machine
+        await until(pilot, lambda: all(c.runs_drawn for c in pilot.app.screen.query(OverlayChart)), "the charts")
+
+    assert snap_compare(app, terminal_size=(120, 36), run_before=drawn)
 
 
 def test_compare_config_snapshot_small_terminal(snap_compare, tmp_path: Path) -> None:
