@@ -136,6 +136,10 @@ class LauncherScreen(Screen):
         Binding("n", "new", "New from preset", id="launcher.new"),
         Binding("r", "refresh", "Refresh", id="launcher.refresh"),
         Binding("d", "dashboard", "Live run", id="launcher.dashboard"),
+        Binding("space", "mark", "Mark run", id="launcher.mark", show=False,
+                tooltip="Mark or unmark the highlighted run for comparing (recent runs)"),
+        Binding("c", "compare", "Compare", id="launcher.compare", show=False,
+                tooltip="Compare the marked runs: metrics overlaid by step, settings that differ"),
     ]
 
     def __init__(self) -> None:
@@ -144,6 +148,7 @@ class LauncherScreen(Screen):
         self._preset_rows: list[dict[str, Any]] = []  # the cells of each preset, by column
         self._shown_columns: dict[str, int] | None = None
         self.runs: list[RunSummary] = []
+        self.marked: list[Path] = []  # runs marked for comparing, in the order they were marked
 
     def compose(self) -> ComposeResult:
         yield Static(
@@ -161,9 +166,10 @@ class LauncherScreen(Screen):
     def on_mount(self) -> None:
         self.query_one("#presets-col").border_title = "Presets"
         self.query_one("#preset-details-scroll").border_title = "Details"
-        self.query_one("#runs").border_title = "Recent runs (Enter opens read-only)"
+        self.query_one("#runs").border_title = "Recent runs (Enter opens · Space marks · c compares the marked)"
         presets = self.query_one("#presets", DataTable)
         runs = self.query_one("#runs", DataTable)
+        runs.add_column("", width=1, key="mark")
         runs.add_columns("Run", "State", "Step", "Reward", "Eval acc")
         self.action_refresh()
         presets.focus()
@@ -213,10 +219,12 @@ class LauncherScreen(Screen):
             return
         selected = self.selected_run()
         self.runs = runs_now
+        self.marked = [p for p in self.marked if p in {r.path for r in self.runs}]  # a deleted run is unmarked
         runs = self.query_one("#runs", DataTable)
         runs.clear()
         for r in self.runs:
             runs.add_row(
+                self._mark_cell(r.path),
                 r.name,
                 r.state,
                 f"{r.step}/{r.max_steps or '?'}",
@@ -225,10 +233,13 @@ class LauncherScreen(Screen):
                 key=str(r.path),
             )
         if not self.runs:
-            runs.add_row("no runs yet in " + str(self.app.runs_root), "", "", "", "", key="")
+            runs.add_row("", "no runs yet in " + str(self.app.runs_root), "", "", "", "", key="")
         paths = [r.path for r in self.runs]
         if selected is not None and selected.path in paths:
             runs.move_cursor(row=paths.index(selected.path))
+
+    def _mark_cell(self, path: Path) -> Text:
+        return Text("●", style="bold") if path in self.marked else Text(" ")
 
     def _fill_presets(self) -> None:
         """Fill the preset table with the columns that fit its width (again after a resize)."""
@@ -364,11 +375,44 @@ class LauncherScreen(Screen):
             self.app.push_screen(PresetEditorScreen(Path(info.path), new=True), lambda _: self.action_refresh())
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "mark":  # Space elsewhere (a preset row, a dialog) keeps its own meaning
+            return self.query_one("#runs", DataTable).has_focus and bool(self.runs) or None
         if action == "dashboard":
             return self.app.live is not None
         if action == "open" and not isinstance(self.app.screen, LauncherScreen):
             return False
         return True
+
+    def action_mark(self) -> None:
+        """Mark the highlighted run for comparing, or unmark it, and move to the next run."""
+        run = self.selected_run()
+        if run is None:
+            return
+        if run.path in self.marked:
+            self.marked.remove(run.path)
+        else:
+            self.marked.append(run.path)
+        table = self.query_one("#runs", DataTable)
+        table.update_cell(str(run.path), "mark", self._mark_cell(run.path))
+        table.move_cursor(row=min(table.cursor_row + 1, len(self.runs) - 1))
+        count = len(self.marked)
+        self.notify(f"{count} run{'s' if count != 1 else ''} marked; " + (
+            "press c to compare them" if count > 1 else "mark another with Space, then press c"), timeout=2)
+
+    def action_compare(self) -> None:
+        """Compare the marked runs (with one marked: it and the highlighted run)."""
+        chosen = list(self.marked)
+        run = self.selected_run()
+        if len(chosen) == 1 and run is not None and run.path not in chosen:
+            chosen.append(run.path)
+        if len(chosen) < 2:
+            self.notify("Mark two or more recent runs with Space, then press c to compare them", timeout=4)
+            return
+        if self.app.compare_runs([str(p) for p in chosen]):
+            self.marked = []
+            for path in chosen:
+                if str(path) in self.query_one("#runs", DataTable).rows:
+                    self.query_one("#runs", DataTable).update_cell(str(path), "mark", self._mark_cell(path))
 
     def action_dashboard(self) -> None:
         self.app.action_show_dashboard()

@@ -147,3 +147,36 @@ def test_launcher_palette_compares_the_highlighted_run_with_another(tmp_path: Pa
             assert isinstance(app.screen, LauncherScreen)
 
     asyncio.run(go())
+
+
+def test_launcher_compares_the_runs_marked_with_space(tmp_path: Path) -> None:
+    """Space marks runs in the recent-runs list (● in their first column), c compares the marked."""
+    root = tmp_path / "runs"
+    root.mkdir()
+    two_runs(root)
+    shutil.copytree(RECORDED, root / "third")
+
+    async def go() -> None:
+        app = GrpoApp(runs_root=root, presets_finder=list, clock=lambda: 0.0)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, LauncherScreen) and len(app.screen.runs) == 3, "runs")
+            launcher = app.screen
+            names = [r.name for r in launcher.runs]
+            table = launcher.query_one("#runs")
+            table.focus()
+            await pilot.press("c")  # nothing marked: it says how, and stays
+            await pilot.pause(0.1)
+            assert app.screen is launcher
+            await pilot.press("space")  # marks the first and moves to the second
+            await pilot.press("down")  # skip the second
+            await pilot.press("space")  # marks the third
+            await pilot.pause(0.1)
+            assert [str(table.get_cell(str(r.path), "mark")) for r in launcher.runs] == ["●", " ", "●"]
+            await pilot.press("c")
+            await until(pilot, lambda: isinstance(app.screen, CompareScreen), "the comparison")
+            assert app.screen.labels == [names[0], names[2]]
+            await pilot.press("escape")
+            assert app.screen is launcher and launcher.marked == []
+            assert [str(table.get_cell(str(r.path), "mark")) for r in launcher.runs] == [" ", " ", " "]
+
+    asyncio.run(go())
