@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.data.file_check import data_file_problem
 from engine.data.tasks import Task, get_task
 
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -46,13 +47,22 @@ def _rows_from_dataset(ds) -> list[dict]:
     return [dict(row) for row in ds]
 
 
-def _load_local(path: str) -> list[dict]:
+def _load_local(path: str, column: str | None) -> list[dict]:
+    """The rows of a local file, checked first (see engine.data.file_check) so a bad file is
+    named with its line and cause, not by the loader's generic error."""
     from datasets import load_dataset
 
     suffix = Path(path).suffix.lower()
     if suffix not in LOCAL_FORMATS:
         raise DataError(f"dataset.path: unsupported file type {suffix!r} (use .jsonl, .json, .csv or .parquet)")
-    ds = load_dataset(LOCAL_FORMATS[suffix], data_files={"train": path}, split="train")
+    problem = data_file_problem(path, column)
+    if problem:
+        raise DataError(f"dataset.path: {problem}")
+    try:
+        ds = load_dataset(LOCAL_FORMATS[suffix], data_files={"train": path}, split="train")
+    except Exception as err:  # datasets wraps the cause in DatasetGenerationError; name the cause
+        cause = err.__cause__ or err
+        raise DataError(f"dataset.path: {path}: cannot be read ({type(cause).__name__}: {cause})") from err
     return _rows_from_dataset(ds)
 
 
@@ -75,7 +85,7 @@ def load_prompt_data(dc, seed: int = 0) -> PromptData:
 
         rows = load_ranked_file(dc.path)
     elif dc.path:
-        rows = _load_local(dc.path)
+        rows = _load_local(dc.path, dc.prompt_column)
     else:
         rows = _load_hub(dc.name, dc.config, dc.split)
         eval_rows = _load_hub(dc.name, dc.config, dc.eval_split) if dc.eval_split else None

@@ -105,6 +105,8 @@ def setup(cfg: RunConfig, given: Given, dist, run_dir: Path, resume_from: Path |
     passed to ``subscribe`` as soon as it exists, so the caller closes them even when a later
     part fails to load."""
     hf_logging.disable_progress_bar()
+    # the data first: a bad file is named before minutes go into loading a model
+    data = given.data or load_prompt_data(cfg.dataset, seed=cfg.seed)
     torch.manual_seed(cfg.seed)
     device = pick_device()
     cpu_threads_for_small_models(device)
@@ -115,7 +117,6 @@ def setup(cfg: RunConfig, given: Given, dist, run_dir: Path, resume_from: Path |
         model, tokenizer = load_model_and_tokenizer(cfg, device, path=resume_from)
     ref_model = load_reference(cfg, given, device, model) if cfg.beta > 0 else None
     use_bf16 = mixed_precision(cfg.bf16, device, model)
-    data = given.data or load_prompt_data(cfg.dataset, seed=cfg.seed)
     renderer = PromptRenderer(tokenizer, system_prompt=cfg.dataset.system_prompt,
                               chat_template=cfg.dataset.chat_template, max_prompt_length=cfg.max_prompt_length)
     state.order = BatchOrder(len(data.train), cfg.seed, cfg.dataset.shuffle)

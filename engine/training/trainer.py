@@ -28,7 +28,7 @@ import torch
 
 from engine.config.presets import config_from_yaml
 from engine.config.schema import RunConfig, config_to_dict, dump_yaml
-from engine.data.prompts import PromptData
+from engine.data.prompts import DataError, PromptData
 from engine.parallel.distributed import Dist
 from engine.parallel.sharding import full_state_dict
 from engine.rollout.backend import SamplingParams
@@ -360,14 +360,15 @@ class Trainer:
     def _fail(self, exc: Exception) -> None:
         # A fault under on_fault="fail" is one line that says it all; no traceback to keep.
         fault = isinstance(exc, RunFault)
-        tb_path = None if fault else self.run_dir / (
+        told = fault or isinstance(exc, DataError)  # the message says it all: no traceback to keep
+        tb_path = None if told else self.run_dir / (
             "error.log" if self.dist is None or self.dist.is_main else f"error-rank{self.dist.rank}.log")
         try:
             if tb_path is not None:
                 tb_path.write_text(traceback.format_exc(), encoding="utf-8")
         except OSError:
             tb_path = None
-        message = str(exc) if fault else f"{type(exc).__name__}: {exc}"
+        message = str(exc) if told else f"{type(exc).__name__}: {exc}"
         self.summary = {"error": message, "steps": self.state.step, "run_dir": str(self.run_dir)}
         if fault:
             self.summary["fault"] = message

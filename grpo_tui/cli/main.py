@@ -141,10 +141,17 @@ def _load(args):
         cfg = load_preset(args.preset, _overrides(args))
         if cfg.output_dir:
             check_run_dir_free(cfg.output_dir)
-        return cfg
     except (ConfigError, RunDirInUse) as exc:
         print(f"grpo-tui: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
+    if cfg.dataset.path and cfg.dataset.format != "ranked":  # a bad file is named before a model loads
+        from engine.data.file_check import data_file_problem
+
+        problem = data_file_problem(cfg.dataset.path, cfg.dataset.prompt_column)
+        if problem:
+            print(f"grpo-tui: dataset.path: {problem}", file=sys.stderr)
+            raise SystemExit(EXIT_CONFIG)
+    return cfg
 
 
 def main(argv: list[str] | None = None) -> int:
