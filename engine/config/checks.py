@@ -10,6 +10,7 @@ running job.
 
 from __future__ import annotations
 
+import json
 import re
 
 import os
@@ -196,8 +197,10 @@ def _reward_name(spec: str) -> str:
     return spec.rpartition(":")[2] if ":" in spec else spec
 
 
-def _cross_check(v: dict, bad: set, dirs: list[Path], check_paths: bool, problems: list[str]) -> None:
-    """Checks that need several fields or the outside world; only on fields that passed alone."""
+def _cross_check(v: dict, bad: set, dirs: list[Path], check_paths: bool, problems: list[str],
+                 given: set | None = None) -> None:
+    """Checks that need several fields or the outside world; only on fields that passed alone.
+    ``given``: the keys the preset set (the others hold their defaults)."""
     batch, accum, gens = (v.get(k) for k in ("per_device_train_batch_size", "gradient_accumulation_steps", "num_generations"))
     if None not in (batch, accum, gens) and (batch * accum) % gens:
         problems.append(
@@ -273,7 +276,7 @@ def _cross_check(v: dict, bad: set, dirs: list[Path], check_paths: bool, problem
         if found is not None:
             v["model_name_or_path"] = str(found)
             if check_paths:
-                _check_local_model(found, v, problems)
+                _check_local_model(found, v, problems, given)
         elif check_paths and _looks_local(model, dirs):
             problems.append(f"model_name_or_path: not found: {model} (looked in {_where(dirs)})")
     run_name = v.get("run_name")
@@ -289,11 +292,34 @@ def _cross_check(v: dict, bad: set, dirs: list[Path], check_paths: bool, problem
 _FOLDER_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 
-def _check_local_model(path: Path, v: dict, problems: list[str]) -> None:
+def _check_local_model(path: Path, v: dict, problems: list[str], given: set | None = None) -> None:
     """A local model is a folder with a config.json (not a file, not a device)."""
     if not path.is_dir() or not (path / "config.json").is_file():
         problems.append(f"model_name_or_path: {path} is not a model folder (a folder with config.json, "
                         "or a hub id)")
+        return
+    context = model_context(path, v.get("model_config_overrides"))
+    completion = v.get("max_completion_length") if given is None or "max_completion_length" in given else None
+    # (max_prompt_length is a bound that cuts long prompts, usually far above the prompts' length:
+    # the prompts themselves are measured when the run starts)
+    if context is not None and isinstance(completion, int) and completion >= context:
+        problems.append(f"max_completion_length: must be below the model's context of {context} tokens "
+                        f"(max_position_embeddings in its config.json), got {completion}")
+
+
+def model_context(path: Path, overrides: Any = None) -> int | None:
+    """The context length (``max_position_embeddings``) of the model folder ``path`` as it
+    will be built -- ``overrides`` (model_config_overrides) first -- read from its config.json
+    without loading anything; None when it does not say."""
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    text_config = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+    value = next((c.get("max_position_embeddings") for c in (overrides if isinstance(overrides, dict) else {},
+                                                             config, text_config)
+                  if isinstance(c.get("max_position_embeddings"), int)), None)
+    return value if isinstance(value, int) and value > 0 else None
 
 
 def vllm_unavailable(needs_gpu_for: str = "the colocated engine runs there") -> str | None:
@@ -391,12 +417,16 @@ def _validate(
         problems.append(f"top level: expected a mapping of settings (key: value), got {_describe(d)}")
         return None
     good, bad = _check_block(RunConfig, d, "", problems)
-    values = {**config_to_dict(RunConfig()), **good}
+    defaults = config_to_dict(RunConfig())
+    values = {**defaults, **good}
+    # the keys set to other than their defaults: a run's config.yaml, which lists every key,
+    # is checked as the preset it came from was
+    given = {k for k, value in good.items() if defaults.get(k, _BAD) != value}
     for key in bad:
         if "." not in key:
             values.pop(key, None)
     # Cross-field checks run on whatever passed alone, so all mistakes show at once.
-    _cross_check(values, bad, _search_dirs(base_dir), check_paths, problems)
+    _cross_check(values, bad, _search_dirs(base_dir), check_paths, problems, given=given)
     if problems:
         return None
     ds = values.pop("dataset")

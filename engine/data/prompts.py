@@ -130,6 +130,12 @@ class PromptRenderer:
         self.system_prompt = system_prompt
         self.chat_template = chat_template
         self.max_prompt_length = max_prompt_length
+        self.cut: list[int] = []  # the lengths of the prompts cut since take_cut() was last asked
+
+    def take_cut(self) -> list[int]:
+        """The full lengths of the prompts max_prompt_length cut since the last call."""
+        cut, self.cut = self.cut, []
+        return cut
 
     def uses_chat(self, prompt: Any) -> bool:
         if is_conversational(prompt):
@@ -155,6 +161,7 @@ class PromptRenderer:
         else:
             ids = self.tokenizer(str(prompt))["input_ids"]
         if self.max_prompt_length is not None and len(ids) > self.max_prompt_length:
+            self.cut.append(len(ids))
             ids = ids[-self.max_prompt_length :]  # keep the end, where the question is (as TRL)
         return ids
 

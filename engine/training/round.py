@@ -42,6 +42,7 @@ class Rounds:
         self.cfg, self.dist, self.parts, self.forwards = cfg, dist, parts, forwards
         self.geometry, self.faults, self.state = geometry, faults, state
         self.progress = progress or NoProgress()
+        self._told_cut = False  # whether the run was told that max_prompt_length cuts prompts
 
     # ---- Generate, Score ---------------------------------------------------------
     def generate_and_score(self, step: int, timings: dict[str, float]) -> Scored:
@@ -75,10 +76,23 @@ class Rounds:
         train = self.parts.data.train
         return self.dist.shard([train[i] for i in self.state.order.next(count * self.dist.world)])
 
+    def _tell_cut(self, count: int, step: int) -> None:
+        """Say once per run that max_prompt_length cuts prompts (from the left, as TRL does):
+        a value set too low silently trains on the prompts' last few tokens."""
+        cut = self.parts.renderer.take_cut()
+        if cut and not self._told_cut:
+            self._told_cut = True
+            self.faults.publisher.log(
+                "warning", "data", f"max_prompt_length {self.cfg.max_prompt_length} cut {len(cut)} of {count} prompts "
+                f"of step {step} from the left (the longest had {max(cut)} tokens); raise max_prompt_length "
+                "to train on whole prompts", step=step, data={"cut": len(cut), "longest": max(cut)})
+
     def _generate_and_score(self, rows: list[dict], step: int, timings: dict[str, float]) -> Scored:
         cfg, parts, progress = self.cfg, self.parts, self.progress
         t = time.perf_counter()
+        parts.renderer.take_cut()  # (those of an evaluation in between are not this batch's)
         prompt_ids = [parts.renderer.ids(r["prompt"]) for r in rows]
+        self._tell_cut(len(rows), step)
         n = len(rows) * cfg.num_generations
         progress.start("generate", total=cfg.max_completion_length, unit="tokens",
                        detail=f"{n} completions of up to {cfg.max_completion_length} tokens")

@@ -457,3 +457,18 @@ def test_values_that_make_no_sense_are_refused(tmp_path):
     for key, (value, message) in cases.items():
         problem = one_problem({key: value}, check_paths=True)
         assert message in problem, (key, problem)
+
+
+def test_completion_length_is_checked_against_the_models_context() -> None:
+    """The bundled model has 128 positions (its config.json, read without loading it): 1024
+    new tokens are refused when the preset loads, not after the model did; a random-init
+    model given more positions by model_config_overrides may generate them."""
+    with pytest.raises(ConfigError) as info:
+        load_preset("tiny-arithmetic", ["max_completion_length=1024"])
+    assert info.value.problems == [
+        "max_completion_length: must be below the model's context of 128 tokens "
+        "(max_position_embeddings in its config.json), got 1024"]
+    cfg = load_preset("tiny-arithmetic", ["max_completion_length=1024", "model_init=random",
+                                          "model_config_overrides={max_position_embeddings: 2048}"])
+    assert cfg.max_completion_length == 1024
+    assert config_checks.model_context(Path(cfg.model_name_or_path)) == 128

@@ -76,3 +76,19 @@ def test_a_run_fails_on_a_bad_file_with_the_same_line_and_no_traceback(tmp_path:
     assert isinstance(failed, RunFailed) and failed.traceback_path is None
     assert failed.error.startswith(f"dataset.path: {bad}: is not UTF-8 (byte 0xe9 on line 2")
     assert trainer.summary["steps"] == 0
+
+
+def test_prompts_cut_by_max_prompt_length_are_told_once(tmp_path: Path) -> None:
+    """max_prompt_length 3 cuts the tiny task's 7-token prompts: one warning says so (how many, the
+    longest), not one per step."""
+    from engine.run.events import LogEvent, RunFinished
+
+    cfg = tiny_config(tmp_path, "max_steps=2", "max_prompt_length=3", "log_completions_groups=0")
+    _, events = train(cfg, evaluate=False)
+    assert isinstance(events[-1], RunFinished)
+    told = [e for e in events if isinstance(e, LogEvent) and e.category == "data"]
+    assert len(told) == 1 and "max_prompt_length 3 cut" in told[0].message and told[0].data["longest"] > 3
+
+    cfg = tiny_config(tmp_path / "whole", "max_steps=1", "log_completions_groups=0")
+    _, events = train(cfg, evaluate=False)
+    assert not [e for e in events if isinstance(e, LogEvent) and e.category == "data"]
