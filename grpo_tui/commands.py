@@ -81,7 +81,7 @@ class LauncherCommands(ListedCommands):
         items: list[tuple[str, str, object]] = []
         for info in getattr(screen, "presets", []):
             if info.ok:
-                items.append((f"Start {info.name}", (info.description or "").split("\n")[0], partial(self.app.start_run, str(info.path), self.app.overrides)))
+                items.append((f"Start {info.name}", (info.description or "").split("\n")[0], partial(screen.start_preset, info)))
         for run in getattr(screen, "runs", []):
             items.append((f"Open run {run.name}", f"{run.state}, step {run.step}", partial(self.app.open_run, str(run.path))))
         chosen = screen.selected_run() if hasattr(screen, "selected_run") else None

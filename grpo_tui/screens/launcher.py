@@ -20,7 +20,7 @@ from textual.widgets import DataTable, Static
 
 from grpo_tui.widgets.footer import ResponsiveFooter
 from grpo_tui.commands import LauncherCommands
-from engine.config.presets import bundled_preset_dir
+from engine.config.presets import bundled_preset_dir, is_bundled
 from engine.run.listing import RunSummary, summarize_run
 
 DEFAULT_PRESET = "tiny-arithmetic"  # runs anywhere, in about two minutes
@@ -73,6 +73,22 @@ def model_label(fields: dict[str, Any]) -> str:
 def rewards_label(fields: dict[str, Any]) -> str:
     funcs = fields.get("reward_funcs") or ["accuracy"]
     return ", ".join(str(f).split(":")[-1] for f in funcs) if isinstance(funcs, list) else str(funcs)
+
+
+def plugin_code(fields: dict[str, Any]) -> list[str]:
+    """The reward functions a preset names that are code of its author's -- a file
+    (``file.py:fn``) or a module (``pkg.mod:fn``, ``pkg.mod.fn``) -- which starting it will
+    import and run; built-in names are not code of anyone's. Read from the YAML only."""
+    funcs = fields.get("reward_funcs")
+    code = []
+    for entry in funcs if isinstance(funcs, list) else []:
+        spec = entry.get("func") if isinstance(entry, dict) else entry
+        if isinstance(spec, str) and any(mark in spec for mark in ":./\\"):
+            code.append(spec)
+    return code
+
+
+CODE_MARK = "⚙"  # beside a preset's name: it runs code from files or modules it names
 
 
 def display_path(path: Path) -> str:
@@ -199,7 +215,10 @@ class LauncherScreen(Screen):
                 if info.ok
                 else Text("✘", style=f"bold {colours.get('error', 'red')}")
             )
-            cells = (info.name, ok, short_hardware(hardware(info.description, fields)),
+            name = Text(info.name)
+            if plugin_code(fields):
+                name.append(f" {CODE_MARK}", style=f"bold {colours.get('warning', 'yellow')}")
+            cells = (name, ok, short_hardware(hardware(info.description, fields)),
                      model_label(fields).split("/")[-1], dataset_label(fields), rewards_label(fields))
             self._preset_rows.append(dict(zip(PRESET_COLUMNS, cells)))
         self._shown_columns = None  # rebuild: the rows changed
@@ -287,6 +306,10 @@ class LauncherScreen(Screen):
         if fields.get("reward_weights"):
             parts.append(f"  weights {fields['reward_weights']}")
         parts.append(f"\nhardware  {hardware(info.description, fields)}\n")
+        code = plugin_code(fields)
+        if code:
+            parts.append((f"{CODE_MARK} runs code  {', '.join(code)} (imported when the run starts, not before)\n",
+                          "$warning"))
         if info.description:
             parts.append("\n" + info.description + "\n\n")
         for key in DETAIL_KEYS:
@@ -319,13 +342,35 @@ class LauncherScreen(Screen):
 
     def _start_selected(self) -> None:
         info = self.selected_preset()
-        if info is None:
-            return
+        if info is not None:
+            self.start_preset(info)
+
+    def start_preset(self, info: Any) -> None:
+        """Start ``info``'s preset: one that does not validate says why; one that runs code of
+        its author's (not bundled) lists that code and asks first; a GPU preset on CPU asks."""
         if info.ok is False:  # not checked yet (None): starting it validates it
             self.notify("This preset does not validate; press e to fix it:\n" + "\n".join(info.problems[:5]),
                         severity="error", timeout=8)
             return
-        need = hardware(info.description, preset_fields(Path(info.path)))
+        fields = preset_fields(Path(info.path))
+        code = plugin_code(fields)
+        if code and not is_bundled(info.path):
+            from grpo_tui.screens.confirm import ConfirmScreen
+
+            def start(yes: bool | None) -> None:
+                if yes:
+                    self._start_checked(info, fields)
+
+            self.app.push_screen(ConfirmScreen(
+                "This preset runs code", f"{info.name} runs these reward functions, importing their files or "
+                f"modules:\n  " + "\n  ".join(code) + f"\nfrom {display_path(Path(info.path))}.\n"
+                "Start it only if you trust them.", yes="Run the code"), start)
+            return
+        self._start_checked(info, fields)
+
+    def _start_checked(self, info: Any, fields: dict[str, Any]) -> None:
+        """Start a preset whose code the user has seen; on CPU, a GPU preset asks first."""
+        need = hardware(info.description, fields)
         if "GPU" in need.upper() and not _has_gpu():
             from grpo_tui.screens.confirm import ConfirmScreen
 
