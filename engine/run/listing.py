@@ -65,7 +65,7 @@ class RunSummary:
         at = self.checkpoint_step
         if at is None:
             return f"{self.path} has no complete checkpoint to resume from"
-        if self.max_steps and at >= self.max_steps:
+        if self.max_steps and at >= self.max_steps and not self.final_missing:
             return (f"run {self.name} is {self.state} (step {self.step}/{self.max_steps}) and its newest checkpoint "
                     f"is at step {at}: nothing to resume")
         return None
@@ -76,9 +76,19 @@ class RunSummary:
         checkpoint to continue from: what the launcher offers to resume."""
         return not self.live and self.state != RunState.FINISHED and self.resume_problem() is None
 
+    @property
+    def final_missing(self) -> bool:
+        """Trained to max_steps but final/ was not written (a full disk at the end): resuming
+        from the last checkpoint writes it."""
+        at = self.checkpoint_step
+        return bool(self.max_steps and at is not None and at >= self.max_steps and self.state != RunState.FINISHED
+                    and not (Path(self.path) / "final").is_dir())
+
     def resume_plan(self) -> str:
         """"resume from checkpoint at step 40 (the run reached step 46: 6 steps are redone)"."""
         at = self.checkpoint_step
+        if self.final_missing:
+            return f"save the final model from the checkpoint at step {at} (no step is trained again)"
         return resume_plan(at, max(self.step, at)) if at is not None else "no complete checkpoint to resume from"
 
     def not_live_reason(self) -> str | None:

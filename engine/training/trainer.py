@@ -17,6 +17,8 @@ adjust) and :mod:`~engine.training.faults`.
 from __future__ import annotations
 
 import gc
+import os
+import shutil
 import threading
 import time
 import traceback
@@ -45,6 +47,7 @@ from engine.training.evaluation import Evaluator
 from engine.training.faults import PAUSE_AFTER_FAILURES, Faults, RunFault, check_fault_policy  # noqa: F401
 from engine.training.forwards import Forwards
 from engine.training.geometry import RoundGeometry
+from engine.training.checkpoint_files import fsync_dir, fsync_tree
 from engine.training.model_loading import save_final
 from engine.training.progress import StepProgress
 from engine.training.publisher import Publisher
@@ -325,9 +328,15 @@ class Trainer:
         publisher.set_state(RunState.STOPPING, "saving final model")
         final = self.writer.final_dir
         weights = full_state_dict(parts.model)  # sharded: gathered on rank 0 (every rank takes part)
-        if self.dist.is_main:
-            save_final(parts.model, parts.tokenizer, final, cfg.peft, weights)
-        self.dist.barrier()
+        error = self._save_final(final, weights) if self.dist.is_main else None
+        error = self.dist.broadcast(error)
+        if error:
+            # the trained weights are not lost while a checkpoint of this step can hold them;
+            # a resume of a run at its last step saves final/ again
+            saved = self.checkpointer.save("final model not saved")
+            keep = (f"checkpoint {saved.name} holds this step: free space and run `grpo-tui resume {self.run_dir}` "
+                    "to save it" if saved else "no checkpoint could be written either: free space first")
+            raise RunFault(f"the final model could not be saved ({error}); {keep}")
         self.summary = {
             "steps": state.step,
             "max_steps": cfg.max_steps,
@@ -348,6 +357,25 @@ class Trainer:
         publisher.log("info", "summary", f"run {words} {where}", step=state.step, data=self.summary)
         publisher.set_state(ended, f"{words} {where}")
         publisher.publish(RunFinished(summary=self.summary))
+
+    def _save_final(self, final: Path, weights) -> str | None:
+        """Write final/ whole or not at all (into a temporary folder, renamed when complete);
+        None, or why it could not be written (a full disk: OSError, torch's RuntimeError,
+        SafetensorError...)."""
+        tmp = final.with_name(final.name + ".tmp")
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            save_final(self.parts.model, self.parts.tokenizer, tmp, self.cfg.peft, weights)
+            fsync_tree(tmp)
+            if final.exists():  # a resumed run saves again over the earlier one
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            fsync_dir(final.parent)
+            return None
+        except Exception as exc:  # noqa: BLE001 - reported in one line; the run's checkpoints stay
+            shutil.rmtree(tmp, ignore_errors=True)
+            lines = str(exc).strip().splitlines()
+            return f"{type(exc).__name__}: {lines[0][:300] if lines else ''}".rstrip(": ")
 
     def _hand_over(self) -> None:
         """End this process's part of the run at a checkpoint; another process resumes it."""

@@ -91,3 +91,46 @@ def test_a_run_goes_on_through_a_full_disk_and_resumes_exactly(tmp_path, monkeyp
     resumed.run()
     assert [r["step"] for r in read_jsonl(run / METRICS)] == list(range(0, 9))
     assert not (run / "checkpoints" / ".tmp-step-000007").exists()
+
+
+@pytest.mark.slow
+def test_a_final_save_on_a_full_disk_keeps_the_weights_in_a_checkpoint_and_resume_saves_it(tmp_path, monkeypatch):
+    """The last step's final/ cannot be written: no half-written final/ is left, a checkpoint of
+    that step holds the weights, the run ends with one line saying so, and `resume` (space
+    freed) writes final/ from it without training again."""
+    import engine.training.trainer as trainer_module
+    from engine.run.control import Control
+    from engine.run.events import RunFailed
+    from engine.training.trainer import Trainer
+
+    real_save = trainer_module.save_final
+
+    def full_disk(model, tokenizer, path, *args):
+        (path / "partial").mkdir(parents=True)  # what a writer leaves before the disk fills
+        raise RuntimeError("SafetensorError: No space left on device (os error 28)")
+
+    monkeypatch.setattr(trainer_module, "save_final", full_disk)
+    cfg = tiny_config(tmp_path, "max_steps=2", "log_completions_groups=0")
+    trainer, events = train(cfg, evaluate=False)
+    failed = events[-1]
+    assert isinstance(failed, RunFailed) and failed.traceback_path is None
+    assert failed.error.startswith("the final model could not be saved (RuntimeError: SafetensorError: No space")
+    assert "checkpoint step-000002 holds this step" in failed.error and "grpo-tui resume" in failed.error
+    run = trainer.run_dir
+    assert not (run / "final").exists() and not (run / "final.tmp").exists()
+    assert (run / "checkpoints" / "step-000002").is_dir()
+
+    from engine.run.listing import summarize_run
+
+    listed = summarize_run(run)
+    assert listed.resume_problem() is None and listed.resumable
+    assert listed.resume_plan() == "save the final model from the checkpoint at step 2 (no step is trained again)"
+    monkeypatch.setattr(trainer_module, "save_final", real_save)
+    control, events = Control(), []
+    control.subscribe(events.append)
+    resumed = Trainer.resume(run, control=control)
+    resumed.run()
+    assert isinstance(events[-1], RunFinished) and events[-1].summary["steps"] == 2
+    assert (run / "final" / "config.json").is_file()
+    assert [r["step"] for r in read_jsonl(run / METRICS) if "reward" in r] == [1, 2]  # no step trained twice
+    assert summarize_run(run).resume_problem().endswith("nothing to resume")
