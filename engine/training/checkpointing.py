@@ -109,8 +109,15 @@ class Checkpointer:
         """``keep_round``: rounds feed several steps, so the round in use is saved too."""
         self.cfg, self.dist, self.parts, self.state = cfg, dist, parts, state
         self.publisher, self.writer, self.keep_round = publisher, writer, keep_round
+        self.saved_step: int | None = None  # the step of the last checkpoint this process wrote
         if dist.is_main:
             remove_partial_checkpoints(writer.root / "checkpoints")  # left by a run killed while writing one
+
+    def ensure(self, reason: str) -> Path | None:
+        """A checkpoint of the current step: the one already written, else a new one."""
+        if self.saved_step == self.state.step:
+            return self.writer.checkpoint_dir(self.state.step)
+        return self.save(reason)
 
     def save(self, reason: str) -> Path | None:
         """Checkpoint the current step; returns its folder, or None when it could not be written."""
@@ -138,6 +145,8 @@ class Checkpointer:
                 error = f"{type(exc).__name__}: {lines[0][:300] if lines else ''}".rstrip(": ")
         error = dist.broadcast(error)  # every rank knows whether the run is resumable here
         path = None if error else self.writer.checkpoint_dir(step)
+        if path is not None:
+            self.saved_step = step
         if error:
             publisher.log("error", "checkpoint", f"checkpoint at step {step} could not be written: {error}", step=step)
         else:

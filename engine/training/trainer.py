@@ -273,6 +273,8 @@ class Trainer:
                                    progress=progress)
         self.checkpointer = ckpt.Checkpointer(cfg, dist, parts, state, publisher, self.writer,
                                               keep_round=geometry.reuses_rounds)
+        if self.resume_from is not None:  # the checkpoint resumed from holds this step already
+            self.checkpointer.saved_step = state.step
         self.steering = Steering(cfg, self.control, dist, parts, state, publisher, self.checkpointer.save,
                                  self.stopwatch, self.reporters, faults=self.faults)
         self.reporter = StepReporter(cfg, dist, parts, state, self.evaluator, publisher, self.stopwatch,
@@ -333,7 +335,7 @@ class Trainer:
         if error:
             # the trained weights are not lost while a checkpoint of this step can hold them;
             # a resume of a run at its last step saves final/ again
-            saved = self.checkpointer.save("final model not saved")
+            saved = self.checkpointer.ensure("final model not saved")
             keep = (f"checkpoint {saved.name} holds this step: free space and run `grpo-tui resume {self.run_dir}` "
                     "to save it" if saved else "no checkpoint could be written either: free space first")
             raise RunFault(f"the final model could not be saved ({error}); {keep}")
