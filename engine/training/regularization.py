@@ -46,6 +46,7 @@ class EntropyControl:
         self._seen = self.coef  # cfg.entropy_coef as last read: a change is a live adjustment
         self.last_entropy = math.inf  # no step measured yet: adaptive control applies nothing
         self._window = torch.zeros(2, dtype=torch.float64)  # [entropy sum, tokens] of this step
+        self._resumed = False
 
     @property
     def enabled(self) -> bool:
@@ -66,9 +67,17 @@ class EntropyControl:
         m = mask.detach().to(entropies.dtype)
         self._window += torch.stack([(entropies.detach() * m).sum(), m.sum()]).double().cpu()
 
-    def end_step(self, dist) -> dict[str, float]:
+    def resume(self, train_state) -> None:
+        """Before the first step: take up a resumed run's adaptive state (its checkpoint's
+        :attr:`~engine.training.checkpointing.TrainState.entropy_control`)."""
+        if not self._resumed:
+            self._resumed = True
+            self.restore(train_state.entropy_control)
+
+    def end_step(self, dist, train_state=None) -> dict[str, float]:
         """At the optimizer step's end: adapt the coefficient (adaptive control) from the
-        step's entropy over every process; the metric ``entropy_coef`` when the bonus is on."""
+        step's entropy over every process, and keep it in ``train_state`` for checkpoints;
+        the metric ``entropy_coef`` when the bonus is on."""
         if not self.enabled:
             self._window.zero_()
             return {}
@@ -80,6 +89,8 @@ class EntropyControl:
                 self.coef, entropy, entropy_target=cfg.entropy_target, entropy_coef_delta=cfg.entropy_coef_delta,
                 entropy_coef_min=cfg.entropy_coef_min, entropy_coef_max=cfg.entropy_coef_max)
             self.last_entropy = entropy
+            if train_state is not None:
+                train_state.entropy_control = self.state()
         self._window.zero_()
         return {"entropy_coef": self.coef}
 

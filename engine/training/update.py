@@ -51,6 +51,7 @@ class Updater:
         local_items = batch.mask[part].sum()
         num_items = (dist.sum(local_items) / dist.world).clamp(min=1.0)
         sums: dict[str, float] = {}
+        self.loss_setup.entropy.resume(state)
         total_loss, backward_ran = 0.0, False
         self.progress.start("update", total=len(starts), unit="micro-batches",
                             detail=f"{part.stop - part.start} completions, {micro} per micro-batch")
@@ -70,7 +71,7 @@ class Updater:
             batch.token_entropy[sl] = entropy.detach()
         for _ in range(idle):
             self._idle_pass(batch, slice(part.start, min(part.start + micro, part.stop)), num_items)
-        sums.update(self.loss_setup.entropy.end_step(dist))
+        sums.update(self.loss_setup.entropy.end_step(dist, state))
         if not backward_ran:  # every group was left out: the zero gradients computing them would have
             for p in model.parameters():  # given (so Adam's moments and weight decay move on as usual)
                 if p.requires_grad:

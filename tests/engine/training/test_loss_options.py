@@ -149,3 +149,24 @@ def test_a_router_loss_for_a_model_without_a_router_is_refused(tmp_path):
         router_aux_coef(cfg, AutoModelForCausalLM.from_pretrained(TINY_MODEL))
     cfg.router_aux_loss_coef = None
     assert router_aux_coef(cfg, AutoModelForCausalLM.from_pretrained(TINY_MODEL)) == 0.0
+
+
+def test_adaptive_entropy_control_resumes_where_it_was(tmp_path):
+    """Checkpointed after step 2 of 3 at coefficient .02 (Δ .01, entropy always under the
+    10-nat target): the resumed step 3 goes on to .03, as the uninterrupted run does,
+    rather than restarting from 0."""
+    from engine.training.trainer import Trainer
+
+    cfg = tiny_config(tmp_path, "max_steps=3", "save_steps=2", "beta=0", "use_adaptive_entropy=true",
+                      "entropy_target=10", "entropy_coef_delta=0.01")
+    trainer, _ = train(cfg, evaluate=False)
+    whole = metrics_of(cfg)
+    assert [r["entropy_coef"] for r in whole] == pytest.approx([0.01, 0.02, 0.03])
+    resumed = tmp_path / "resumed"
+    shutil.copytree(trainer.run_dir, resumed)
+    shutil.rmtree(resumed / "final", ignore_errors=True)
+    Trainer.resume(resumed, evaluate=False).run()
+    rows = [json.loads(line) for line in (resumed / "metrics.jsonl").read_text().splitlines()]
+    third = [r for r in rows if r.get("step") == 3 and "loss" in r][-1]
+    assert third["entropy_coef"] == pytest.approx(0.03)
+    assert third["loss"] == pytest.approx(whole[2]["loss"], abs=1e-6)
