@@ -170,3 +170,14 @@ def test_adaptive_entropy_control_resumes_where_it_was(tmp_path):
     third = [r for r in rows if r.get("step") == 3 and "loss" in r][-1]
     assert third["entropy_coef"] == pytest.approx(0.03)
     assert third["loss"] == pytest.approx(whole[2]["loss"], abs=1e-6)
+
+
+def test_vespo_with_a_sequence_level_vllm_correction_is_refused():
+    """VESPO folds the sampler's per-token ratios into its own weight (TRL refuses the rest)."""
+    from engine.config.checks import config_from_dict
+
+    with pytest.raises(ConfigError, match="vllm_importance_sampling_mode: loss_type vespo folds the correction"):
+        config_from_dict({"loss_type": "vespo", "use_vllm": True}, check_paths=False)
+    cfg = config_from_dict({"loss_type": "vespo", "use_vllm": True, "vllm_importance_sampling_mode": "token_mask"},
+                           check_paths=False)
+    assert cfg.loss_type == "vespo"
