@@ -1,8 +1,9 @@
 """The loss of one micro-batch of a round, leaving out the groups that carry no signal.
 
 :func:`micro_batch_loss` runs the training forward over a micro-batch's rows, weights the
-tokens (high-entropy selection, the correction for a separate sampling engine) and hands
-everything to :func:`engine.algo.grpo.policy_loss`. :func:`loss_with_signal` computes only the
+tokens (high-entropy selection, the correction for a separate sampling engine, the off-policy
+sequence mask), hands everything to :func:`engine.algo.grpo.policy_loss` and adds the entropy
+bonus and a mixture-of-experts router's loss when they are on. :func:`loss_with_signal` computes only the
 groups whose advantages are not all zero, when leaving the others out is exact.
 """
 
@@ -92,10 +93,11 @@ def micro_batch_loss(setup: LossSetup, batch: Batch, sl: slice, num_items: torch
         token_weights=weights,
         options=options,
     )
+    policy = loss.detach()
     if loss_kind.divides_by != "batch":
         loss = loss / steps
     if bonus:
-        stats["policy_loss"] = loss.detach() * (steps if loss_kind.divides_by != "batch" else 1)
+        stats["policy_loss"] = policy  # TRL's name for the loss without the bonus
         acts_on = mask if entropy_weights is None else mask * entropy_weights
         loss = loss - setup.entropy.in_effect() * entropy_bonus(entropy, acts_on) / steps
         if record:

@@ -181,3 +181,14 @@ def test_vespo_with_a_sequence_level_vllm_correction_is_refused():
     cfg = config_from_dict({"loss_type": "vespo", "use_vllm": True, "vllm_importance_sampling_mode": "token_mask"},
                            check_paths=False)
     assert cfg.loss_type == "vespo"
+
+
+def test_the_off_policy_mask_reaches_the_update(tmp_path):
+    """μ = 2: the second update reuses the round after the first moved the weights, so
+    sequences have drifted; with threshold 0 every negative-advantage sequence that drifted
+    at all leaves the loss, which changes it. The first update (no drift yet) is the same."""
+    common = ("num_iterations=2", "learning_rate=1e-3")
+    plain = two_steps(tmp_path / "plain", *common)
+    masked = two_steps(tmp_path / "masked", *common, "off_policy_mask_threshold=0")
+    assert masked[0]["loss"] == pytest.approx(plain[0]["loss"], abs=1e-7)
+    assert masked[1]["loss"] != pytest.approx(plain[1]["loss"], abs=1e-4)
