@@ -38,7 +38,7 @@ from engine.algo.losses import (
     register_loss,
     subset_loss_scale,
 )
-from engine.algo.token_weights import high_entropy_mask, sampling_correction, truncation_mask
+from engine.algo.token_weights import high_entropy_mask, off_policy_mask, sampling_correction, truncation_mask
 
 
 def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -121,7 +121,7 @@ __all__ = [
     "ADV_EPS", "CLIP_RATIO_STATS", "LOSSES", "Loss", "LossType", "ScaleRewards",
     "clip_ratios", "clipped_surrogate", "completion_logits", "entropy_from_logits", "group_advantages",
     "groups_with_signal", "groups_without_advantage", "high_entropy_mask", "k3_kl", "loss_for",
-    "masked_mean", "mix_into_reference", "normalize_then_sum_advantages", "pass_at_k", "per_token_loss",
+    "masked_mean", "mix_into_reference", "normalize_then_sum_advantages", "off_policy_mask", "pass_at_k", "per_token_loss",
     "policy_loss", "register_loss", "sampling_correction", "selective_log_softmax", "subset_loss_scale",
     "truncation_mask",
 ]

@@ -11,9 +11,9 @@ Shapes: N completions, T tokens (padded); the mask M [N, T] is 1 on real tokens.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -120,7 +120,12 @@ def clip_ratios(ratio: torch.Tensor, advantages: torch.Tensor, mask: torch.Tenso
 
 Surrogate = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 """``(logps, old_logps, advantages, mask, *, epsilon_low, epsilon_high, delta,
-importance_sampling_level) → (terms [N, T], ratio)``, as :func:`clipped_surrogate`."""
+importance_sampling_level, **options) → (terms [N, T], ratio)``, as :func:`clipped_surrogate`;
+``options`` are the loss type's own settings (:attr:`Loss.options`)."""
+
+Statistics = Callable[..., dict[str, torch.Tensor]]
+"""``(ratio, advantages, mask, epsilon_low, epsilon_high) → {name: scalar}``, as :func:`clip_ratios`:
+what a loss type logs about the ratio (or weight) its surrogate returned."""
 
 
 def per_token_loss(
@@ -137,6 +142,8 @@ def per_token_loss(
     importance_sampling_level: Literal["token", "sequence"] = "token",
     delta: float | None = None,
     token_weights: torch.Tensor | None = None,
+    statistics: Statistics = clip_ratios,
+    options: Mapping[str, Any] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss terms L [N, T] before normalisation: ``L_t = w_t·surrogate_t + β·KL3_t``.
 
@@ -145,7 +152,8 @@ def per_token_loss(
     defaults to ``epsilon_low``. ``old_logps=None`` means the sampling policy is the current
     one (μ = 1): the ratio is 1 but its gradient is the policy gradient.
 
-    Statistics: ``kl`` (mean KL3 over real tokens, when β ≠ 0) and :func:`clip_ratios`.
+    Statistics: ``kl`` (mean KL3 over real tokens, when β ≠ 0) and ``statistics`` of the ratio
+(:func:`clip_ratios` unless the loss type logs others). ``options`` go to the surrogate.
 
     Example: μ = 1 (ratio 1), A = −1, β = .5 and logp − ref = .1 → L = 1 + .5·.00484::
 
@@ -159,7 +167,7 @@ def per_token_loss(
     if old_logps is None:
         old_logps = logps.detach()
     terms, ratio = surrogate(logps, old_logps, advantages, mask, epsilon_low=epsilon_low, epsilon_high=epsilon_high,
-                             delta=delta, importance_sampling_level=importance_sampling_level)
+                             delta=delta, importance_sampling_level=importance_sampling_level, **(options or {}))
     if token_weights is not None:
         terms = terms * token_weights
 
@@ -170,7 +178,7 @@ def per_token_loss(
         kl = k3_kl(logps, ref_logps)
         terms = terms + beta * kl
         stats["kl"] = masked_mean(kl.detach(), mask)
-    stats.update(clip_ratios(ratio, advantages, mask, epsilon_low, epsilon_high))
+    stats.update(statistics(ratio, advantages, mask, epsilon_low, epsilon_high))
     return terms, stats
 
 
@@ -190,6 +198,15 @@ class Loss:
     the whole generation batch. It says how a loss over some rows scales to all of them
     (:func:`subset_loss_scale`); only ``"batch"`` needs no division by accumulation steps."""
     surrogate: Surrogate = clipped_surrogate
+    statistics: Statistics = clip_ratios
+    stat_names: tuple[str, ...] = CLIP_RATIO_STATS
+    """The names ``statistics`` returns (each 0 where no token is clipped or weighted)."""
+    options: tuple[str, ...] = ()
+    """Keyword arguments of ``surrogate`` beyond the common ones, named as the config fields
+    (and TRL's ``GRPOConfig``) that hold them, e.g. ``sapo_temperature_pos``."""
+    exact_without_flat_groups: bool = True
+    """Whether its statistics over a group with all advantages 0, sampled by these very
+    weights, are 0, so that leaving such groups out of the forward changes nothing."""
 
 
 LOSSES: dict[str, Loss] = {}
@@ -197,11 +214,12 @@ LOSSES: dict[str, Loss] = {}
 
 
 def register_loss(name: str, *, divides_by: Literal["rows", "tokens", "batch"],
-                  surrogate: Surrogate = clipped_surrogate) -> Callable[[Normalizer], Normalizer]:
-    """Decorate a normaliser to make it the loss type ``name`` (with ``surrogate``'s terms)."""
+                  surrogate: Surrogate = clipped_surrogate, **more: Any) -> Callable[[Normalizer], Normalizer]:
+    """Decorate a normaliser to make it the loss type ``name`` (with ``surrogate``'s terms;
+    ``more``: the other :class:`Loss` fields, e.g. ``statistics``, ``options``)."""
 
     def add(normalize: Normalizer) -> Normalizer:
-        LOSSES[name] = Loss(normalize=normalize, divides_by=divides_by, surrogate=surrogate)
+        LOSSES[name] = Loss(normalize=normalize, divides_by=divides_by, surrogate=surrogate, **more)
         return normalize
 
     return add
@@ -295,6 +313,7 @@ def policy_loss(
     num_items_in_batch: float | None = None,
     entropies: torch.Tensor | None = None,
     token_weights: torch.Tensor | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss of ``loss_type``: its :func:`per_token_loss` terms L reduced by its normaliser
     over the mask M (N rows, T_max = ``max_completion_length``)::
@@ -304,7 +323,9 @@ def policy_loss(
         dr_grpo: Σ L·M / (N · T_max)                      dapo: Σ L·M / num_items_in_batch
 
     The caller divides grpo/bnpo/dr_grpo by the number of gradient-accumulation steps, as TRL
-    (``dapo`` is already normalised over the whole generation batch).
+    (``dapo`` is already normalised over the whole generation batch). The loss types with other
+    surrogates (cispo, sapo, luspo, vespo) are :mod:`engine.algo.loss_families`; ``options``
+    carries their settings (:attr:`Loss.options`).
 
     Statistics (scalars): ``kl`` (when β ≠ 0), the ``clip_ratio/*`` shares (:func:`clip_ratios`)
     and ``entropy`` (the mean of ``entropies`` over real tokens, when given).
@@ -322,7 +343,8 @@ def policy_loss(
     terms, stats = per_token_loss(
         logps, old_logps, advantages, mask, surrogate=loss.surrogate, epsilon_low=epsilon_low,
         epsilon_high=epsilon_high, beta=beta, ref_logps=ref_logps,
-        importance_sampling_level=importance_sampling_level, delta=delta, token_weights=token_weights)
+        importance_sampling_level=importance_sampling_level, delta=delta, token_weights=token_weights,
+        statistics=loss.statistics, options=options)
     value = loss.normalize(terms, mask, max_completion_length=max_completion_length,
                            num_items_in_batch=num_items_in_batch)
     if entropies is not None:
@@ -353,3 +375,7 @@ def subset_loss_scale(loss_type: LossType, rows_kept: int, rows_all: int, tokens
     if divides_by == "tokens":
         return tokens_kept / max(tokens_all, 1.0)
     return 1.0
+
+
+# The loss types beyond the clipped surrogate (cispo, sapo, luspo, vespo) register themselves.
+import engine.algo.loss_families  # noqa: E402,F401

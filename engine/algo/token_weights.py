@@ -108,3 +108,29 @@ def sampling_correction(
             "sampling/sampling_logp_difference/max": gap.max() if gap.numel() else empty,
         }
     return w.detach(), stats
+
+
+def off_policy_mask(advantages: torch.Tensor, logps: torch.Tensor, sampling_logps: torch.Tensor,
+                    completion_mask: torch.Tensor, threshold: float) -> torch.Tensor:
+    """``off_policy_mask_threshold`` δ: DeepSeek-V3.2's off-policy sequence mask (arXiv:2512.02556, eq. 9).
+
+    A sequence with a negative advantage whose sampling policy has drifted far from the current
+    one teaches little but noise; it is dropped::
+
+        KL_i = Σ_t (sampling_logp − logp)·M / Σ_t M      (NaN sampler log-probs count 0)
+        keep_i = A_i ≥ 0  or  KL_i ≤ δ                    → [N, 1] of 1 (keep) and 0 (drop)
+
+    ``sampling_logps`` are the sampler's own (a separate engine's), else the old policy's.
+
+    Example: δ = .5; row 1 drifted by 1 nat per token with A < 0 → dropped; row 2 drifted as far
+    but A > 0 → kept; row 3 A < 0 but drifted .2 → kept::
+
+        >>> logps = torch.zeros(3, 2)
+        >>> sampling = torch.tensor([[1., 1.], [1., 1.], [.2, .2]])
+        >>> off_policy_mask(torch.tensor([-1., 1., -1.]), logps, sampling, torch.ones(3, 2), .5).flatten().tolist()
+        [0.0, 1.0, 1.0]
+    """
+    mask = completion_mask.to(logps.dtype)
+    drift = torch.nan_to_num(sampling_logps - logps.detach(), nan=0.0)
+    mean_kl = (drift * mask).sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp(min=1.0)
+    return ((advantages.unsqueeze(1) >= 0) | (mean_kl <= threshold)).to(mask.dtype)

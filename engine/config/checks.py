@@ -256,6 +256,15 @@ def _cross_check(v: dict, bad: set, dirs: list[Path], check_paths: bool, problem
     if lo is not None and hi is not None and lo > hi:
         problems.append(f"vllm_importance_sampling_clip_min: {lo:g} is above vllm_importance_sampling_clip_max ({hi:g})")
 
+    lo, hi = v.get("entropy_coef_min"), v.get("entropy_coef_max")
+    if lo is not None and hi is not None and lo > hi:
+        problems.append(f"entropy_coef_min: {lo:g} is above entropy_coef_max ({hi:g})")
+    mode = v.get("vllm_importance_sampling_mode") or "sequence_mask"
+    if (v.get("loss_type") == "vespo" and v.get("use_vllm") and v.get("vllm_importance_sampling_correction", True)
+            and not mode.startswith("token")):
+        problems.append(f"vllm_importance_sampling_mode: loss_type vespo folds the correction into its sequence "
+                        f"weight token by token; use token_truncate or token_mask (got {mode})")
+
     if v.get("log_completions") and v.get("log_completions_groups") == 0:
         problems.append("log_completions: the completion logs hold the groups each step logs; set log_completions_groups > 0")
 

@@ -52,6 +52,7 @@ ADJUSTABLE_FIELDS = (
     "top_p",
     "epsilon",
     "epsilon_high",
+    "entropy_coef",
     "max_completion_length",
     "reward_weights",
 )
@@ -70,7 +71,7 @@ REWARD_MODEL_PREFIX = "model:"
 
 TorchDtype = Literal["auto", "float32", "bfloat16", "float16"]
 ModelInit = Literal["pretrained", "random"]
-LossType = Literal["grpo", "bnpo", "dr_grpo", "dapo"]
+LossType = Literal["grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "luspo", "vespo"]
 ScaleRewards = Literal["group", "batch", "none"]
 ImportanceSamplingLevel = Literal["token", "sequence"]
 LrSchedulerType = Literal["constant", "linear", "cosine", "constant_with_warmup"]
@@ -195,13 +196,30 @@ class RunConfig:
     epsilon: Annotated[float, Range(gt=0, le=10)] = 0.2
     """lower clipping range of the importance ratio (1 - epsilon)"""
     epsilon_high: Annotated[float, Range(gt=0, le=10)] | None = None
-    """upper clipping range (1 + epsilon_high); None = epsilon (DAPO uses 0.28)"""
+    """upper clipping range (1 + epsilon_high); None = epsilon (DAPO uses 0.28); with loss_type cispo the cap
+    ε_max on the importance weight itself (ScaleRL recommends 5.0)"""
     delta: Annotated[float, Range(gt=0)] | None = None
     """two-sided clipping bound on the ratio for negative advantages; None = off"""
     loss_type: LossType = "dapo"
     """how the per-token losses are averaged: grpo per sequence then over sequences; bnpo over the
     micro-batch's tokens; dr_grpo over sequences × max_completion_length; dapo over the tokens of the
-    whole optimizer step"""
+    whole optimizer step. Other surrogates: cispo (MiniMax-M1) clips the importance weight, not the
+    update, averaged as dapo; sapo (arXiv:2511.20347) a smooth temperature gate in place of the clip,
+    averaged as grpo; luspo (arXiv:2602.05261) GSPO's loss summed over each sequence's tokens, with
+    importance_sampling_level sequence; vespo (arXiv:2602.10693) a Gamma weight of the sequence ratio,
+    averaged as dapo"""
+    sapo_temperature_neg: Annotated[float, Range(gt=0)] = 1.05
+    """sapo: gate temperature for tokens with advantage ≤ 0 (higher fades off-policy updates faster)"""
+    sapo_temperature_pos: Annotated[float, Range(gt=0)] = 1.0
+    """sapo: gate temperature for tokens with advantage > 0"""
+    vespo_k_pos: Annotated[float, Range(ge=0)] = 2.0
+    """vespo: power k of the weight w^k·e^(−λw) for advantages ≥ 0 (down-weights ratios below 1)"""
+    vespo_lambda_pos: Annotated[float, Range(ge=0)] = 3.0
+    """vespo: decay λ of the weight for advantages ≥ 0 (down-weights ratios above 1)"""
+    vespo_k_neg: Annotated[float, Range(ge=0)] = 3.0
+    """vespo: power k for negative advantages"""
+    vespo_lambda_neg: Annotated[float, Range(ge=0)] = 2.0
+    """vespo: decay λ for negative advantages"""
     scale_rewards: ScaleRewards = "group"
     """divide advantages by the reward std of the group, of the batch, or not at all (none)"""
     num_iterations: Annotated[int, Range(ge=1)] = 1
@@ -219,6 +237,27 @@ class RunConfig:
     """extra generation rounds allowed per step to refill the batch (then zero-signal groups fill the rest)"""
     top_entropy_quantile: Annotated[float, Range(gt=0, le=1)] = 1.0
     """train only on the tokens whose entropy is in this top share (1.0 = all tokens)"""
+    entropy_coef: Annotated[float, Range(ge=0, le=100)] = 0.0
+    """entropy bonus: subtract this times the mean token entropy from the loss (the same meaning for every
+    loss_type), keeping the policy from collapsing; 0 = off; the starting value with use_adaptive_entropy"""
+    use_adaptive_entropy: bool = False
+    """Skywork-OR1: after each step raise entropy_coef by entropy_coef_delta while the entropy is at or below
+    entropy_target, lower it otherwise, and apply it only while the entropy is at or below the target"""
+    entropy_coef_min: Annotated[float, Range(ge=0)] = 0.0
+    """adaptive entropy control: lower bound of entropy_coef"""
+    entropy_coef_max: Annotated[float, Range(ge=0)] = 1.0
+    """adaptive entropy control: upper bound of entropy_coef"""
+    entropy_coef_delta: Annotated[float, Range(ge=0)] = 0.005
+    """adaptive entropy control: change of entropy_coef per optimizer step"""
+    entropy_target: Annotated[float, Range(ge=0)] = 0.2
+    """adaptive entropy control: mean token entropy (nats) at or below which the bonus applies; models
+    start at 2–10 nats, so set it near the entropy logged early in training"""
+    off_policy_mask_threshold: Annotated[float, Range(ge=0)] | None = None
+    """DeepSeek-V3.2: drop from the loss sequences with a negative advantage whose mean per-token KL
+    from the sampling policy exceeds this (e.g. 0.5); None = off"""
+    router_aux_loss_coef: Annotated[float, Range(ge=0)] | None = None
+    """mixture-of-experts models: weight of the router's load-balancing loss added to the loss; None = the
+    model config's own value, 0 = off; refused for a model without a router"""
     sync_ref_model: bool = False
     """move the reference model towards the policy every ref_model_sync_steps (TR-DPO)"""
     ref_model_mixup_alpha: Annotated[float, Range(ge=0, le=1)] = 0.6

@@ -8,7 +8,7 @@ data only, and each is read as data:
 checkpoints/step-NNNNNN/
   model.safetensors, config.json, tokenizer files   save_pretrained (LoRA: the adapter)
   config.yaml          the run's config, live adjustments included
-  trainer_state.json   format, writer, step, data order, counters, adjustments
+  trainer_state.json   format, writer, step, data order, counters, adjustments, entropy control
   training_state.pt    optimizer and scheduler state dicts, RNG streams: tensors and plain
                        containers, read with ``torch.load(weights_only=True)``
   round.pt, round.json the generation round later steps still use (when rounds are reused):

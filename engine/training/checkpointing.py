@@ -59,6 +59,7 @@ class TrainState:
     adjustments: list[dict] = field(default_factory=list)  # live changes, each with the step it followed
     order: BatchOrder | None = None  # the data order: which prompts come next
     round: Batch | None = None  # the generation round the coming steps still use
+    entropy_control: dict | None = None  # adaptive entropy control: its coefficient and the last entropy
 
     def to_json(self) -> dict[str, Any]:
         """The JSON of trainer_state.json (the round goes to files of its own)."""
@@ -68,6 +69,7 @@ class TrainState:
             "num_tokens": self.num_tokens,
             "skipped_updates": self.skipped_updates,
             "adjustments": self.adjustments,
+            "entropy_control": self.entropy_control,
         }
 
 
@@ -83,6 +85,7 @@ def restore(saved: SavedCheckpoint, parts, state: TrainState, dist) -> None:
     state.num_tokens = saved.state["num_tokens"]
     state.skipped_updates = saved.state["skipped_updates"]
     state.adjustments = saved.state["adjustments"]
+    state.entropy_control = saved.state.get("entropy_control")  # absent from checkpoints written before it
 
 
 def remove_partial_checkpoints(folder: Path) -> list[str]:

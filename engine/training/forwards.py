@@ -12,7 +12,7 @@ import torch
 
 from engine.parallel.sharding import in_step_forwards
 from engine.rollout.backend import Rollout
-from engine.training.logprobs import completion_logps
+from engine.training.logprobs import completion_logps, completion_logps_with_router_loss
 
 
 class Forwards:
@@ -23,7 +23,8 @@ class Forwards:
         # rows of a group share their prompt (computed once) — not so for ranked groups of mixed sizes
         self.share_group = 1 if parts.ranked else cfg.num_generations
 
-    def logps(self, model, rollout: Rollout, sl: slice = slice(None), with_entropy: bool = False):
+    def logps(self, model, rollout: Rollout, sl: slice = slice(None), with_entropy: bool = False,
+              entropy_grad: bool = False):
         """Per-token log-probs (and entropies) of the completion tokens under ``model``, at T.
 
         Sharded (outside gathered weights), one forward per micro-batch and no shared prompt,
@@ -31,11 +32,17 @@ class Forwards:
         on every rank."""
         group = 1 if in_step_forwards(model) else self.share_group
         with torch.autocast(self.parts.device.type, dtype=torch.bfloat16, enabled=self.parts.use_bf16):
-            return completion_logps(model, rollout, sl, group, self.cfg.temperature, with_entropy)
+            return completion_logps(model, rollout, sl, group, self.cfg.temperature, with_entropy, entropy_grad)
 
-    def training(self, rollout: Rollout, sl: slice):
-        """Log-probs and entropies of rows ``sl`` through the (possibly distributed) training model."""
-        return self.logps(self.parts.train_model, rollout, sl, with_entropy=True)
+    def training(self, rollout: Rollout, sl: slice, entropy_grad: bool = False, router_loss: bool = False):
+        """Log-probs and entropies of rows ``sl`` through the (possibly distributed) training
+        model, and the router's load-balancing loss of a mixture-of-experts model when
+        ``router_loss`` (else None); the entropies carry their gradient when ``entropy_grad``."""
+        model = self.parts.train_model
+        if router_loss:
+            with torch.autocast(self.parts.device.type, dtype=torch.bfloat16, enabled=self.parts.use_bf16):
+                return completion_logps_with_router_loss(model, rollout, sl, self.cfg.temperature, entropy_grad)
+        return (*self.logps(model, rollout, sl, with_entropy=True, entropy_grad=entropy_grad), None)
 
     def chunked(self, model, rollout: Rollout) -> torch.Tensor:
         """Log-probs of a whole round without gradients, one micro-batch at a time (bounded memory)."""

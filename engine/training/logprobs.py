@@ -157,9 +157,11 @@ def can_share_prompt(model, rows: slice, n_rows: int, group: int) -> bool:
 
 
 def completion_logps(
-    model, rollout: Rollout, rows: slice, group: int, temperature: float, with_entropy: bool = False
+    model, rollout: Rollout, rows: slice, group: int, temperature: float, with_entropy: bool = False,
+    entropy_grad: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Log-probs [n, T] of the sampled completion tokens at ``temperature`` (and entropies)."""
+    """Log-probs [n, T] of the sampled completion tokens at ``temperature`` (and entropies,
+    with their gradient when ``entropy_grad``: the entropy bonus trains on them)."""
     prompt_ids, prompt_mask = rollout.prompt_ids[rows], rollout.prompt_mask[rows]
     completion_ids = rollout.completion_ids[rows]
     if can_share_prompt(model, rows, rollout.completion_ids.size(0), group):
@@ -167,10 +169,33 @@ def completion_logps(
         logits = completion_logits_shared(model, prompt_ids, prompt_mask, completion_ids, group, lengths)
     else:
         logits = completion_logits_full(model, prompt_ids, prompt_mask, completion_ids)
+    return _logps_and_entropy(logits, completion_ids, temperature, with_entropy, entropy_grad)
+
+
+def _logps_and_entropy(logits, completion_ids, temperature: float, with_entropy: bool, entropy_grad: bool):
     logits = logits.float() / temperature
     logps = grpo.selective_log_softmax(logits, completion_ids)
     entropy = None
     if with_entropy:
-        with torch.no_grad():
+        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
             entropy = grpo.entropy_from_logits(logits)
     return logps, entropy
+
+
+def completion_logps_with_router_loss(model, rollout: Rollout, rows: slice, temperature: float,
+                                      entropy_grad: bool = False):
+    """:func:`completion_logps` with entropies, and the load-balancing loss of a
+    mixture-of-experts model's router over the same forward: ``(logps, entropies, aux_loss)``.
+
+    One plain forward over prompt+completion (the router loss is over every routed token, so
+    no prompt sharing), attending to the real tokens only (prompt and completion masks), as TRL."""
+    prompt_ids, prompt_mask = rollout.prompt_ids[rows], rollout.prompt_mask[rows]
+    completion_ids, completion_mask = rollout.completion_ids[rows], rollout.completion_mask[rows]
+    ids = torch.cat([prompt_ids, completion_ids], dim=1)
+    attn = torch.cat([prompt_mask, completion_mask.to(prompt_mask.dtype)], dim=1)
+    t = completion_ids.size(1)
+    out = model(input_ids=ids, attention_mask=attn, position_ids=position_ids_from_mask(attn),
+                logits_to_keep=t + 1, use_cache=False, output_router_logits=True)
+    logits = grpo.completion_logits(out.logits, t, temperature=1.0)
+    logps, entropy = _logps_and_entropy(logits, completion_ids, temperature, True, entropy_grad)
+    return logps, entropy, out.aux_loss

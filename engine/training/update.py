@@ -14,6 +14,7 @@ from engine.parallel.sharding import full_tensor, full_weights
 from engine.training.batch import Batch
 from engine.training.progress import NoProgress
 from engine.training.micro_batch import LossSetup, loss_with_signal, micro_batch_loss
+from engine.training.regularization import EntropyControl, router_aux_coef
 
 
 @dataclass
@@ -32,7 +33,8 @@ class Updater:
     def __init__(self, cfg, dist, parts, forwards, faults, publisher, progress=None) -> None:
         self.cfg, self.dist, self.parts, self.faults, self.publisher = cfg, dist, parts, faults, publisher
         self.progress = progress or NoProgress()
-        self.loss_setup = LossSetup(cfg, forwards.training, parts.separate_engine, dist.world)
+        self.loss_setup = LossSetup(cfg, forwards.training, parts.separate_engine, dist.world,
+                                    router_aux_coef(cfg, parts.model), EntropyControl(cfg))
 
     def step(self, batch: Batch, part: slice, state) -> UpdateResult:
         """One optimizer step on rows ``part`` of the round; counts ``state``'s tokens and skipped updates."""
@@ -49,6 +51,7 @@ class Updater:
         local_items = batch.mask[part].sum()
         num_items = (dist.sum(local_items) / dist.world).clamp(min=1.0)
         sums: dict[str, float] = {}
+        self.loss_setup.entropy.resume(state)
         total_loss, backward_ran = 0.0, False
         self.progress.start("update", total=len(starts), unit="micro-batches",
                             detail=f"{part.stop - part.start} completions, {micro} per micro-batch")
@@ -56,10 +59,8 @@ class Updater:
             self.progress.advance(n, f"micro-batch {n + 1} of {len(starts)}")
             sl = slice(start, min(start + micro, part.stop))
             with dist.no_sync(parts.train_model, last_micro_batch=n == len(starts) - 1):
-                loss, stats, logps, entropy = loss_with_signal(self.loss_setup, batch, sl, num_items)
+                loss, stats, logps, entropy = loss_with_signal(self.loss_setup, batch, sl, num_items, len(starts))
                 if loss is not None:
-                    if cfg.loss_type != "dapo":
-                        loss = loss / len(starts)
                     loss.backward()
                     total_loss += float(loss.detach())
                     backward_ran = True
@@ -70,6 +71,7 @@ class Updater:
             batch.token_entropy[sl] = entropy.detach()
         for _ in range(idle):
             self._idle_pass(batch, slice(part.start, min(part.start + micro, part.stop)), num_items)
+        sums.update(self.loss_setup.entropy.end_step(dist, state))
         if not backward_ran:  # every group was left out: the zero gradients computing them would have
             for p in model.parameters():  # given (so Adam's moments and weight decay move on as usual)
                 if p.requires_grad:
@@ -100,5 +102,5 @@ class Updater:
     def _idle_pass(self, batch: Batch, sl: slice, num_items: torch.Tensor) -> None:
         """A forward and backward of rows ``sl`` that adds nothing to the gradients: it keeps
         this rank's FSDP collectives in step with a rank that has more micro-batches."""
-        loss, *_ = micro_batch_loss(self.loss_setup, batch, sl, num_items)
+        loss, *_ = micro_batch_loss(self.loss_setup, batch, sl, num_items, record=False)
         (loss * 0.0).backward()

@@ -32,6 +32,7 @@ METRICS = (
     ("reward", "reward"),
     ("kl", "KL"),
     ("entropy", "entropy (nats)"),
+    ("entropy_coef", "entropy coefficient"),
     ("completions/mean_length", "mean completion length (tokens)"),
     ("advantage/std", "advantage std"),
     ("grad_norm", "grad norm"),

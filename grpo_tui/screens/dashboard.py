@@ -58,10 +58,10 @@ OVERVIEW = (
     ChartSpec("accuracy", ("accuracy", "eval/accuracy"), ("train", "eval")),
     ChartSpec("advantage std", ("advantage/std", "frac_reward_zero_std"), ("adv std", "zero-std frac")),
     ChartSpec("KL", ("kl",)),
-    ChartSpec(
+    ChartSpec(  # loss_type cispo logs its own (capped weights) instead of the three
         "clip ratio",
-        ("clip_ratio/low_mean", "clip_ratio/high_mean", "clip_ratio/region_mean"),
-        ("low", "high", "region"),
+        ("clip_ratio/low_mean", "clip_ratio/high_mean", "clip_ratio/region_mean", "cispo_clip_ratio"),
+        ("low", "high", "region", "cispo"),
     ),
 )
 TRAINING = (

@@ -38,7 +38,7 @@ def test_fields_lists_every_key_within_80_columns(capsys):
     assert all(columns(line) <= 80 for line in out.splitlines())
     for key in ("dataset.split", "loss_type", "vllm_importance_sampling_mode", "run_name"):
         assert f"\n{key} " in out
-    assert '"grpo" | "bnpo" | "dr_grpo" | "dapo" = "dapo"' in out
+    assert '"grpo" | "bnpo" | "dr_grpo" | "dapo" | "cispo"' in out and '"vespo" = "dapo"' in out
     assert "── optimisation ──" in out
 
 

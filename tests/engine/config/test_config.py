@@ -91,7 +91,7 @@ dataset:
     expected = [
         "learnin_rate: unknown key (did you mean 'learning_rate'?)",
         "temperature: must be in (0, 100]",
-        "loss_type: 'dapoo' is not one of grpo | bnpo | dr_grpo | dapo (did you mean 'dapo'?)",
+        "loss_type: 'dapoo' is not one of grpo | bnpo | dr_grpo | dapo | cispo | sapo | luspo | vespo (did you mean 'dapo'?)",
         "bf16: expected true or false",
         "dataset.splitt: unknown key (did you mean 'split'?)",
         "dataset.task_args: expected a mapping",

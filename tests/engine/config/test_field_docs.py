@@ -58,7 +58,8 @@ def as_preset(cls: type, name: str, value) -> dict:
 
 def test_named_choice_aliases_type_their_fields():
     hints = annotated_fields(RunConfig)
-    assert hints["loss_type"] is LossType and typing.get_args(LossType) == ("grpo", "bnpo", "dr_grpo", "dapo")
+    assert hints["loss_type"] is LossType and typing.get_args(LossType) == (
+        "grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "luspo", "vespo")
     assert hints["scale_rewards"] is ScaleRewards and typing.get_args(ScaleRewards) == ("group", "batch", "none")
     assert hints["importance_sampling_level"] is ImportanceSamplingLevel
 
