@@ -6,7 +6,6 @@ steps are timed; the first ``warmup`` steps are left out of the medians.
 
 from __future__ import annotations
 
-import resource
 import statistics
 import sys
 import tempfile
@@ -28,8 +27,16 @@ def _median(records: list[dict], key: str) -> float:
 
 
 def peak_rss_mib() -> float:
-    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return kib / 1024
+    """This process's peak resident memory in MiB (psutil's where ``resource`` is missing: Windows)."""
+    try:
+        import resource  # POSIX only
+    except ImportError:
+        import psutil
+
+        info = psutil.Process().memory_info()
+        return getattr(info, "peak_wset", info.rss) / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / (2**20 if sys.platform == "darwin" else 1024)
 
 
 def bench(cfg, steps: int = 20, warmup: int = 3, out=sys.stdout) -> int:

@@ -32,11 +32,26 @@ import sys
 EXIT_CONFIG = 2
 
 
-def _preset_args(p: argparse.ArgumentParser) -> None:
+RUN_DIR_HELP = "a run directory (the folder holding its config.yaml, e.g. runs/tiny-arithmetic-20261127-101500)"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("grpo-tui")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _preset_args(p: argparse.ArgumentParser, max_steps: bool = True) -> None:
     p.add_argument("preset", help="preset name (from presets/) or path to a YAML file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a preset field, e.g. --set learning_rate=5e-5 --set dataset.split=test")
-    p.add_argument("--max-steps", type=int, default=None, help="cap the number of optimizer steps")
+    if max_steps:
+        p.add_argument("--max-steps", type=int, default=None, help="cap the number of optimizer steps")
+    else:
+        p.set_defaults(max_steps=None)
     p.add_argument("--output", default=None, metavar="DIR", help="run directory (default runs/<preset>-<timestamp>)")
 
 
@@ -60,6 +75,7 @@ def _process_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grpo-tui", description="Run and watch GRPO fine-tuning in the terminal.")
+    parser.add_argument("--version", action="version", version=f"grpo-tui {_version()}")
     sub = parser.add_subparsers(dest="command")
 
     p = sub.add_parser("run", help="train a preset with the dashboard")
@@ -75,17 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
     _process_args(p)
 
     p = sub.add_parser("resume", help="continue a run from its newest complete checkpoint")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help=RUN_DIR_HELP)
     p.add_argument("--headless", action="store_true", help="no dashboard: progress bar and summary on stdout")
     p.add_argument("--detach", action="store_true", help="continue in a background process")
     _fault_args(p)
     _process_args(p)
 
     p = sub.add_parser("attach", help="open the dashboard on a run going on in another process")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help=RUN_DIR_HELP + ", trained by another process")
 
     p = sub.add_parser("send", help="send a command to a run going on in another process")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help=RUN_DIR_HELP + ", trained by another process")
     p.add_argument("action", choices=["pause", "resume", "stop", "checkpoint", "reload-rewards", "adjust"],
                    help="reload-rewards: re-import the reward plugins from their files at the next step boundary")
     p.add_argument("changes", nargs="*", metavar="KEY=VALUE", help="for adjust: e.g. learning_rate=1e-6 temperature=0.8")
@@ -94,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", default="runs", help="folder holding run directories (default runs/)")
 
     p = sub.add_parser("bench", help="benchmark a preset: seconds per step by phase, throughput, peak memory")
-    _preset_args(p)
+    _preset_args(p, max_steps=False)
     p.add_argument("--steps", type=int, default=20, help="steps to time (default 20)")
     p.add_argument("--warmup", type=int, default=3, help="first steps left out of the figures (default 3)")
 
@@ -105,19 +121,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="show only keys holding this text, or matching it as a glob (e.g. vllm_*, dataset.*)")
 
     p = sub.add_parser("view", help="open a run directory read-only in the dashboard")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help=RUN_DIR_HELP)
 
     p = sub.add_parser("compare", help="overlay two or more runs' metrics by step and diff their configs")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="two or more run directories")
 
     p = sub.add_parser("vllm-serve", help="serve generation on GPUs of their own for runs with vllm_mode: server")
     p.add_argument("model", help="hub id or folder: the policy's starting weights (runs push theirs every step)")
-    p.add_argument("--host", default="0.0.0.0")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--tensor-parallel-size", type=int, default=1)
-    p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
-    p.add_argument("--max-model-len", type=int, default=None)
-    p.add_argument("--dtype", default="auto")
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on; presets name it as vllm_server_port "
+                   "(default 8000)")
+    p.add_argument("--tensor-parallel-size", type=int, default=1, help="GPUs one copy of the model spans (default 1)")
+    p.add_argument("--gpu-memory-utilization", type=float, default=0.9,
+                   help="share of each GPU's memory vLLM may take, weights and KV cache (default 0.9)")
+    p.add_argument("--max-model-len", type=int, default=None,
+                   help="longest prompt + completion in tokens (default: the model's context)")
+    p.add_argument("--dtype", default="auto", help="weights' dtype: auto, bfloat16, float16 (default auto)")
     return parser
 
 
@@ -197,6 +216,7 @@ def _dispatch(args) -> int:
         if args.command is None:
             app = GrpoApp()
         elif args.command == "view":
+            _check_run_dir(args.run_dir)  # a missing folder is one line, not an empty launcher
             app = GrpoApp(run_dir=args.run_dir)
         else:
             _load(args)  # fail before the screen opens

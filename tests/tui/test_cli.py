@@ -79,3 +79,22 @@ def test_output_directory_with_a_run_is_refused(tmp_path):
     (tmp_path / "metrics.jsonl").write_text("")
     result = grpo_tui("train", "tiny-arithmetic", "--headless", "--output", str(tmp_path))
     assert result.returncode == 2 and "already holds a run" in result.stderr
+
+
+def test_version_help_and_a_missing_run_directory():
+    """--version prints the installed version; every argument has help; `view` of a folder
+    that is not a run is one line and exit 2 (it opened an empty launcher)."""
+    from importlib.metadata import version
+
+    from grpo_tui.cli.main import build_parser
+
+    out = grpo_tui("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"grpo-tui {version('grpo-tui')}"
+    out = grpo_tui("view", "/nonexistent/run")
+    assert out.returncode == 2 and out.stderr.strip() == "grpo-tui: /nonexistent/run is not a run directory (no config.yaml)"
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    undocumented = [f"{name} {action.dest}" for name, sub in commands.items() for action in sub._actions
+                    if action.help is None]
+    assert undocumented == []
+    assert "--max-steps" not in commands["bench"].format_help()  # bench counts its own --steps
