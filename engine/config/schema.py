@@ -198,10 +198,14 @@ class RunConfig:
     """upper clipping range (1 + epsilon_high); None = epsilon (DAPO uses 0.28)"""
     delta: Annotated[float, Range(gt=0)] | None = None
     """two-sided clipping bound on the ratio for negative advantages; None = off"""
+    use_bias_correction_kl: bool = True
+    """multiply the per-token KL by the importance ratio π/π_old (DeepSeek-V3.2), which makes its
+    gradient the unbiased KL gradient; the ratio carries gradient, so with beta > 0 this changes the
+    update even on-policy (TRL's default; false = the plain k3 term)"""
     loss_type: LossType = "dapo"
     """how the per-token losses are averaged: grpo per sequence then over sequences; bnpo over the
-    micro-batch's tokens; dr_grpo over sequences × max_completion_length; dapo over the tokens of the
-    whole optimizer step"""
+    micro-batch's tokens; dr_grpo over sequences × max_completion_length; dapo over the generation round's
+    tokens per optimizer step (TRL's: every step of a round divides by the same count)"""
     scale_rewards: ScaleRewards = "group"
     """divide advantages by the reward std of the group, of the batch, or not at all (none)"""
     num_iterations: Annotated[int, Range(ge=1)] = 1

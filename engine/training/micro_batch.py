@@ -62,6 +62,7 @@ def micro_batch_loss(setup: LossSetup, batch: Batch, sl: slice, num_items: torch
         num_items_in_batch=num_items,
         entropies=entropy,
         token_weights=weights,
+        use_bias_correction_kl=cfg.use_bias_correction_kl,
     )
     return loss, {**stats, **is_stats}, logps, entropy
 
@@ -92,14 +93,21 @@ def loss_with_signal(setup: LossSetup, batch: Batch, sl: slice, num_items: torch
     mask = batch.mask[sl]
     logps = rollout.logprobs[sl].to(mask.device).clone()
     entropy = rollout.entropy[sl].to(mask.device).clone()
-    loss, stats = None, dict.fromkeys(grpo.CLIP_RATIO_STATS, 0.0)  # nothing computed: nothing clipped
+    # Here the ratio is 1 (no sampling policy to compare against), so nothing is clipped: every
+    # clip statistic is 0 whichever rows are computed (a per-sequence extreme is NaN, as the full
+    # computation's, when no row has a token).
+    sequence_level = cfg.importance_sampling_level == "sequence"
+    stats = dict.fromkeys(grpo.CLIP_RATIO_STATS + (grpo.SEQUENCE_CLIP_STATS if sequence_level else ()), 0.0)
+    if not sequence_level and not bool(mask.sum() > 0):
+        stats["clip_ratio/low_min"] = stats["clip_ratio/high_max"] = float("nan")
+    loss = None
     if keep.numel():
         sub = batch.select(keep + sl.start)
-        loss, stats, sub_logps, sub_entropy = micro_batch_loss(setup, sub, slice(None), num_items)
+        loss, sub_stats, sub_logps, sub_entropy = micro_batch_loss(setup, sub, slice(None), num_items)
         kept_tokens, all_tokens = float(sub.mask.sum()), float(mask.sum())
         loss = loss * grpo.subset_loss_scale(cfg.loss_type, keep.numel(), flat.numel(), kept_tokens, all_tokens)
-        share = kept_tokens / max(all_tokens, 1.0)  # left-out tokens count 0 in every other statistic
-        stats = {k: float(v) * share for k, v in stats.items()}
+        share = kept_tokens / max(all_tokens, 1.0)  # left-out tokens count 0 in any other token mean
+        stats.update({k: float(v) * share for k, v in sub_stats.items() if k not in stats})
         logps[keep.to(logps.device)] = sub_logps.detach()
         entropy[keep.to(entropy.device)] = sub_entropy.detach()
     stats["entropy"] = float(grpo.masked_mean(entropy, mask))
