@@ -21,15 +21,20 @@ from engine.algo.advantages import (
     group_advantages,
     groups_with_signal,
     groups_without_advantage,
+    mark_unscorable,
+    nanstd,
     normalize_then_sum_advantages,
 )
 from engine.algo.losses import (
     CLIP_RATIO_STATS,
     LOSSES,
+    SEQUENCE_CLIP_STATS,
     Loss,
     LossType,
     clip_ratios,
     clipped_surrogate,
+    dapo_num_items,
+    importance_ratio,
     k3_kl,
     loss_for,
     masked_mean,
@@ -118,10 +123,11 @@ def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
 
 
 __all__ = [
-    "ADV_EPS", "CLIP_RATIO_STATS", "LOSSES", "Loss", "LossType", "ScaleRewards",
-    "clip_ratios", "clipped_surrogate", "completion_logits", "entropy_from_logits", "group_advantages",
-    "groups_with_signal", "groups_without_advantage", "high_entropy_mask", "k3_kl", "loss_for",
-    "masked_mean", "mix_into_reference", "normalize_then_sum_advantages", "off_policy_mask", "pass_at_k", "per_token_loss",
+    "ADV_EPS", "CLIP_RATIO_STATS", "LOSSES", "Loss", "LossType", "SEQUENCE_CLIP_STATS", "ScaleRewards",
+    "clip_ratios", "clipped_surrogate", "completion_logits", "dapo_num_items", "entropy_from_logits",
+    "group_advantages", "groups_with_signal", "groups_without_advantage", "high_entropy_mask",
+    "importance_ratio", "k3_kl", "loss_for", "mark_unscorable", "masked_mean", "mix_into_reference", "nanstd",
+    "normalize_then_sum_advantages", "off_policy_mask", "pass_at_k", "per_token_loss",
     "policy_loss", "register_loss", "sampling_correction", "selective_log_softmax", "subset_loss_scale",
     "truncation_mask",
 ]

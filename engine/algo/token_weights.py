@@ -67,7 +67,9 @@ def sampling_correction(
         *_mask:     w ← 0 where w < C_min or w > C_max   (the token or sequence drops out)
 
     Statistics: ``sampling/importance_sampling_ratio/{min,mean,max}`` over the weights of real
-    tokens (or sequences), ``sampling/sampling_logp_difference/{mean,max}`` of ``|d_t|``.
+    tokens (or sequences), ``sampling/sampling_logp_difference/{mean,max}`` of ``|d_t|`` over
+    the real tokens the sampler gave a log-prob (a NaN one would read as perfect agreement;
+    as TRL, they are left out).
 
     Example: sequence_mask with C_max = 3; the first sequence has d = (.1, .2), so
     w = e^.3 ≈ 1.35 (kept); the second has d = (1, .5), so w = e^1.5 ≈ 4.48 > 3 → 0::
@@ -81,9 +83,17 @@ def sampling_correction(
         >>> w, _ = sampling_correction(old, torch.zeros(2, 2), torch.ones(2, 2), "token_truncate", 1.2, 2.0)
         >>> [[round(x, 4) for x in row] for row in w.tolist()]
         [[1.2, 1.2214], [2.0, 1.6487]]
+
+    A token the sampler could not score (NaN) is not a gap of 0: the mean of |d| over the
+    others, (.1 + .2 + 1) / 3::
+
+        >>> _, stats = sampling_correction(old, torch.tensor([[0., 0.], [0., float("nan")]]), torch.ones(2, 2))
+        >>> round(float(stats["sampling/sampling_logp_difference/mean"]), 4)
+        0.4333
     """
     mask = completion_mask.to(old_logps.dtype)
-    diff = torch.nan_to_num((old_logps - sampling_logps) * mask, nan=0.0)
+    raw = old_logps - sampling_logps
+    diff = torch.nan_to_num(raw * mask, nan=0.0)
     sequence_level = mode.startswith("sequence")
     log_w = diff.sum(-1, keepdim=True) if sequence_level else diff
     w = torch.exp(log_w)
@@ -98,7 +108,7 @@ def sampling_correction(
     with torch.no_grad():
         real = (mask.sum(-1) > 0) if sequence_level else mask.bool()
         values = w.squeeze(-1)[real] if sequence_level else w[real]
-        gap = diff.abs()[mask.bool()]
+        gap = raw.abs()[mask.bool() & ~torch.isnan(raw)]
         empty = torch.zeros((), dtype=w.dtype, device=w.device)
         stats = {
             "sampling/importance_sampling_ratio/min": values.min() if values.numel() else empty,

@@ -200,10 +200,14 @@ class RunConfig:
     ε_max on the importance weight itself (ScaleRL recommends 5.0)"""
     delta: Annotated[float, Range(gt=0)] | None = None
     """two-sided clipping bound on the ratio for negative advantages; None = off"""
+    use_bias_correction_kl: bool = True
+    """multiply the per-token KL by the importance ratio π/π_old (DeepSeek-V3.2), which makes its
+    gradient the unbiased KL gradient; the ratio carries gradient, so with beta > 0 this changes the
+    update even on-policy (TRL's default; false = the plain k3 term)"""
     loss_type: LossType = "dapo"
     """how the per-token losses are averaged: grpo per sequence then over sequences; bnpo over the
-    micro-batch's tokens; dr_grpo over sequences × max_completion_length; dapo over the tokens of the
-    whole optimizer step. Other surrogates: cispo (MiniMax-M1) clips the importance weight, not the
+    micro-batch's tokens; dr_grpo over sequences × max_completion_length; dapo over the generation round's
+    tokens per optimizer step (TRL's: every step of a round divides by the same count). Other surrogates: cispo (MiniMax-M1) clips the importance weight, not the
     update, averaged as dapo; sapo (arXiv:2511.20347) a smooth temperature gate in place of the clip,
     averaged as grpo; luspo (arXiv:2602.05261) GSPO's loss summed over each sequence's tokens, with
     importance_sampling_level sequence; vespo (arXiv:2602.10693) a Gamma weight of the sequence ratio,

@@ -22,6 +22,7 @@ With one process every function here is the identity and nothing is imported eag
 from __future__ import annotations
 
 import contextlib
+import math
 from datetime import timedelta
 from typing import Any
 
@@ -30,8 +31,9 @@ import torch
 from engine.parallel.sharding import is_sharded
 
 # How a metric combines across ranks (the default is the mean, NaN-aware).
-_MIN = ("completions/min_length",)
-_MAX = ("completions/max_length", "step_time", "time/", "memory/")
+_MIN = ("completions/min_length", "clip_ratio/low_min", "sampling/importance_sampling_ratio/min")
+_MAX = ("completions/max_length", "step_time", "time/", "memory/", "clip_ratio/high_max",
+        "sampling/importance_sampling_ratio/max", "sampling/sampling_logp_difference/max")
 _SUM = ("num_tokens", "completions_per_s")
 
 
@@ -152,8 +154,9 @@ class Dist:
             wait_for_everyone()
 
     def reduce_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
-        """One step's metrics over all ranks: NaN-aware mean, except lengths' min/max, timings'
-        max (the slowest rank sets the pace), token counts and throughput summed."""
+        """One step's metrics over all ranks: NaN-aware mean, except lengths' and TRL's per-sequence
+        clip extremes' and sampler ratios' min/max (NaN-aware), timings' max (the slowest rank sets
+        the pace), token counts and throughput summed."""
         if not self.enabled:
             return metrics
         keys = sorted(metrics)
@@ -163,10 +166,13 @@ class Dist:
         for j, key in enumerate(keys):
             col = table[:, j]
             rule = _rule(key)
-            if rule == "min":
-                out[key] = float(col.min())
+            kept = col[~torch.isnan(col)]  # a rank without a value (NaN) has no say in a min or max
+            if rule in ("min", "max") and kept.numel() == 0:
+                out[key] = math.nan
+            elif rule == "min":
+                out[key] = float(kept.min())
             elif rule == "max":
-                out[key] = float(col.max())
+                out[key] = float(kept.max())
             elif rule == "sum":
                 out[key] = float(col.sum())
             else:

@@ -62,7 +62,8 @@ class HealthMonitor:
         return fired
 
     def _zero_std(self, m):
-        frac = m.get("frac_reward_zero_std", 0.0)
+        # the share of groups, whatever the scaling (TRL's frac_reward_zero_std is 0 or 1 with batch scaling)
+        frac = m.get("frac_group_reward_zero_std", 0.0)
         self.zero_std_run = self.zero_std_run + 1 if frac >= self.t.zero_std_frac else 0
         if self.zero_std_run >= self.t.zero_std_steps:
             return Alarm("zero_std", f"{frac:.0%} of groups have zero reward std: almost no learning signal",

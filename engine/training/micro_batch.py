@@ -92,6 +92,7 @@ def micro_batch_loss(setup: LossSetup, batch: Batch, sl: slice, num_items: torch
         entropies=entropy.detach(),
         token_weights=weights,
         options=options,
+        use_bias_correction_kl=cfg.use_bias_correction_kl,
     )
     policy = loss.detach()
     if loss_kind.divides_by != "batch":
@@ -137,14 +138,23 @@ def loss_with_signal(setup: LossSetup, batch: Batch, sl: slice, num_items: torch
     mask = batch.mask[sl]
     logps = rollout.logprobs[sl].to(mask.device).clone()
     entropy = rollout.entropy[sl].to(mask.device).clone()
-    loss, stats = None, dict.fromkeys(grpo.loss_for(cfg.loss_type).stat_names, 0.0)  # nothing computed: nothing clipped
+    # Here the ratio is 1 (no sampling policy to compare against), so nothing is clipped: every
+    # clip statistic is 0 whichever rows are computed (a per-sequence extreme is NaN, as the full
+    # computation's, when no row has a token).
+    sequence_level = cfg.importance_sampling_level == "sequence"
+    names = grpo.loss_for(cfg.loss_type).stat_names
+    clipped = names == grpo.CLIP_RATIO_STATS  # the clipped surrogate's statistics (others: their own)
+    stats = dict.fromkeys(names + (grpo.SEQUENCE_CLIP_STATS if clipped and sequence_level else ()), 0.0)
+    if clipped and not sequence_level and not bool(mask.sum() > 0):
+        stats["clip_ratio/low_min"] = stats["clip_ratio/high_max"] = float("nan")
+    loss = None
     if keep.numel():
         sub = batch.select(keep + sl.start)
-        loss, stats, sub_logps, sub_entropy = micro_batch_loss(setup, sub, slice(None), num_items, steps)
+        loss, sub_stats, sub_logps, sub_entropy = micro_batch_loss(setup, sub, slice(None), num_items, steps)
         kept_tokens, all_tokens = float(sub.mask.sum()), float(mask.sum())
         loss = loss * grpo.subset_loss_scale(cfg.loss_type, keep.numel(), flat.numel(), kept_tokens, all_tokens)
-        share = kept_tokens / max(all_tokens, 1.0)  # left-out tokens count 0 in every other statistic
-        stats = {k: float(v) * share for k, v in stats.items()}
+        share = kept_tokens / max(all_tokens, 1.0)  # left-out tokens count 0 in any other token mean
+        stats.update({k: float(v) * share for k, v in sub_stats.items() if k not in stats})
         logps[keep.to(logps.device)] = sub_logps.detach()
         entropy[keep.to(entropy.device)] = sub_entropy.detach()
     stats["entropy"] = float(grpo.masked_mean(entropy, mask))

@@ -19,6 +19,7 @@ from engine.data.ranked import ranked_rollout
 from engine.rewards.scoring import score
 from engine.rollout.backend import Rollout, SamplingParams
 from engine.training.batch import Batch, Scored, merge_scored
+from engine.training.metrics import SPREAD_STATS
 from engine.training.progress import NoProgress
 
 
@@ -122,8 +123,10 @@ class Rounds:
         )
         self.faults.reward_errors(rewards.errors, {f.name for f in parts.reward_funcs}, step)
         timings["time/reward"] += time.perf_counter() - t
-        keep = grpo.groups_with_signal(rewards.total, cfg.num_generations)
-        return Scored(rollout=rollout, rows=group_rows, completions=completions, rewards_total=rewards.total,
+        # a completion no function scored is NaN, not nansum's 0: left out of its group's statistics
+        total = grpo.mark_unscorable(rewards.total, rewards.per_func)
+        keep = grpo.groups_with_signal(total, cfg.num_generations)
+        return Scored(rollout=rollout, rows=group_rows, completions=completions, rewards_total=total,
                       rewards_per_func=rewards.per_func, keep=keep)
 
     def _ranked(self, rows: list[dict]) -> Scored:
@@ -179,8 +182,7 @@ class Rounds:
             ref_logps = self.forwards.reference(rollout) if cfg.beta > 0 else None
         stats = {
             **scored.stats,
-            "reward_std": float(adv_stats["reward_std"]),
-            "frac_reward_zero_std": float(adv_stats["frac_reward_zero_std"]),
+            **{name: float(adv_stats[name]) for name in SPREAD_STATS},
             "advantage/std": adv_std,
         }
         return Batch(rollout=rollout, rows=scored.rows, advantages=advantages.to(device), mask=mask.to(device),
@@ -196,7 +198,10 @@ class Rounds:
         mask = rollout.completion_mask.float()
         with torch.no_grad():
             ref_logps = self.forwards.reference(rollout) if cfg.beta > 0 else None
-        stats = {"reward_std": float(scores.std()) if scores.numel() > 1 else 0.0, "frac_reward_zero_std": 0.0,
+        group_std = torch.stack([grpo.nanstd(rank_scores(torch.tensor(r, dtype=torch.float32))) for r in scored.ranks])
+        stats = {"reward_std": float(grpo.nanstd(scores)), "reward_std_within_group": float(torch.nanmean(group_std)),
+                 "frac_reward_zero_std": 0.0,
+                 "frac_group_reward_zero_std": float((~(group_std > 0)).float().mean()),
                  "advantage/std": float(advantages.std()) if advantages.numel() > 1 else 0.0}
         return Batch(rollout=rollout, rows=scored.rows, advantages=advantages, mask=mask.to(device), old_logps=None,
                      ref_logps=ref_logps, stats=stats, rewards_total=scores, rewards_per_func=scored.rewards_per_func,

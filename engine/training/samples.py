@@ -18,8 +18,8 @@ def sample_groups(batch, tokenizer, reward_names: list[str], num_generations: in
     Each completion carries its tokens (as text pieces), the policy's log-prob of each token
     and the entropy at each position, so the inspector can colour them without the model.
     A completion that no reward function scored (they failed, or gave None) has ``reward``
-    null, not the 0.0 its advantage was computed from; a group with none scored has a null
-    mean and std.
+    null and advantage 0, and is left out of its group's mean and std; a group with none
+    scored has a null mean and std.
     """
     rollout = batch.rollout
     n_groups = min(max_groups, rollout.completion_ids.size(0) // num_generations)
@@ -46,7 +46,7 @@ def sample_groups(batch, tokenizer, reward_names: list[str], num_generations: in
                 "logprobs": [_num(v) for v in token_logps[i, :n].tolist()],
                 "entropy": [_num(v) for v in token_entropy[i, :n].tolist()],
             })
-        rewards = batch.rewards_total[rows[0] : rows[-1] + 1]
+        rewards = batch.rewards_total[scored]  # the baseline its advantages were computed from
         group = {
             "prompt": first["prompt"] if isinstance(first["prompt"], str) else first["prompt"][-1].get("content", ""),
             "completions": completions,

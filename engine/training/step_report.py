@@ -15,7 +15,7 @@ import torch
 from engine.run.events import StepMetrics, StepSamples
 from engine.training.batch import Batch
 from engine.training.health import HealthMonitor
-from engine.training.metrics import length_metrics, memory_metrics, reward_metrics
+from engine.training.metrics import SPREAD_STATS, length_metrics, memory_metrics, reward_metrics
 from engine.training.samples import sample_groups
 from engine.training.update import UpdateResult
 
@@ -104,7 +104,7 @@ class StepReporter:
         }
         per_func = batch.rewards_per_func
         if per_func.numel() and bool(torch.isnan(per_func).all()):
-            # No function gave a value (they failed): the totals are nansum's zeros, not rewards.
-            for name in ("reward", "reward_std", "frac_reward_zero_std"):
+            # No function gave a value (they failed): there is no reward, and no spread of one.
+            for name in ("reward", *SPREAD_STATS):
                 metrics[name] = math.nan
         return metrics

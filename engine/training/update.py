@@ -12,6 +12,7 @@ import torch
 from engine.algo import grpo
 from engine.parallel.sharding import full_tensor, full_weights
 from engine.training.batch import Batch
+from engine.training.metrics import mean_over_micro_batches
 from engine.training.progress import NoProgress
 from engine.training.micro_batch import LossSetup, loss_with_signal, micro_batch_loss
 from engine.training.regularization import EntropyControl, router_aux_coef
@@ -24,7 +25,7 @@ class UpdateResult:
     loss: float  # the summed micro-batch losses (as backpropagated)
     grad_norm: float  # before clipping
     learning_rate: float  # the rate the step used
-    stats: dict[str, float]  # clip ratios, KL, entropy, …: means over the step's tokens
+    stats: dict[str, float]  # clip ratios, KL, entropy, …: the means of the micro-batches' values, as TRL
 
 
 class Updater:
@@ -46,11 +47,10 @@ class Updater:
         # FSDP gathers layer by layer, so every rank makes as many passes: a rank with fewer
         # micro-batches (ranked groups of mixed sizes) adds passes that change nothing
         idle = dist.max_int(len(starts)) - len(starts) if parts.sharded else 0
-        # DAPO's token mean is over the whole batch, every rank's tokens included; gradients are
-        # averaged over ranks, so each rank divides by its share of that count.
-        local_items = batch.mask[part].sum()
-        num_items = (dist.sum(local_items) / dist.world).clamp(min=1.0)
-        sums: dict[str, float] = {}
+        # DAPO divides by the round's tokens (every rank's) per rank and per optimizer step, as TRL
+        num_items = grpo.dapo_num_items(float(dist.sum(batch.mask.sum())), dist.world, part.stop - part.start,
+                                        batch.mask.size(0))
+        per_micro_batch: list[dict] = []
         self.loss_setup.entropy.resume(state)
         total_loss, backward_ran = 0.0, False
         self.progress.start("update", total=len(starts), unit="micro-batches",
@@ -64,14 +64,12 @@ class Updater:
                     loss.backward()
                     total_loss += float(loss.detach())
                     backward_ran = True
-            share = float(batch.mask[sl].sum()) / float(local_items.clamp(min=1.0))
-            for k, v in stats.items():
-                sums[k] = sums.get(k, 0.0) + float(v) * share
+            per_micro_batch.append(stats)
             batch.token_logps[sl] = logps.detach()
             batch.token_entropy[sl] = entropy.detach()
         for _ in range(idle):
             self._idle_pass(batch, slice(part.start, min(part.start + micro, part.stop)), num_items)
-        sums.update(self.loss_setup.entropy.end_step(dist, state))
+        step_stats = self.loss_setup.entropy.end_step(dist, state)  # the entropy bonus's coefficient, once a step
         if not backward_ran:  # every group was left out: the zero gradients computing them would have
             for p in model.parameters():  # given (so Adam's moments and weight decay move on as usual)
                 if p.requires_grad:
@@ -97,9 +95,10 @@ class Updater:
         parts.backend.sync_weights(model)  # a separate engine gathers sharded weights to receive them
         rollout = batch.rollout
         state.num_tokens += int(rollout.prompt_mask[part].sum() + rollout.completion_mask[part].sum())
-        return UpdateResult(loss=total_loss, grad_norm=float(grad_norm), learning_rate=lr, stats=sums)
+        return UpdateResult(loss=total_loss, grad_norm=float(grad_norm), learning_rate=lr,
+                            stats={**mean_over_micro_batches(per_micro_batch), **step_stats})
 
-    def _idle_pass(self, batch: Batch, sl: slice, num_items: torch.Tensor) -> None:
+    def _idle_pass(self, batch: Batch, sl: slice, num_items: float) -> None:
         """A forward and backward of rows ``sl`` that adds nothing to the gradients: it keeps
         this rank's FSDP collectives in step with a rank that has more micro-batches."""
         loss, *_ = micro_batch_loss(self.loss_setup, batch, sl, num_items, record=False)

@@ -14,7 +14,8 @@ def test_group_advantages_group_scaling():
     expected = [0.75 / (0.5 + 1e-4)] + [-0.25 / (0.5 + 1e-4)] * 3 + [0.0] * 4
     assert adv.tolist() == pytest.approx(expected, rel=1e-6)
     assert float(stats["frac_reward_zero_std"]) == pytest.approx(0.5)
-    assert float(stats["reward_std"]) == pytest.approx(0.25)  # mean of [0.5]*4 and [0]*4
+    assert float(stats["reward_std"]) == pytest.approx(rewards.std().item())  # TRL's: over the whole batch
+    assert float(stats["reward_std_within_group"]) == pytest.approx(0.25)  # mean of 0.5 and 0
 
 
 def test_group_advantages_batch_and_none():

@@ -76,7 +76,8 @@ def test_luspo_sums_each_sequence_then_averages_the_rows():
     """Sequence level, A = 1, ε = .2. Row 1: log-ratios (.1, .3), mean .2 → r = e^.2 = 1.2214,
     clipped to 1.2 → L = −1.2 on each of 2 tokens, summed −2.4, no gradient. Row 2: one real
     token, log-ratio .05 → r = 1.05127, L = −1.05127. Loss = (−2.4 − 1.05127)/2 = −1.72564.
-    Gradient: row 2's token −r/2 = −.52564. High-clipped: row 1's 2 tokens of 3."""
+    Gradient: row 2's token −r/2 = −.52564. High-clipped: row 1, one sequence of 2 (TRL counts
+    sequences at sequence level); its 2 tokens of 3 are the GSPO paper's token share."""
     logps = _leaf([[0.1, 0.3], [0.05, 0.7]])
     loss, stats = grpo.policy_loss(logps, torch.zeros(2, 2, dtype=torch.float64),
                                    torch.tensor([1.0, 1.0], dtype=torch.float64),
@@ -85,7 +86,8 @@ def test_luspo_sums_each_sequence_then_averages_the_rows():
     assert loss.item() == pytest.approx((-2.4 - math.exp(0.05)) / 2) and loss.item() == pytest.approx(-1.72564, abs=1e-5)
     loss.backward()
     assert logps.grad.flatten().tolist() == pytest.approx([0.0, 0.0, -math.exp(0.05) / 2, 0.0])
-    assert float(stats["clip_ratio/high_mean"]) == pytest.approx(2 / 3)
+    assert float(stats["clip_ratio/high_mean"]) == pytest.approx(1 / 2)
+    assert float(stats["clip_ratio/region_token_mean"]) == pytest.approx(2 / 3)
 
 
 def test_vespo_weights_the_policy_gradient_by_the_gamma_of_the_sequence_ratio():
