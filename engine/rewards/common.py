@@ -17,6 +17,10 @@ import torch
 
 _ERROR_MAX_CHARS = 200
 
+KWARGS_CONTRACT = ("every call passes prompts, completions, completion_ids, trainer_state, log_extra, "
+                   "log_metric and the dataset's columns as keywords: end the parameters with **kwargs")
+"""What a reward function without ``**kwargs`` is told (TRL's contract, in one line)."""
+
 
 class RewardSpecError(ValueError):
     """A reward spec that does not resolve; ``str(e)`` is the one-line message for the user."""

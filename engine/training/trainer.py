@@ -273,7 +273,7 @@ class Trainer:
         self.steering = Steering(cfg, self.control, dist, parts, state, publisher, self.checkpointer.save,
                                  self.stopwatch, self.reporters, faults=self.faults)
         self.reporter = StepReporter(cfg, dist, parts, state, self.evaluator, publisher, self.stopwatch,
-                                     faults=self.faults)
+                                     faults=self.faults, log_history=self.rounds.log_history)
         if self.resume_from is not None:
             ckpt.restore(self._saved or ckpt.read_checkpoint(self.resume_from), parts, state, dist)
             self._saved = None
