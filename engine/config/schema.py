@@ -237,6 +237,8 @@ class RunConfig:
     """one weight per reward function; None = all 1.0"""
     reward_kwargs: dict[str, dict] = field(default_factory=dict)
     """options for reward functions by name, e.g. {"format": {"pattern": "..."}}"""
+    reward_timeout: Annotated[float, Range(gt=0)] = 300.0
+    """seconds a reward function running in its worker process has for one batch; then that batch's rewards from it are None and the worker is replaced (not in TRL)"""
 
     # --- optimisation
     learning_rate: Annotated[float, Range(ge=0, le=1)] = 1e-6

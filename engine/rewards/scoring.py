@@ -31,10 +31,12 @@ module resolves specs, checks options, builds the reward functions and scores a 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import inspect
 import math
+import pickle
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -58,6 +60,7 @@ from engine.rewards.common import (
     completion_text,
 )
 from engine.rewards.contract import RewardLog, RewardTrainerState, call_kwargs, run_coroutines
+from engine.rewards.isolation import RewardWorker, WorkerFailed, worker_target
 from engine.rewards.reward_models import (
     REWARD_MODEL_PREFIX,
     RewardModel,
@@ -105,6 +108,7 @@ class RewardFunction:
     fn: Callable
     spec: str = ""  # what the config said: a built-in name, "module:function", a factory's spec
     kwargs: dict | None = None  # a factory's arguments ({func: spec, kwargs: {...}}); None otherwise
+    worker: RewardWorker | None = None  # the process it runs in (engine.rewards.isolation); None: in-process
 
 
 @dataclass
@@ -115,6 +119,8 @@ class RewardBatch:
     all_none_rows: int = 0  # rows where every function gave None/failed (their total is 0.0)
     extra: dict[str, list] = field(default_factory=dict)  # log_extra columns, one value per completion
     metrics: dict[str, list[float]] = field(default_factory=dict)  # log_metric values by name
+    output: list[tuple[str, str]] = field(default_factory=list)  # (function name, what it printed)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (function name, where it runs now and why)
 
 
 # --------------------------------------------------------------------------- checks
@@ -312,6 +318,11 @@ def reload_reward_funcs(funcs: Sequence[RewardFunction]) -> tuple[list[RewardFun
         source = plugin_source(func.spec)
         if source not in sources:
             sources.append(source)
+    for old, func in zip(funcs, new):  # a fresh worker process loads the new code
+        if func is not old and old.worker is not None:
+            old.worker.close()
+            func.worker = RewardWorker(func.name, worker_target(func)[0], old.worker.timeout)
+            func.worker.start()
     return new, sources
 
 
@@ -351,6 +362,8 @@ def score(
     nan_column = [math.nan] * n
     cols: list[list[float]] = [nan_column] * f
     errors: list[tuple[str, str]] = []
+    output: list[tuple[str, str]] = []
+    notes: list[tuple[str, str]] = []
     logs = [RewardLog() for _ in funcs]
     pending: list[tuple[int, Any]] = []  # (function index, awaitable)
 
@@ -360,18 +373,59 @@ def score(
         except _ResultError as exc:
             errors.append((funcs[i].name, str(exc)))
 
-    for i, func in enumerate(funcs):
+    # Worker processes first, so they compute while the in-process functions run.
+    in_process = [i for i, func in enumerate(funcs) if func.worker is None]
+    submitted: list[int] = []
+    isolated = [i for i, func in enumerate(funcs) if func.worker is not None]
+    if isolated:
+        try:
+            payload = pickle.dumps(dict(kwargs, trainer_state=dataclasses.replace(trainer_state, log_history=[])))
+        except Exception as exc:  # noqa: BLE001 - a dataset column holding objects that do not pickle
+            payload = None
+            for i in isolated:
+                errors.append((funcs[i].name, f"the batch could not be sent to its worker process: "
+                                              f"{_format_exception(exc, where=False)}"))
+        for i in isolated if payload is not None else ():
+            try:
+                funcs[i].worker.submit(payload, trainer_state.log_history)
+                submitted.append(i)
+            except WorkerFailed as exc:
+                if not _fall_back(funcs[i], exc, notes, output, in_process, i):
+                    errors.append((funcs[i].name, str(exc)))
+
+    def run_in_process(i: int) -> None:
+        func = funcs[i]
         if before_each is not None:
             before_each(i, func.name)
         try:
             values = func.fn(**kwargs, log_extra=logs[i].log_extra, log_metric=logs[i].log_metric)
         except (Exception, SystemExit) as exc:
             errors.append((func.name, _format_exception(exc)))
-            continue
+            return
         if inspect.isawaitable(values):
             pending.append((i, values))
         else:
             take(i, values)
+
+    for i in list(in_process):
+        run_in_process(i)
+    for i in submitted:
+        func = funcs[i]
+        if before_each is not None:
+            before_each(i, func.name)
+        try:
+            values, extra, metrics = func.worker.collect()
+            logs[i].extra.update(extra)
+            logs[i].metrics.update(metrics)
+            take(i, values)
+        except WorkerFailed as exc:
+            if _fall_back(func, exc, notes, output, in_process, i):
+                run_in_process(i)
+            else:
+                errors.append((func.name, str(exc)))
+        printed = func.worker.output() if func.worker is not None else ""
+        if printed:
+            output.append((func.name, printed))
     if pending:
         for (i, _), result in zip(pending, run_coroutines([a for _, a in pending])):
             if isinstance(result, BaseException):
@@ -389,7 +443,23 @@ def score(
     for one in logs:
         log.merge(one)
     return RewardBatch(per_func=per_func, total=total, errors=errors, all_none_rows=all_none_rows,
-                       extra=log.extra, metrics=log.metrics)
+                       extra=log.extra, metrics=log.metrics, output=output, notes=notes)
+
+
+def _fall_back(func: RewardFunction, exc: WorkerFailed, notes: list, output: list, in_process: list[int],
+               i: int) -> bool:
+    """A worker that cannot load its function (an import that works only in this process):
+    the function runs in-process from now on, said once. False for any other failure."""
+    if not exc.load_failed:
+        return False
+    printed = func.worker.output()
+    if printed:
+        output.append((func.name, printed))
+    func.worker.close()
+    func.worker = None
+    notes.append((func.name, f"could not be loaded in a worker process ({exc}): it runs in-process from now on"))
+    in_process.append(i)
+    return True
 
 
 def describe(fn: RewardFunction | Callable | str) -> str:

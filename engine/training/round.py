@@ -128,6 +128,7 @@ class Rounds:
         )
         for name, values in rewards.metrics.items():
             self._logged_metrics.metrics.setdefault(name, []).extend(values)
+        self.faults.reward_output(rewards.output, rewards.notes, step)
         self.faults.reward_errors(rewards.errors, {f.name for f in parts.reward_funcs}, step)
         timings["time/reward"] += time.perf_counter() - t
         keep = grpo.groups_with_signal(rewards.total, cfg.num_generations)

@@ -31,6 +31,7 @@ from engine.config.schema import RunConfig, config_to_dict, dump_yaml
 from engine.data.prompts import PromptData
 from engine.parallel.distributed import Dist
 from engine.parallel.sharding import full_state_dict
+from engine.rewards.isolation import close_workers, isolate
 from engine.rollout.backend import SamplingParams
 from engine.run.channel import ChannelServer
 from engine.run.control import Control
@@ -199,6 +200,8 @@ class Trainer:
             self._fail(exc)
         finally:
             gc.unfreeze()  # the next run in this process (notebooks, tests) starts from a clean slate
+            if self.parts is not None:
+                close_workers(self.parts.reward_funcs)
             close_reporters(self.reporters)
             if self.channel is not None:
                 self.channel.stop()
@@ -260,6 +263,9 @@ class Trainer:
         publisher.set_state(RunState.STARTING, "loading model")
         self.parts = parts = setup(cfg, self._given, dist, self.run_dir, self.resume_from, state,
                                    self.reporters, self.control.subscribe)
+        if parts.reward_funcs:  # user functions in worker processes, where they cannot hurt the run
+            publisher.log("info", "reward_mode", "reward functions run: " + "; ".join(
+                isolate(parts.reward_funcs, cfg.reward_timeout)))
         self.geometry = geometry = RoundGeometry.of(cfg, dist.world)
         self.faults = Faults(publisher, self.on_fault)
         self.progress = progress = StepProgress(publisher.publish, self._pending, lambda: self.cfg.max_steps)
