@@ -190,3 +190,21 @@ def test_an_in_process_function_still_gets_the_contract():
     isolate(funcs, timeout=60)
     score(funcs, None, ["p"], ["c"], {}, None, 1)
     assert seen == [0] and funcs[0].worker is None
+
+
+def test_reloading_a_fixed_plugin_gives_it_a_fresh_worker(tmp_path):
+    from engine.rewards.scoring import reload_reward_funcs
+
+    path = write(tmp_path / "fixme.py", "def f(completions, **kwargs):\n    return [1 / 0]\n")
+    funcs = build_reward_funcs([f"{path}:f"])
+    new = []
+    try:
+        isolate(funcs, timeout=60)
+        assert "ZeroDivisionError" in score(funcs, None, ["p"], ["c"], {}, None, 1).errors[0][1]
+        path.write_text("def f(completions, **kwargs):\n    return [3.0]  # fixed\n")
+        new, _ = reload_reward_funcs(funcs)
+        assert new[0].worker is not None and funcs[0].worker is not new[0].worker
+        assert score(new, None, ["p"], ["c"], {}, None, 2).per_func[0].tolist() == [3.0]
+    finally:
+        close_workers(funcs)
+        close_workers(new)
