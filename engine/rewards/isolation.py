@@ -31,7 +31,7 @@ import time
 import weakref
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 OUTPUT_MAX_CHARS = 4000  # of one call's printed output, in its event
 _LIVE: "weakref.WeakSet[RewardWorker]" = weakref.WeakSet()
@@ -62,8 +62,9 @@ class RewardWorker:
         self._ready = False
         self._sent_history = 0  # log_history entries this worker already has
         self._deadline = 0.0
-        self._output = tempfile.TemporaryFile(prefix="grpo-reward-")  # the child's stdout and stderr
-        self._read_at = 0
+        # The child's stdout and stderr; appended to, and emptied once read, so a long run's
+        # prints do not pile up on disk.
+        self._output = tempfile.TemporaryFile(mode="a+b", prefix="grpo-reward-")
         _LIVE.add(self)
 
     # ---- life cycle
@@ -80,6 +81,10 @@ class RewardWorker:
                 pass_fds=(child_in, child_out), env=env,
                 start_new_session=True,  # Ctrl+C in the dashboard's terminal is the trainer's to handle
             )
+        except OSError:
+            os.close(parent_in)
+            os.close(parent_out)
+            raise
         finally:
             os.close(child_in)
             os.close(child_out)
@@ -146,14 +151,19 @@ class RewardWorker:
         self._sent_history = len(history)
         self._deadline = time.monotonic() + self.timeout
 
-    def collect(self) -> tuple[Any, dict, dict]:
+    def collect(self, cancelled: Callable[[], bool] | None = None) -> tuple[Any, dict, dict]:
         """``(values, log_extra columns, log_metric values)`` of the call sent last. Raises
-        :class:`WorkerFailed` when it timed out or the worker died (the worker is replaced), or
-        when the function raised (its one-line error)."""
-        if not self._inbox.poll(max(self._deadline - time.monotonic(), 0.0)):
-            self._replace()
-            raise WorkerFailed(f"no result within reward_timeout ({self.timeout:g} s): the batch's rewards are "
-                               "None and its worker process was replaced")
+        :class:`WorkerFailed` when it timed out, ``cancelled()`` turned true while waiting (a stop
+        was asked for) or the worker died (the worker is replaced), or when the function raised
+        (its one-line error)."""
+        while not self._inbox.poll(min(max(self._deadline - time.monotonic(), 0.0), 0.25)):
+            if cancelled is not None and cancelled():
+                self._replace()
+                raise WorkerFailed("given up because the run is stopping: the batch's rewards are None")
+            if time.monotonic() >= self._deadline:
+                self._replace()
+                raise WorkerFailed(f"no result within reward_timeout ({self.timeout:g} s): the batch's rewards "
+                                   "are None and its worker process was replaced")
         try:
             reply = self._inbox.recv()
         except (EOFError, OSError):
@@ -168,11 +178,12 @@ class RewardWorker:
 
     def output(self) -> str:
         """What the function printed since the last call to this (at most OUTPUT_MAX_CHARS)."""
-        size = os.fstat(self._output.fileno()).st_size
-        if size <= self._read_at:
+        fd = self._output.fileno()
+        size = os.fstat(fd).st_size
+        if not size:
             return ""
-        data = os.pread(self._output.fileno(), min(size - self._read_at, 1 << 20), self._read_at)
-        self._read_at = size
+        data = os.pread(fd, min(size, 1 << 20), 0)
+        os.ftruncate(fd, 0)  # the child is between calls (or gone): nothing is being written
         text = data.decode("utf-8", errors="replace").rstrip()
         if len(text) > OUTPUT_MAX_CHARS:
             text = text[:OUTPUT_MAX_CHARS] + f"… ({len(text) - OUTPUT_MAX_CHARS} more characters)"
@@ -195,12 +206,12 @@ def worker_target(func) -> tuple[tuple | None, str]:
 
     if isinstance(func.fn, RewardModel):
         return None, "a reward model, on the trainer's device"
-    if is_plugin_spec(func.spec):
-        return ("spec", func.spec, func.kwargs), ""
     if func.spec in _BUILTINS and getattr(func.fn, "__module__", "") == "engine.rewards.builtins":
         return None, "built in"
     if os.name == "nt":
         return None, "worker processes are POSIX-only"
+    if is_plugin_spec(func.spec):
+        return ("spec", func.spec, func.kwargs), ""
     module = getattr(func.fn, "__module__", None)
     if module == "__main__":
         return None, "defined in __main__ (a script or notebook), which a worker cannot import"
@@ -221,7 +232,13 @@ def isolate(funcs: list, timeout: float) -> list[str]:
             lines.append(f"{func.name}: in-process ({why})")
             continue
         func.worker = RewardWorker(func.name, target, timeout)
-        func.worker.start()
+        try:
+            func.worker.start()
+        except OSError as exc:  # no processes or file descriptors to spare
+            func.worker.close()
+            func.worker = None
+            lines.append(f"{func.name}: in-process (its worker process did not start: {exc.strerror or exc})")
+            continue
         lines.append(f"{func.name}: worker process (reward_timeout {timeout:g} s)")
     return lines
 

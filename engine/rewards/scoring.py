@@ -336,6 +336,7 @@ def score(
     step: int,
     before_each: Callable[[int, str], None] | None = None,
     trainer_state: RewardTrainerState | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> RewardBatch:
     """Run every reward function on one batch; failures become NaN columns, never exceptions.
 
@@ -346,7 +347,8 @@ def score(
     return awaitables (``async def``) are awaited together once the others have run.
     ``total = nansum(per_func * weights, dim=1)`` as in TRL, so None/NaN is ignored and a row
     where every function gave None scores 0.0.
-    ``before_each(i, name)`` hears of each function before it runs (progress for a viewer).
+    ``before_each(i, name)`` hears of each function before it runs (progress for a viewer);
+    ``cancelled()`` true (a stop was asked for) ends the wait for worker processes.
     """
     n, f = len(completions), len(funcs)
     if weights is None:
@@ -414,7 +416,7 @@ def score(
         if before_each is not None:
             before_each(i, func.name)
         try:
-            values, extra, metrics = func.worker.collect()
+            values, extra, metrics = func.worker.collect(cancelled)
             logs[i].extra.update(extra)
             logs[i].metrics.update(metrics)
             take(i, values)

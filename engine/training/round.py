@@ -125,6 +125,7 @@ class Rounds:
         rewards = score(
             funcs, parts.reward_weights, prompts, completions_arg,
             reward_columns(group_rows), ids_list, step, before_each=scoring, trainer_state=self.trainer_state(step),
+            cancelled=lambda: self.faults.publisher.control.stop_requested,
         )
         for name, values in rewards.metrics.items():
             self._logged_metrics.metrics.setdefault(name, []).extend(values)

@@ -208,3 +208,30 @@ def test_reloading_a_fixed_plugin_gives_it_a_fresh_worker(tmp_path):
     finally:
         close_workers(funcs)
         close_workers(new)
+
+
+def test_a_stop_does_not_wait_for_a_hung_reward_function(tmp_path):
+    from engine.run.control import Control
+    from engine.training.trainer import Trainer
+    from conftest import wait_until
+
+    started = tmp_path / "started"
+    plugin = write(tmp_path / "hangs.py", f'''
+import time
+def hangs(completions, trainer_state, **kwargs):
+    if trainer_state.global_step == 1:
+        open({str(started)!r}, "w").close()
+        time.sleep(3600)
+    return [0.5] * len(completions)
+''')
+    cfg = tiny_config(tmp_path, "max_steps=50", "log_completions_groups=0", f"reward_funcs=['{plugin}:hangs']")
+    control = Control()
+    trainer = Trainer(cfg, control=control)  # reward_timeout stays at its default (300 s)
+    thread = trainer.start()
+    wait_until(started.exists, what="the reward function to hang")
+    control.stop()
+    thread.join(timeout=200)  # well under reward_timeout
+    assert not thread.is_alive()
+    assert trainer.summary.get("error") is None and trainer.summary["steps"] == 2, trainer.summary
+    errors = events(trainer, "reward_error")
+    assert len(errors) == 1 and "the run is stopping" in errors[0]["message"]
