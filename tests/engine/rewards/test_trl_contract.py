@@ -156,3 +156,30 @@ def test_factory_entries_and_dotted_names_are_checked_without_running_them(clien
 def test_a_function_without_kwargs_is_told_the_contract(client):
     message = check_reward_spec(f"{client}:no_kwargs")
     assert "takes no **kwargs" in message and "trainer_state, log_extra, log_metric" in message
+
+
+@pytest.mark.slow
+def test_a_resumed_run_keeps_trainer_state_log_history(tmp_path):
+    import shutil
+
+    from engine.run.control import Control
+    from engine.training.trainer import Trainer
+
+    plugin = write(tmp_path / "history.py", '''
+def history(completions, trainer_state, log_metric, **kwargs):
+    log_metric("seen/history_len", len(trainer_state.log_history))
+    log_metric("seen/last_step", trainer_state.log_history[-1]["step"] if trainer_state.log_history else 0)
+    return [0.0] * len(completions)
+''')
+    cfg = tiny_config(tmp_path, "max_steps=4", "save_steps=2", "log_completions_groups=0",
+                      f"reward_funcs=[accuracy, '{plugin}:history']")
+    trainer, _ = train(cfg, evaluate=False)
+    shutil.rmtree(trainer.run_dir / "checkpoints" / "step-000004")  # resume from step 2
+    resumed = Trainer.resume(trainer.run_dir, control=Control(), evaluate=False)
+    assert resumed.resume_from.name == "step-000002"
+    resumed.run()
+    assert resumed.summary.get("error") is None, resumed.summary
+    metrics = [m for m in read(trainer.run_dir / "metrics.jsonl") if m.get("step")]
+    assert [m["step"] for m in metrics] == [1, 2, 3, 4]
+    assert [m["seen/history_len"] for m in metrics] == [0, 1, 2, 3]
+    assert [m["seen/last_step"] for m in metrics] == [0, 1, 2, 3]
