@@ -13,20 +13,19 @@ object pickles into a worker process without importing transformers. ``log_extra
 values)`` adds a column (one value per completion) to the recorded samples; ``log_metric(name,
 value)`` adds a scalar to the step's metrics (averaged when called several times in a round).
 
-``async def`` functions (and callable objects whose ``__call__`` is async) are awaited; the ones
-of one batch run concurrently on one event loop (:func:`run_coroutines`).
+What a call returns may be awaitable (``async def`` functions, callable objects whose
+``__call__`` is async): those of one batch are awaited concurrently on one event loop
+(:func:`run_coroutines`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
-import inspect
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass
@@ -92,14 +91,6 @@ class RewardLog:
             finite = [v for v in values if math.isfinite(v)]
             out[name] = sum(finite) / len(finite) if finite else math.nan
         return out
-
-
-def is_async_callable(fn: Callable) -> bool:
-    """Whether calling ``fn`` returns a coroutine: ``async def`` functions, partials of them and
-    objects whose ``__call__`` is ``async def``."""
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
 
 
 def call_kwargs(prompts: list, completions: list, completion_ids, columns: dict[str, list], trainer_state,
