@@ -144,6 +144,9 @@ def _check_rewards(funcs: list[str], dirs: list[Path], check_paths: bool, proble
     resolved = []
     for i, spec in enumerate(funcs):
         path = f"reward_funcs[{i}]"
+        if isinstance(spec, dict):  # a factory: {func: spec, kwargs: {...}}
+            resolved.append(_check_factory(spec, path, dirs, check_paths, problems, checker))
+            continue
         resolved.append(spec)
         if spec.startswith(REWARD_MODEL_PREFIX):  # a sequence-classification reward model
             target = spec[len(REWARD_MODEL_PREFIX):].strip()
@@ -162,13 +165,13 @@ def _check_rewards(funcs: list[str], dirs: list[Path], check_paths: bool, proble
                 continue
             message = _ask(checker, spec) if checker else (
                 f"unknown reward function {spec!r}{_did_you_mean(spec, BUILTIN_REWARDS)}: use a built-in "
-                f"({', '.join(BUILTIN_REWARDS)}), module:function or path/file.py:function"
+                f"({', '.join(BUILTIN_REWARDS)}), module:function, pkg.module.function or path/file.py:function"
             )
             if message:
                 problems.append(f"{path}: {message}")
             continue
         target, _, fn = spec.rpartition(":")
-        if not target.strip() or not fn.strip() or not fn.isidentifier():
+        if not target.strip() or not fn.strip() or not all(part.isidentifier() for part in fn.split(".")):
             problems.append(f"{path}: {spec!r} is not 'module:function' or 'path/file.py:function'")
             continue
         if _is_file_spec(target):
@@ -185,13 +188,42 @@ def _check_rewards(funcs: list[str], dirs: list[Path], check_paths: bool, proble
     return resolved
 
 
+def _check_factory(entry: dict, path: str, dirs: list[Path], check_paths: bool, problems: list[str],
+                   checker: Callable | None) -> dict:
+    """A factory entry with its file path made absolute; its source is parsed, never run."""
+    func = entry.get("func")
+    target, sep, fn = func.rpartition(":") if isinstance(func, str) else ("", "", "")
+    if sep and _is_file_spec(target) and fn.strip():
+        found = _resolve(target.strip(), dirs)
+        if found is not None and found.is_file():
+            entry = {**entry, "func": f"{found}:{fn.strip()}"}
+        elif check_paths:
+            problems.append(f"{path}.func: file not found: {target} (looked in {_where(dirs)})")
+            return entry
+    if check_paths and checker:
+        message = _ask(checker, entry)
+    else:  # the entry's shape alone, without looking for files
+        message = None
+        shape = _rewards_api("factory_spec")
+        try:
+            if shape is not None:
+                shape(entry)
+        except ValueError as exc:
+            message = str(exc)
+    if message:
+        problems.append(f"{path}: {message}")
+    return entry
+
+
 def _weights_mismatch(n_weights: int, n_funcs: int) -> str:
     weights = f"{n_weights} weight{'' if n_weights == 1 else 's'}"
     funcs = f"{n_funcs} function{'' if n_funcs == 1 else 's'}"
     return f"reward_weights: has {weights} but reward_funcs has {funcs}"
 
 
-def _reward_name(spec: str) -> str:
+def _reward_name(spec: str | dict) -> str:
+    if isinstance(spec, dict):  # a factory: named after the function it makes, known when it runs
+        spec = str(spec.get("func", ""))
     if spec.startswith(REWARD_MODEL_PREFIX):  # the model's folder or repo name, as engine.rewards.scoring names it
         return spec[len(REWARD_MODEL_PREFIX):].strip().replace("\\", "/").rstrip("/").rpartition("/")[2]
     return spec.rpartition(":")[2] if ":" in spec else spec

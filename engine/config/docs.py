@@ -62,7 +62,7 @@ def type_text(spec: _Spec) -> str:
     elif spec.choices is not None:
         text = " | ".join(value_text(c) for c in spec.choices)
     elif spec.kind == "list":
-        text = f"list[{spec.item}]"
+        text = f"list[{spec.item.replace('_or_', ' | ')}]"
     elif spec.kind == "dict":
         text = f"dict[str, {spec.item}]" if spec.item == "dict" else "dict"
     else:

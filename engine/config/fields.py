@@ -52,8 +52,10 @@ def _spec_of(tp: Any) -> _Spec:
         return _Spec(type(choices[0]).__name__, optional, choices=choices, checks=checks)
     origin = get_origin(tp) or tp
     args = get_args(tp)
-    if origin is list:
-        return _Spec("list", optional, args[0].__name__)
+    if origin is list:  # list[str | dict]: items of either kind ("str_or_dict")
+        item = args[0]
+        union = get_origin(item) in (Union, types.UnionType)
+        return _Spec("list", optional, "_or_".join(a.__name__ for a in get_args(item)) if union else item.__name__)
     if origin is dict:
         return _Spec("dict", optional, args[1].__name__ if args else None)
     return _Spec(tp.__name__, optional, checks=checks)
@@ -186,8 +188,11 @@ def _as_list(spec: _Spec, value: Any, path: str, problems: list[str]) -> Any:
         raise _Bad(f"expected a list (e.g. [a, b]), got {_describe(value)}")
     out, ok = [], True
     for i, item in enumerate(value):
+        if spec.item == "str_or_dict" and isinstance(item, Mapping):
+            out.append(_copy(dict(item)))  # its keys are checked with the other fields (engine.config.checks)
+            continue
         try:
-            out.append(_as_scalar(spec.item, item))
+            out.append(_as_scalar("str" if spec.item == "str_or_dict" else spec.item, item))
         except _Bad as e:
             problems.append(f"{path}[{i}]: {e}")
             ok = False

@@ -274,12 +274,14 @@ class RunConfig:
     """completions per generation round; alternative to steps_per_generation"""
     peft: dict | None = None
     """LoRA through peft: {r, lora_alpha, lora_dropout, target_modules, merge_on_save}; None = full fine-tuning"""
-    reward_funcs: list[str] = field(default_factory=lambda: ["accuracy"])
-    """built-in names, "module:function", "path/file.py:function" or "model:<hub id or path>" (a reward model); their weighted sum is the reward"""
+    reward_funcs: list[str | dict] = field(default_factory=lambda: ["accuracy"])
+    """built-in names, "module:function", "pkg.module.function", "path/file.py:function", "model:<hub id or path>" (a reward model) or a factory {func: "file.py:make_reward", kwargs: {...}}; their weighted sum is the reward"""
     reward_weights: list[float] | None = None
     """one weight per reward function; None = all 1.0"""
     reward_kwargs: dict[str, dict] = field(default_factory=dict)
     """options for reward functions by name, e.g. {"format": {"pattern": "..."}}"""
+    reward_timeout: Annotated[float, Range(gt=0)] = 300.0
+    """seconds a reward function running in its worker process has for one batch; then that batch's rewards from it are None and the worker is replaced (not in TRL)"""
 
     # --- optimisation
     learning_rate: Annotated[float, Range(ge=0, le=1)] = 1e-6

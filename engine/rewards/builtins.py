@@ -20,7 +20,7 @@ from engine.rewards.common import completion_text
 RewardFn = Callable[..., list]
 
 # kwargs that score() adds next to the dataset columns; not part of a row's "example".
-_NON_COLUMN_KWARGS = frozenset({"completion_ids", "step", "trainer_state"})
+_NON_COLUMN_KWARGS = frozenset({"completion_ids", "step", "trainer_state", "log_extra", "log_metric", "environments"})
 
 DEFAULT_FORMAT_PATTERN = r"^<think>.*?</think>\s*<answer>.*?</answer>$"
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import sys
 import traceback
 from typing import Any
 
-import torch
-
 _ERROR_MAX_CHARS = 200
+
+KWARGS_CONTRACT = ("every call passes prompts, completions, completion_ids, trainer_state, log_extra, "
+                   "log_metric and the dataset's columns as keywords: end the parameters with **kwargs")
+"""What a reward function without ``**kwargs`` is told (TRL's contract, in one line)."""
 
 
 class RewardSpecError(ValueError):
@@ -66,7 +69,8 @@ class _ResultError(Exception):
 
 def _to_column(values: Any, n: int) -> list[float]:
     """Validate one function's output and convert it to n floats, NaN for None/NaN."""
-    if isinstance(values, torch.Tensor):
+    torch = sys.modules.get("torch")  # not imported here: reward worker processes stay light
+    if torch is not None and isinstance(values, torch.Tensor):
         values = values.detach().cpu().reshape(-1).tolist()
     elif isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
         raise _ResultError(

@@ -4,7 +4,7 @@ Listing presets, validating one, opening the launcher in a cloned repository: no
 may execute a ``path/file.py`` or ``module`` a preset names — a preset someone sent you is
 data until you start it. So validation finds the file (or the module's source on the path,
 without importing it or its parents), parses it, and looks for the function at its top level
-with a ``**kwargs`` parameter. The code runs only when a run starts
+with a ``**kwargs`` parameter (a factory's own parameters are its own). The code runs only when a run starts
 (:func:`engine.rewards.scoring.build_reward_funcs`), where every failure is reported again.
 """
 
@@ -16,12 +16,13 @@ import os
 import sys
 from pathlib import Path
 
-from engine.rewards.common import RewardSpecError
+from engine.rewards.common import KWARGS_CONTRACT, RewardSpecError
 
 MAX_SOURCE_BYTES = 5_000_000  # a plugin larger than this is not parsed here (the run reports it)
 
 
-def check_plugin_statically(spec: str, target: str, attr: str, is_file: bool, path: Path | None = None) -> None:
+def check_plugin_statically(spec: str, target: str, attr: str, is_file: bool, path: Path | None = None,
+                            needs_kwargs: bool = True) -> None:
     """Raise :class:`RewardSpecError` (one line) when ``spec``'s source cannot provide
     ``attr``: file or module not found, a syntax error, the name not defined at its top
     level, or a function without ``**kwargs``. Sources it cannot read as Python (a compiled
@@ -51,10 +52,9 @@ def check_plugin_statically(spec: str, target: str, attr: str, is_file: bool, pa
     if isinstance(node, (ast.Assign, ast.AnnAssign)) and "." not in attr and isinstance(value, ast.Constant):
         raise RewardSpecError(f"reward plugin '{spec}': '{attr}' in {where} is not callable "
                               f"(it is a {type(value.value).__name__})", spec)
-    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and "." not in attr and node.args.kwarg is None:
-        raise RewardSpecError(
-            f"reward plugin '{spec}': '{attr}' must accept **kwargs "
-            "(dataset columns, completion_ids and step are passed as keywords)", spec)
+    if needs_kwargs and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and "." not in attr \
+            and node.args.kwarg is None:
+        raise RewardSpecError(f"reward plugin '{spec}': '{attr}' takes no **kwargs; {KWARGS_CONTRACT}", spec)
 
 
 def module_source(target: str) -> Path | str | None:

@@ -1,4 +1,5 @@
-"""User reward plugins: ``module:function`` and ``path/file.py:function`` specs.
+"""User reward plugins: ``module:function``, ``pkg.module.function`` and
+``path/file.py:function`` specs, and factories (``{func: spec, kwargs: {...}}``).
 
 Splitting a spec, importing the module or loading the file (once per file version, with
 its folder on ``sys.path`` while it loads), finding the function and checking that it takes
@@ -21,18 +22,30 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
-from engine.rewards.common import RewardSpecError, _format_exception
+from engine.rewards.common import KWARGS_CONTRACT, RewardSpecError, _format_exception
 
 # Loaded plugin files, keyed by (path, mtime, size): validation and the build then share
 # one execution of the file, and an edited file is loaded afresh.
 _FILE_MODULES: dict[tuple[str, int, int], ModuleType] = {}
 
 
+def is_dotted_spec(spec: object) -> bool:
+    """``pkg.module.function`` (TRL and open-r1 name reward functions so): dotted identifiers,
+    at least a module and a function, and not a file name."""
+    if not isinstance(spec, str) or ":" in spec or spec.strip().endswith(".py"):
+        return False
+    parts = spec.strip().split(".")
+    return len(parts) >= 2 and all(part.isidentifier() for part in parts)
+
+
 def _split_spec(spec: str) -> tuple[str, str]:
+    if is_dotted_spec(spec):
+        target, _, attr = spec.strip().rpartition(".")
+        return target, attr
     target, sep, attr = spec.rpartition(":")
     if not sep or not target.strip() or not attr.strip():
         raise RewardSpecError(
-            f"reward plugin '{spec}': expected module:function or path/file.py:function", spec
+            f"reward plugin '{spec}': expected module:function, pkg.module.function or path/file.py:function", spec
         )
     return target.strip(), attr.strip()
 
@@ -125,8 +138,9 @@ def _plugin_path(target: str) -> Path:
     return path if path.is_absolute() else Path.cwd() / path
 
 
-def _resolve_plugin(spec: str, fresh: bool = False) -> Callable:
-    """The callable ``spec`` names; ``fresh``: its file or module executed again first."""
+def _resolve_plugin(spec: str, fresh: bool = False, factory: bool = False) -> Callable:
+    """The callable ``spec`` names; ``fresh``: its file or module executed again first;
+    ``factory``: it makes the reward function, so its own signature is not checked."""
     target, attr = _split_spec(spec)
     if _is_file_target(target):
         path = _plugin_path(target)
@@ -149,7 +163,8 @@ def _resolve_plugin(spec: str, fresh: bool = False) -> Callable:
             f"(it is a {type(obj).__name__})",
             spec,
         )
-    _check_signature(obj, attr, spec)
+    if not factory:
+        _check_signature(obj, attr, spec)
     return obj
 
 
@@ -160,31 +175,46 @@ def _check_signature(fn: Callable, attr: str, spec: str) -> None:
     except (TypeError, ValueError):
         return  # builtins and some C callables have no signature: let the call decide
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        raise RewardSpecError(
-            f"reward plugin '{spec}': '{attr}' must accept **kwargs "
-            "(dataset columns, completion_ids and step are passed as keywords)",
-            spec,
-        )
+        raise RewardSpecError(f"reward plugin '{spec}': '{attr}' takes no **kwargs; {KWARGS_CONTRACT}", spec)
+
+
+def build_factory(spec: str, kwargs: dict, fresh: bool = False) -> Callable:
+    """The reward function ``spec``'s factory makes from ``kwargs``
+    (``get_cosine_scaled_reward(max_len=...)``). Raises :class:`RewardSpecError` (one line)
+    when the factory does not load, fails, or makes something that is not a reward function."""
+    factory = _resolve_plugin(spec, fresh=fresh, factory=True)
+    attr = _split_spec(spec)[1]
+    try:
+        fn = factory(**kwargs)
+    except (Exception, SystemExit) as exc:
+        raise RewardSpecError(f"reward factory '{spec}' with kwargs {kwargs!r} failed: {_format_exception(exc)}",
+                              spec) from None
+    if not callable(fn):
+        raise RewardSpecError(f"reward factory '{spec}' made a {type(fn).__name__}, not a reward function", spec)
+    _check_signature(fn, f"{attr}(...)", spec)
+    return fn
 
 
 
-def check_plugin(spec: str) -> None:
+def check_plugin(spec: str, factory: bool = False) -> None:
     """What validation asks of a plugin spec, running none of its code: the file or module
-    exists and its source defines the function with ``**kwargs``
-    (:mod:`engine.rewards.plugin_check`). Raises :class:`RewardSpecError`."""
+    exists and its source defines the function with ``**kwargs`` (a ``factory`` need not take
+    them) (:mod:`engine.rewards.plugin_check`). Raises :class:`RewardSpecError`."""
     from engine.rewards.plugin_check import check_plugin_statically
 
     target, attr = _split_spec(spec)
     if _is_file_target(target):
-        check_plugin_statically(spec, target, attr, True, _plugin_path(target))
+        check_plugin_statically(spec, target, attr, True, _plugin_path(target), needs_kwargs=not factory)
     else:
-        check_plugin_statically(spec, target, attr, False)
+        check_plugin_statically(spec, target, attr, False, needs_kwargs=not factory)
 
 
 def is_plugin_spec(spec: object) -> bool:
-    """A ``module:function`` or ``path/file.py:function`` spec (what :func:`reload_plugin` can
-    reload), as opposed to a built-in name, a ``model:`` spec or a callable's label."""
-    return isinstance(spec, str) and ":" in spec and not spec.strip().startswith("model:")
+    """A ``module:function``, ``pkg.module.function`` or ``path/file.py:function`` spec (what
+    :func:`reload_plugin` can reload), as opposed to a built-in name, a ``model:`` spec or a
+    callable's label."""
+    return isinstance(spec, str) and (
+        (":" in spec and not spec.strip().startswith("model:")) or is_dotted_spec(spec))
 
 
 def plugin_source(spec: str) -> str:
@@ -196,12 +226,15 @@ def plugin_source(spec: str) -> str:
     return getattr(module, "__file__", None) or target
 
 
-def reload_plugin(spec: str, done: set[str] | None = None) -> Callable:
+def reload_plugin(spec: str, done: set[str] | None = None, kwargs: dict | None = None) -> Callable:
     """The callable ``spec`` names, with its file or module executed afresh (once per target
     across calls sharing ``done``, so two functions of one file see one execution). Raises
-    :class:`RewardSpecError` when the new code does not load or lacks the function."""
+    :class:`RewardSpecError` when the new code does not load or lacks the function.
+    ``kwargs``: ``spec`` is a factory, called with them."""
     target, _ = _split_spec(spec)
     fresh = done is None or target not in done
     if done is not None:
         done.add(target)
+    if kwargs is not None:
+        return build_factory(spec, kwargs, fresh=fresh)
     return _resolve_plugin(spec, fresh=fresh)

@@ -1,14 +1,16 @@
 """Reward functions: the built-ins, loading user plugins, and scoring a batch safely.
 
-Every reward function follows TRL's convention so TRL reward functions drop in unchanged:
+Every reward function follows TRL 1.16's contract so TRL reward functions drop in unchanged:
 
-    fn(prompts=..., completions=..., **kwargs) -> list[float | None]
+    fn(prompts, completions, completion_ids, trainer_state, log_extra, log_metric, **columns)
+        -> list[float | None]
 
 called with keyword arguments only (as TRL does, so ``def f(completions, answer, **kwargs)``
-works). ``kwargs`` carries every extra dataset column (``answer=[...]``), ``completion_ids``
-(list of token-id lists) and ``step``. Completions are plain strings, or for conversational
-data ``[{"role": "assistant", "content": text}]``. ``None`` means "not applicable": it is
-ignored by the total, never counted as zero.
+works); :mod:`engine.rewards.contract` says what each is. ``columns`` are the dataset's extra
+columns (``answer=[...]``); ``step`` is passed too. Completions are plain strings, or for
+conversational data ``[{"role": "assistant", "content": text}]``. ``None`` means "not
+applicable": it is ignored by the total, never counted as zero. ``async def`` functions are
+awaited, concurrently.
 
 A reward function is user code running inside a long training run, so nothing it does may
 stop the run: ``score`` turns an exception, a wrong-length result, a non-number or an
@@ -29,11 +31,14 @@ module resolves specs, checks options, builds the reward functions and scores a 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import functools
 import inspect
 import math
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+import pickle
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -54,6 +59,8 @@ from engine.rewards.common import (
     _to_column,
     completion_text,
 )
+from engine.rewards.contract import RewardLog, RewardTrainerState, call_kwargs, run_coroutines
+from engine.rewards.isolation import RewardWorker, WorkerFailed, worker_target
 from engine.rewards.reward_models import (
     REWARD_MODEL_PREFIX,
     RewardModel,
@@ -64,7 +71,14 @@ from engine.rewards.reward_models import (
     is_reward_model_spec,
     reward_model_name,
 )
-from engine.rewards.plugins import _resolve_plugin, check_plugin, is_plugin_spec, plugin_source, reload_plugin
+from engine.rewards.plugins import (
+    _resolve_plugin,
+    build_factory,
+    check_plugin,
+    is_plugin_spec,
+    plugin_source,
+    reload_plugin,
+)
 
 __all__ = [
     "DEFAULT_FORMAT_PATTERN",
@@ -92,7 +106,9 @@ __all__ = [
 class RewardFunction:
     name: str  # "accuracy", "format", or the plugin function's __name__ (made unique)
     fn: Callable
-    spec: str = ""  # what the config said: a built-in name or "module:function"
+    spec: str = ""  # what the config said: a built-in name, "module:function", a factory's spec
+    kwargs: dict | None = None  # a factory's arguments ({func: spec, kwargs: {...}}); None otherwise
+    worker: RewardWorker | None = None  # the process it runs in (engine.rewards.isolation); None: in-process
 
 
 @dataclass
@@ -101,6 +117,10 @@ class RewardBatch:
     total: torch.Tensor  # [N] float32 = nansum(per_func * weights, dim=1), as TRL
     errors: list[tuple[str, str]]  # (function name, "ValueError: message") per failed function
     all_none_rows: int = 0  # rows where every function gave None/failed (their total is 0.0)
+    extra: dict[str, list] = field(default_factory=dict)  # log_extra columns, one value per completion
+    metrics: dict[str, list[float]] = field(default_factory=dict)  # log_metric values by name
+    output: list[tuple[str, str]] = field(default_factory=list)  # (function name, what it printed)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (function name, where it runs now and why)
 
 
 # --------------------------------------------------------------------------- checks
@@ -144,17 +164,37 @@ def _unknown_name_message(spec: str) -> str:
     did_you_mean = f" (did you mean '{hint[0]}'?)" if hint else ""
     return (
         f"unknown reward function '{spec}'{did_you_mean}: use a built-in "
-        f"({', '.join(builtin_reward_names())}), module:function or path/file.py:function"
+        f"({', '.join(builtin_reward_names())}), module:function, pkg.module.function or path/file.py:function"
     )
 
 
-def check_reward_spec(spec: str) -> str | None:
-    """None when ``spec`` is a built-in name, a reward model or a plugin whose source defines
-    the function; else a one-line error. A plugin's code is not run here (validating a preset
-    someone sent you must not run it): its source is parsed, and it runs when a run starts."""
+def factory_spec(spec: Any) -> tuple[str, dict] | None:
+    """``(func, kwargs)`` of a factory entry ``{func: "file.py:make_reward", kwargs: {...}}``;
+    None for anything else. Raises :class:`RewardSpecError` for a malformed entry."""
+    if not isinstance(spec, Mapping):
+        return None
+    unknown = sorted(str(k) for k in spec if k not in ("func", "kwargs"))
+    func, kwargs = spec.get("func"), spec.get("kwargs") or {}
+    if unknown:
+        raise RewardSpecError(f"reward factory entry: unknown key {', '.join(unknown)} (expected func: and kwargs:)")
+    if not isinstance(func, str) or not is_plugin_spec(func.strip()):
+        raise RewardSpecError(f"reward factory entry: func must be module:function, pkg.module.function or "
+                              f"path/file.py:function, got {func!r}")
+    if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
+        raise RewardSpecError(f"reward factory '{func}': kwargs must be a mapping of argument names to values")
+    return func.strip(), dict(kwargs)
+
+
+def check_reward_spec(spec: str | Mapping) -> str | None:
+    """None when ``spec`` is a built-in name, a reward model, a plugin whose source defines
+    the function, or a factory entry whose source defines the factory; else a one-line error.
+    A plugin's code is not run here (validating a preset someone sent you must not run it,
+    nor call the factories it names): its source is parsed, and it runs when a run starts."""
     try:
-        if isinstance(spec, str) and ":" in spec and spec.strip() not in _BUILTINS \
-                and not is_reward_model_spec(spec.strip()):
+        factory = factory_spec(spec)
+        if factory is not None:
+            check_plugin(factory[0], factory=True)
+        elif is_plugin_spec(spec) and spec.strip() not in _BUILTINS:
             check_plugin(spec.strip())
         else:
             _resolve_spec(spec)
@@ -174,7 +214,7 @@ def _resolve_spec(spec: str, fresh: bool = False) -> Callable | None:
     if is_reward_model_spec(spec):
         _check_reward_model(spec)
         return None
-    if ":" not in spec:
+    if not is_plugin_spec(spec):
         raise RewardSpecError(_unknown_name_message(spec), spec)
     return _resolve_plugin(spec, fresh)
 
@@ -193,8 +233,10 @@ def build_reward_funcs(
 ) -> list[RewardFunction]:
     """Resolve ``reward_funcs`` into callables, once, before training starts.
 
-    ``specs`` are built-in names, "module:function", "path/file.py:function",
-    "model:<hub id or path>" (a reward model, loaded here onto ``device``), or callables.
+    ``specs`` are built-in names, "module:function", "pkg.module.function",
+    "path/file.py:function", "model:<hub id or path>" (a reward model, loaded here onto
+    ``device``), factory entries ``{"func": spec, "kwargs": {...}}`` (the factory is called
+    here, with those arguments, and makes the function), or callables.
     ``task``: a built-in task object (has ``verify``); ``accuracy`` then uses its verifier.
     ``reward_kwargs``: options by function name, e.g. {"format": {"pattern": "..."}} or
     {"my-rm": {"batch_size": 8}}.
@@ -216,8 +258,15 @@ def build_reward_funcs(
     taken: set[str] = set()
     reloaded: set[str] = set()
     for spec in specs:
-        if callable(spec):
-            fn, label = spec, getattr(spec, "__name__", type(spec).__name__)
+        factory = factory_spec(spec)
+        factory_kwargs = None
+        if factory is not None:
+            spec_text, factory_kwargs = factory
+            fn = reload_plugin(spec_text, reloaded, kwargs=factory_kwargs) if reload \
+                else build_factory(spec_text, factory_kwargs)
+            label = callable_name(fn)
+        elif callable(spec):
+            fn, label = spec, callable_name(spec)
             spec_text = label
         else:
             spec_text = spec.strip() if isinstance(spec, str) else spec
@@ -233,13 +282,21 @@ def build_reward_funcs(
                 label = spec_text
             else:
                 fn = plugin
-                label = getattr(plugin, "__name__", None) or spec_text.rpartition(":")[2]
+                label = callable_name(plugin)
         name, k = label, 2
         while name in taken:  # metric names (rewards/<name>/mean) must not collide
             name, k = f"{label}_{k}", k + 1
         taken.add(name)
-        funcs.append(RewardFunction(name=name, fn=fn, spec=spec_text))
+        funcs.append(RewardFunction(name=name, fn=fn, spec=spec_text, kwargs=factory_kwargs))
     return funcs
+
+
+def callable_name(fn: Callable) -> str:
+    """A reward function's name as TRL gives it: ``__name__``, through ``functools.partial``,
+    else the class name of a callable object."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return getattr(fn, "__name__", None) or type(fn).__name__
 
 
 def reload_reward_funcs(funcs: Sequence[RewardFunction]) -> tuple[list[RewardFunction], list[str]]:
@@ -256,10 +313,16 @@ def reload_reward_funcs(funcs: Sequence[RewardFunction]) -> tuple[list[RewardFun
         if not is_plugin_spec(func.spec):
             new.append(func)
             continue
-        new.append(RewardFunction(name=func.name, fn=reload_plugin(func.spec, reloaded), spec=func.spec))
+        new.append(RewardFunction(name=func.name, fn=reload_plugin(func.spec, reloaded, kwargs=func.kwargs),
+                                  spec=func.spec, kwargs=func.kwargs))
         source = plugin_source(func.spec)
         if source not in sources:
             sources.append(source)
+    for old, func in zip(funcs, new):  # a fresh worker process loads the new code
+        if func is not old and old.worker is not None:
+            old.worker.close()
+            func.worker = RewardWorker(func.name, worker_target(func)[0], old.worker.timeout)
+            func.worker.start()
     return new, sources
 
 
@@ -272,13 +335,20 @@ def score(
     completion_ids: list[list[int]] | None,
     step: int,
     before_each: Callable[[int, str], None] | None = None,
+    trainer_state: RewardTrainerState | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> RewardBatch:
     """Run every reward function on one batch; failures become NaN columns, never exceptions.
 
-    ``columns`` holds the dataset's extra columns, one value per completion (already
-    repeated G times per prompt). ``total = nansum(per_func * weights, dim=1)`` as in TRL,
-    so None/NaN is ignored and a row where every function gave None scores 0.0.
-    ``before_each(i, name)`` hears of each function before it runs (progress for a viewer).
+    Each function is called with TRL's keyword arguments (:mod:`engine.rewards.contract`):
+    ``prompts``, ``completions``, ``completion_ids``, ``trainer_state`` (``trainer_state``, or
+    one at ``step`` when none is given), ``log_extra``, ``log_metric`` and the dataset's extra
+    ``columns``, one value per completion (already repeated G times per prompt). Functions that
+    return awaitables (``async def``) are awaited together once the others have run.
+    ``total = nansum(per_func * weights, dim=1)`` as in TRL, so None/NaN is ignored and a row
+    where every function gave None scores 0.0.
+    ``before_each(i, name)`` hears of each function before it runs (progress for a viewer);
+    ``cancelled()`` true (a stop was asked for) ends the wait for worker processes.
     """
     n, f = len(completions), len(funcs)
     if weights is None:
@@ -288,23 +358,82 @@ def score(
         if w.numel() != f:
             raise ValueError(f"reward_weights has {w.numel()} values for {f} reward functions")
 
-    kwargs = dict(columns)
-    kwargs["completion_ids"] = completion_ids
-    kwargs["step"] = step
+    if trainer_state is None:
+        trainer_state = RewardTrainerState(global_step=max(step - 1, 0))
+    kwargs = call_kwargs(prompts, completions, completion_ids, columns, trainer_state, step)
     nan_column = [math.nan] * n
-    cols: list[list[float]] = []
+    cols: list[list[float]] = [nan_column] * f
     errors: list[tuple[str, str]] = []
-    for i, func in enumerate(funcs):
+    output: list[tuple[str, str]] = []
+    notes: list[tuple[str, str]] = []
+    logs = [RewardLog() for _ in funcs]
+    pending: list[tuple[int, Any]] = []  # (function index, awaitable)
+
+    def take(i: int, values: Any) -> None:
+        try:
+            cols[i] = _to_column(values, n)
+        except _ResultError as exc:
+            errors.append((funcs[i].name, str(exc)))
+
+    # Worker processes first, so they compute while the in-process functions run.
+    in_process = [i for i, func in enumerate(funcs) if func.worker is None]
+    submitted: list[int] = []
+    isolated = [i for i, func in enumerate(funcs) if func.worker is not None]
+    if isolated:
+        try:
+            payload = pickle.dumps(dict(kwargs, trainer_state=dataclasses.replace(trainer_state, log_history=[])))
+        except Exception as exc:  # noqa: BLE001 - a dataset column holding objects that do not pickle
+            payload = None
+            for i in isolated:
+                errors.append((funcs[i].name, f"the batch could not be sent to its worker process: "
+                                              f"{_format_exception(exc, where=False)}"))
+        for i in isolated if payload is not None else ():
+            try:
+                funcs[i].worker.submit(payload, trainer_state.log_history)
+                submitted.append(i)
+            except WorkerFailed as exc:
+                if not _fall_back(funcs[i], exc, notes, output, in_process, i):
+                    errors.append((funcs[i].name, str(exc)))
+
+    def run_in_process(i: int) -> None:
+        func = funcs[i]
         if before_each is not None:
             before_each(i, func.name)
         try:
-            cols.append(_to_column(func.fn(prompts=prompts, completions=completions, **kwargs), n))
-        except _ResultError as exc:
-            cols.append(nan_column)
-            errors.append((func.name, str(exc)))
+            values = func.fn(**kwargs, log_extra=logs[i].log_extra, log_metric=logs[i].log_metric)
         except (Exception, SystemExit) as exc:
-            cols.append(nan_column)
             errors.append((func.name, _format_exception(exc)))
+            return
+        if inspect.isawaitable(values):
+            pending.append((i, values))
+        else:
+            take(i, values)
+
+    for i in list(in_process):
+        run_in_process(i)
+    for i in submitted:
+        func = funcs[i]
+        if before_each is not None:
+            before_each(i, func.name)
+        try:
+            values, extra, metrics = func.worker.collect(cancelled)
+            logs[i].extra.update(extra)
+            logs[i].metrics.update(metrics)
+            take(i, values)
+        except WorkerFailed as exc:
+            if _fall_back(func, exc, notes, output, in_process, i):
+                run_in_process(i)
+            else:
+                errors.append((func.name, str(exc)))
+        printed = func.worker.output() if func.worker is not None else ""
+        if printed:
+            output.append((func.name, printed))
+    if pending:
+        for (i, _), result in zip(pending, run_coroutines([a for _, a in pending])):
+            if isinstance(result, BaseException):
+                errors.append((funcs[i].name, _format_exception(result)))
+            else:
+                take(i, result)
 
     if f:
         per_func = torch.tensor(cols, dtype=torch.float32).T.contiguous()
@@ -312,7 +441,27 @@ def score(
         per_func = torch.empty((n, 0), dtype=torch.float32)
     total = (per_func * w.unsqueeze(0)).nansum(dim=1)
     all_none_rows = int(torch.isnan(per_func).all(dim=1).sum()) if f else n
-    return RewardBatch(per_func=per_func, total=total, errors=errors, all_none_rows=all_none_rows)
+    log = RewardLog()
+    for one in logs:
+        log.merge(one)
+    return RewardBatch(per_func=per_func, total=total, errors=errors, all_none_rows=all_none_rows,
+                       extra=log.extra, metrics=log.metrics, output=output, notes=notes)
+
+
+def _fall_back(func: RewardFunction, exc: WorkerFailed, notes: list, output: list, in_process: list[int],
+               i: int) -> bool:
+    """A worker that cannot load its function (an import that works only in this process):
+    the function runs in-process from now on, said once. False for any other failure."""
+    if not exc.load_failed:
+        return False
+    printed = func.worker.output()
+    if printed:
+        output.append((func.name, printed))
+    func.worker.close()
+    func.worker = None
+    notes.append((func.name, f"could not be loaded in a worker process ({exc}): it runs in-process from now on"))
+    in_process.append(i)
+    return True
 
 
 def describe(fn: RewardFunction | Callable | str) -> str:

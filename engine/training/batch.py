@@ -22,6 +22,7 @@ class Scored:
     keep: torch.Tensor  # [N / G] bool: the group has reward spread
     stats: dict[str, float] = field(default_factory=dict)  # how the round was gathered (dynamic sampling)
     ranks: list[list[int]] | None = None  # ranked groups: each group's given ranks, which set its advantages
+    extra: dict[str, list] = field(default_factory=dict)  # reward functions' log_extra columns, one value a row
 
 
 def merge_scored(parts: list[Scored], n_groups: int, g: int, pad_id: int, prefer_signal: bool) -> Scored:
@@ -38,6 +39,10 @@ def merge_scored(parts: list[Scored], n_groups: int, g: int, pad_id: int, prefer
     all_rows = [r for p in parts for r in p.rows]
     all_completions = [c for p in parts for c in p.completions]
     idx = rows_idx.tolist()
+    extra = {}
+    for column in dict.fromkeys(c for p in parts for c in p.extra):
+        values = [v for p in parts for v in p.extra.get(column, [None] * len(p.rows))]
+        extra[column] = [values[i] for i in idx]
     return Scored(
         rollout=select_rows(rollout, rows_idx.to(rollout.prompt_ids.device)),
         rows=[all_rows[i] for i in idx],
@@ -45,6 +50,7 @@ def merge_scored(parts: list[Scored], n_groups: int, g: int, pad_id: int, prefer
         rewards_total=torch.cat([p.rewards_total for p in parts])[rows_idx],
         rewards_per_func=torch.cat([p.rewards_per_func for p in parts])[rows_idx],
         keep=keep[groups],
+        extra=extra,
     )
 
 
@@ -64,6 +70,7 @@ class Batch:
     completions: list[str]
     token_logps: torch.Tensor  # [N, T] filled by the updates, for the inspector
     token_entropy: torch.Tensor  # [N, T]
+    extra: dict[str, list] = field(default_factory=dict)  # reward functions' log_extra columns, one value a row
 
     def select(self, index: torch.Tensor) -> "Batch":
         """The rows ``index`` of this batch, in that order."""
@@ -83,4 +90,5 @@ class Batch:
             completions=[self.completions[i] for i in idx],
             token_logps=pick(self.token_logps),
             token_entropy=pick(self.token_entropy),
+            extra={column: [values[i] for i in idx] for column, values in self.extra.items()},
         )

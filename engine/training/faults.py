@@ -106,6 +106,15 @@ class Faults:
             self.pause(reward_fault_message(errors, PAUSE_AFTER_FAILURES),
                        "fix the reward function and resume: its file is loaded again", step, REWARD)
 
+    def reward_output(self, output: list[tuple[str, str]], notes: list[tuple[str, str]], step: int) -> None:
+        """What reward functions printed (kept off the terminal) and changes to where they run."""
+        for name, text in output:
+            self.publisher.log("info", "reward_output", f"reward function {name} printed: {text}", step=step,
+                               data={"function": name})
+        for name, message in notes:
+            self.publisher.log("warning", "reward_mode", f"reward function {name} {message}", step=step,
+                               data={"function": name})
+
     def update_done(self) -> None:
         self.nan_streak = 0
         if self.fault_kind in (NAN, OOM):

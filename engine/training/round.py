@@ -8,6 +8,7 @@ for sampled ones and their ranks for rewards.
 
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -16,6 +17,7 @@ from engine.algo import grpo
 from engine.algo.ranked import rank_scores, ranked_advantages
 from engine.data.prompts import reward_columns
 from engine.data.ranked import ranked_rollout
+from engine.rewards.contract import RewardLog, RewardTrainerState
 from engine.rewards.scoring import score
 from engine.rollout.backend import Rollout, SamplingParams
 from engine.training.batch import Batch, Scored, merge_scored
@@ -44,6 +46,23 @@ class Rounds:
         self.geometry, self.faults, self.state = geometry, faults, state
         self.progress = progress or NoProgress()
         self._told_cut = False  # whether the run was told that max_prompt_length cuts prompts
+        self.log_history: list[dict] = []  # one dict per reported step: trainer_state.log_history
+        self._logged_metrics = RewardLog()  # what reward functions sent with log_metric this round
+
+    def trainer_state(self, step: int) -> RewardTrainerState:
+        """What reward functions get as ``trainer_state`` while step ``step`` is generated (TRL
+        passes ``TrainerState``: ``global_step`` counts the optimizer steps already done)."""
+        cfg, order = self.cfg, self.state.order
+        prompts_per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * self.dist.world \
+            / cfg.num_generations
+        return RewardTrainerState(
+            epoch=order.epoch + order.index / order.size, global_step=step - 1, max_steps=cfg.max_steps,
+            eval_steps=cfg.eval_steps or None, save_steps=cfg.save_steps,
+            train_batch_size=cfg.per_device_train_batch_size,
+            num_train_epochs=math.ceil(cfg.max_steps * prompts_per_step / order.size),
+            num_input_tokens_seen=int(self.state.num_tokens), log_history=self.log_history,
+            is_local_process_zero=self.dist.is_main, is_world_process_zero=self.dist.is_main,
+        )
 
     # ---- Generate, Score ---------------------------------------------------------
     def generate_and_score(self, step: int, timings: dict[str, float]) -> Scored:
@@ -55,6 +74,7 @@ class Rounds:
         n_prompts = self.geometry.prompts_per_round
         if self.parts.ranked:
             return self._ranked(self._next_prompts(n_prompts))
+        self._logged_metrics = RewardLog()
         parts = [self._generate_and_score(self._next_prompts(n_prompts), step, timings)]
         stats: dict[str, float] = {}
         if cfg.dynamic_sampling:
@@ -69,7 +89,7 @@ class Rounds:
             stats["dynamic_sampling/frac_dropped"] = 1.0 - sum(int(p.keep.sum()) for p in parts) / generated
             stats["dynamic_sampling/rounds"] = float(len(parts))
         scored = merge_scored(parts, n_prompts, g, self.parts.tokenizer.pad_token_id, prefer_signal=cfg.dynamic_sampling)
-        scored.stats = stats
+        scored.stats = {**self._logged_metrics.metric_means(), **stats}
         return scored
 
     def _next_prompts(self, count: int) -> list[dict]:
@@ -119,15 +139,20 @@ class Rounds:
 
         rewards = score(
             funcs, parts.reward_weights, prompts, completions_arg,
-            reward_columns(group_rows), ids_list, step, before_each=scoring,
+            reward_columns(group_rows), ids_list, step, before_each=scoring, trainer_state=self.trainer_state(step),
+            cancelled=lambda: self.faults.publisher.control.stop_requested,
         )
+        for name, values in rewards.metrics.items():
+            self._logged_metrics.metrics.setdefault(name, []).extend(values)
+        self.faults.reward_output(rewards.output, rewards.notes, step)
         self.faults.reward_errors(rewards.errors, {f.name for f in parts.reward_funcs}, step)
         timings["time/reward"] += time.perf_counter() - t
         # a completion no function scored is NaN, not nansum's 0: left out of its group's statistics
         total = grpo.mark_unscorable(rewards.total, rewards.per_func)
         keep = grpo.groups_with_signal(total, cfg.num_generations)
+        extra = {column: (list(values) + [None] * n)[:n] for column, values in rewards.extra.items()}
         return Scored(rollout=rollout, rows=group_rows, completions=completions, rewards_total=total,
-                      rewards_per_func=rewards.per_func, keep=keep)
+                      rewards_per_func=rewards.per_func, keep=keep, extra=extra)
 
     def _ranked(self, rows: list[dict]) -> Scored:
         """Ranked groups: the given responses, rewarded by rank (score (G − rank)/(G − 1))."""
@@ -188,7 +213,7 @@ class Rounds:
         return Batch(rollout=rollout, rows=scored.rows, advantages=advantages.to(device), mask=mask.to(device),
                      old_logps=old_logps, ref_logps=ref_logps, stats=stats, rewards_total=scored.rewards_total,
                      rewards_per_func=scored.rewards_per_func, completions=scored.completions,
-                     token_logps=torch.zeros_like(mask), token_entropy=torch.zeros_like(mask))
+                     token_logps=torch.zeros_like(mask), token_entropy=torch.zeros_like(mask), extra=scored.extra)
 
     def _ranked_advantages(self, scored: Scored) -> Batch:
         """Ranked groups: advantages from the ranks, no sampling policy to compare against."""

@@ -11,6 +11,16 @@ def _num(x: float) -> float | None:
     return None if x is None or math.isnan(x) or math.isinf(x) else round(float(x), 5)
 
 
+def _cell(value):
+    """A log_extra value as JSON keeps it: numbers, text, booleans and null as they are; other
+    objects (a parsed expression, a list) as their text."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return _num(value)
+    return str(value)
+
+
 def sample_groups(batch, tokenizer, reward_names: list[str], num_generations: int, max_groups: int,
                   token_logps: torch.Tensor, token_entropy: torch.Tensor) -> list[dict]:
     """The first ``max_groups`` groups of a batch with per-completion rewards and token arrays.
@@ -19,8 +29,10 @@ def sample_groups(batch, tokenizer, reward_names: list[str], num_generations: in
     and the entropy at each position, so the inspector can colour them without the model.
     A completion that no reward function scored (they failed, or gave None) has ``reward``
     null and advantage 0, and is left out of its group's mean and std; a group with none
-    scored has a null mean and std.
+    scored has a null mean and std. Columns that reward functions added with ``log_extra``
+    are each completion's ``extra``.
     """
+    extra = getattr(batch, "extra", None) or {}
     rollout = batch.rollout
     n_groups = min(max_groups, rollout.completion_ids.size(0) // num_generations)
     names = reward_names
@@ -46,6 +58,8 @@ def sample_groups(batch, tokenizer, reward_names: list[str], num_generations: in
                 "logprobs": [_num(v) for v in token_logps[i, :n].tolist()],
                 "entropy": [_num(v) for v in token_entropy[i, :n].tolist()],
             })
+            if extra:
+                completions[-1]["extra"] = {column: _cell(values[i]) for column, values in extra.items()}
         rewards = batch.rewards_total[scored]  # the baseline its advantages were computed from
         group = {
             "prompt": first["prompt"] if isinstance(first["prompt"], str) else first["prompt"][-1].get("content", ""),

@@ -44,12 +44,14 @@ class StepReporter:
     :class:`~engine.training.setup.RunParts`; ``evaluate``: its
     :class:`~engine.training.evaluation.Evaluator`)."""
 
-    def __init__(self, cfg, dist, parts, state, evaluate, publisher, stopwatch: Stopwatch, faults=None) -> None:
+    def __init__(self, cfg, dist, parts, state, evaluate, publisher, stopwatch: Stopwatch, faults=None,
+                 log_history: list | None = None) -> None:
         self.cfg, self.dist, self.parts, self.state = cfg, dist, parts, state
         self.evaluate, self.publisher, self.stopwatch = evaluate, publisher, stopwatch
         self.health = HealthMonitor()
         self.faults = faults  # engine.training.faults.Faults: which steps' rewards failed
         self.round_rewards_failed = False  # a reward function failed on the round these steps train on
+        self.log_history = log_history if log_history is not None else []  # trainer_state.log_history
 
     def report(self, step: int, batch: Batch, update: UpdateResult, timings: dict[str, float], step_time: float,
                new_round: bool) -> dict[str, float]:
@@ -64,6 +66,7 @@ class StepReporter:
             metrics.update(self.evaluate(step, "end of training" if step == cfg.max_steps else "periodic"))
             metrics["time/eval"] = time.perf_counter() - t_eval  # kept out of step_time
         self.publisher.publish(StepMetrics(step=step, metrics=metrics))
+        self.log_history.append({**metrics, "step": step})
         if new_round and cfg.log_completions_groups > 0:
             per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
             groups = sample_groups(

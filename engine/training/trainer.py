@@ -33,14 +33,16 @@ from engine.config.schema import RunConfig, config_to_dict, dump_yaml
 from engine.data.prompts import DataError, PromptData
 from engine.parallel.distributed import Dist
 from engine.parallel.sharding import full_state_dict
+from engine.rewards.isolation import close_workers, isolate
 from engine.rollout.backend import SamplingParams
 from engine.run.channel import ChannelServer
 from engine.run.control import Control
 from engine.run.events import RunFailed, RunFinished, RunStarted, RunState
+from engine.run.jsonl import read_jsonl
 from engine.run.lock import RunLock, RunLocked
 from engine.run.progress import ProgressFile
 from engine.run.reporting import close_reporters
-from engine.run.rundir import NullWriter, RunWriter, truncate_after
+from engine.run.rundir import METRICS, NullWriter, RunWriter, truncate_after
 from engine.training import checkpointing as ckpt
 from engine.training.checkpointing import CheckpointRefused, NoCheckpoint, TrainState  # noqa: F401
 from engine.training.evaluation import Evaluator
@@ -202,6 +204,8 @@ class Trainer:
             self._fail(exc)
         finally:
             gc.unfreeze()  # the next run in this process (notebooks, tests) starts from a clean slate
+            if self.parts is not None:
+                close_workers(self.parts.reward_funcs)
             close_reporters(self.reporters)
             if self.channel is not None:
                 self.channel.stop()
@@ -263,6 +267,9 @@ class Trainer:
         publisher.set_state(RunState.STARTING, "loading model")
         self.parts = parts = setup(cfg, self._given, dist, self.run_dir, self.resume_from, state,
                                    self.reporters, self.control.subscribe)
+        where = isolate(parts.reward_funcs, cfg.reward_timeout)  # user functions in worker processes
+        if any(not line.endswith("(built in)") for line in where):
+            publisher.log("info", "reward_mode", "reward functions run: " + "; ".join(where))
         self.geometry = geometry = RoundGeometry.of(cfg, dist.world)
         self.faults = Faults(publisher, self.on_fault)
         self.progress = progress = StepProgress(publisher.publish, self._pending, lambda: self.cfg.max_steps)
@@ -278,10 +285,12 @@ class Trainer:
         self.steering = Steering(cfg, self.control, dist, parts, state, publisher, self.checkpointer.save,
                                  self.stopwatch, self.reporters, faults=self.faults)
         self.reporter = StepReporter(cfg, dist, parts, state, self.evaluator, publisher, self.stopwatch,
-                                     faults=self.faults)
+                                     faults=self.faults, log_history=self.rounds.log_history)
         if self.resume_from is not None:
             ckpt.restore(self._saved or ckpt.read_checkpoint(self.resume_from), parts, state, dist)
             self._saved = None
+            # trainer_state.log_history goes on from the steps already logged
+            self.rounds.log_history.extend(r for r in read_jsonl(self.run_dir / METRICS) if r.get("step"))
 
         n_params = sum(p.numel() for p in parts.model.parameters())
         devices = self._devices()

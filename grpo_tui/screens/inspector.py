@@ -293,6 +293,9 @@ class InspectorScreen(SampleSearch, Screen):
         lps = [v for v in comp.get("logprobs") or [] if isinstance(v, (int, float))]
         if lps:
             parts.append(f"   mean log-prob {sum(lps) / len(lps):.3f}")
+        for column, value in (comp.get("extra") or {}).items():  # what reward functions sent with log_extra
+            text = "—" if value is None else str(value)
+            parts += ["\n", (f"{column} ", "bold"), text if len(text) <= 200 else text[:199] + "…"]
         self.query_one("#insp-breakdown", Static).update(Content.assemble(*parts))
         self.query_one("#insp-tokens", Static).update(token_table(comp))
 

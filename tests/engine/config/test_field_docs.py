@@ -161,7 +161,7 @@ def test_the_reference_reads_as_a_user_writes_values():
     assert doc_for("num_iterations").type == "int ≥ 1"
     assert doc_for("max_prompt_length").type == "int ≥ 1 | None"
     assert doc_for("output_dir").type == "str | None" and doc_for("output_dir").default == "None"
-    assert doc_for("reward_funcs").type == "list[str]" and doc_for("reward_funcs").default == '["accuracy"]'
+    assert doc_for("reward_funcs").type == "list[str | dict]" and doc_for("reward_funcs").default == '["accuracy"]'
     assert doc_for("dataset").default == '{task: "arithmetic"}'
     assert doc_for("dataset.split").section == "dataset"
     assert doc_for("beta").section == "algorithm"

@@ -432,7 +432,7 @@ def test_check_reward_spec_other_problems():
     assert "unknown reward function 'acuracy' (did you mean 'accuracy'?)" in message
     assert "expected module:function" in check_reward_spec("toy_rewards:")
     assert "is not callable" in check_reward_spec(f"{TOY}:NOT_CALLABLE")
-    assert "must accept **kwargs" in check_reward_spec(f"{TOY}:no_kwargs")
+    assert "takes no **kwargs; every call passes prompts, completions, completion_ids, trainer_state" in check_reward_spec(f"{TOY}:no_kwargs")
 
 
 def test_edited_plugin_file_is_reloaded(tmp_path):
