@@ -368,7 +368,7 @@ def vllm_unavailable(needs_gpu_for: str = "the colocated engine runs there") -> 
     import importlib.util
 
     if importlib.util.find_spec("vllm") is None:
-        return "vLLM is not installed: pip install 'grpo-tui[vllm]' (needs a CUDA GPU)"
+        return "vLLM is not installed: pip install 'vllm>=0.27,<0.33' (the vllm extra; needs a CUDA GPU)"
     import torch
 
     if not torch.cuda.is_available():
@@ -403,7 +403,7 @@ def _check_peft(peft: dict) -> list[str]:
     try:
         import peft as _peft  # noqa: F401
     except ImportError:
-        problems.append("peft: LoRA needs the peft package: pip install 'grpo-tui[lora]'")
+        problems.append("peft: LoRA needs the peft package: pip install peft (the lora extra)")
     return problems
 
 

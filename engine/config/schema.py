@@ -156,7 +156,7 @@ class RunConfig:
     repetition_penalty: Annotated[float, Range(gt=0)] = 1.0
     """penalise tokens already in the prompt or completion; 1.0 = off"""
 
-    # --- generation with vLLM (a CUDA GPU and the vllm extra: pip install 'grpo-tui[vllm]')
+    # --- generation with vLLM (a CUDA GPU and the vllm extra)
     use_vllm: bool = False
     """generate with vLLM instead of the training model's own forward passes"""
     vllm_mode: VllmMode = "colocate"
