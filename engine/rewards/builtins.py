@@ -1,20 +1,23 @@
-"""The built-in reward functions: ``accuracy``, ``format``, ``tag_count`` and ``length``.
+"""The built-in reward functions (``_BUILTINS``): ``accuracy``, ``answer_accuracy``, ``format``,
+``tag_count``, ``reasoning_steps``, ``len``, ``cosine``, ``repetition_penalty``,
+``soft_overlong_punishment`` and ``length``. Those named like open-r1's score like open-r1's
+(:mod:`engine.rewards.open_r1`).
 
 Each is made by a factory that takes the build context (the task, ``max_completion_length``)
-and its ``reward_kwargs`` options; ``_BUILTINS`` maps the names usable in ``reward_funcs`` to
-those factories. ``accuracy`` uses the task's verifier when there is one, else math-verify,
-which is imported when the function is built (it is slow to import), never at import time.
+and its ``reward_kwargs`` options. ``accuracy`` and ``answer_accuracy`` use the task's verifier
+when there is one, else math-verify, which is imported when the function is built (it is slow
+to import), never at import time.
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
-import logging
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from engine.rewards import open_r1
 from engine.rewards.common import completion_text
 
 RewardFn = Callable[..., list]
@@ -22,7 +25,7 @@ RewardFn = Callable[..., list]
 # kwargs that score() adds next to the dataset columns; not part of a row's "example".
 _NON_COLUMN_KWARGS = frozenset({"completion_ids", "step", "trainer_state", "log_extra", "log_metric", "environments"})
 
-DEFAULT_FORMAT_PATTERN = r"^<think>.*?</think>\s*<answer>.*?</answer>$"
+DEFAULT_FORMAT_PATTERN = open_r1.FORMAT_PATTERN
 
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _BOXED = "\\boxed"
@@ -35,7 +38,18 @@ class _BuildContext:
 
 
 def _accuracy(ctx: _BuildContext) -> RewardFn:
-    """1.0 when the completion's answer is correct, else 0.0 (task verifier or math-verify)."""
+    """1.0 when the completion's answer is correct, else 0.0: the task's verifier, else
+    open-r1's accuracy_reward (a LaTeX answer, \\boxed{} first; see engine.rewards.open_r1)."""
+    verify = getattr(ctx.task, "verify", None)
+    if callable(verify):
+        return _task_accuracy(verify)
+    return open_r1.accuracy(ctx)
+
+
+def _answer_accuracy(ctx: _BuildContext) -> RewardFn:
+    """1.0 when the completion's answer is correct, else 0.0: the task's verifier, else
+    math-verify on the last <answer>…</answer>, else the last \\boxed{}, else the whole text
+    (bare numbers count: "<answer>42</answer>" is an answer, as the bundled GSM8K presets ask)."""
     verify = getattr(ctx.task, "verify", None)
     if callable(verify):
         return _task_accuracy(verify)
@@ -58,13 +72,6 @@ def _task_accuracy(task_verify: Callable[[str, dict], float]) -> RewardFn:
         return out
 
     return accuracy
-
-
-class _DropTimeoutNotice(logging.Filter):
-    """math-verify warns once that its timeout is off; that is deliberate here (see below)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Timeout is disabled")
 
 
 def _last_boxed(text: str) -> str | None:
@@ -103,10 +110,7 @@ def _math_accuracy() -> RewardFn:
         import math_verify
     except ImportError as exc:  # pragma: no cover - math-verify is a dependency
         raise ValueError(f"accuracy: math-verify is not installed ({exc})") from exc
-    for name in ("math_verify.parser", "math_verify.grader"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _DropTimeoutNotice) for f in logger.filters):
-            logger.addFilter(_DropTimeoutNotice())
+    open_r1.quiet_math_verify()  # timeouts are off on purpose (below)
     mv_parse, mv_verify = math_verify.parse, math_verify.verify
 
     # math-verify's timeouts use signal.alarm, which raises off the main thread (the engine
@@ -119,8 +123,9 @@ def _math_accuracy() -> RewardFn:
             parsed = mv_parse(f"${text}$", parsing_timeout=None)
         return parsed
 
-    def accuracy(prompts, completions, **kwargs) -> list[float | None]:
-        """1.0 when the answer equals the gold (math-verify); None when the gold does not parse."""
+    def answer_accuracy(prompts, completions, **kwargs) -> list[float | None]:
+        """1.0 when the answer (<answer>, \\boxed{} or the text) equals the gold (math-verify);
+        None when the gold does not parse."""
         golds = kwargs.get("answer", kwargs.get("solution"))
         if golds is None:
             found = ", ".join(k for k in kwargs if k not in _NON_COLUMN_KWARGS) or "none"
@@ -148,25 +153,7 @@ def _math_accuracy() -> RewardFn:
             out.append(1.0 if ok else 0.0)
         return out
 
-    return accuracy
-
-
-def _format(ctx: _BuildContext, pattern: str = DEFAULT_FORMAT_PATTERN) -> RewardFn:
-    """1.0 when the whole completion matches the format regex (DOTALL), else 0.0."""
-    if not isinstance(pattern, str):
-        raise ValueError(f"reward_kwargs.format.pattern: expected a string, got {pattern!r}")
-    try:
-        regex = re.compile(pattern, re.DOTALL)
-    except re.error as exc:
-        raise ValueError(f"reward_kwargs.format.pattern: invalid regex: {exc}") from exc
-
-    def format(prompts, completions, **kwargs) -> list[float | None]:  # noqa: A001
-        """1.0 when the whole completion matches the format regex (default <think>…<answer>…)."""
-        return [
-            1.0 if regex.fullmatch(completion_text(c).strip()) else 0.0 for c in completions
-        ]
-
-    return format
+    return answer_accuracy
 
 
 _TAGS = ("<think>\n", "\n</think>\n", "\n<answer>\n", "\n</answer>")
@@ -186,19 +173,32 @@ def _tag_count(ctx: _BuildContext) -> RewardFn:
     return tag_count
 
 
+def _soft_overlong_punishment(ctx: _BuildContext, max_completion_len: int | None = None,
+                              soft_punish_cache: int | None = None) -> RewardFn:
+    """DAPO's soft overlong punishment under open-r1's name and option names (the same function
+    as ``length``): 0 up to max_completion_len − soft_punish_cache tokens, then linear down to
+    −1 at max_completion_len. Defaults: max_completion_length, and a quarter of it."""
+    fn = _length(ctx, max_length=max_completion_len, cache_length=soft_punish_cache, option_names=(
+        "soft_overlong_punishment", "max_completion_len", "soft_punish_cache"))
+    fn.__name__ = "soft_overlong_punishment"
+    return fn
+
+
 def _length(
-    ctx: _BuildContext, max_length: int | None = None, cache_length: int | None = None
+    ctx: _BuildContext, max_length: int | None = None, cache_length: int | None = None,
+    option_names: tuple[str, str, str] = ("length", "max_length", "cache_length"),
 ) -> RewardFn:
     """DAPO soft overlong punishment: 0 up to max_length - cache_length, then linear down to -1."""
+    name, max_key, cache_key = option_names
     if max_length is None:
         max_length = ctx.max_completion_length
     if max_length is None:
         raise ValueError(
-            "reward_kwargs.length.max_length: required when max_completion_length is unknown"
+            f"reward_kwargs.{name}.{max_key}: required when max_completion_length is unknown"
         )
     if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
         raise ValueError(
-            f"reward_kwargs.length.max_length: expected a positive integer, got {max_length!r}"
+            f"reward_kwargs.{name}.{max_key}: expected a positive integer, got {max_length!r}"
         )
     if cache_length is None:
         cache_length = max_length // 4
@@ -208,7 +208,7 @@ def _length(
         or not 0 <= cache_length <= max_length
     ):
         raise ValueError(
-            f"reward_kwargs.length.cache_length: expected an integer in [0, {max_length}], "
+            f"reward_kwargs.{name}.{cache_key}: expected an integer in [0, {max_length}], "
             f"got {cache_length!r}"
         )
     soft_start = max_length - cache_length
@@ -233,10 +233,18 @@ def _length(
 
 _BUILTINS: dict[str, Callable[..., RewardFn]] = {
     "accuracy": _accuracy,
-    "format": _format,
+    "answer_accuracy": _answer_accuracy,
+    "format": open_r1.format_reward,
     "tag_count": _tag_count,
+    "reasoning_steps": open_r1.reasoning_steps,
+    "len": open_r1.len_reward,
+    "cosine": open_r1.cosine,
+    "repetition_penalty": open_r1.repetition_penalty,
+    "soft_overlong_punishment": _soft_overlong_punishment,
     "length": _length,
 }
+"""Named as open-r1 names them score as open-r1's do (engine.rewards.open_r1); ``answer_accuracy``
+and ``length`` are ours (``length`` is ``soft_overlong_punishment`` under its older name)."""
 
 
 def builtin_reward_names() -> list[str]:
@@ -246,7 +254,7 @@ def builtin_reward_names() -> list[str]:
 
 def _builtin_options(name: str) -> list[str]:
     params = inspect.signature(_BUILTINS[name]).parameters
-    return [p for p in params if p != "ctx"]
+    return [p for p in params if p not in ("ctx", "option_names")]
 
 
 def _check_options(name: str, options: Any) -> None:

@@ -206,7 +206,8 @@ def worker_target(func) -> tuple[tuple | None, str]:
 
     if isinstance(func.fn, RewardModel):
         return None, "a reward model, on the trainer's device"
-    if func.spec in _BUILTINS and getattr(func.fn, "__module__", "") == "engine.rewards.builtins":
+    if func.spec in _BUILTINS and getattr(func.fn, "__module__", "") in ("engine.rewards.builtins",
+                                                                         "engine.rewards.open_r1"):
         return None, "built in"
     if os.name == "nt":
         return None, "worker processes are POSIX-only"

@@ -52,7 +52,8 @@ def run_score(funcs, completions, weights=None, **columns) -> RewardBatch:
 
 
 def test_builtin_names():
-    assert builtin_reward_names() == ["accuracy", "format", "tag_count", "length"]
+    assert builtin_reward_names() == ["accuracy", "answer_accuracy", "format", "tag_count", "reasoning_steps", "len",
+                                      "cosine", "repetition_penalty", "soft_overlong_punishment", "length"]
     for name in builtin_reward_names():
         assert check_reward_spec(name) is None
 
@@ -95,7 +96,7 @@ def test_accuracy_task_on_conversational_data():
     assert task.seen[0]["prompt"] == prompts[0]
 
 
-def test_accuracy_math_verify():
+def test_answer_accuracy_math_verify():
     completions = [
         "<think>half</think><answer>0.5</answer>",  # answer tag, numeric equal to \frac{1}{2}
         "<answer>1/3</answer>",
@@ -106,24 +107,24 @@ def test_accuracy_math_verify():
         "<answer>\\frac{2}{4}</answer>",
     ]
     gold = ["\\frac{1}{2}", "\\frac{1}{2}", "42", "42", "42", "42", "0.5"]
-    out = call("accuracy", completions, answer=gold)
+    out = call("answer_accuracy", completions, answer=gold)
     assert out == [1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0]
 
 
-def test_accuracy_math_verify_solution_column_and_unparseable_gold():
+def test_answer_accuracy_math_verify_solution_column_and_unparseable_gold():
     completions = ["\\boxed{\\sqrt{2}}", "<answer>7</answer>", "<answer>x</answer>"]
-    out = call("accuracy", completions, solution=["\\sqrt{2}", "not a number", ""])
+    out = call("answer_accuracy", completions, solution=["\\sqrt{2}", "not a number", ""])
     assert out == [1.0, None, None]
 
 
-def test_accuracy_math_verify_conversational():
+def test_answer_accuracy_math_verify_conversational():
     completions = [[{"role": "assistant", "content": "<answer>42</answer>"}]]
-    assert call("accuracy", completions, answer=[42]) == [1.0]
+    assert call("answer_accuracy", completions, answer=[42]) == [1.0]
 
 
-def test_accuracy_math_verify_off_the_main_thread():
+def test_answer_accuracy_math_verify_off_the_main_thread():
     """The engine scores on a background thread: math-verify's signal timeouts must stay off."""
-    (func,) = build_reward_funcs(["accuracy"])
+    (func,) = build_reward_funcs(["answer_accuracy"])
     result: dict = {}
 
     def work() -> None:
@@ -138,10 +139,10 @@ def test_accuracy_math_verify_off_the_main_thread():
     assert batch.per_func[:, 0].tolist() == [1.0, 0.0]
 
 
-def test_accuracy_without_gold_column_is_a_batch_error():
-    (func,) = build_reward_funcs(["accuracy"])
+def test_answer_accuracy_without_gold_column_is_a_batch_error():
+    (func,) = build_reward_funcs(["answer_accuracy"])
     batch = run_score([func], ["42"], question=["q"])
-    assert batch.errors[0][0] == "accuracy"
+    assert batch.errors[0][0] == "answer_accuracy"
     assert "'answer' or 'solution'" in batch.errors[0][1]
     assert math.isnan(batch.per_func[0, 0])
 
@@ -150,14 +151,17 @@ def test_accuracy_without_gold_column_is_a_batch_error():
 
 
 def test_format_default_pattern():
+    """open-r1's format_reward: each tag on its own line, matched from the start (re.match with
+    MULTILINE, so text after the answer block's line end is allowed, as there)."""
     completions = [
-        "<think>a\nb</think>\n<answer>3</answer>",
-        "  <think></think><answer>3</answer>\n",  # stripped before matching
-        "<think>a</think><answer>3</answer> trailing",
-        "<answer>3</answer>",
-        [{"role": "assistant", "content": "<think>x</think> <answer>y</answer>"}],
+        "<think>\na\nb\n</think>\n<answer>\n3\n</answer>",
+        "<think>a</think><answer>3</answer>",  # tags not on lines of their own
+        "  <think>\na\n</think>\n<answer>\n3\n</answer>",  # not at the start
+        "<think>\na\n</think>\n<answer>\n3\n</answer>\nP.S.",
+        "<answer>\n3\n</answer>",
+        [{"role": "assistant", "content": "<think>\nx\n</think>\n<answer>\ny\n</answer>"}],
     ]
-    assert call("format", completions) == [1.0, 1.0, 0.0, 0.0, 1.0]
+    assert call("format", completions) == [1.0, 0.0, 0.0, 1.0, 0.0, 1.0]
 
 
 def test_format_custom_pattern_is_a_full_match():
@@ -222,7 +226,8 @@ def test_check_reward_kwargs_lists_every_problem():
         "reward_kwargs.format: unknown option 'x' (options: pattern)",
         "reward_kwargs.length.cache_length: expected an integer in [0, 8], got -1",
         "reward_kwargs.nope: options are only for built-in rewards "
-        "(accuracy, format, tag_count, length)",
+        "(accuracy, answer_accuracy, format, tag_count, reasoning_steps, len, cosine, repetition_penalty, "
+        "soft_overlong_punishment, length)",
     ]
     assert check_reward_kwargs({"format": {"pattern": "("}}) == [
         "reward_kwargs.format.pattern: invalid regex: "
@@ -284,7 +289,7 @@ def test_score_passes_columns_step_and_ids_as_keywords():
 )
 def test_failing_plugin_gives_nan_column_and_error(function, expected):
     funcs = build_reward_funcs(["format", f"{TOY}:{function}", f"{TOY}:contains_seven"])
-    batch = run_score(funcs, ["<think>a</think><answer>7</answer>", "no", "7"])
+    batch = run_score(funcs, ["<think>\na\n</think>\n<answer>\n7\n</answer>", "no", "7"])
     assert len(batch.errors) == 1
     name, message = batch.errors[0]
     assert name == function
@@ -449,7 +454,7 @@ def test_edited_plugin_file_is_reloaded(tmp_path):
 
 
 def test_describe():
-    assert describe("format").startswith("1.0 when the whole completion matches")
+    assert describe("format").startswith("1.0 when the completion matches")
     funcs = build_reward_funcs(["tag_count", f"{TOY}:contains_seven"])
     assert describe(funcs[0]).startswith("0.25 for each")
     assert describe(funcs[1]) == "1.0 when the completion contains a 7."
@@ -462,10 +467,10 @@ def test_completion_text():
     assert completion_text([]) == ""
 
 
-def test_accuracy_reads_gsm8k_final_answer():
+def test_answer_accuracy_reads_gsm8k_final_answer():
     from engine.rewards.scoring import build_reward_funcs, score
 
-    funcs = build_reward_funcs(["accuracy"])
+    funcs = build_reward_funcs(["answer_accuracy"])
     gold = "Natalia sold 48/2 = 24 clips in May.\n#### 72"
     batch = score(funcs, None, ["q", "q"], ["<answer>72</answer>", "<answer>24</answer>"],
                   {"answer": [gold, gold]}, [[1], [1]], 0)
