@@ -34,9 +34,8 @@ def _dtype(value: Any) -> str:
 
 def _dataset(out: dict) -> dict:
     block = out.get("dataset")
-    if not isinstance(block, dict):
-        block = {} if block is None else block
-        out["dataset"] = block
+    block = dict(block) if isinstance(block, Mapping) else {}  # a copy: the caller's mapping stays as given
+    out["dataset"] = block
     return block
 
 
@@ -55,7 +54,7 @@ def translate(data: Mapping, problems: list[str], ours: set[str], source: str = 
         else:
             out[key] = value
     steps = out.get("max_steps")
-    if isinstance(steps, int) and not isinstance(steps, bool) and steps <= 0 and "num_train_epochs" not in trl:
+    if steps == -1 and not isinstance(steps, bool) and "num_train_epochs" not in trl:
         trl["num_train_epochs"] = TRL_NAMES["num_train_epochs"].default  # TRL's max_steps -1: epochs decide
     if not trl:
         return out
@@ -89,11 +88,8 @@ def _epochs(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> 
     steps = out.get("max_steps")
     if value is None or isinstance(steps, int) and not isinstance(steps, bool) and steps > 0:
         return  # as in TRL, max_steps wins
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        problems.append(f"num_train_epochs: expected a number > 0, got {value!r}")
-        return
     out.pop("max_steps", None)  # TRL's -1: "use num_train_epochs"
-    out["num_train_epochs"] = float(value)
+    out["num_train_epochs"] = value  # its value is checked as our field
 
 
 def _shuffle(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> None:

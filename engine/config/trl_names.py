@@ -212,3 +212,19 @@ SCRIPT_NAMES: dict[str, Handling] = {
 def handling(name: str) -> Handling | None:
     """The handling of a TRL name that is not ours, or None."""
     return TRL_NAMES.get(name) or SCRIPT_NAMES.get(name)
+
+
+def trl_name_rows() -> list[tuple[str, str, str, str]]:
+    """(name, how it is handled, TRL's default, note) for every TRL name that is not ours,
+    GRPOConfig's first, then the recipe keys: what ``grpo-tui fields --trl`` prints."""
+    from engine.config.schema import RunConfig
+    import dataclasses
+
+    ours = {f.name for f in dataclasses.fields(RunConfig)}
+    kinds = {"mapped": "mapped", "no_effect": "no effect", "refused": "refused unless default"}
+    rows = []
+    for table, where in ((TRL_NAMES, ""), (SCRIPT_NAMES, " [recipe key: presets only]")):
+        for name, h in table.items():
+            if name not in ours or name == "num_train_epochs":
+                rows.append((name, kinds[h.kind], repr(h.default), h.note + where))
+    return rows

@@ -6,6 +6,7 @@
     grpo-tui bench PRESET                 seconds per step, split by phase; throughput; memory
     grpo-tui presets                      the presets found and whether they validate
     grpo-tui fields [PATTERN]             every preset key: its type, default and what it does
+    grpo-tui fields --trl [PATTERN]       how each TRL name that is not ours is handled
     grpo-tui train PRESET --detach        train in the background; attach later
     grpo-tui attach RUN_DIR               the dashboard of a run going on in another process
     grpo-tui resume RUN_DIR [--headless]  continue from the newest complete checkpoint
@@ -103,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fields", help="list every preset key with its type, default and doc")
     p.add_argument("pattern", nargs="?", default=None,
                    help="show only keys holding this text, or matching it as a glob (e.g. vllm_*, dataset.*)")
+    p.add_argument("--trl", action="store_true",
+                   help="list how each TRL GRPOConfig / TrainingArguments / recipe key that is not ours is handled")
 
     p = sub.add_parser("view", help="open a run directory read-only in the dashboard")
     p.add_argument("run_dir")
@@ -214,7 +217,7 @@ def _dispatch(args) -> int:
     if args.command == "presets":
         return _list_presets()
     if args.command == "fields":
-        return _list_fields(args.pattern)
+        return _list_trl_names(args.pattern) if args.trl else _list_fields(args.pattern)
     if args.command == "vllm-serve":
         return _vllm_serve(args)
     raise AssertionError(args.command)
@@ -484,6 +487,24 @@ def _list_fields(pattern: str | None, width: int = 80) -> int:
     try:
         print("\n".join(lines), flush=True)
     except BrokenPipeError:  # `grpo-tui fields | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+def _list_trl_names(pattern: str | None) -> int:
+    """TRL's names that are not our fields, each with how it is handled and TRL's default."""
+    from engine.config.trl_names import trl_name_rows
+
+    rows = [r for r in trl_name_rows() if not pattern or pattern.lower() in r[0].lower()]
+    if not rows:
+        print(f"grpo-tui: no TRL key matches {pattern!r} (grpo-tui fields --trl lists them)", file=sys.stderr)
+        return 1
+    column = max(len(r[0]) for r in rows) + 2
+    try:
+        for name, kind, default, note in rows:
+            print(f"{name.ljust(column)}{kind} (TRL default {default}): {note}")
+        sys.stdout.flush()
+    except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
