@@ -18,13 +18,14 @@ import dataclasses
 import json
 import inspect
 import typing
+import warnings
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from engine.config.checks import config_from_dict
 from engine.config.docs import doc_for
 from engine.config.fields import _did_you_mean
 from engine.config.schema import ConfigError, DatasetConfig, RunConfig
-from engine.config.trl_mapping import translate
+from engine.config.trl_mapping import TrlNamesIgnored, translate
 from engine.config.trl_names import TRL_NAMES
 
 _LEFT_TO_MODEL_CONFIG = ("model_name_or_path",)
@@ -109,8 +110,14 @@ def _parse_json(name: str, value: Any, problems: list[str]) -> Any:
 
 
 def _post_init(self) -> None:
-    """Translate the fields set to other than their defaults and build the RunConfig, so a
-    mistake is reported where the config is made, every problem at once."""
+    """Check the settings where the config is made, every problem at once."""
+    _to_run_config(self)
+
+
+def _to_run_config(self) -> RunConfig:
+    """The validated run configuration, from the fields as they are now (a script may set some
+    after construction, as TRL's examples do): those set to other than their defaults are
+    translated as a preset's keys are."""
     problems: list[str] = []
     defaults = _defaults(type(self))
     given: dict[str, Any] = {}
@@ -121,7 +128,12 @@ def _post_init(self) -> None:
             setattr(self, f.name, value)
         if value != defaults[f.name] or (value is not None and type(value) is not type(defaults[f.name])):
             given[f.name] = value
-    self._run_config = _run_config(given, problems)
+    with warnings.catch_warnings():
+        if given == getattr(self, "_checked", None):  # said at construction: once is enough
+            warnings.simplefilter("ignore", TrlNamesIgnored)
+        cfg = _run_config(given, problems)
+    object.__setattr__(self, "_checked", copy.deepcopy(given))
+    return cfg
 
 
 def _run_config(given: dict[str, Any], problems: list[str]) -> RunConfig:
@@ -168,11 +180,6 @@ def _dataset_block(dataset: Any) -> Any:
 
 def _is_options(value: Any) -> bool:
     return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, dict) for k, v in value.items())
-
-
-def _to_run_config(self) -> RunConfig:
-    """The validated run configuration (a fresh copy each call)."""
-    return copy.deepcopy(self._run_config)
 
 
 _ours = _our_fields()

@@ -200,3 +200,15 @@ def test_fields_trl_lists_how_each_trl_name_is_handled(capsys):
     assert {n for n in TRL_FIELDS if n not in OURS} <= listed  # every TRL name that is not ours
     assert main(["fields", "--trl", "push_to"]) == 0
     assert capsys.readouterr().out.startswith("push_to_hub  refused unless default (TRL default False): push")
+
+
+def test_fields_set_after_construction_count():
+    args = GRPOConfig(max_steps=5)
+    args.learning_rate = 3e-5  # TRL's scripts adjust their config after parsing
+    args.save_strategy = "no"
+    args.save_steps = 9
+    cfg = args.to_run_config()
+    assert (cfg.learning_rate, cfg.save_steps) == (3e-5, 0)
+    args.optim = "sgd"
+    with pytest.raises(ConfigError, match="optim='sgd'"):
+        args.to_run_config()
