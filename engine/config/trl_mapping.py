@@ -142,6 +142,18 @@ def _generation_kwargs(key: str, value: Any, out: dict, trl: dict, problems: lis
                             f"{', '.join(_GENERATION_KEYS)} (set them as fields)")
 
 
+def _checkpointing_kwargs(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        problems.append(f"gradient_checkpointing_kwargs: expected a mapping, got {value!r}")
+        return None
+    for k in value:
+        if k != "use_reentrant":
+            problems.append(f"gradient_checkpointing_kwargs.{k}: not supported here; only use_reentrant is (remove {k})")
+    return "use_reentrant changes how activations are recomputed, not the gradients" if "use_reentrant" in value else None
+
+
 def _save_strategy(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> None:
     if value == "no":
         out["save_steps"] = 0
@@ -184,6 +196,7 @@ _MAPPERS = {
     "model_init_kwargs": _model_init_kwargs,
     "generation_kwargs": _generation_kwargs,
     "system_prompt": _to_dataset("system_prompt"),
+    "gradient_checkpointing_kwargs": _checkpointing_kwargs,
     "save_strategy": _save_strategy,
     "eval_strategy": _eval_strategy,
     "vllm_importance_sampling_cap": _cap,

@@ -62,6 +62,9 @@ TRL_NAMES: dict[str, Handling] = {
     "eval_strategy": _map("steps: eval_steps (logging_steps when eval_steps is unset); no: the default "
                           "(before and after training when there is an eval set); epoch is refused", "no"),
     "vllm_importance_sampling_cap": _map("vllm_importance_sampling_clip_max (TRL's older name)", None, float),
+    "gradient_checkpointing_kwargs": _map("use_reentrant is accepted with no effect on results (it changes how "
+                                          "activations are recomputed, not the gradients); other keys are refused",
+                                          None, dict),
     "optim": _map("adamw_torch / adamw_torch_fused: the engine's AdamW (fused where the device allows); "
                   "other optimizers are refused", "adamw_torch_fused"),
     # --- no effect on a run's results
@@ -146,7 +149,7 @@ TRL_NAMES: dict[str, Handling] = {
     "lr_scheduler_kwargs": _refuse("schedules take no options here; pick lr_scheduler_type among ours", None, dict),
     "optim_args": _refuse("the optimizer is AdamW with adam_beta1/adam_beta2/adam_epsilon/weight_decay", None, str),
     "optim_target_modules": _refuse("the optimizer is AdamW over every trainable parameter", None, str),
-    "gradient_checkpointing_kwargs": _refuse("gradient checkpointing uses the model's defaults; remove it", None, dict),
+
     "activation_checkpointing": _refuse("use gradient_checkpointing: true", None, str),
     "activation_checkpointing_kwargs": _refuse("use gradient_checkpointing: true", None, dict),
     "chat_template_kwargs": _refuse("chat-template options are " + _NOT_YET, None, dict),

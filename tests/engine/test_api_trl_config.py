@@ -134,7 +134,8 @@ use_vllm: false
 do_eval: false
 gradient_accumulation_steps: 1
 gradient_checkpointing: true
-gradient_checkpointing_kwargs: null
+gradient_checkpointing_kwargs:
+  use_reentrant: false
 learning_rate: 2.0e-05
 log_completions: true
 log_level: info
@@ -181,7 +182,7 @@ def test_open_r1_style_recipe_loads_and_trains_with_local_model_and_data(tmp_pat
     assert cfg.dataset.task is None and cfg.dataset.system_prompt.startswith("A conversation")
     assert (cfg.num_train_epochs, cfg.save_steps, cfg.torch_dtype, cfg.report_to) == (1.0, 0, "float32", [])
     ignored = " ".join(str(w.message) for w in caught)
-    for name in ("attn_implementation", "log_level", "logging_first_step", "per_device_eval_batch_size"):
+    for name in ("attn_implementation", "gradient_checkpointing_kwargs", "log_level", "logging_first_step", "per_device_eval_batch_size"):
         assert name in ignored  # accepted, and said to change nothing
 
     # the same recipe on a local file trains: one epoch of 4 prompts, 2 per step, is 2 steps
