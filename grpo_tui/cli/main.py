@@ -217,7 +217,11 @@ def _dispatch(args) -> int:
     if args.command == "presets":
         return _list_presets()
     if args.command == "fields":
-        return _list_trl_names(args.pattern) if args.trl else _list_fields(args.pattern)
+        if args.trl:
+            from grpo_tui.cli.trl_names import list_trl_names
+
+            return list_trl_names(args.pattern)
+        return _list_fields(args.pattern)
     if args.command == "vllm-serve":
         return _vllm_serve(args)
     raise AssertionError(args.command)
@@ -487,24 +491,6 @@ def _list_fields(pattern: str | None, width: int = 80) -> int:
     try:
         print("\n".join(lines), flush=True)
     except BrokenPipeError:  # `grpo-tui fields | head`: the reader has all it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return 0
-
-
-def _list_trl_names(pattern: str | None) -> int:
-    """TRL's names that are not our fields, each with how it is handled and TRL's default."""
-    from engine.config.trl_names import trl_name_rows
-
-    rows = [r for r in trl_name_rows() if not pattern or pattern.lower() in r[0].lower()]
-    if not rows:
-        print(f"grpo-tui: no TRL key matches {pattern!r} (grpo-tui fields --trl lists them)", file=sys.stderr)
-        return 1
-    column = max(len(r[0]) for r in rows) + 2
-    try:
-        for name, kind, default, note in rows:
-            print(f"{name.ljust(column)}{kind} (TRL default {default}): {note}")
-        sys.stdout.flush()
-    except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
