@@ -28,6 +28,7 @@ from engine.config.schema import (
     RunConfig,
     config_to_dict,
 )
+from engine.config.trl_mapping import translate
 from engine.config.fields import _BAD, _SCHEMA, _check_block, _check_value, _describe, _did_you_mean, _reporting_api
 
 
@@ -457,6 +458,7 @@ def _validate(
     if not isinstance(d, Mapping):
         problems.append(f"top level: expected a mapping of settings (key: value), got {_describe(d)}")
         return None
+    d = translate(d, problems, set(_SCHEMA[RunConfig]))  # TRL's names, as GRPOConfig takes them
     good, bad = _check_block(RunConfig, d, "", problems)
     defaults = config_to_dict(RunConfig())
     values = {**defaults, **good}

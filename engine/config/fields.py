@@ -17,6 +17,7 @@ from typing import Annotated, Any, Callable, Iterable, Literal, Mapping, Union, 
 
 from engine.config.constraints import NotEmpty, Range
 from engine.config.schema import DatasetConfig, RunConfig
+from engine.config.trl_names import SCRIPT_NAMES, TRL_NAMES
 
 
 # --------------------------------------------------------------------------- field schema
@@ -81,10 +82,10 @@ def _tolerate_trl(name: str, value: Any) -> Any:
     """Spellings TRL accepts that map onto ours."""
     if name == "scale_rewards" and isinstance(value, bool):
         return "group" if value else "none"
-    if name == "top_k" and value is None:
-        return 0
+    if name in ("top_k", "eval_steps", "num_generations_eval") and value is None:
+        return 0  # TRL's None: off / follow another setting
     if name == "report_to":  # TRL: None / "none" / "all" / one name / a list
-        if value is None or value == "none":
+        if value is None or value == "none" or value == ["none"]:
             return []
         if value == "all":
             installed = _reporting_api("installed_integrations")
@@ -262,7 +263,8 @@ def _check_block(cls: type, data: Mapping, prefix: str, problems: list[str]) -> 
         path = f"{prefix}{key}"
         spec = schema.get(key) if isinstance(key, str) else None
         if spec is None:
-            problems.append(f"{path}: unknown key{_did_you_mean(key, schema)}")
+            known = [*schema, *TRL_NAMES, *SCRIPT_NAMES] if cls is RunConfig else schema
+            problems.append(f"{path}: unknown key{_did_you_mean(key, known)}")
         elif spec.kind == "dataset":
             if not isinstance(value, Mapping):
                 problems.append(f"{path}: expected a mapping (task:, path: or name: ...), got {_describe(value)}")

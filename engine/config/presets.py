@@ -15,6 +15,7 @@ import yaml
 
 from engine.config.schema import REPO_ROOT, ConfigError, DatasetConfig, PresetInfo, RunConfig
 from engine.config.checks import _exists, _validate
+from engine.config.trl_mapping import is_trl_name
 from engine.config.fields import _BAD, _SCHEMA, _copy, _describe, _did_you_mean, _Spec
 
 
@@ -180,6 +181,8 @@ def _override_target(parts: list[str]) -> tuple[_Spec | None, str | None]:
             return None, f"{parent} is not a mapping"
         schema = _SCHEMA[cls]
         spec = schema.get(part)
+        if spec is None and cls is RunConfig and len(parts) == 1 and is_trl_name(part):
+            return None, None  # a TRL name: translated with the rest of the preset
         if spec is None:
             prefix = ".".join(parts[:depth])
             where = f" in {prefix}" if prefix else ""

@@ -309,6 +309,8 @@ class RunConfig:
     """micro-batches per optimizer step; their product with the batch size must be a multiple of num_generations"""
     max_steps: Annotated[int, Range(ge=1, le=100_000_000)] = 100
     """optimizer steps to run"""
+    num_train_epochs: Annotated[float, Range(gt=0)] | None = None
+    """passes over the training prompts (TRL's name); when set, max_steps is worked out from the dataset size"""
     seed: Annotated[int, Range(ge=0, le=2**32 - 1)] = 42
     """seed for sampling prompts, generation and initialisation"""
     bf16: bool | None = None

@@ -6,6 +6,7 @@
     grpo-tui bench PRESET                 seconds per step, split by phase; throughput; memory
     grpo-tui presets                      the presets found and whether they validate
     grpo-tui fields [PATTERN]             every preset key: its type, default and what it does
+    grpo-tui fields --trl [PATTERN]       how each TRL name that is not ours is handled
     grpo-tui train PRESET --detach        train in the background; attach later
     grpo-tui attach RUN_DIR               the dashboard of a run going on in another process
     grpo-tui resume RUN_DIR [--headless]  continue from the newest complete checkpoint
@@ -119,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fields", help="list every preset key with its type, default and doc")
     p.add_argument("pattern", nargs="?", default=None,
                    help="show only keys holding this text, or matching it as a glob (e.g. vllm_*, dataset.*)")
+    p.add_argument("--trl", action="store_true",
+                   help="list how each TRL GRPOConfig / TrainingArguments / recipe key that is not ours is handled")
 
     p = sub.add_parser("view", help="open a run directory read-only in the dashboard")
     p.add_argument("run_dir", help=RUN_DIR_HELP)
@@ -234,6 +237,10 @@ def _dispatch(args) -> int:
     if args.command == "presets":
         return _list_presets()
     if args.command == "fields":
+        if args.trl:
+            from grpo_tui.cli.trl_names import list_trl_names
+
+            return list_trl_names(args.pattern)
         return _list_fields(args.pattern)
     if args.command == "vllm-serve":
         return _vllm_serve(args)

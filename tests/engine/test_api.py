@@ -31,13 +31,14 @@ def tiny_model():
 # ----------------------------------------------------------------- GRPOConfig
 
 
-def test_grpo_config_is_a_run_config_with_trl_names():
+def test_grpo_config_builds_a_run_config_from_trl_names():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        cfg = GRPOConfig(output_dir="out", learning_rate=5e-5, beta=0.04, report_to="none", bf16=False,
-                         shuffle_dataset=False, model_init_kwargs={"torch_dtype": torch.float32},
-                         logging_dir="logs", push_to_hub=False, top_k=None, scale_rewards=True)
-    assert isinstance(cfg, RunConfig)
+        args = GRPOConfig(output_dir="out", learning_rate=5e-5, beta=0.04, report_to="none", bf16=False,
+                          shuffle_dataset=False, model_init_kwargs={"torch_dtype": torch.float32},
+                          logging_dir="logs", push_to_hub=False, top_k=None, scale_rewards=True)
+    cfg = args.to_run_config()
+    assert isinstance(cfg, RunConfig) and args.learning_rate == 5e-5
     assert (cfg.output_dir, cfg.learning_rate, cfg.beta) == ("out", 5e-5, 0.04)
     assert cfg.report_to == [] and cfg.bf16 is False and cfg.dataset.shuffle is False
     assert cfg.torch_dtype == "float32" and cfg.top_k == 0 and cfg.scale_rewards == "group"
@@ -46,12 +47,12 @@ def test_grpo_config_is_a_run_config_with_trl_names():
 
 def test_grpo_config_unknown_names_raise_a_type_error_listing_all():
     with pytest.raises(TypeError) as err:
-        GRPOConfig(learnin_rate=1e-5, num_generation=4, temperature=0, use_liger_loss=True, fp16=False)
+        GRPOConfig(learnin_rate=1e-5, num_generation=4, temperature=0, use_liger_kernel=True, fp16=False)
     assert isinstance(err.value, ConfigError) and isinstance(err.value, GRPOConfigError)
     text = str(err.value)
     assert "learnin_rate: unknown argument (did you mean 'learning_rate'?)" in text
     assert "num_generation: unknown argument (did you mean 'num_generations'?)" in text
-    assert "use_liger_loss=True: not supported here" in text
+    assert "use_liger_kernel=True: not supported here" in text
     assert "temperature: must be in (0, 100]" in text  # value problems in the same message
     assert "fp16" not in text  # off is fine
 

@@ -1,13 +1,4 @@
-"""The Python API for notebooks, shaped like TRL's::
-
-    from engine.api import GRPOConfig, GRPOTrainer
-
-    args = GRPOConfig(output_dir="runs/nb", num_generations=8, max_steps=50, learning_rate=5e-5)
-    trainer = GRPOTrainer(model="Qwen/Qwen2.5-0.5B-Instruct", reward_funcs=[my_reward, "format"],
-                          args=args, train_dataset=dataset)
-    trainer.train()
-
-It drives the same engine as the dashboard (``engine.training.trainer.Trainer``) and writes the same
+"""``GRPOTrainer``, TRL's trainer surface over this engine. It drives the same engine as the dashboard (``engine.training.trainer.Trainer``) and writes the same
 run directory, so ``grpo-tui view RUN_DIR`` / ``grpo-tui attach RUN_DIR`` watch a notebook
 run. ``trainer.control`` is the run's :class:`engine.run.control.Control`: with ``trainer.start()``
 the run goes on in the background and a notebook cell can pause it or adjust it.
@@ -16,188 +7,17 @@ the run goes on in the background and a notebook cell can pause it or adjust it.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import difflib
-import math
 import os
 import threading
-import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
-from engine.config.schema import (
-    REPO_ROOT,
-    ConfigError,
-    DatasetConfig,
-    RunConfig,
-)
-from engine.config.checks import config_from_dict
+from engine.api.config import GRPOConfig, GRPOConfigError
+from engine.config.schema import REPO_ROOT, RunConfig
+from engine.config.trl_mapping import steps_for_epochs
 from engine.run.control import Control
 from engine.data.prompts import PromptData
-
-# --------------------------------------------------------------------------- GRPOConfig
-
-_TRL_NO_EFFECT: dict[str, str] = {
-    "logging_dir": "TensorBoard logs go to <run dir>/tensorboard",
-    "logging_strategy": "metrics are written every logging_steps",
-    "logging_first_step": "every step is logged",
-    "save_strategy": "checkpoints follow save_steps",
-    "eval_strategy": "evaluation follows eval_steps",
-    "overwrite_output_dir": "a run directory that holds a run is never overwritten",
-    "remove_unused_columns": "every dataset column reaches the reward functions",
-    "dataloader_num_workers": "prompts are read in process",
-    "dataloader_pin_memory": "prompts are read in process",
-    "disable_tqdm": "progress goes to the run directory",
-    "log_level": "the run's events go to events.jsonl",
-    "do_train": "train() trains",
-    "do_eval": "eval_dataset decides",
-    "per_device_eval_batch_size": "evaluation batches are sized by the engine",
-    "num_completions_to_print": "completions are shown by the dashboard",
-    "ds3_gather_for_generation": "no DeepSpeed here",
-}
-"""TRL / TrainingArguments names accepted and ignored (a warning names them): they tune
-machinery this engine does not have, so no value of theirs changes the result."""
-
-_TRL_HARMLESS_WHEN_OFF: dict[str, str] = {
-    "fp16": "use torch_dtype='float16' (or bf16=True)",
-    "push_to_hub": "push <run dir>/final with huggingface_hub after training",
-    "use_liger_loss": "not supported",
-    "use_cpu": "the device is chosen automatically",
-}
-"""TRL names accepted only while off (False/None); switched on they are a problem with a hint."""
-
-_TRL_RENAMED = ("shuffle_dataset", "model_init_kwargs", "num_train_epochs")
-"""TRL names mapped onto ours by :func:`GRPOConfig` (dataset.shuffle, torch_dtype, max_steps)."""
-
-
-class GRPOConfigError(ConfigError, TypeError):
-    """Unknown or unusable ``GRPOConfig`` / ``GRPOTrainer`` arguments, every one listed.
-
-    A TypeError (as Python raises for an unexpected keyword) and a ConfigError (``problems``
-    holds one line per argument)."""
-
-
-def _accepted_names() -> list[str]:
-    own = [f.name for f in dataclasses.fields(RunConfig)]
-    return own + list(_TRL_NO_EFFECT) + list(_TRL_HARMLESS_WHEN_OFF) + list(_TRL_RENAMED)
-
-
-def GRPOConfig(**kwargs: Any) -> RunConfig:  # noqa: N802 - named like the TRL class it stands for
-    """A validated :class:`engine.config.schema.RunConfig` from TRL ``GRPOConfig`` keyword arguments.
-
-    Our field names are TRL's, so most arguments pass straight through. Also accepted:
-    ``shuffle_dataset`` (→ ``dataset.shuffle``), ``model_init_kwargs={"torch_dtype": ...}``
-    (→ ``torch_dtype``), ``report_to`` as TRL spells it ("none", "all", a name or a list),
-    ``num_train_epochs`` (used when ``max_steps`` is not given: the trainer turns it into steps
-    from the dataset size), and TRL switches that change nothing here (``logging_dir``,
-    ``save_strategy``…; a warning lists them). Any other name raises :class:`GRPOConfigError`
-    (a TypeError) listing every unknown name with a did-you-mean; bad values raise it too.
-
-    ``dataset=`` (a mapping or DatasetConfig) sets how prompts render (``system_prompt``,
-    ``chat_template``, ``shuffle``); the prompts themselves come from GRPOTrainer's
-    ``train_dataset``. Reward-related checks that need the reward functions (weights per
-    function, options per name) wait for :class:`GRPOTrainer`, which receives them.
-    """
-    problems: list[str] = []
-    ignored: list[str] = []
-    values: dict[str, Any] = {}
-    fields = {f.name for f in dataclasses.fields(RunConfig)}
-    dataset = kwargs.pop("dataset", None)
-    if isinstance(dataset, DatasetConfig):
-        dataset = dataclasses.asdict(dataset)
-    epochs = None
-    for key, value in kwargs.items():
-        if key in fields:
-            values[key] = value
-        elif key in _TRL_NO_EFFECT:
-            ignored.append(key)
-        elif key in _TRL_HARMLESS_WHEN_OFF:
-            if value:
-                problems.append(f"{key}={value!r}: not supported here ({_TRL_HARMLESS_WHEN_OFF[key]})")
-        elif key == "shuffle_dataset":
-            dataset = {**(dataset or {}), "shuffle": value}
-        elif key == "model_init_kwargs":
-            _model_init_kwargs(value, values, problems)
-        elif key == "num_train_epochs":
-            epochs = value
-        else:
-            close = difflib.get_close_matches(key, _accepted_names(), n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            problems.append(f"{key}: unknown argument{hint}")
-    unknown = bool(problems)
-
-    max_steps = values.get("max_steps")
-    if max_steps is not None and not isinstance(max_steps, bool) and isinstance(max_steps, int) and max_steps <= 0:
-        values.pop("max_steps")  # TRL's -1: "use num_train_epochs"
-        max_steps = None
-        if epochs is None:
-            problems.append("max_steps: must be > 0 (or give num_train_epochs)")
-    if epochs is not None:
-        if isinstance(epochs, bool) or not isinstance(epochs, (int, float)) or not math.isfinite(epochs) or epochs <= 0:
-            problems.append(f"num_train_epochs: expected a number > 0, got {epochs!r}")
-            epochs = None
-        elif max_steps is not None:
-            epochs = None  # as in TRL, max_steps wins
-
-    data = dict(values)
-    if dataset is not None:
-        data["dataset"] = _dataset_block(dataset)
-    # The reward functions arrive with the trainer: until then weights and options cannot be
-    # matched to names, so here weights are checked as numbers and options as mappings only;
-    # GRPOTrainer matches both to the functions.
-    weights = data.pop("reward_weights", None)
-    reward_kwargs = data.pop("reward_kwargs", None)
-    if weights is not None:
-        data["reward_weights"] = weights
-        if "reward_funcs" not in data and isinstance(weights, (list, tuple)):
-            data["reward_funcs"] = ["accuracy"] * max(len(weights), 1)  # stand-ins of the right count
-    try:
-        cfg = config_from_dict(data, source="GRPOConfig")
-    except ConfigError as exc:
-        problems.extend(exc.problems)
-        cfg = None
-    if reward_kwargs is not None and not _is_options(reward_kwargs):
-        problems.append(f"reward_kwargs: expected a mapping of reward name -> options mapping, got {reward_kwargs!r}")
-    if problems:
-        cls = GRPOConfigError if unknown else ConfigError
-        raise cls(problems, source="GRPOConfig")
-    assert cfg is not None
-    if "reward_funcs" not in values:
-        cfg.reward_funcs = list(RunConfig().reward_funcs)
-    cfg.reward_weights = None if weights is None else [float(w) for w in weights]
-    cfg.reward_kwargs = copy.deepcopy(dict(reward_kwargs or {}))
-    if epochs is not None:
-        cfg.num_train_epochs = float(epochs)  # read by GRPOTrainer; not a RunConfig field
-    if ignored:
-        warnings.warn(
-            f"GRPOConfig: ignored TRL options with no effect here: {', '.join(ignored)}",
-            stacklevel=2,
-        )
-    return cfg
-
-
-def _dataset_block(dataset: Any) -> Any:
-    """The ``dataset:`` block to validate. Rendering options alone are fine here: the prompts
-    come from ``train_dataset``, so the block keeps the default source to stay valid."""
-    if isinstance(dataset, dict) and not any(dataset.get(k) for k in ("task", "path", "name")):
-        return {**dataclasses.asdict(RunConfig().dataset), **dataset}
-    return dataset  # validation says what is wrong with anything else
-
-
-def _is_options(value: Any) -> bool:
-    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, dict) for k, v in value.items())
-
-
-def _model_init_kwargs(value: Any, values: dict, problems: list[str]) -> None:
-    if not isinstance(value, dict):
-        problems.append(f"model_init_kwargs: expected a mapping, got {value!r}")
-        return
-    for k, v in value.items():
-        if k in ("torch_dtype", "dtype"):
-            values["torch_dtype"] = str(v).replace("torch.", "") if v is not None else "auto"
-        else:
-            problems.append(f"model_init_kwargs.{k}: not supported here (only torch_dtype)")
-
 
 # --------------------------------------------------------------------------- GRPOTrainer
 
@@ -222,7 +42,7 @@ class GRPOTrainer:
     ``reward_funcs``: a callable with TRL's signature ``fn(prompts, completions, **kwargs)``,
     a built-in name ("accuracy", "format", …), "module:function", "path.py:function",
     "model:<hub id or path>" (a reward model) — or a list mixing them.
-    ``args``: a :func:`GRPOConfig` (a RunConfig); None = the defaults.
+    ``args``: a :class:`GRPOConfig` (or a RunConfig); None = the defaults.
     ``train_dataset`` / ``eval_dataset``: a ``datasets.Dataset``, a list of dicts with a
     ``prompt`` (text or chat messages) and any other columns, or a list of prompt strings.
     Without ``eval_dataset`` nothing is evaluated (as in TRL).
@@ -254,9 +74,14 @@ class GRPOTrainer:
         from engine.training.faults import check_fault_policy
 
         check_fault_policy(on_fault)
-        cfg = copy.deepcopy(args) if args is not None else GRPOConfig()
-        if not isinstance(cfg, RunConfig):
-            raise TypeError(f"args: expected GRPOConfig(...) (a RunConfig), got {type(cfg).__name__}")
+        if args is None:
+            args = GRPOConfig()
+        if isinstance(args, GRPOConfig):
+            cfg = args.to_run_config()
+        elif isinstance(args, RunConfig):
+            cfg = copy.deepcopy(args)
+        else:
+            raise TypeError(f"args: expected a GRPOConfig (or a RunConfig), got {type(args).__name__}")
         if processing_class is not None and tokenizer is not None and processing_class is not tokenizer:
             raise TypeError("give the tokenizer once: processing_class= or tokenizer=, not both")
         tokenizer = processing_class if processing_class is not None else tokenizer
@@ -269,10 +94,9 @@ class GRPOTrainer:
         train_rows = _rows(train_dataset, "train_dataset", column)
         eval_rows = _rows(eval_dataset, "eval_dataset", column) if eval_dataset is not None else []
         data = PromptData.from_rows(train_rows, eval_rows)
-        epochs = getattr(cfg, "num_train_epochs", None)
-        if epochs is not None:
-            prompts_per_step = max(1, cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps // cfg.num_generations)
-            cfg.max_steps = max(1, math.ceil(epochs * len(train_rows) / prompts_per_step))
+        if cfg.num_train_epochs is not None:  # TRL's epochs: the steps follow from the dataset size
+            cfg.max_steps = steps_for_epochs(cfg.num_train_epochs, len(train_rows), cfg.per_device_train_batch_size,
+                                             cfg.gradient_accumulation_steps, cfg.num_generations)
 
         self.model, cfg.model_name_or_path = _load_policy(model, cfg)
         if tokenizer is None:
@@ -512,4 +336,4 @@ def _load_reference(ref_model: Any, cfg: RunConfig):
     return ref_model
 
 
-__all__ = ["GRPOConfig", "GRPOConfigError", "GRPOTrainer", "TrainingFailed"]
+__all__ = ["GRPOTrainer", "TrainingFailed"]

@@ -1,0 +1,221 @@
+"""Turn a mapping that uses TRL's names (a ``GRPOConfig``'s settings, an open-r1 recipe) into
+our preset shape, following :data:`engine.config.trl_names.TRL_NAMES`: mapped names become our
+fields, names with no effect are collected for one warning, refused names set otherwise than
+TRL's default become one problem line each saying what to do instead. Our own fields pass
+through untouched, so validation afterwards reads one shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from typing import Any, Mapping
+
+from engine.config.schema import RunConfig
+from engine.config.trl_names import SCRIPT_NAMES, TRL_NAMES, handling
+
+_GENERATION_KEYS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
+_LORA = {"lora_r": "r", "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout", "lora_target_modules": "target_modules"}
+_ADAMW = ("adamw_torch", "adamw_torch_fused")
+
+
+class TrlNamesIgnored(UserWarning):
+    """TRL settings accepted with no effect on the run (each named with the reason)."""
+
+
+def is_trl_name(name: str, *, presets: bool = True) -> bool:
+    return name in TRL_NAMES or (presets and name in SCRIPT_NAMES)
+
+
+def _dtype(value: Any) -> str:
+    return "auto" if value is None else str(value).replace("torch.", "")
+
+
+def _dataset(out: dict) -> dict:
+    block = out.get("dataset")
+    block = dict(block) if isinstance(block, Mapping) else {}  # a copy: the caller's mapping stays as given
+    out["dataset"] = block
+    return block
+
+
+def translate(data: Mapping, problems: list[str], ours: set[str], source: str = "config") -> dict:
+    """``data`` with every TRL name replaced by what it means here (see the module doc).
+
+    ``ours`` are the RunConfig field names (they win over the table: a name that becomes ours
+    is ours). Problems are appended; names with no effect are warned about once, together.
+    """
+    out: dict = {}
+    trl: dict[str, Any] = {}
+    ours = ours - {"num_train_epochs"}  # ours too, but only where max_steps leaves it room (as TRL)
+    for key, value in data.items():
+        if isinstance(key, str) and key not in ours and handling(key) is not None:
+            trl[key] = value
+        else:
+            out[key] = value
+    steps = out.get("max_steps")
+    if steps == -1 and not isinstance(steps, bool) and "num_train_epochs" not in trl:
+        trl["num_train_epochs"] = TRL_NAMES["num_train_epochs"].default  # TRL's max_steps -1: epochs decide
+    if not trl:
+        return out
+    ignored: list[str] = []
+    for key, value in trl.items():
+        h = handling(key)
+        assert h is not None
+        if h.kind == "no_effect":
+            if value != h.default:
+                ignored.append(f"{key} ({h.note})")
+        elif h.kind == "refused":
+            if value != h.default and not (value in (None, False, [], {}, "") and h.default in (None, False, [], "")):
+                problems.append(f"{key}={value!r}: not supported here; {h.note}")
+        else:
+            note = _MAPPERS[key](key, value, out, trl, problems)
+            if note:
+                ignored.append(f"{key} ({note})")
+    block = out.get("dataset")
+    if "dataset" not in data and isinstance(block, dict) and not any(k in block for k in ("task", "path", "name")):
+        out["dataset"] = {**dataclasses.asdict(RunConfig().dataset), **block}  # rendering options on the default source
+    if ignored:
+        warnings.warn(f"{source}: TRL settings with no effect here: {'; '.join(ignored)}", TrlNamesIgnored,
+                      stacklevel=3)
+    return out
+
+
+# --------------------------------------------------------------------------- mapped names
+
+
+def _epochs(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> None:
+    steps = out.get("max_steps")
+    if value is None or isinstance(steps, int) and not isinstance(steps, bool) and steps > 0:
+        return  # as in TRL, max_steps wins
+    out.pop("max_steps", None)  # TRL's -1: "use num_train_epochs"
+    out["num_train_epochs"] = value  # its value is checked as our field
+
+
+def _shuffle(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> None:
+    if key == "train_sampling_strategy":
+        if value not in ("random", "sequential"):
+            problems.append(f"train_sampling_strategy={value!r}: not supported here; use random or sequential")
+            return
+        value = value == "random"
+    _dataset(out)["shuffle"] = value
+
+
+def _to_dataset(field: str):
+    def apply(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> None:
+        if value is not None:
+            _dataset(out)[field] = value
+    return apply
+
+
+def _model_init_kwargs(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> None:
+    if value is None:
+        return
+    if not isinstance(value, Mapping):
+        problems.append(f"model_init_kwargs: expected a mapping, got {value!r}")
+        return
+    for k, v in value.items():
+        if k in ("torch_dtype", "dtype"):
+            out["torch_dtype"] = _dtype(v)
+        else:
+            problems.append(f"model_init_kwargs.{k}: not supported here; only dtype/torch_dtype is (remove {k})")
+
+
+def _dtype_name(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> None:
+    if value is not None:
+        out["torch_dtype"] = _dtype(value)
+
+
+def _generation_kwargs(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> None:
+    if value is None:
+        return
+    if not isinstance(value, Mapping):
+        problems.append(f"generation_kwargs: expected a mapping, got {value!r}")
+        return
+    for k, v in value.items():
+        if k in _GENERATION_KEYS:
+            out[k] = v
+        elif k == "max_new_tokens":
+            out["max_completion_length"] = v
+        else:
+            problems.append(f"generation_kwargs.{k}: not supported here; the sampling options are "
+                            f"{', '.join(_GENERATION_KEYS)} (set them as fields)")
+
+
+def _checkpointing_kwargs(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        problems.append(f"gradient_checkpointing_kwargs: expected a mapping, got {value!r}")
+        return None
+    for k in value:
+        if k != "use_reentrant":
+            problems.append(f"gradient_checkpointing_kwargs.{k}: not supported here; only use_reentrant is (remove {k})")
+    return "use_reentrant changes how activations are recomputed, not the gradients" if "use_reentrant" in value else None
+
+
+def _save_strategy(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> None:
+    if value == "no":
+        out["save_steps"] = 0
+    elif value != "steps":
+        problems.append(f"save_strategy={value!r}: not supported here; use steps (with save_steps) or no")
+
+
+def _eval_strategy(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> None:
+    if value == "steps" and out.get("eval_steps") in (None, 0):
+        out["eval_steps"] = out.get("logging_steps", 10)
+    elif value not in ("no", "steps"):
+        problems.append(f"eval_strategy={value!r}: not supported here; use steps (with eval_steps) or no")
+
+
+def _cap(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> None:
+    if value is not None:
+        out["vllm_importance_sampling_clip_max"] = value
+
+
+def _optim(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> None:
+    if value not in _ADAMW:
+        problems.append(f"optim={value!r}: not supported here; the optimizer is AdamW ({' or '.join(_ADAMW)})")
+
+
+def _peft(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> str | None:
+    if key != "use_peft":  # read by use_peft; as in TRL they wait for it
+        return None if trl.get("use_peft") else "LoRA settings take effect with use_peft: true"
+    if value:
+        peft = {_LORA[k]: trl.get(k, SCRIPT_NAMES[k].default) for k in _LORA}
+        if peft["target_modules"] is None:
+            peft.pop("target_modules")
+        out["peft"] = {**peft, **(out.get("peft") or {})}
+    return None
+
+
+_MAPPERS = {
+    "num_train_epochs": _epochs,
+    "shuffle_dataset": _shuffle,
+    "train_sampling_strategy": _shuffle,
+    "model_init_kwargs": _model_init_kwargs,
+    "generation_kwargs": _generation_kwargs,
+    "system_prompt": _to_dataset("system_prompt"),
+    "gradient_checkpointing_kwargs": _checkpointing_kwargs,
+    "save_strategy": _save_strategy,
+    "eval_strategy": _eval_strategy,
+    "vllm_importance_sampling_cap": _cap,
+    "optim": _optim,
+    "dataset_name": _to_dataset("name"),
+    "dataset_config": _to_dataset("config"),
+    "dataset_train_split": _to_dataset("split"),
+    "dataset_test_split": _to_dataset("eval_split"),
+    "dataset_prompt_column": _to_dataset("prompt_column"),
+    "dtype": _dtype_name,
+    "use_peft": _peft,
+    **{k: _peft for k in _LORA},
+}
+assert {k for k, h in {**TRL_NAMES, **SCRIPT_NAMES}.items() if h.kind == "mapped"} == set(_MAPPERS)
+
+
+def steps_for_epochs(epochs: float, n_prompts: int, per_device_train_batch_size: int,
+                     gradient_accumulation_steps: int, num_generations: int) -> int:
+    """Optimizer steps for ``epochs`` passes over ``n_prompts`` prompts (each step takes
+    batch × accumulation completions, i.e. that over num_generations prompts)."""
+    prompts_per_step = max(1, per_device_train_batch_size * gradient_accumulation_steps // num_generations)
+    return max(1, math.ceil(epochs * n_prompts / prompts_per_step))
