@@ -49,6 +49,8 @@ def _parser_type(tp: Any) -> Any:
         type(tp).__name__ == "UnionType" else [tp]
     if any(a is dict or get_origin(a) is dict or a is DatasetConfig for a in args):
         return _DICT
+    if get_origin(tp) is list and len(get_args(tp)) == 1 and str in get_args(get_args(tp)[0]):
+        return list[str]  # reward_funcs: names on a command line (a factory's mapping is for Python and YAML)
     return tp
 
 

@@ -236,7 +236,7 @@ def test_zero_processes_is_refused_not_ignored():
 
 
 def test_the_shipped_accelerate_configs_are_accepted():
-    from grpo_tui.cli.main import _accelerate_config_problem
+    from grpo_tui.cli.launch import _accelerate_config_problem
 
     for name in ("ddp.yaml", "fsdp.yaml"):
         assert _accelerate_config_problem(ROOT / "presets" / "accelerate" / name) is None, name
