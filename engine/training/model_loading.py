@@ -240,24 +240,6 @@ def make_optimizer(model, cfg, device: torch.device) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, **kwargs)
 
 
-SMALL_MODEL_THREADS_ENV = "GRPO_TUI_CPU_THREADS"
-
-
-def cpu_threads_for_small_models(device: torch.device) -> int:
-    """On CPU, one intra-op thread unless told otherwise (``GRPO_TUI_CPU_THREADS``).
-
-    The matrix products of models that fit CPU training are too small to split across
-    threads: on 2 cores one thread measured 25–30% faster per step than two, and it leaves
-    a core to the dashboard, whose thread otherwise stalls torch's spinning workers."""
-    import os
-
-    if device.type != "cpu":
-        return torch.get_num_threads()
-    threads = int(os.environ.get(SMALL_MODEL_THREADS_ENV, "1") or 1)
-    torch.set_num_threads(max(1, threads))
-    return torch.get_num_threads()
-
-
 def mixed_precision(bf16: bool | None, device: torch.device, model) -> bool:
     """Whether the forward passes run under bfloat16 autocast (the weights stay as loaded).
 

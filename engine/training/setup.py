@@ -19,13 +19,13 @@ from transformers.utils import logging as hf_logging
 from engine.algo.schedules import lr_lambda
 from engine.config.schema import RunConfig
 from engine.config.trl_mapping import steps_for_epochs
+from engine.training.cpu_threads import set_cpu_threads
 from engine.data.prompts import BatchOrder, PromptData, PromptRenderer, load_prompt_data
 from engine.parallel.sharding import full_weights, is_sharded
 from engine.rewards.scoring import build_reward_funcs
 from engine.rollout.backend import TransformersRollout
 from engine.run.reporting import make_reporters
 from engine.training.model_loading import (
-    cpu_threads_for_small_models,
     eos_token_ids,
     load_model_and_tokenizer,
     load_reference_model,
@@ -113,12 +113,12 @@ def setup(cfg: RunConfig, given: Given, dist, run_dir: Path, resume_from: Path |
                                          cfg.gradient_accumulation_steps, cfg.num_generations)
     torch.manual_seed(cfg.seed)
     device = pick_device()
-    cpu_threads_for_small_models(device)
     if given.model is not None:
         model = given.model.to(device)
         tokenizer = given.tokenizer or load_tokenizer(model.name_or_path)
     else:
         model, tokenizer = load_model_and_tokenizer(cfg, device, path=resume_from)
+    set_cpu_threads(device, model)  # by the model's width: one thread for a tiny model, every core for a wide one
     ref_model = load_reference(cfg, given, device, model) if cfg.beta > 0 else None
     use_bf16 = mixed_precision(cfg.bf16, device, model)
     renderer = PromptRenderer(tokenizer, system_prompt=cfg.dataset.system_prompt,

@@ -13,6 +13,8 @@ from dataclasses import replace
 
 import torch
 
+from engine.training import cpu_threads
+
 from engine.run.control import Control
 
 from engine.run.events import RunFailed, StepMetrics
@@ -61,7 +63,8 @@ def bench(cfg, steps: int = 20, warmup: int = 3, out=sys.stdout) -> int:
         f"geometry      {n_completions // cfg.num_generations} prompts × {cfg.num_generations} generations = "
         f"{n_completions} completions/step, max {cfg.max_completion_length} new tokens, "
         f"{cfg.gradient_accumulation_steps} micro-batch(es)",
-        f"device        {trainer.device}  torch {torch.__version__}  threads {torch.get_num_threads()}",
+        f"device        {trainer.device}  torch {torch.__version__}  threads {torch.get_num_threads()}"
+        + (f" ({cpu_threads.last_choice[1]})" if trainer.device.type == "cpu" and cpu_threads.last_choice else ""),
         f"steps timed   {len(timed)} (after {min(warmup, len(records))} warm-up)",
         f"s/step        median {step_s:.4f}  (min {min(r['step_time'] for r in timed):.4f}, "
         f"max {max(r['step_time'] for r in timed):.4f})",
