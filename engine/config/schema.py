@@ -29,20 +29,42 @@ import yaml
 from engine.config.constraints import NotEmpty, Range
 
 
-def _bundled_root() -> Path:
+def bundled_root(module_file: str | Path, prefixes: Iterable[str | Path] = ()) -> Path:
     """Where the bundled presets and tiny model live: the source tree (a clone, an editable
-    install), or ``<environment>/share/grpo-tui`` where a wheel installs them."""
-    source = Path(__file__).resolve().parents[2]
+    install), else ``<data dir>/share/grpo-tui`` where a wheel put them. The data dir is the
+    installation scheme's: ``sys.prefix`` in a venv, ``~/.local`` with ``pip install --user``,
+    the prefix with ``--prefix``, ``/usr/local`` for a system pip -- each an ancestor of the
+    site-packages folder the package went to, so the ancestors are searched, then ``prefixes``.
+
+        >>> import tempfile
+        >>> base = Path(tempfile.mkdtemp())
+        >>> (base / "share/grpo-tui/presets").mkdir(parents=True)
+        >>> bundled_root(base / "lib/python3.11/site-packages/engine/config/schema.py") == base / "share/grpo-tui"
+        True
+    """
+    here = Path(module_file).resolve()
+    source = here.parents[2]
     if (source / "presets").is_dir():
         return source
+    for folder in [*here.parents[3:], *map(Path, prefixes)]:
+        candidate = folder / "share" / "grpo-tui"
+        if (candidate / "presets").is_dir():
+            return candidate
     return Path(sys.prefix) / "share" / "grpo-tui"
 
 
-REPO_ROOT = _bundled_root()
+def _install_prefixes() -> list[str]:
+    import site
+
+    return [sys.prefix, sys.base_prefix, getattr(site, "USER_BASE", None) or ""]
+
+
+REPO_ROOT = bundled_root(__file__, _install_prefixes())
 """The folder holding the bundled ``presets/`` and ``assets/``: relative paths fall back to
 it, so the bundled model and presets are found wherever the command is run from."""
 
-BUILTIN_REWARDS = ("accuracy", "format", "tag_count", "length")
+BUILTIN_REWARDS = ("accuracy", "answer_accuracy", "format", "tag_count", "reasoning_steps", "len", "cosine",
+                   "repetition_penalty", "soft_overlong_punishment", "length")
 """Reward names known without asking ``engine.rewards.scoring`` (which may know more)."""
 
 ADJUSTABLE_FIELDS = (

@@ -1,0 +1,37 @@
+"""The wheel brings the presets and the tiny model along, and they are found wherever pip put
+them: here ``pip install --prefix`` (``--user`` and a system pip install the same way, under
+their own data folder), run from an unrelated folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+
+@pytest.mark.slow
+def test_a_wheel_installed_with_prefix_finds_its_presets(tmp_path: Path) -> None:
+    wheels, prefix, elsewhere = tmp_path / "wheels", tmp_path / "prefix", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", str(ROOT), "-w", str(wheels)], check=True, timeout=600,
+                   capture_output=True)
+    (wheel,) = wheels.glob("grpo_tui-*.whl")
+    subprocess.run([*pip, "install", "--no-deps", "--prefix", str(prefix), str(wheel)], check=True, timeout=300,
+                   capture_output=True)
+    (site,) = prefix.glob("lib/python*/site-packages")
+    env = {**os.environ, "PYTHONPATH": str(site), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", "import engine; from engine.config.schema import REPO_ROOT; "
+                          "print(engine.__file__); print(REPO_ROOT)"], cwd=elsewhere, env=env, capture_output=True,
+                         text=True, timeout=120)
+    module, root = out.stdout.split()
+    assert Path(module).is_relative_to(site) and Path(root) == prefix / "share" / "grpo-tui"
+    listed = subprocess.run([sys.executable, "-m", "grpo_tui", "presets"], cwd=elsewhere, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert listed.returncode == 0 and "tiny-arithmetic" in listed.stdout
+    assert (prefix / "share" / "grpo-tui" / "assets" / "tiny-model" / "config.json").is_file()
