@@ -30,6 +30,8 @@ import argparse
 import os
 import sys
 
+import shtab  # shell completion (--print-completion)
+
 EXIT_CONFIG = 2
 
 
@@ -46,7 +48,7 @@ def _version() -> str:
 
 
 def _preset_args(p: argparse.ArgumentParser, max_steps: bool = True) -> None:
-    p.add_argument("preset", help="preset name (from presets/) or path to a YAML file")
+    p.add_argument("preset", help="preset name (from presets/) or path to a YAML file").complete = shtab.FILE
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a preset field, e.g. --set learning_rate=5e-5 --set dataset.split=test")
     if max_steps:
@@ -92,17 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
     _process_args(p)
 
     p = sub.add_parser("resume", help="continue a run from its newest complete checkpoint")
-    p.add_argument("run_dir", help=RUN_DIR_HELP)
+    p.add_argument("run_dir", help=RUN_DIR_HELP).complete = shtab.DIRECTORY
     p.add_argument("--headless", action="store_true", help="no dashboard: progress bar and summary on stdout")
     p.add_argument("--detach", action="store_true", help="continue in a background process")
     _fault_args(p)
     _process_args(p)
 
     p = sub.add_parser("attach", help="open the dashboard on a run going on in another process")
-    p.add_argument("run_dir", help=RUN_DIR_HELP + ", trained by another process")
+    p.add_argument("run_dir", help=RUN_DIR_HELP + ", trained by another process").complete = shtab.DIRECTORY
 
     p = sub.add_parser("send", help="send a command to a run going on in another process")
-    p.add_argument("run_dir", help=RUN_DIR_HELP + ", trained by another process")
+    p.add_argument("run_dir", help=RUN_DIR_HELP + ", trained by another process").complete = shtab.DIRECTORY
     p.add_argument("action", choices=["pause", "resume", "stop", "checkpoint", "reload-rewards", "adjust"],
                    help="reload-rewards: re-import the reward plugins from their files at the next step boundary")
     p.add_argument("changes", nargs="*", metavar="KEY=VALUE", help="for adjust: e.g. learning_rate=1e-6 temperature=0.8")
@@ -124,10 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="list how each TRL GRPOConfig / TrainingArguments / recipe key that is not ours is handled")
 
     p = sub.add_parser("view", help="open a run directory read-only in the dashboard")
-    p.add_argument("run_dir", help=RUN_DIR_HELP)
+    p.add_argument("run_dir", help=RUN_DIR_HELP).complete = shtab.DIRECTORY
 
     p = sub.add_parser("compare", help="overlay two or more runs' metrics by step and diff their configs")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="two or more run directories")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="two or more run directories").complete = shtab.DIRECTORY
 
     p = sub.add_parser("vllm-serve", help="serve generation on GPUs of their own for runs with vllm_mode: server")
     p.add_argument("model", help="hub id or folder: the policy's starting weights (runs push theirs every step)")
@@ -140,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-model-len", type=int, default=None,
                    help="longest prompt + completion in tokens (default: the model's context)")
     p.add_argument("--dtype", default="auto", help="weights' dtype: auto, bfloat16, float16 (default auto)")
+    shtab.add_argument_to(parser, "--print-completion", help="print a shell completion script (bash, zsh or tcsh), "
+                          "e.g. grpo-tui --print-completion bash > ~/.local/share/bash-completion/completions/grpo-tui")
     return parser
 
 

@@ -98,3 +98,12 @@ def test_version_help_and_a_missing_run_directory():
                     if action.help is None]
     assert undocumented == []
     assert "--max-steps" not in commands["bench"].format_help()  # bench counts its own --steps
+
+
+def test_shell_completion_scripts():
+    """--print-completion bash|zsh prints a script completing the subcommands, run directories as
+    folders and presets as files."""
+    bash = grpo_tui("--print-completion", "bash")
+    assert bash.returncode == 0 and "resume" in bash.stdout and "_shtab_compgen_dirs" in bash.stdout
+    zsh = grpo_tui("--print-completion", "zsh")
+    assert zsh.returncode == 0 and "_files -/" in zsh.stdout and "compare" in zsh.stdout
