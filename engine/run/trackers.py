@@ -132,7 +132,8 @@ class TrackerReporter(Reporter):
             tracker = make_tracker(self.name, self.run_dir, self.run_name)
             # built only on the main process: accelerate need not ask (which would set up its state)
             tracker.main_process_only = False
-            tracker.start()
+            if hasattr(tracker, "start"):  # accelerate before 1.4 started trackers when building them
+                tracker.start()
             self.tracker = tracker
             if config:
                 tracker.store_init_configuration(flat_config(config))
