@@ -49,19 +49,20 @@ def model_card_text(cfg, *, run_dir: str | Path, steps: int, accuracy_before=Non
 
     base = _hub_id(cfg.model_name_or_path)
     dataset = _hub_id(cfg.dataset.name)
-    data = ModelCardData(library_name="transformers", base_model=base, tags=list(TAGS),
+    adapter = cfg.peft is not None and not cfg.peft.get("merge_on_save")
+    data = ModelCardData(library_name="peft" if adapter else "transformers", base_model=base, tags=list(TAGS),
                          datasets=[dataset] if dataset else None)
     name = Path(run_dir).name
     start = "a new model of the architecture of" if cfg.model_init == "random" else "fine-tuned from"
     rewards = ", ".join(f"`{_reward_name(r)}`" for r in cfg.reward_funcs) or "the ranks given with the dataset"
     weights = f" (weights {cfg.reward_weights})" if cfg.reward_weights else ""
-    peft = " LoRA adapter" if cfg.peft is not None and not cfg.peft.get("merge_on_save") else ""
+    what = "A LoRA adapter" if adapter else "A model"
     config_yaml = Path(run_dir) / "config.yaml"
     command = f"grpo-tui train {shlex.quote(str(config_yaml))}"
     lines = [
         "---", data.to_yaml(), "---", "",
         f"# {name}", "",
-        f"A{peft} model trained with GRPO by grpo-tui, {start} `{cfg.model_name_or_path}`.", "",
+        f"{what} trained with GRPO by grpo-tui, {start} `{cfg.model_name_or_path}`.", "",
         "## Training", "",
         f"- **Base model:** `{cfg.model_name_or_path}`",
         f"- **Dataset:** {_dataset_line(cfg.dataset)}",

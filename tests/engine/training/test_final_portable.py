@@ -70,3 +70,11 @@ def test_model_card_names_hub_base_model_and_dataset(tmp_path):
     assert "`accuracy`, `format` (weights [1.0, 0.5])" in card
     assert "0.250 before → n/a after" in card
     assert "# gsm8k-run" in card
+
+
+def test_model_card_of_a_lora_adapter_files_it_under_peft(tmp_path):
+    adapter = RunConfig(model_name_or_path="Qwen/Qwen2.5-0.5B-Instruct", peft={"r": 8})
+    merged = RunConfig(model_name_or_path="Qwen/Qwen2.5-0.5B-Instruct", peft={"r": 8, "merge_on_save": True})
+    card = model_card_text(adapter, run_dir=tmp_path, steps=1)
+    assert _front_matter(card)["library_name"] == "peft" and "A LoRA adapter trained with GRPO" in card
+    assert _front_matter(model_card_text(merged, run_dir=tmp_path, steps=1))["library_name"] == "transformers"
