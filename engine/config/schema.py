@@ -363,7 +363,8 @@ class RunConfig:
     log_completions: bool = False
     """also write each step's logged groups as completions/completions_NNNNN.parquet (TRL's format)"""
     report_to: list[str] = field(default_factory=list)
-    """logging integrations: tensorboard (logs in <run dir>/tensorboard) and/or wandb; [] = none"""
+    """logging integrations, accelerate's trackers: tensorboard (logs in <run dir>/tensorboard), wandb, trackio,
+    mlflow, comet_ml, aim, clearml, dvclive, swanlab; [] = none"""
     run_name: str | None = None
     """name shown in the dashboard and used for the run directory; default = the preset's name"""
 

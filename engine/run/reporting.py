@@ -1,4 +1,5 @@
-"""Logging integrations (TensorBoard, Weights & Biases) and TRL-style completion logs.
+"""Logging integrations (``report_to``: accelerate's trackers, see engine.run.trackers) and
+TRL-style completion logs.
 
 Each reporter is a Control subscriber: ``control.subscribe(reporter)``. Subscribers run on
 the engine thread, so a reporter only puts the event on its own queue; a worker thread does
@@ -23,14 +24,16 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from engine.run.events import Event, EvalResult, RunFailed, RunFinished, RunStarted, StepMetrics, StepSamples
+from engine.run.events import Event, RunFailed, RunFinished, StepSamples
 
-INTEGRATIONS = ("tensorboard", "wandb")
-"""Names accepted in ``report_to``."""
+INTEGRATIONS = ("tensorboard", "wandb", "trackio", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "swanlab")
+"""Names accepted in ``report_to``: the trackers accelerate supports (engine.run.trackers)."""
 
-INSTALL_HINTS = {"tensorboard": "pip install tensorboard", "wandb": "pip install wandb"}
+PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX")}
+"""The modules that make an integration usable (any one of them); by default the one of its name."""
 
-TENSORBOARD_DIR = "tensorboard"
+INSTALL_HINTS = {name: f"pip install {name}" for name in INTEGRATIONS}
+
 COMPLETIONS_DIR = "completions"
 QUEUE_SIZE = 1000
 """Events a reporter holds before it drops new ones (a stalled upload must not grow memory)."""
@@ -54,7 +57,11 @@ def _installed(module: str) -> bool:
 
 def installed_integrations() -> list[str]:
     """The integrations whose package is importable here (TRL's ``report_to="all"``)."""
-    return [name for name in INTEGRATIONS if _installed(name)]
+    return [name for name in INTEGRATIONS if _integration_installed(name)]
+
+
+def _integration_installed(name: str) -> bool:
+    return any(_installed(module) for module in PACKAGES.get(name, (name,)))
 
 
 def check_report_to(names: list[str], *, check_installed: bool = True) -> list[str]:
@@ -69,7 +76,7 @@ def check_report_to(names: list[str], *, check_installed: bool = True) -> list[s
             close = difflib.get_close_matches(str(name), INTEGRATIONS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             problems.append(f"report_to[{i}]: unknown integration {name!r}{hint}; choose from {', '.join(INTEGRATIONS)}")
-        elif check_installed and not _installed(name):
+        elif check_installed and not _integration_installed(name):
             problems.append(f"report_to[{i}]: {name} is not installed; run `{INSTALL_HINTS[name]}`")
     return problems
 
@@ -170,109 +177,6 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-# --------------------------------------------------------------------------- TensorBoard
-
-
-class TensorBoardReporter(Reporter):
-    """Scalars under their metric names (``reward``, ``rewards/accuracy/mean``, ``eval/accuracy``…)
-    and the config as text, in ``<run dir>/tensorboard`` (``tensorboard --logdir runs``)."""
-
-    name = "tensorboard"
-
-    def __init__(self, run_dir: str | os.PathLike) -> None:
-        self.log_dir = Path(run_dir) / TENSORBOARD_DIR
-        self._writer = None
-        super().__init__()
-
-    def _open(self):
-        if self._writer is None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise ReportingError(f"tensorboard is not installed; run `{INSTALL_HINTS['tensorboard']}`") from None
-            self._writer = SummaryWriter(log_dir=str(self.log_dir))
-        return self._writer
-
-    def handle(self, event: Event) -> None:
-        if isinstance(event, RunStarted):
-            import yaml
-
-            text = yaml.safe_dump(event.config, sort_keys=False)
-            self._open().add_text("config", "```\n" + text + "\n```", 0)
-        elif isinstance(event, StepMetrics):
-            writer = self._open()
-            for key, value in _scalars(event.metrics).items():
-                if not key.startswith("eval/"):  # evaluations arrive as EvalResult (step 0 included)
-                    writer.add_scalar(key, value, event.step)
-        elif isinstance(event, EvalResult):
-            writer = self._open()
-            for key, value in _scalars(event.metrics).items():
-                writer.add_scalar(key, value, event.step)
-        elif isinstance(event, (RunFinished, RunFailed)) and self._writer is not None:
-            self._writer.flush()
-
-    def close_files(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-
-
-# --------------------------------------------------------------------------- Weights & Biases
-
-
-class WandbReporter(Reporter):
-    """Metrics to a W&B run (project ``$WANDB_PROJECT`` or ``grpo-tui``, named after the run
-    directory, files kept in it); with ``log_completions`` also a completions table."""
-
-    name = "wandb"
-
-    def __init__(self, run_dir: str | os.PathLike, run_name: str | None = None, log_completions: bool = False) -> None:
-        self.run_dir = Path(run_dir)
-        self.run_name = run_name or self.run_dir.name
-        self.log_completions = log_completions
-        self._wandb = None
-        self._run = None
-        super().__init__()
-
-    def _module(self):
-        if self._wandb is None:
-            try:
-                import wandb
-            except ImportError:
-                raise ReportingError(f"wandb is not installed; run `{INSTALL_HINTS['wandb']}`") from None
-            self._wandb = wandb
-        return self._wandb
-
-    def _start(self, config: dict | None = None):
-        if self._run is None:
-            wandb = self._module()
-            self._run = wandb.init(
-                project=os.environ.get("WANDB_PROJECT", "grpo-tui"),
-                name=self.run_name,
-                dir=str(self.run_dir),
-                config=config or {},
-            )
-        return self._run
-
-    def handle(self, event: Event) -> None:
-        if isinstance(event, RunStarted):
-            self._start(event.config)
-        elif isinstance(event, (StepMetrics, EvalResult)):
-            metrics = _scalars(event.metrics)
-            if isinstance(event, StepMetrics):
-                metrics = {k: v for k, v in metrics.items() if not k.startswith("eval/")}
-            self._start().log({**metrics, "train/global_step": event.step}, step=event.step)
-        elif isinstance(event, StepSamples) and self.log_completions:
-            rows = completion_rows(event.step, event.groups)
-            if rows:
-                columns = list(rows[0])
-                table = self._module().Table(columns=columns, data=[[r[c] for c in columns] for r in rows])
-                self._start().log({"completions": table}, step=event.step)
-
-    def close_files(self) -> None:
-        if self._run is not None:
-            self._run.finish()
-
-
 # --------------------------------------------------------------------------- completion logs
 
 
@@ -346,11 +250,11 @@ def make_reporters(cfg, run_dir: str | os.PathLike) -> list[Reporter]:
     reporters: list[Reporter] = []
     if getattr(cfg, "log_completions", False):
         reporters.append(CompletionLogReporter(run_dir))
+    from engine.run.trackers import TrackerReporter
+
     for name in dict.fromkeys(names):
-        if name == "tensorboard":
-            reporters.append(TensorBoardReporter(run_dir))
-        elif name == "wandb":
-            reporters.append(WandbReporter(run_dir, getattr(cfg, "run_name", None), getattr(cfg, "log_completions", False)))
+        reporters.append(TrackerReporter(name, run_dir, getattr(cfg, "run_name", None),
+                                         getattr(cfg, "log_completions", False)))
     return reporters
 
 

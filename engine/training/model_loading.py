@@ -211,6 +211,35 @@ def save_final(model, tokenizer, path, peft_options: dict | None, weights: dict 
         model = model.merge_and_unload()
     model.save_pretrained(path, safe_serialization=True, state_dict=weights)
     tokenizer.save_pretrained(path)
+    portable_tokenizer_config(path)
+
+
+RUN_LOCAL_TOKENIZER_KEYS = ("local_files_only", "is_local", "cache_dir", "token", "use_auth_token", "revision",
+                            "force_download", "proxies", "subfolder", "_commit_hash")
+"""Keys transformers copies from this process's ``from_pretrained`` call into tokenizer_config.json:
+they describe how the run loaded its tokenizer, not the tokenizer, and ``local_files_only: true``
+would keep whoever loads final/ offline."""
+
+TOKENIZER_CLASS_NAMES = {"TokenizersBackend": "PreTrainedTokenizerFast"}
+"""transformers 5 names the generic fast tokenizer ``TokenizersBackend``; ``PreTrainedTokenizerFast``
+is the same class to transformers 5 (an alias) and the only name transformers 4 knows."""
+
+
+def portable_tokenizer_config(path) -> None:
+    """Make final/'s tokenizer_config.json load with every transformers from 4.56 on (and vLLM):
+    drop the run-local keys and name the tokenizer class as both major versions know it."""
+    import json
+    from pathlib import Path
+
+    file = Path(path) / "tokenizer_config.json"
+    if not file.is_file():
+        return
+    config = json.loads(file.read_text(encoding="utf-8"))
+    for key in RUN_LOCAL_TOKENIZER_KEYS:
+        config.pop(key, None)
+    if config.get("tokenizer_class") in TOKENIZER_CLASS_NAMES:
+        config["tokenizer_class"] = TOKENIZER_CLASS_NAMES[config["tokenizer_class"]]
+    file.write_text(json.dumps(config, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def _cpu_copy(model, weights: dict):

@@ -50,6 +50,7 @@ from engine.training.faults import PAUSE_AFTER_FAILURES, Faults, RunFault, check
 from engine.training.forwards import Forwards
 from engine.training.geometry import RoundGeometry
 from engine.training.checkpoint_files import fsync_dir, fsync_tree
+from engine.training.model_card import write_model_card
 from engine.training.model_loading import save_final
 from engine.training.progress import StepProgress
 from engine.training.publisher import Publisher
@@ -377,6 +378,9 @@ class Trainer:
         try:
             shutil.rmtree(tmp, ignore_errors=True)
             save_final(self.parts.model, self.parts.tokenizer, tmp, self.cfg.peft, weights)
+            write_model_card(tmp, self.cfg, run_dir=self.run_dir, steps=self.state.step,
+                             accuracy_before=self.evaluator.before.get("eval/accuracy"),
+                             accuracy_after=self.evaluator.last.get("eval/accuracy"))
             fsync_tree(tmp)
             if final.exists():  # a resumed run saves again over the earlier one
                 shutil.rmtree(final)
