@@ -87,12 +87,16 @@ def test_heartbeat_goes_on_during_a_c_call_that_holds_the_gil(tmp_path):
     server = ChannelServer(tmp_path, Control(), status)
     server.start()
     try:
-        watcher = beat_age_watcher(tmp_path, 2 * BOUND + 1)
-        time.sleep(0.5)
-        t0 = time.perf_counter()
-        3 ** k
-        took = time.perf_counter() - t0
-        worst = float(watcher.communicate(timeout=120)[0])
+        for _ in range(4):  # a busy machine can make the calibrated call too short: lengthen it
+            watcher = beat_age_watcher(tmp_path, 2 * BOUND + 1)
+            time.sleep(0.5)
+            t0 = time.perf_counter()
+            3 ** k
+            took = time.perf_counter() - t0
+            worst = float(watcher.communicate(timeout=120)[0])
+            if took > BOUND:
+                break
+            k = int(k * 1.6)
     finally:
         server.stop()
     assert took > BOUND, "the C call was too short to tell"
