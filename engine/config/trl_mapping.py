@@ -17,7 +17,6 @@ from engine.config.trl_names import SCRIPT_NAMES, TRL_NAMES, handling
 
 _GENERATION_KEYS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
 _LORA = {"lora_r": "r", "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout", "lora_target_modules": "target_modules"}
-_ADAMW = ("adamw_torch", "adamw_torch_fused")
 
 
 class TrlNamesIgnored(UserWarning):
@@ -108,19 +107,6 @@ def _to_dataset(field: str):
     return apply
 
 
-def _model_init_kwargs(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> None:
-    if value is None:
-        return
-    if not isinstance(value, Mapping):
-        problems.append(f"model_init_kwargs: expected a mapping, got {value!r}")
-        return
-    for k, v in value.items():
-        if k in ("torch_dtype", "dtype"):
-            out["torch_dtype"] = _dtype(v)
-        else:
-            problems.append(f"model_init_kwargs.{k}: not supported here; only dtype/torch_dtype is (remove {k})")
-
-
 def _dtype_name(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> None:
     if value is not None:
         out["torch_dtype"] = _dtype(value)
@@ -142,18 +128,6 @@ def _generation_kwargs(key: str, value: Any, out: dict, trl: dict, problems: lis
                             f"{', '.join(_GENERATION_KEYS)} (set them as fields)")
 
 
-def _checkpointing_kwargs(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        problems.append(f"gradient_checkpointing_kwargs: expected a mapping, got {value!r}")
-        return None
-    for k in value:
-        if k != "use_reentrant":
-            problems.append(f"gradient_checkpointing_kwargs.{k}: not supported here; only use_reentrant is (remove {k})")
-    return "use_reentrant changes how activations are recomputed, not the gradients" if "use_reentrant" in value else None
-
-
 def _save_strategy(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> None:
     if value == "no":
         out["save_steps"] = 0
@@ -173,11 +147,6 @@ def _cap(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> Non
         out["vllm_importance_sampling_clip_max"] = value
 
 
-def _optim(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> None:
-    if value not in _ADAMW:
-        problems.append(f"optim={value!r}: not supported here; the optimizer is AdamW ({' or '.join(_ADAMW)})")
-
-
 def _peft(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> str | None:
     if key != "use_peft":  # read by use_peft; as in TRL they wait for it
         return None if trl.get("use_peft") else "LoRA settings take effect with use_peft: true"
@@ -193,14 +162,11 @@ _MAPPERS = {
     "num_train_epochs": _epochs,
     "shuffle_dataset": _shuffle,
     "train_sampling_strategy": _shuffle,
-    "model_init_kwargs": _model_init_kwargs,
     "generation_kwargs": _generation_kwargs,
     "system_prompt": _to_dataset("system_prompt"),
-    "gradient_checkpointing_kwargs": _checkpointing_kwargs,
     "save_strategy": _save_strategy,
     "eval_strategy": _eval_strategy,
     "vllm_importance_sampling_cap": _cap,
-    "optim": _optim,
     "dataset_name": _to_dataset("name"),
     "dataset_config": _to_dataset("config"),
     "dataset_train_split": _to_dataset("split"),
