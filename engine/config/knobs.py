@@ -36,6 +36,10 @@ MODEL_INIT_KEYS = ("revision", "trust_remote_code", "attn_implementation", "subf
 CHECKPOINTING_KEYS = ("use_reentrant", "preserve_rng_state", "determinism_check", "debug")
 """gradient_checkpointing_kwargs torch.utils.checkpoint takes"""
 
+ENGINE_SAMPLING_KEYS = ("n", "max_tokens", "stop_token_ids", "logprobs", "seed", "temperature", "top_p", "top_k",
+                        "min_p", "repetition_penalty")
+"""vLLM SamplingParams the engine sets itself (the sampling ones from their fields)"""
+
 BITSANDBYTES_OPTIMIZERS = ("adamw_8bit", "adamw_bnb_8bit", "paged_adamw_8bit", "paged_adamw_32bit")
 
 
@@ -66,6 +70,14 @@ def check_knobs(v: dict, bad: set, problems: list[str], check_installed: bool = 
         if key not in CHECKPOINTING_KEYS:
             problems.append(f"gradient_checkpointing_kwargs.{key}: not an option of torch's checkpointing; it takes "
                             f"{', '.join(CHECKPOINTING_KEYS)}")
+    extra = v.get("generation_kwargs") or {}
+    for key in extra:
+        if key in ENGINE_SAMPLING_KEYS:
+            problems.append(f"generation_kwargs.{key}: set by the engine; remove it")
+        elif not v.get("use_vllm"):
+            problems.append(f"generation_kwargs.{key}: taken by vLLM's SamplingParams, so only with use_vllm; "
+                            f"the engine's own sampler takes temperature, top_p, top_k, min_p, repetition_penalty "
+                            f"and max_new_tokens")
     optim = v.get("optim")
     if check_installed and optim in BITSANDBYTES_OPTIMIZERS and not installed("bitsandbytes"):
         problems.append(f"optim: {optim} needs the bitsandbytes package (pip install bitsandbytes); or use "

@@ -174,6 +174,9 @@ class RunConfig:
     """drop tokens below min_p times the top token's probability; None = off"""
     repetition_penalty: Annotated[float, Range(gt=0)] = 1.0
     """penalise tokens already in the prompt or completion; 1.0 = off"""
+    generation_kwargs: dict | None = None
+    """TRL's: its temperature, top_p, top_k, min_p, repetition_penalty and max_new_tokens override those fields;
+    other keys (e.g. {presence_penalty: 0.5}) go to vLLM's SamplingParams and need use_vllm"""
 
     # --- generation with vLLM (a CUDA GPU and the vllm extra)
     use_vllm: bool = False

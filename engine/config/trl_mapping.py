@@ -46,7 +46,9 @@ def translate(data: Mapping, problems: list[str], ours: set[str], source: str = 
     """
     out: dict = {}
     trl: dict[str, Any] = {}
-    ours = ours - {"num_train_epochs"}  # ours too, but only where max_steps leaves it room (as TRL)
+    # ours too, but num_train_epochs only where max_steps leaves it room (as TRL), and generation_kwargs'
+    # sampling keys set the sampling fields
+    ours = ours - {"num_train_epochs", "generation_kwargs"}
     for key, value in data.items():
         if isinstance(key, str) and key not in ours and handling(key) is not None:
             trl[key] = value
@@ -118,14 +120,15 @@ def _generation_kwargs(key: str, value: Any, out: dict, trl: dict, problems: lis
     if not isinstance(value, Mapping):
         problems.append(f"generation_kwargs: expected a mapping, got {value!r}")
         return
+    rest = {}
     for k, v in value.items():
         if k in _GENERATION_KEYS:
-            out[k] = v
+            out[k] = v  # as in TRL, they override the fields
         elif k == "max_new_tokens":
             out["max_completion_length"] = v
         else:
-            problems.append(f"generation_kwargs.{k}: not supported here; the sampling options are "
-                            f"{', '.join(_GENERATION_KEYS)} (set them as fields)")
+            rest[k] = v  # the field: vLLM's SamplingParams takes them (engine.config.knobs checks that)
+    out["generation_kwargs"] = rest or None
 
 
 def _save_strategy(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> None:

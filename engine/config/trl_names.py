@@ -53,8 +53,8 @@ TRL_NAMES: dict[str, Handling] = {
     "num_train_epochs": _map("num_train_epochs: max_steps from the dataset size when max_steps is not set (> 0)", 3.0),
     "shuffle_dataset": _map("dataset.shuffle", True),
     "train_sampling_strategy": _map("dataset.shuffle (random: true, sequential: false)", "random"),
-    "generation_kwargs": _map("temperature, top_p, top_k, min_p, repetition_penalty keys set those fields; "
-                              "other keys are refused", None, dict),
+    "generation_kwargs": _map("temperature, top_p, top_k, min_p, repetition_penalty, max_new_tokens set those "
+                              "fields; other keys go to vLLM's SamplingParams (with use_vllm)", None, dict),
     "system_prompt": _map("dataset.system_prompt", None, str),
     "save_strategy": _map("steps: save_steps | no: save_steps 0 (only the final model); epoch/best are refused",
                           "steps"),
@@ -217,6 +217,6 @@ def trl_name_rows() -> list[tuple[str, str, str, str]]:
     rows = []
     for table, where in ((TRL_NAMES, ""), (SCRIPT_NAMES, " [recipe key: presets only]")):
         for name, h in table.items():
-            if name not in ours or name == "num_train_epochs":
+            if name not in ours or name in ("num_train_epochs", "generation_kwargs"):
                 rows.append((name, kinds[h.kind], repr(h.default), h.note + where))
     return rows

@@ -159,6 +159,21 @@ def test_generation_kwargs_override_the_sampling_fields():
                      max_steps=1).to_run_config()
     params = sampling_params(cfg)
     assert (params.temperature, params.top_k, params.min_p) == (0.5, 3, 0.05)
+    assert cfg.generation_kwargs is None and params.extra == {}
+
+
+def test_other_generation_kwargs_go_to_vllm_and_need_it():
+    cfg = config_from_dict({"use_vllm": True, "generation_kwargs": {"presence_penalty": 0.5, "top_p": 0.9}},
+                           check_paths=False)  # (vLLM is not installed here)
+    assert cfg.top_p == 0.9 and cfg.generation_kwargs == {"presence_penalty": 0.5}
+    assert sampling_params(cfg).extra == {"presence_penalty": 0.5}  # what the vLLM backends add to SamplingParams
+    assert config_from_dict({"generation_kwargs": cfg.generation_kwargs, "use_vllm": True},
+                            check_paths=False).generation_kwargs == {"presence_penalty": 0.5}  # config.yaml re-read
+    assert one_problem(generation_kwargs={"presence_penalty": 0.5}).startswith(
+        "generation_kwargs.presence_penalty: taken by vLLM's SamplingParams, so only with use_vllm")
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"use_vllm": True, "generation_kwargs": {"seed": 3}}, check_paths=False)
+    assert err.value.problems == ["generation_kwargs.seed: set by the engine; remove it"]
 
 
 # --------------------------------------------------------------------------- model loading
