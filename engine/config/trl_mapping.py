@@ -145,6 +145,12 @@ def _eval_strategy(key: str, value: Any, out: dict, trl: dict, problems: list[st
         problems.append(f"eval_strategy={value!r}: not supported here; use steps (with eval_steps) or no")
 
 
+def _trust_remote_code(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> None:
+    kwargs = out.get("model_init_kwargs")
+    if value and (kwargs is None or isinstance(kwargs, Mapping)):
+        out["model_init_kwargs"] = {"trust_remote_code": value, **(kwargs or {})}  # model_init_kwargs' own wins
+
+
 def _cap(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> None:
     if value is not None:
         out["vllm_importance_sampling_clip_max"] = value
@@ -170,6 +176,7 @@ _MAPPERS = {
     "save_strategy": _save_strategy,
     "eval_strategy": _eval_strategy,
     "vllm_importance_sampling_cap": _cap,
+    "trust_remote_code": _trust_remote_code,
     "dataset_name": _to_dataset("name"),
     "dataset_config": _to_dataset("config"),
     "dataset_train_split": _to_dataset("split"),

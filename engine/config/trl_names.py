@@ -60,6 +60,7 @@ TRL_NAMES: dict[str, Handling] = {
                           "steps"),
     "eval_strategy": _map("steps: eval_steps (logging_steps when eval_steps is unset); no: the default "
                           "(before and after training when there is an eval set); epoch is refused", "no"),
+    "trust_remote_code": _map("model_init_kwargs.trust_remote_code unless model_init_kwargs sets it (as TRL)", False),
     "vllm_importance_sampling_cap": _map("vllm_importance_sampling_clip_max (TRL's older name)", None, float),
     # --- no effect on a run's results
     "logging_dir": _none("TensorBoard logs go to <run dir>/tensorboard", None, str),
@@ -139,7 +140,6 @@ TRL_NAMES: dict[str, Handling] = {
     "accelerator_config": _refuse(_SHARDING, None, dict),
     "parallelism_config": _refuse(_SHARDING, None, dict),
     "average_tokens_across_devices": _refuse("the loss is normalised over every process's tokens", True),
-    "trust_remote_code": _refuse("models with custom code are not loaded; " + _NOT_YET, False),
     "optim_args": _refuse("the optimizer is AdamW with adam_beta1/adam_beta2/adam_epsilon/weight_decay", None, str),
     "optim_target_modules": _refuse("the optimizer is AdamW over every trainable parameter", None, str),
 

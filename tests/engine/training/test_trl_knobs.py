@@ -197,6 +197,14 @@ def test_model_init_kwargs_reach_from_pretrained(monkeypatch):
     assert model.config._attn_implementation == "eager"
 
 
+def test_trust_remote_code_reaches_model_init_kwargs_as_in_trl():
+    assert GRPOConfig(trust_remote_code=True, max_steps=1).to_run_config().model_init_kwargs == {
+        "trust_remote_code": True}
+    cfg = GRPOConfig(trust_remote_code=True, model_init_kwargs={"trust_remote_code": False, "revision": "v1"},
+                     max_steps=1).to_run_config()
+    assert cfg.model_init_kwargs == {"trust_remote_code": False, "revision": "v1"}
+
+
 def test_model_init_kwargs_problems_are_one_line_each():
     assert one_problem(model_init_kwargs={"device_map": "auto"}).startswith(
         "model_init_kwargs.device_map: not taken here; the keys passed to from_pretrained are revision")
