@@ -321,9 +321,8 @@ class RunConfig:
     weight_decay: Annotated[float, Range(ge=0)] = 0.0
     """AdamW weight decay"""
     lr_scheduler_type: LrSchedulerType = "constant"
-    """learning-rate schedule, built by transformers.get_scheduler: constant (ignores warm-up) |
-    constant_with_warmup | linear (to 0 at max_steps) | cosine (to 0 at max_steps) | cosine_with_restarts |
-    polynomial | inverse_sqrt | cosine_with_min_lr | cosine_warmup_with_min_lr | warmup_stable_decay"""
+    """learning-rate schedule, built by transformers.get_scheduler: constant ignores warm-up; the others warm up
+    first; linear and cosine reach 0 at max_steps, the *_min_lr ones lr_scheduler_kwargs' min_lr or min_lr_rate"""
     lr_scheduler_kwargs: dict | None = None
     """options of the schedule, e.g. {min_lr_rate: 0.1} for cosine_with_min_lr, {num_cycles: 2} for
     cosine_with_restarts, {power: 2.0, lr_end: 1e-8} for polynomial"""

@@ -140,12 +140,13 @@ TRL_NAMES: dict[str, Handling] = {
     "accelerator_config": _refuse(_SHARDING, None, dict),
     "parallelism_config": _refuse(_SHARDING, None, dict),
     "average_tokens_across_devices": _refuse("the loss is normalised over every process's tokens", True),
-    "optim_args": _refuse("the optimizer is AdamW with adam_beta1/adam_beta2/adam_epsilon/weight_decay", None, str),
-    "optim_target_modules": _refuse("the optimizer is AdamW over every trainable parameter", None, str),
+    "optim_args": _refuse("optim's optimizer takes adam_beta1/adam_beta2/adam_epsilon/weight_decay; "
+                                 "other options are " + _NOT_YET, None, str),
+    "optim_target_modules": _refuse("the optimizer covers every trainable parameter", None, str),
 
     "activation_checkpointing": _refuse("use gradient_checkpointing: true", None, str),
     "activation_checkpointing_kwargs": _refuse("use gradient_checkpointing: true", None, dict),
-    "liger_kernel_config": _refuse("Liger kernels are " + _NOT_YET, None, dict),
+    "liger_kernel_config": _refuse("use_liger_kernel applies Liger's default kernels; remove it", None, dict),
     "use_bias_correction_kl": _refuse("the KL estimate here has no bias correction; " + _NOT_YET, True),
     "data_seed": _refuse("the run's seed orders the prompts; set seed", None, int),
     "full_determinism": _refuse("runs are seeded by seed; deterministic kernels are " + _NOT_YET, False),

@@ -150,8 +150,14 @@ def test_chat_template_kwargs_reach_the_template(tmp_path):
     quiet = PromptRenderer(tokenizer, chat_template=True, chat_template_kwargs={"enable_thinking": False})
     assert plain.text("2+2=") == "2+2="
     assert quiet.text("2+2=") == "2+2=<no-think>"
-    cfg = tiny_config(tmp_path, "chat_template_kwargs={enable_thinking: false}")
-    assert cfg.chat_template_kwargs == {"enable_thinking": False}  # and the trainer hands them to its renderer
+    model = tmp_path / "model"
+    shutil.copytree(TINY_MODEL, model)
+    (model / "chat_template.jinja").write_text(tokenizer.chat_template, encoding="utf-8")
+    cfg = tiny_config(tmp_path, f"model_name_or_path={model}", "max_steps=1", "log_completions_groups=1",
+                      "dataset.chat_template=true", "chat_template_kwargs={enable_thinking: false}")
+    trainer, events = train(cfg, evaluate=False)
+    assert isinstance(events[-1], RunFinished), events[-1]
+    assert trainer.parts.renderer.text("2+2=") == "2+2=<no-think>"  # what the run's prompts were rendered with
 
 
 def test_generation_kwargs_override_the_sampling_fields():
