@@ -21,7 +21,7 @@ from engine.config.knobs import SCHEDULE_OPTIONS, installed
 from engine.config.schema import ConfigError, LrSchedulerType
 from engine.data.prompts import PromptRenderer
 from engine.run.control import Control
-from engine.run.events import RunFinished
+from engine.run.events import RunFailed, RunFinished
 from engine.run.rundir import read_jsonl
 from engine.training.model_loading import load_model_and_tokenizer, load_tokenizer
 from engine.training.optimizers import make_optimizer, make_scheduler
@@ -222,6 +222,13 @@ def test_an_attention_kernel_that_is_not_installed_is_one_line():
     with pytest.raises(ConfigError) as err:
         load_model_and_tokenizer(cfg, CPU)
     assert err.value.problems[0].startswith("model_init_kwargs.attn_implementation: flash_attention_2 cannot be used")
+
+
+def test_a_run_whose_attention_kernel_is_missing_fails_with_that_line(tmp_path):
+    cfg = tiny_config(tmp_path, "max_steps=1", "model_init_kwargs={attn_implementation: flash_attention_2}")
+    trainer, events = train(cfg, evaluate=False)
+    assert isinstance(events[-1], RunFailed) and events[-1].traceback_path is None
+    assert "model_init_kwargs.attn_implementation: flash_attention_2 cannot be used here" in events[-1].error
 
 
 def test_disable_dropout_sets_every_dropout_to_zero():
