@@ -28,6 +28,7 @@ from engine.config.schema import (
     RunConfig,
     config_to_dict,
 )
+from engine.config.knobs import check_knobs
 from engine.config.trl_mapping import translate
 from engine.config.fields import _BAD, _SCHEMA, _check_block, _check_value, _describe, _did_you_mean, _reporting_api
 
@@ -234,6 +235,7 @@ def _cross_check(v: dict, bad: set, dirs: list[Path], check_paths: bool, problem
                  given: set | None = None) -> None:
     """Checks that need several fields or the outside world; only on fields that passed alone.
     ``given``: the keys the preset set (the others hold their defaults)."""
+    check_knobs(v, bad, problems, check_paths)  # optimizer, schedule, from_pretrained and checkpointing options
     batch, accum, gens = (v.get(k) for k in ("per_device_train_batch_size", "gradient_accumulation_steps", "num_generations"))
     if None not in (batch, accum, gens) and (batch * accum) % gens:
         problems.append(

@@ -96,7 +96,13 @@ ModelInit = Literal["pretrained", "random"]
 LossType = Literal["grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "luspo", "vespo"]
 ScaleRewards = Literal["group", "batch", "none"]
 ImportanceSamplingLevel = Literal["token", "sequence"]
-LrSchedulerType = Literal["constant", "linear", "cosine", "constant_with_warmup"]
+LrSchedulerType = Literal["constant", "linear", "cosine", "constant_with_warmup", "cosine_with_restarts", "polynomial",
+                          "inverse_sqrt", "cosine_with_min_lr", "cosine_warmup_with_min_lr", "warmup_stable_decay"]
+"""transformers' schedules (``transformers.get_scheduler``) but the two that step on an evaluation
+metric (reduce_lr_on_plateau, greedy): GRPO's evaluation gives none"""
+OptimizerName = Literal["adamw_torch_fused", "adamw_torch", "adafactor", "adamw_8bit", "adamw_bnb_8bit",
+                        "paged_adamw_8bit", "paged_adamw_32bit", "sgd", "adagrad", "rmsprop"]
+"""transformers' ``optim`` names built here (the 8-bit and paged ones need bitsandbytes)"""
 MultiObjectiveAggregation = Literal["sum_then_normalize", "normalize_then_sum"]
 DatasetFormat = Literal["prompts", "ranked"]
 VllmMode = Literal["colocate", "server"]
@@ -157,6 +163,19 @@ class RunConfig:
     follows hidden_size / num_attention_heads unless set; a key the architecture's config lacks is refused at load"""
     torch_dtype: TorchDtype = "auto"
     """dtype of the weights; auto = bfloat16 on a GPU that supports it, float32 elsewhere"""
+    model_init_kwargs: dict | None = None
+    """passed to from_pretrained (TRL's): revision, trust_remote_code, attn_implementation, subfolder, cache_dir,
+    local_files_only, low_cpu_mem_usage; its dtype / torch_dtype sets torch_dtype"""
+    disable_dropout: bool = False
+    """set every dropout module's p to 0 in the policy and the reference (TRL's), so the log-probs of the
+    training forward match those of sampling"""
+    cast_lm_head_to_fp32: bool = False
+    """run the output layer in float32 whatever the weights' dtype (TRL's; tied embeddings keep their dtype)"""
+    use_liger_kernel: bool = False
+    """patch the model's layers with Liger's Triton kernels (RMSNorm, RoPE, SwiGLU; needs the liger-kernel
+    package and a CUDA GPU); the log-probs are computed as without it (TRL 1.16 does the same)"""
+    chat_template_kwargs: dict | None = None
+    """extra variables for the chat template, e.g. {enable_thinking: false} for Qwen3"""
     dataset: DatasetConfig = field(default_factory=lambda: DatasetConfig(task="arithmetic"))
     """prompt source (default: the built-in arithmetic task the bundled model was warm-started on)"""
 
@@ -177,6 +196,9 @@ class RunConfig:
     """drop tokens below min_p times the top token's probability; None = off"""
     repetition_penalty: Annotated[float, Range(gt=0)] = 1.0
     """penalise tokens already in the prompt or completion; 1.0 = off"""
+    generation_kwargs: dict | None = None
+    """TRL's: its temperature, top_p, top_k, min_p, repetition_penalty and max_new_tokens override those fields;
+    other keys (e.g. {presence_penalty: 0.5}) go to vLLM's SamplingParams and need use_vllm"""
 
     # --- generation with vLLM (a CUDA GPU and the vllm extra)
     use_vllm: bool = False
@@ -306,8 +328,12 @@ class RunConfig:
     """seconds a reward function running in its worker process has for one batch; then that batch's rewards from it are None and the worker is replaced (not in TRL)"""
 
     # --- optimisation
+    optim: OptimizerName = "adamw_torch_fused"
+    """optimizer, by transformers' names: adamw_torch_fused (fused where the device has a kernel) | adamw_torch |
+    adafactor (fixed learning rate, no relative step) | adamw_8bit = adamw_bnb_8bit, paged_adamw_8bit,
+    paged_adamw_32bit (bitsandbytes) | sgd | adagrad | rmsprop"""
     learning_rate: Annotated[float, Range(ge=0, le=1)] = 1e-6
-    """AdamW learning rate (peak, after warm-up)"""
+    """learning rate (peak, after warm-up)"""
     adam_beta1: Annotated[float, Range(ge=0, lt=1)] = 0.9
     """AdamW beta1"""
     adam_beta2: Annotated[float, Range(ge=0, lt=1)] = 0.999
@@ -317,8 +343,11 @@ class RunConfig:
     weight_decay: Annotated[float, Range(ge=0)] = 0.0
     """AdamW weight decay"""
     lr_scheduler_type: LrSchedulerType = "constant"
-    """learning-rate schedule: constant (ignores warm-up, as transformers) | constant_with_warmup |
-    linear (to 0 at max_steps) | cosine (to 0 at max_steps); the last three warm up first"""
+    """learning-rate schedule, built by transformers.get_scheduler: constant ignores warm-up; the others warm up
+    first; linear and cosine reach 0 at max_steps, the *_min_lr ones lr_scheduler_kwargs' min_lr or min_lr_rate"""
+    lr_scheduler_kwargs: dict | None = None
+    """options of the schedule, e.g. {min_lr_rate: 0.1} for cosine_with_min_lr, {num_cycles: 2} for
+    cosine_with_restarts, {power: 2.0, lr_end: 1e-8} for polynomial"""
     warmup_steps: Annotated[int, Range(ge=0)] = 0
     """linear warm-up steps (wins over warmup_ratio when > 0)"""
     warmup_ratio: Annotated[float, Range(ge=0, lt=1)] = 0.0
@@ -339,6 +368,8 @@ class RunConfig:
     """bfloat16 autocast of the forward passes over fp32 weights; None = on when a CUDA GPU supports it"""
     gradient_checkpointing: bool = False
     """trade compute for memory in the backward pass"""
+    gradient_checkpointing_kwargs: dict | None = None
+    """passed to the model's gradient_checkpointing_enable, e.g. {use_reentrant: false}"""
     torch_compile: bool = False
     """compile the training forward with torch.compile (GPU; the first steps are slow while it compiles)"""
 

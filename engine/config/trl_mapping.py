@@ -17,7 +17,6 @@ from engine.config.trl_names import SCRIPT_NAMES, TRL_NAMES, handling
 
 _GENERATION_KEYS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
 _LORA = {"lora_r": "r", "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout", "lora_target_modules": "target_modules"}
-_ADAMW = ("adamw_torch", "adamw_torch_fused")
 
 
 class TrlNamesIgnored(UserWarning):
@@ -47,7 +46,9 @@ def translate(data: Mapping, problems: list[str], ours: set[str], source: str = 
     """
     out: dict = {}
     trl: dict[str, Any] = {}
-    ours = ours - {"num_train_epochs"}  # ours too, but only where max_steps leaves it room (as TRL)
+    # ours too, but num_train_epochs only where max_steps leaves it room (as TRL), and generation_kwargs'
+    # sampling keys set the sampling fields
+    ours = ours - {"num_train_epochs", "generation_kwargs"}
     for key, value in data.items():
         if isinstance(key, str) and key not in ours and handling(key) is not None:
             trl[key] = value
@@ -108,19 +109,6 @@ def _to_dataset(field: str):
     return apply
 
 
-def _model_init_kwargs(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> None:
-    if value is None:
-        return
-    if not isinstance(value, Mapping):
-        problems.append(f"model_init_kwargs: expected a mapping, got {value!r}")
-        return
-    for k, v in value.items():
-        if k in ("torch_dtype", "dtype"):
-            out["torch_dtype"] = _dtype(v)
-        else:
-            problems.append(f"model_init_kwargs.{k}: not supported here; only dtype/torch_dtype is (remove {k})")
-
-
 def _dtype_name(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> None:
     if value is not None:
         out["torch_dtype"] = _dtype(value)
@@ -132,26 +120,15 @@ def _generation_kwargs(key: str, value: Any, out: dict, trl: dict, problems: lis
     if not isinstance(value, Mapping):
         problems.append(f"generation_kwargs: expected a mapping, got {value!r}")
         return
+    rest = {}
     for k, v in value.items():
         if k in _GENERATION_KEYS:
-            out[k] = v
+            out[k] = v  # as in TRL, they override the fields
         elif k == "max_new_tokens":
             out["max_completion_length"] = v
         else:
-            problems.append(f"generation_kwargs.{k}: not supported here; the sampling options are "
-                            f"{', '.join(_GENERATION_KEYS)} (set them as fields)")
-
-
-def _checkpointing_kwargs(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        problems.append(f"gradient_checkpointing_kwargs: expected a mapping, got {value!r}")
-        return None
-    for k in value:
-        if k != "use_reentrant":
-            problems.append(f"gradient_checkpointing_kwargs.{k}: not supported here; only use_reentrant is (remove {k})")
-    return "use_reentrant changes how activations are recomputed, not the gradients" if "use_reentrant" in value else None
+            rest[k] = v  # the field: vLLM's SamplingParams takes them (engine.config.knobs checks that)
+    out["generation_kwargs"] = rest or None
 
 
 def _save_strategy(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> None:
@@ -168,14 +145,15 @@ def _eval_strategy(key: str, value: Any, out: dict, trl: dict, problems: list[st
         problems.append(f"eval_strategy={value!r}: not supported here; use steps (with eval_steps) or no")
 
 
+def _trust_remote_code(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> None:
+    kwargs = out.get("model_init_kwargs")
+    if value and (kwargs is None or isinstance(kwargs, Mapping)):
+        out["model_init_kwargs"] = {"trust_remote_code": value, **(kwargs or {})}  # model_init_kwargs' own wins
+
+
 def _cap(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> None:
     if value is not None:
         out["vllm_importance_sampling_clip_max"] = value
-
-
-def _optim(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> None:
-    if value not in _ADAMW:
-        problems.append(f"optim={value!r}: not supported here; the optimizer is AdamW ({' or '.join(_ADAMW)})")
 
 
 def _peft(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> str | None:
@@ -193,14 +171,12 @@ _MAPPERS = {
     "num_train_epochs": _epochs,
     "shuffle_dataset": _shuffle,
     "train_sampling_strategy": _shuffle,
-    "model_init_kwargs": _model_init_kwargs,
     "generation_kwargs": _generation_kwargs,
     "system_prompt": _to_dataset("system_prompt"),
-    "gradient_checkpointing_kwargs": _checkpointing_kwargs,
     "save_strategy": _save_strategy,
     "eval_strategy": _eval_strategy,
     "vllm_importance_sampling_cap": _cap,
-    "optim": _optim,
+    "trust_remote_code": _trust_remote_code,
     "dataset_name": _to_dataset("name"),
     "dataset_config": _to_dataset("config"),
     "dataset_train_split": _to_dataset("split"),

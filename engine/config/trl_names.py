@@ -53,20 +53,15 @@ TRL_NAMES: dict[str, Handling] = {
     "num_train_epochs": _map("num_train_epochs: max_steps from the dataset size when max_steps is not set (> 0)", 3.0),
     "shuffle_dataset": _map("dataset.shuffle", True),
     "train_sampling_strategy": _map("dataset.shuffle (random: true, sequential: false)", "random"),
-    "model_init_kwargs": _map("its dtype / torch_dtype sets torch_dtype; other keys are refused", None, dict),
-    "generation_kwargs": _map("temperature, top_p, top_k, min_p, repetition_penalty keys set those fields; "
-                              "other keys are refused", None, dict),
+    "generation_kwargs": _map("temperature, top_p, top_k, min_p, repetition_penalty, max_new_tokens set those "
+                              "fields; other keys go to vLLM's SamplingParams (with use_vllm)", None, dict),
     "system_prompt": _map("dataset.system_prompt", None, str),
     "save_strategy": _map("steps: save_steps | no: save_steps 0 (only the final model); epoch/best are refused",
                           "steps"),
     "eval_strategy": _map("steps: eval_steps (logging_steps when eval_steps is unset); no: the default "
                           "(before and after training when there is an eval set); epoch is refused", "no"),
+    "trust_remote_code": _map("model_init_kwargs.trust_remote_code unless model_init_kwargs sets it (as TRL)", False),
     "vllm_importance_sampling_cap": _map("vllm_importance_sampling_clip_max (TRL's older name)", None, float),
-    "gradient_checkpointing_kwargs": _map("use_reentrant is accepted with no effect on results (it changes how "
-                                          "activations are recomputed, not the gradients); other keys are refused",
-                                          None, dict),
-    "optim": _map("adamw_torch / adamw_torch_fused: the engine's AdamW (fused where the device allows); "
-                  "other optimizers are refused", "adamw_torch_fused"),
     # --- no effect on a run's results
     "logging_dir": _none("TensorBoard logs go to <run dir>/tensorboard", None, str),
     "logging_strategy": _none(_LOGGING, "steps"),
@@ -146,18 +141,13 @@ TRL_NAMES: dict[str, Handling] = {
     "accelerator_config": _refuse(_SHARDING, None, dict),
     "parallelism_config": _refuse(_SHARDING, None, dict),
     "average_tokens_across_devices": _refuse("the loss is normalised over every process's tokens", True),
-    "trust_remote_code": _refuse("models with custom code are not loaded; " + _NOT_YET, False),
-    "lr_scheduler_kwargs": _refuse("schedules take no options here; pick lr_scheduler_type among ours", None, dict),
-    "optim_args": _refuse("the optimizer is AdamW with adam_beta1/adam_beta2/adam_epsilon/weight_decay", None, str),
-    "optim_target_modules": _refuse("the optimizer is AdamW over every trainable parameter", None, str),
+    "optim_args": _refuse("optim's optimizer takes adam_beta1/adam_beta2/adam_epsilon/weight_decay; "
+                                 "other options are " + _NOT_YET, None, str),
+    "optim_target_modules": _refuse("the optimizer covers every trainable parameter", None, str),
 
     "activation_checkpointing": _refuse("use gradient_checkpointing: true", None, str),
     "activation_checkpointing_kwargs": _refuse("use gradient_checkpointing: true", None, dict),
-    "chat_template_kwargs": _refuse("chat-template options are " + _NOT_YET, None, dict),
-    "use_liger_kernel": _refuse("Liger kernels are " + _NOT_YET, False),
-    "liger_kernel_config": _refuse("Liger kernels are " + _NOT_YET, None, dict),
-    "disable_dropout": _refuse("dropout follows the model's config; set its dropout to 0 in config.json", False),
-    "cast_lm_head_to_fp32": _refuse("use torch_dtype: float32 for full-precision logits", False),
+    "liger_kernel_config": _refuse("use_liger_kernel applies Liger's default kernels; remove it", None, dict),
     "use_bias_correction_kl": _refuse("the KL estimate here has no bias correction; " + _NOT_YET, True),
     "data_seed": _refuse("the run's seed orders the prompts; set seed", None, int),
     "full_determinism": _refuse("runs are seeded by seed; deterministic kernels are " + _NOT_YET, False),
@@ -229,6 +219,6 @@ def trl_name_rows() -> list[tuple[str, str, str, str]]:
     rows = []
     for table, where in ((TRL_NAMES, ""), (SCRIPT_NAMES, " [recipe key: presets only]")):
         for name, h in table.items():
-            if name not in ours or name == "num_train_epochs":
+            if name not in ours or name in ("num_train_epochs", "generation_kwargs"):
                 rows.append((name, kinds[h.kind], repr(h.default), h.note + where))
     return rows

@@ -122,11 +122,13 @@ class PromptRenderer:
 
     Conversational prompts (message lists), and string prompts when a system prompt is set
     or ``chat_template`` is on, go through the tokenizer's chat template with a generation
-    prompt; plain strings are tokenized as text (with the tokenizer's own special tokens)."""
+    prompt; plain strings are tokenized as text (with the tokenizer's own special tokens).
+    ``chat_template_kwargs`` are the template's extra variables (Qwen3's ``enable_thinking``)."""
 
     def __init__(self, tokenizer, system_prompt: str | None = None, chat_template: bool | None = None,
-                 max_prompt_length: int | None = None) -> None:
+                 max_prompt_length: int | None = None, chat_template_kwargs: dict | None = None) -> None:
         self.tokenizer = tokenizer
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self.system_prompt = system_prompt
         self.chat_template = chat_template
         self.max_prompt_length = max_prompt_length
@@ -152,7 +154,8 @@ class PromptRenderer:
 
     def text(self, prompt: Any) -> str:
         if self.uses_chat(prompt):
-            return self.tokenizer.apply_chat_template(self.messages(prompt), tokenize=False, add_generation_prompt=True)
+            return self.tokenizer.apply_chat_template(self.messages(prompt), tokenize=False, add_generation_prompt=True,
+                                                  **self.chat_template_kwargs)
         return str(prompt)
 
     def ids(self, prompt: Any) -> list[int]:

@@ -16,7 +16,7 @@ purpose so a vLLM backend can sit beside the transformers one:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
@@ -33,6 +33,7 @@ class SamplingParams:
     min_p: float | None = None
     repetition_penalty: float = 1.0
     greedy: bool = False
+    extra: dict = field(default_factory=dict)  # generation_kwargs for vLLM's SamplingParams (vLLM backends only)
 
 
 @dataclass

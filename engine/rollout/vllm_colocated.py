@@ -25,7 +25,8 @@ from engine.parallel.sharding import full_weights
 
 
 def vllm_sampling_params(params: SamplingParams, n: int, eos_ids: list[int], seed: int | None):
-    """Our sampling options in vLLM's terms (greedy = temperature 0; top_k 0 = off)."""
+    """Our sampling options in vLLM's terms (greedy = temperature 0; top_k 0 = off), with
+    ``generation_kwargs``' other keys (``params.extra``) added as TRL passes them."""
     from vllm import SamplingParams as VllmSamplingParams
 
     return VllmSamplingParams(
@@ -39,6 +40,7 @@ def vllm_sampling_params(params: SamplingParams, n: int, eos_ids: list[int], see
         stop_token_ids=list(eos_ids),
         logprobs=0,  # the sampled token's own log-prob
         seed=seed,
+        **params.extra,
     )
 
 

@@ -24,10 +24,23 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
-def load_tokenizer(path: str):
+_TOKENIZER_KEYS = ("revision", "trust_remote_code", "subfolder", "cache_dir", "local_files_only")
+_HUB_KEYS = ("revision", "subfolder")  # where in a hub repository: not for a checkpoint folder
+
+
+def init_kwargs(cfg, checkpoint: bool = False) -> dict:
+    """``model_init_kwargs`` for from_pretrained; for a run's own checkpoint folder without the
+    keys that pick a place in a hub repository."""
+    kwargs = dict(getattr(cfg, "model_init_kwargs", None) or {})
+    return {k: v for k, v in kwargs.items() if not (checkpoint and k in _HUB_KEYS)}
+
+
+def load_tokenizer(path: str, **kwargs):
+    """The tokenizer at ``path``; ``kwargs``: ``model_init_kwargs``, of which the tokenizer takes the
+    hub revision, remote code and cache options."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path, **{k: v for k, v in kwargs.items() if k in _TOKENIZER_KEYS})
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token  # common for base models; completions are masked anyway
     return tokenizer
@@ -52,18 +65,19 @@ def load_model_and_tokenizer(cfg, device: torch.device, path=None):
     from transformers import AutoModelForCausalLM
 
     source = str(path) if path is not None else cfg.model_name_or_path
-    tokenizer = load_tokenizer(source)
+    tokenizer = load_tokenizer(source, **init_kwargs(cfg, checkpoint=path is not None))
     dtype = resolve_dtype(cfg.torch_dtype, device)
     if cfg.peft is not None:  # the base is always the starting weights; a checkpoint holds only the adapter
         model = with_lora(starting_model(cfg, dtype), cfg.peft, adapter_path=path)
     elif path is not None:  # a checkpoint is a save_pretrained folder, whatever the run started from
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+        model = from_pretrained(AutoModelForCausalLM, source, dtype, init_kwargs(cfg, checkpoint=True))
     else:
         model = starting_model(cfg, dtype)
     model.to(device)
+    prepare_layers(model, cfg)
     if cfg.gradient_checkpointing:
         enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
-        enable()
+        enable(dict(cfg.gradient_checkpointing_kwargs or {}) or None)  # the kwargs go to torch's checkpoint
         model.config.use_cache = False
     if cfg.torch_compile:
         compile_layers(model)
@@ -78,7 +92,82 @@ def starting_model(cfg, dtype: torch.dtype):
 
     if cfg.model_init == "random":
         return random_model(cfg, dtype)
-    return AutoModelForCausalLM.from_pretrained(cfg.model_name_or_path, dtype=dtype)
+    return from_pretrained(AutoModelForCausalLM, cfg.model_name_or_path, dtype, init_kwargs(cfg))
+
+
+def from_pretrained(cls, source: str, dtype: torch.dtype, kwargs: dict):
+    """``cls.from_pretrained`` with ``model_init_kwargs``; an attention kernel that is not
+    installed (flash_attention_2 without flash-attn) is one :class:`ConfigError` line."""
+    from engine.config.schema import ConfigError
+
+    try:
+        return cls.from_pretrained(source, dtype=dtype, **kwargs)
+    except (ImportError, ValueError) as exc:
+        kernel = kwargs.get("attn_implementation")
+        if kernel is None or not (kernel in str(exc) or "ttention" in str(exc)):  # "FlashAttention2 ...", "sdpa ..."
+            raise
+        lines = str(exc).strip().splitlines()
+        raise ConfigError(f"model_init_kwargs.attn_implementation: {kernel} cannot be used here: {lines[0][:300]}",
+                          source="model_init_kwargs") from None
+
+
+def prepare_layers(model, cfg) -> None:
+    """TRL's layer options on a loaded model (the policy and the reference alike):
+    ``use_liger_kernel`` (Liger's kernels patched into its layers), ``disable_dropout`` (every
+    dropout module's p set to 0) and ``cast_lm_head_to_fp32`` (:func:`lm_head_in_fp32`)."""
+    if getattr(cfg, "use_liger_kernel", False):
+        from engine.config.schema import ConfigError
+
+        try:
+            from liger_kernel.transformers import _apply_liger_kernel_to_instance
+        except ImportError:
+            raise ConfigError("use_liger_kernel: needs the liger-kernel package (pip install liger-kernel, CUDA "
+                              "only); or set use_liger_kernel: false", source="use_liger_kernel") from None
+        inner = getattr(model, "get_base_model", lambda: model)()
+        _apply_liger_kernel_to_instance(model=inner)
+    if getattr(cfg, "disable_dropout", False):
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+    if getattr(cfg, "cast_lm_head_to_fp32", False):
+        lm_head_in_fp32(model)
+
+
+class Float32Head(torch.nn.Linear):
+    """A Linear output layer computing in float32 whatever its input's dtype (a class, not a patched
+    forward, so a deep copy of the model, the reference, computes with its own weights)."""
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(hidden.device.type, enabled=False):  # bf16 autocast would round it again
+            return torch.nn.functional.linear(hidden.float(), self.weight.float(),
+                                              None if self.bias is None else self.bias.float())
+
+
+def lm_head_in_fp32(model) -> None:
+    """The output layer's weights and its matrix product in float32, whatever the rest's dtype:
+    logits (and so log-probs) without bfloat16 rounding. With tied embeddings the input
+    embedding's output is cast back to the model's dtype, so only the head changes."""
+    from engine.config.schema import ConfigError
+
+    inner = getattr(model, "get_base_model", lambda: model)()
+    head = inner.get_output_embeddings()
+    if type(head) is Float32Head:
+        return
+    if type(head) is not torch.nn.Linear:
+        raise ConfigError("cast_lm_head_to_fp32: the output layer is not a plain Linear (a LoRA adapter on "
+                          "lm_head?); take lm_head out of peft.target_modules or set cast_lm_head_to_fp32: false",
+                          source="cast_lm_head_to_fp32")
+    dtype = inner.get_input_embeddings().weight.dtype
+    head.float()
+    head.__class__ = Float32Head
+    if getattr(inner.config, "tie_word_embeddings", False) and dtype != torch.float32:
+        inner.get_input_embeddings().register_forward_hook(_cast_to(dtype))
+
+
+def _cast_to(dtype: torch.dtype):
+    def hook(module, args, output):
+        return output.to(dtype)
+    return hook
 
 
 def random_model(cfg, dtype: torch.dtype):
@@ -91,7 +180,7 @@ def random_model(cfg, dtype: torch.dtype):
     whether it started here or from a checkpoint."""
     from transformers import AutoModelForCausalLM
 
-    config = overridden_config(cfg.model_name_or_path, cfg.model_config_overrides)
+    config = overridden_config(cfg.model_name_or_path, cfg.model_config_overrides, init_kwargs(cfg))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
@@ -99,7 +188,7 @@ def random_model(cfg, dtype: torch.dtype):
     return model
 
 
-def overridden_config(path: str, overrides: dict):
+def overridden_config(path: str, overrides: dict, kwargs: dict | None = None):
     """``path``'s config with ``overrides`` set; a key the config does not have raises one
     :class:`ConfigError` naming it. ``head_dim`` follows ``hidden_size / num_attention_heads``
     when either changes and it is not set itself: a config.json that spells it out (as the
@@ -110,7 +199,8 @@ def overridden_config(path: str, overrides: dict):
 
     from engine.config.schema import ConfigError
 
-    config = AutoConfig.from_pretrained(path)
+    keys = ("revision", "trust_remote_code", "subfolder", "cache_dir", "local_files_only")
+    config = AutoConfig.from_pretrained(path, **{k: v for k, v in (kwargs or {}).items() if k in keys})
     known = config.to_dict()
     problems = []
     for key in overrides:
@@ -169,6 +259,8 @@ def load_reference_model(cfg, device: torch.device, copy_of=None):
     else:
         ref = starting_model(cfg, resolve_dtype(cfg.torch_dtype, device))
     ref.to(device).eval()
+    if copy_of is None:
+        prepare_layers(ref, cfg)
     ref.requires_grad_(False)
     return ref
 
@@ -255,18 +347,6 @@ def _cpu_copy(model, weights: dict):
     return copy
 
 
-def make_optimizer(model, cfg, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW over the trainable parameters, fused where torch has a fused kernel for the device
-    (CPU and CUDA: one kernel for all parameters instead of a loop, about 5× faster on a 1M model)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    kwargs = dict(lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon,
-                  weight_decay=cfg.weight_decay)
-    if device.type in ("cpu", "cuda") and all(p.is_floating_point() for p in params):
-        try:
-            return torch.optim.AdamW(params, fused=True, **kwargs)
-        except (RuntimeError, TypeError):
-            pass
-    return torch.optim.AdamW(params, **kwargs)
 
 
 def mixed_precision(bf16: bool | None, device: torch.device, model) -> bool:

@@ -30,6 +30,7 @@ def sampling_params(cfg, greedy: bool = False) -> SamplingParams:
     return SamplingParams(
         max_new_tokens=cfg.max_completion_length, temperature=cfg.temperature, top_p=cfg.top_p,
         top_k=cfg.top_k or 0, min_p=cfg.min_p, repetition_penalty=cfg.repetition_penalty, greedy=greedy,
+        extra=dict(cfg.generation_kwargs or {}),
     )
 
 

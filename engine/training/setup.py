@@ -16,7 +16,6 @@ from typing import Any
 import torch
 from transformers.utils import logging as hf_logging
 
-from engine.algo.schedules import lr_lambda
 from engine.config.schema import RunConfig
 from engine.config.trl_mapping import steps_for_epochs
 from engine.training.cpu_threads import set_cpu_threads
@@ -30,10 +29,11 @@ from engine.training.model_loading import (
     load_model_and_tokenizer,
     load_reference_model,
     load_tokenizer,
-    make_optimizer,
     mixed_precision,
     pick_device,
+    prepare_layers,
 )
+from engine.training.optimizers import make_optimizer, make_scheduler
 
 
 @dataclass
@@ -115,6 +115,7 @@ def setup(cfg: RunConfig, given: Given, dist, run_dir: Path, resume_from: Path |
     device = pick_device()
     if given.model is not None:
         model = given.model.to(device)
+        prepare_layers(model, cfg)  # TRL's layer options apply to a model handed in too
         tokenizer = given.tokenizer or load_tokenizer(model.name_or_path)
     else:
         model, tokenizer = load_model_and_tokenizer(cfg, device, path=resume_from)
@@ -122,7 +123,8 @@ def setup(cfg: RunConfig, given: Given, dist, run_dir: Path, resume_from: Path |
     ref_model = load_reference(cfg, given, device, model) if cfg.beta > 0 else None
     use_bf16 = mixed_precision(cfg.bf16, device, model)
     renderer = PromptRenderer(tokenizer, system_prompt=cfg.dataset.system_prompt,
-                              chat_template=cfg.dataset.chat_template, max_prompt_length=cfg.max_prompt_length)
+                              chat_template=cfg.dataset.chat_template, max_prompt_length=cfg.max_prompt_length,
+                              chat_template_kwargs=cfg.chat_template_kwargs)
     state.order = BatchOrder(len(data.train), cfg.seed, cfg.dataset.shuffle)
     ranked = cfg.dataset.format == "ranked"
     # ranked groups bring their rewards (the ranks) with them: no reward functions run
@@ -152,5 +154,5 @@ def setup(cfg: RunConfig, given: Given, dist, run_dir: Path, resume_from: Path |
         reward_weights=reward_weights, eos_ids=eos_ids, train_model=train_model, optimizer=optimizer,
         sharded=is_sharded(model), backend=backend, separate_engine=getattr(backend, "separate_engine", False),
         sampling_gen=torch.Generator(device="cpu").manual_seed(cfg.seed + dist.rank),
-        scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg)), ranked=ranked,
+        scheduler=make_scheduler(optimizer, cfg), ranked=ranked,
     )

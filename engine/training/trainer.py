@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from engine.config.presets import config_from_yaml
-from engine.config.schema import RunConfig, config_to_dict, dump_yaml
+from engine.config.schema import ConfigError, RunConfig, config_to_dict, dump_yaml
 from engine.data.prompts import DataError, PromptData
 from engine.parallel.distributed import Dist
 from engine.parallel.sharding import full_state_dict
@@ -403,7 +403,7 @@ class Trainer:
     def _fail(self, exc: Exception) -> None:
         # A fault under on_fault="fail" is one line that says it all; no traceback to keep.
         fault = isinstance(exc, RunFault)
-        told = fault or isinstance(exc, DataError)  # the message says it all: no traceback to keep
+        told = fault or isinstance(exc, (DataError, ConfigError))  # the message says it all: no traceback to keep
         tb_path = None if told else self.run_dir / (
             "error.log" if self.dist is None or self.dist.is_main else f"error-rank{self.dist.rank}.log")
         try:

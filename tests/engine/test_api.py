@@ -47,12 +47,12 @@ def test_grpo_config_builds_a_run_config_from_trl_names():
 
 def test_grpo_config_unknown_names_raise_a_type_error_listing_all():
     with pytest.raises(TypeError) as err:
-        GRPOConfig(learnin_rate=1e-5, num_generation=4, temperature=0, use_liger_kernel=True, fp16=False)
+        GRPOConfig(learnin_rate=1e-5, num_generation=4, temperature=0, deepspeed="ds.json", fp16=False)
     assert isinstance(err.value, ConfigError) and isinstance(err.value, GRPOConfigError)
     text = str(err.value)
     assert "learnin_rate: unknown argument (did you mean 'learning_rate'?)" in text
     assert "num_generation: unknown argument (did you mean 'num_generations'?)" in text
-    assert "use_liger_kernel=True: not supported here" in text
+    assert "deepspeed='ds.json': not supported here" in text
     assert "temperature: must be in (0, 100]" in text  # value problems in the same message
     assert "fp16" not in text  # off is fine
 

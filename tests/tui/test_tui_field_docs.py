@@ -28,7 +28,7 @@ def columns(line: str) -> int:
 def test_fields_lists_type_default_and_doc_of_the_matching_keys(capsys):
     assert main(["fields", "learning"]) == 0
     out = capsys.readouterr().out
-    assert "learning_rate" in out and "float in [0, 1] = 1e-06" in out and "AdamW learning rate (peak, after warm-up)" in out
+    assert "learning_rate" in out and "float in [0, 1] = 1e-06" in out and "learning rate (peak, after warm-up)" in out
     assert "beta" not in out
 
 
@@ -97,7 +97,7 @@ def test_adjust_form_shows_each_fields_doc_and_fits_80x24() -> None:
             await app.push_screen(form)
             await pilot.pause(0.1)
             hint = form.query_one("#adjust-hint")
-            assert str(hint.render()) == "learning_rate: float in [0, 1] = 1e-06 — AdamW learning rate (peak, after warm-up)"
+            assert str(hint.render()) == "learning_rate: float in [0, 1] = 1e-06 — learning rate (peak, after warm-up)"
             await pilot.press("tab")
             await pilot.pause(0.1)
             assert str(hint.render()).startswith("beta: float in [0, 1000] = 0.0 — KL coefficient")

@@ -189,7 +189,7 @@ def test_yaml_numbers_without_a_dot_are_accepted(tmp_path):
         ("loss_type", "ppo"),
         ("scale_rewards", "std"),
         ("importance_sampling_level", "seq"),
-        ("lr_scheduler_type", "cosine_with_restarts"),
+        ("lr_scheduler_type", "reduce_lr_on_plateau"),
         ("torch_dtype", "fp16"),
     ],
 )

@@ -76,7 +76,8 @@ def test_every_literal_field_accepts_its_choices_and_names_them_when_wrong(cls):
         for choice in choices:
             if cls is DatasetConfig and choice == "ranked":
                 continue  # ranked groups also need dataset.path (a cross-field check)
-            config_from_dict(as_preset(cls, name, choice), check_paths=False)
+            extra = {"lr_scheduler_kwargs": {"min_lr_rate": 0.1}} if choice.endswith("_min_lr") else {}
+            config_from_dict({**as_preset(cls, name, choice), **extra}, check_paths=False)
         problem, = problems_of(as_preset(cls, name, "not-a-choice"))
         assert problem == f"{prefix}{name}: 'not-a-choice' is not one of {' | '.join(choices)}"
         checked += 1
@@ -153,8 +154,8 @@ def test_every_key_is_documented_with_type_default_and_doc():
 
 def test_the_reference_reads_as_a_user_writes_values():
     lr = doc_for("learning_rate")
-    assert (lr.type, lr.default, lr.doc) == ("float in [0, 1]", "1e-06", "AdamW learning rate (peak, after warm-up)")
-    assert lr.summary() == "learning_rate: float in [0, 1] = 1e-06 — AdamW learning rate (peak, after warm-up)"
+    assert (lr.type, lr.default, lr.doc) == ("float in [0, 1]", "1e-06", "learning rate (peak, after warm-up)")
+    assert lr.summary() == "learning_rate: float in [0, 1] = 1e-06 — learning rate (peak, after warm-up)"
     assert doc_for("loss_type").type == " | ".join(f'"{c}"' for c in typing.get_args(LossType))
     assert doc_for("loss_type").default == '"dapo"'
     assert doc_for("top_p").type == "float in (0, 1]"
