@@ -24,7 +24,8 @@ class Handling:
     kind: Literal["mapped", "no_effect", "refused", "trainer"]
     note: str
     """mapped: where it goes | no_effect: why nothing changes | refused: what to do instead |
-    trainer: what GRPOTrainer does with it (a preset refuses it unless default, saying what to do)"""
+    trainer: what GRPOTrainer does with it (in a preset a switch, default False, is refused
+    unless default; a setting is accepted with no effect)"""
     default: Any = None
     """TRL's default: always accepted (a refused name is only refused when set otherwise)"""
     type: Any = None
@@ -234,7 +235,7 @@ def trl_name_rows() -> list[tuple[str, str, str, str]]:
 
     ours = {f.name for f in dataclasses.fields(RunConfig)}
     kinds = {"mapped": "mapped", "no_effect": "no effect", "refused": "refused unless default",
-             "trainer": "GRPOTrainer"}
+             "trainer": "by GRPOTrainer"}
     rows = []
     for table, where in ((TRL_NAMES, ""), (SCRIPT_NAMES, " [recipe key: presets only]")):
         for name, h in table.items():
