@@ -59,6 +59,8 @@ class CallbackBridge:
         self._ended = 0
         self._pending_evals: list[EvalResult] = []
         self._saved: set[int] = set()
+        self.error: str | None = None
+        """A callback that raised: the run is stopped at the step's end and train() raises this."""
 
     def attach(self, control: Control) -> Any:
         """Listen to the run steered by ``control``; returns the function that stops it."""
@@ -130,11 +132,20 @@ class CallbackBridge:
     # ------------------------------------------------------------------ hooks out
     def _call(self, hook: str, **kwargs: Any) -> None:
         control = self.control
+        if self.error is not None:
+            return
         for callback in self.callbacks:
-            result = getattr(callback, hook, None)
-            if result is None:
+            method = getattr(callback, hook, None)
+            if method is None:
                 continue
-            result = result(self.args, self.state, control, **self.objects, **kwargs)
+            try:
+                result = method(self.args, self.state, control, **self.objects, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - the run stops with a checkpoint; train() says why
+                self.error = f"callback {type(callback).__name__}.{hook} raised {type(exc).__name__}: {exc}"
+                if self._run is not None:
+                    self._run.stop()
+                self._close_bars()
+                return
             if result is not None:
                 control = result
         self.control = control

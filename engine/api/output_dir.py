@@ -14,7 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
-from engine.run.checkpoints import COMPLETE, STATE, latest_checkpoint
+from engine.run.checkpoints import COMPLETE, STATE, checkpoint_step, latest_checkpoint
 from engine.run.lock import RunLock, RunLocked
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "samples.jsonl", "events.jsonl", "progress.json", "heartbeat.json",
@@ -75,6 +75,16 @@ def checkpoint_to_resume(run_dir: Path, resume_from_checkpoint: bool | str | os.
         raise OutputDirError(f"resume_from_checkpoint={str(resume_from_checkpoint)!r}: not a complete checkpoint "
                              "folder, nor a run directory holding one")
     return found
+
+
+def logged_until(run_dir: Path, checkpoint: Path) -> list[dict]:
+    """``state.log_history`` as it stood at ``checkpoint``: the steps it holds, from the run's
+    metrics (as transformers restores it from the checkpoint's trainer state)."""
+    from engine.run.jsonl import read_jsonl
+
+    last = checkpoint_step(checkpoint)
+    return [{k: v for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            for r in read_jsonl(run_dir / "metrics.jsonl") if isinstance(r.get("step"), int) and 0 < r["step"] <= last]
 
 
 def run_dir_of(checkpoint: Path) -> Path:

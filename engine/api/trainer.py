@@ -17,7 +17,8 @@ from engine.api.callbacks import CallbackBridge, default_callbacks
 from engine.api.config import GRPOConfig, GRPOConfigError
 from engine.api.options import (HubSettings, as_rows, check_reward_processing_classes, check_unsupported, new_state,
                                 peft_options)
-from engine.api.output_dir import OutputDirError, checkpoint_to_resume, clear_for_new_run, push_folder, run_dir_of
+from engine.api.output_dir import (OutputDirError, checkpoint_to_resume, clear_for_new_run, logged_until, push_folder,
+                                   run_dir_of)
 from engine.config.schema import REPO_ROOT, RunConfig
 from engine.config.trl_mapping import steps_for_epochs
 from engine.run.control import Control
@@ -218,6 +219,7 @@ class GRPOTrainer:
                 checkpoint = checkpoint_to_resume(self.run_dir, resume_from_checkpoint)
                 self._trainer = self._engine(resume_from=checkpoint, run_dir=run_dir_of(checkpoint))
                 self.run_dir = self._trainer.run_dir
+                self.state.log_history[:] = logged_until(self.run_dir, checkpoint)
             else:
                 clear_for_new_run(self.run_dir, self._overwrite)
         except OutputDirError as exc:
@@ -266,6 +268,10 @@ class GRPOTrainer:
         if unsubscribe is not None:
             unsubscribe()
         self.summary = dict(self._trainer.summary)
+        if self.callback_handler.error and not self.summary.get("error"):
+            self.summary["error"] = self.callback_handler.error
+            raise TrainingFailed(f"stopped at step {self.summary.get('steps', 0)}: {self.callback_handler.error}",
+                                 self.run_dir)
         error = self.summary.get("error")
         fault = self.summary.get("fault")
         if fault and not error:  # paused by a fault, then stopped: the run did not get where it was going

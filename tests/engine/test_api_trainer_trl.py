@@ -98,6 +98,7 @@ def test_stopped_by_a_callback_then_resumed_from_checkpoint(tmp_path):
     assert t3.train(resume_from_checkpoint=True)["steps"] == 3
     assert again.calls[0] == ("train_begin", 1) and ("step_end", 3) in again.calls
     assert t3.state.global_step == 3
+    assert [e["step"] for e in t3.state.log_history if "loss" in e] == [1, 2, 3]  # step 1 restored, as transformers
 
 
 @pytest.mark.slow
@@ -132,3 +133,16 @@ def test_arguments_the_engine_cannot_honour_are_refused_before_loading():
                     args=GRPOConfig(max_steps=-1))
     with pytest.raises(GRPOConfigError, match="reward_processing_classes: has 2 entries"):
         GRPOTrainer(model="nowhere", reward_funcs=exact, train_dataset=["a"], reward_processing_classes=[None, None])
+
+
+class Broken(TrainerCallback):
+    def on_step_end(self, args, state, control, **kw):
+        raise ValueError("no such metric")
+
+
+@pytest.mark.slow
+def test_a_callback_that_raises_stops_the_run_with_one_message(tmp_path):
+    t = trainer(tmp_path / "run", [Broken()], max_steps=3)
+    with pytest.raises(TrainingFailed, match="callback Broken.on_step_end raised ValueError: no such metric"):
+        t.train()
+    assert t.summary["steps"] == 1  # stopped at the step's end, resumable from its checkpoint
