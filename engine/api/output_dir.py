@@ -18,7 +18,8 @@ from engine.run.checkpoints import COMPLETE, STATE, checkpoint_step, latest_chec
 from engine.run.lock import RunLock, RunLocked
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "samples.jsonl", "events.jsonl", "progress.json", "heartbeat.json",
-             "error.log", "checkpoints", "final", "final.tmp", "tensorboard", "completions")
+             "error.log", "checkpoints", "final", "final.tmp", "tensorboard", "completions", "trainer_state.json",
+             "train_results.json", "eval_results.json", "all_results.json")
 """What a run writes in its directory: what overwrite_output_dir removes (nothing else there)."""
 
 

@@ -17,6 +17,7 @@ from engine.api.callbacks import CallbackBridge, default_callbacks
 from engine.api.config import GRPOConfig, GRPOConfigError
 from engine.api.options import (HubSettings, as_rows, check_reward_processing_classes, check_unsupported, new_state,
                                 peft_options)
+from engine.api.results import TrainResult, log_metrics, save_metrics
 from engine.api.output_dir import (OutputDirError, checkpoint_to_resume, clear_for_new_run, logged_until, push_folder,
                                    run_dir_of)
 from engine.config.schema import REPO_ROOT, RunConfig
@@ -59,7 +60,14 @@ class GRPOTrainer:
     :class:`TrainingFailed` naming the cause) or "pause" (wait for ``control.resume()``, which
     reloads reward plugins from their files, as the dashboard does).
 
-    Attributes: ``run_dir``, ``control``, ``model``, ``processing_class``, ``args``, ``summary``.
+    As TRL's: ``peft_config`` (a LoRA config), ``callbacks`` (transformers ``TrainerCallback``s:
+    which hooks are called is in :mod:`engine.api.callbacks`), ``reward_processing_classes``;
+    ``optimizers`` and ``quantization_config`` are refused unless unset (see
+    :mod:`engine.api.options`). ``train_dataset`` may be an ``IterableDataset`` when
+    ``max_steps`` is set.
+
+    Attributes: ``run_dir``, ``control``, ``model``, ``processing_class``, ``args``, ``summary``,
+    ``state`` (transformers' ``TrainerState``), ``accelerator``, ``callback_handler``.
     """
 
     def __init__(
@@ -228,8 +236,9 @@ class GRPOTrainer:
         self._thread = self._trainer.start()
         return self._thread
 
-    def train(self, resume_from_checkpoint: bool | str | os.PathLike | None = None, **kwargs: Any) -> dict[str, Any]:
-        """Train to the end and return the summary (steps, wall time, eval accuracy, final model path).
+    def train(self, resume_from_checkpoint: bool | str | os.PathLike | None = None, **kwargs: Any) -> TrainResult:
+        """Train to the end and return the summary (steps, wall time, eval accuracy, final model
+        path), which also reads as transformers' ``TrainOutput`` (``.metrics``, ``.global_step``).
 
         ``resume_from_checkpoint``: True continues the run in ``output_dir`` from its newest
         checkpoint, a path from that checkpoint (or that run directory's newest); the run goes
@@ -252,7 +261,20 @@ class GRPOTrainer:
         summary = self._result()
         if self.hub.push and not summary.get("error"):
             summary["hub_commit"] = self.push_to_hub()
-        return summary
+        return TrainResult(summary, self.state.log_history)
+
+    # transformers' helpers that TRL and open-r1 scripts call after train()
+    def log_metrics(self, split: str, metrics: dict[str, Any]) -> None:
+        log_metrics(split, metrics, self.state.is_world_process_zero)
+
+    def save_metrics(self, split: str, metrics: dict[str, Any], combined: bool = True) -> None:
+        save_metrics(self.run_dir, split, metrics, combined, self.state.is_world_process_zero)
+
+    def save_state(self) -> None:
+        """``<output_dir>/trainer_state.json``: ``trainer.state`` (log history included)."""
+        if self.state.is_world_process_zero:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.state.save_to_json(str(self.run_dir / "trainer_state.json"))
 
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
         """After :meth:`start`: wait for the run to end and return its summary (as ``train``)."""

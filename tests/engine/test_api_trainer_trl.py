@@ -3,12 +3,13 @@ resume_from_checkpoint, overwrite_output_dir, IterableDataset, push_to_hub offli
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from transformers import AutoModelForCausalLM, TrainerCallback
 
 from conftest import TINY_MODEL
-from engine.api import GRPOConfig, GRPOConfigError, GRPOTrainer, TrainingFailed
-from engine.api.output_dir import HubError
+from engine.api import GRPOConfig, GRPOConfigError, GRPOTrainer, HubError, TrainingFailed
 
 FAST = dict(num_generations=4, per_device_train_batch_size=8, max_completion_length=4, learning_rate=1e-4,
             log_completions_groups=1, logging_steps=1, report_to="none")
@@ -64,15 +65,21 @@ def trainer(out, callbacks=(), **args):
 def test_a_trl_script_flow_callbacks_state_and_save_model(tmp_path, capsys):
     recorder = Recorder()
     t = trainer(tmp_path / "run", [recorder], max_steps=2)
-    t.train()
+    result = t.train()
     assert recorder.calls == [("train_begin", 0), ("step_begin", 0), ("step_end", 1), ("log", 1),
                               ("step_begin", 1), ("step_end", 2), ("log", 2), ("log", 2), ("train_end", 2)]
     assert t.state.global_step == 2 and t.state.max_steps == 2
     steps = [entry for entry in t.state.log_history if "loss" in entry]
     assert [e["step"] for e in steps] == [1, 2] and all("reward" in e for e in steps)
     assert "train_runtime" in t.state.log_history[-1]
-    out = capsys.readouterr()
-    assert "'loss'" in out.out + out.err  # the log lines TRL prints, above the progress bar
+    assert result.global_step == 2 and result["steps"] == 2  # transformers' TrainOutput and our summary
+    t.log_metrics("train", result.metrics)
+    t.save_metrics("train", result.metrics)
+    t.save_state()
+    assert json.loads((tmp_path / "run" / "all_results.json").read_text())["train_loss"] == result.training_loss
+    assert json.loads((tmp_path / "run" / "trainer_state.json").read_text())["global_step"] == 2
+    out = capsys.readouterr().out
+    assert "'loss'" in out and "***** train metrics *****" in out  # the log lines TRL prints, above the progress bar
     assert t.accelerator.is_main_process and t.accelerator.process_index == 0
 
     saved = t.save_model(tmp_path / "saved")
