@@ -25,11 +25,17 @@ def exact(prompts, completions, answer, **kwargs):
     return [float(c.strip() == a) for c, a in zip(completions, answer)]
 
 
+def accuracy(prompts, completions, answer, **kwargs):
+    """Named so, the held-out evaluation judges with it."""
+    return exact(prompts, completions, answer)
+
+
 class Recorder(TrainerCallback):
     """Every hook with state.global_step at the time; stops the run after ``stop_at`` steps."""
 
     def __init__(self, stop_at: int | None = None) -> None:
         self.calls: list[tuple[str, int]] = []
+        self.eval_metrics: list[dict] = []
         self.stop_at = stop_at
 
     def _note(self, hook, state):
@@ -49,6 +55,10 @@ class Recorder(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kw):
         self._note("log", state)
 
+    def on_evaluate(self, args, state, control, metrics=None, **kw):
+        self._note("evaluate", state)
+        self.eval_metrics.append(metrics)
+
     def on_save(self, args, state, control, **kw):
         self._note("save", state)
 
@@ -56,18 +66,22 @@ class Recorder(TrainerCallback):
         self._note("train_end", state)
 
 
-def trainer(out, callbacks=(), **args):
-    return GRPOTrainer(model=str(TINY_MODEL), reward_funcs=exact, args=GRPOConfig(output_dir=str(out), **{**FAST, **args}),
-                       train_dataset=rows(), callbacks=list(callbacks))
+def trainer(out, callbacks=(), eval_dataset=None, reward=exact, **args):
+    return GRPOTrainer(model=str(TINY_MODEL), reward_funcs=reward, args=GRPOConfig(output_dir=str(out), **{**FAST, **args}),
+                       train_dataset=rows(), eval_dataset=eval_dataset, callbacks=list(callbacks))
 
 
 @pytest.mark.slow
 def test_a_trl_script_flow_callbacks_state_and_save_model(tmp_path, capsys):
     recorder = Recorder()
-    t = trainer(tmp_path / "run", [recorder], max_steps=2)
+    t = trainer(tmp_path / "run", [recorder], max_steps=2, eval_dataset=rows().select(range(4)),
+                reward=accuracy)
     result = t.train()
-    assert recorder.calls == [("train_begin", 0), ("step_begin", 0), ("step_end", 1), ("log", 1),
-                              ("step_begin", 1), ("step_end", 2), ("log", 2), ("log", 2), ("train_end", 2)]
+    assert recorder.calls == [("train_begin", 0), ("log", 0), ("evaluate", 0),  # held out, before training
+                              ("step_begin", 0), ("step_end", 1), ("log", 1),
+                              ("step_begin", 1), ("step_end", 2), ("log", 2), ("log", 2), ("evaluate", 2),
+                              ("log", 2), ("train_end", 2)]
+    assert all(any(k.startswith("eval_") for k in m) for m in recorder.eval_metrics)
     assert t.state.global_step == 2 and t.state.max_steps == 2
     steps = [entry for entry in t.state.log_history if "loss" in entry]
     assert [e["step"] for e in steps] == [1, 2] and all("reward" in e for e in steps)
