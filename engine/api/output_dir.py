@@ -88,6 +88,16 @@ def logged_until(run_dir: Path, checkpoint: Path) -> list[dict]:
             for r in read_jsonl(run_dir / "metrics.jsonl") if isinstance(r.get("step"), int) and 0 < r["step"] <= last]
 
 
+def in_api_terms(message: str, run_dir: Path) -> str:
+    """The engine's one-line messages name the command-line options that fix them; in a
+    script the same advice is the API's (``output_dir``, ``train(resume_from_checkpoint=True)``)."""
+    return (message
+            .replace("choose another --output", "choose another output_dir, or pass "
+                     "GRPOConfig(overwrite_output_dir=True) to start over in it")
+            .replace(f"run `grpo-tui resume {run_dir}`", "call train(resume_from_checkpoint=True) on a new GRPOTrainer "
+                     "with the same output_dir"))
+
+
 def run_dir_of(checkpoint: Path) -> Path:
     """The run directory a checkpoint belongs to (``<run dir>/checkpoints/step-N``)."""
     return checkpoint.parent.parent

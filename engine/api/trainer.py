@@ -18,8 +18,8 @@ from engine.api.config import GRPOConfig, GRPOConfigError
 from engine.api.options import (HubSettings, as_rows, check_reward_processing_classes, check_unsupported, new_state,
                                 peft_options)
 from engine.api.results import TrainResult, log_metrics, save_metrics
-from engine.api.output_dir import (OutputDirError, checkpoint_to_resume, clear_for_new_run, logged_until, push_folder,
-                                   run_dir_of)
+from engine.api.output_dir import (OutputDirError, checkpoint_to_resume, clear_for_new_run, in_api_terms, logged_until,
+                                   push_folder, run_dir_of)
 from engine.config.schema import REPO_ROOT, RunConfig
 from engine.config.trl_mapping import steps_for_epochs
 from engine.run.control import Control
@@ -140,7 +140,7 @@ class GRPOTrainer:
         self._overwrite = bool(getattr(args, "overwrite_output_dir", False))
         self.state = new_state(cfg)
         self.callback_handler = CallbackBridge(
-            [*default_callbacks(args), *(callbacks or [])], args, self.state, cfg.logging_steps,
+            [*default_callbacks(args), *(cb() if isinstance(cb, type) else cb for cb in callbacks or [])], args, self.state, cfg.logging_steps,
             {"model": self.model, "processing_class": tokenizer, "optimizer": None, "lr_scheduler": None,
              "train_dataloader": None, "eval_dataloader": None})
         self._accelerator = None
@@ -300,7 +300,8 @@ class GRPOTrainer:
             raise TrainingFailed(f"stopped after a fault: {fault}", self.run_dir)
         if error:
             log = self.run_dir / "error.log"
-            raise TrainingFailed(error, self.run_dir, log if log.exists() and not fault else None)
+            raise TrainingFailed(in_api_terms(error, self.run_dir), self.run_dir,
+                                 log if log.exists() and not fault else None)
         return self.summary
 
 

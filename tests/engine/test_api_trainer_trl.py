@@ -167,3 +167,12 @@ def test_a_callback_that_raises_stops_the_run_with_one_message(tmp_path):
     with pytest.raises(TrainingFailed, match="callback Broken.on_step_end raised ValueError: no such metric"):
         t.train()
     assert t.summary["steps"] == 1  # stopped at the step's end, resumable from its checkpoint
+
+
+def test_engine_messages_read_in_the_api_terms(tmp_path):
+    from engine.api.output_dir import in_api_terms
+
+    text = in_api_terms(f"output directory {tmp_path} already holds a run; choose another --output", tmp_path)
+    assert "--output" not in text and "overwrite_output_dir=True" in text
+    text = in_api_terms(f"free space and run `grpo-tui resume {tmp_path}` to save it", tmp_path)
+    assert "grpo-tui" not in text and "train(resume_from_checkpoint=True)" in text
