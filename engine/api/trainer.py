@@ -139,8 +139,9 @@ class GRPOTrainer:
         self.hub = HubSettings.of(args)
         self._overwrite = bool(getattr(args, "overwrite_output_dir", False))
         self.state = new_state(cfg)
+        given = [cb() if isinstance(cb, type) else cb for cb in callbacks or []]  # classes too, as transformers
         self.callback_handler = CallbackBridge(
-            [*default_callbacks(args), *(cb() if isinstance(cb, type) else cb for cb in callbacks or [])], args, self.state, cfg.logging_steps,
+            [*default_callbacks(args), *given], args, self.state, cfg.logging_steps,
             {"model": self.model, "processing_class": tokenizer, "optimizer": None, "lr_scheduler": None,
              "train_dataloader": None, "eval_dataloader": None})
         self._accelerator = None
@@ -188,7 +189,7 @@ class GRPOTrainer:
         target = Path(output_dir) if output_dir is not None else self.run_dir
         if self.state.is_world_process_zero:
             target.mkdir(parents=True, exist_ok=True)
-            model = self._trainer.model or self.model
+            model = self._trainer.model if self._trainer.model is not None else self.model
             model.save_pretrained(target, safe_serialization=True)
             if self.processing_class is not None:
                 self.processing_class.save_pretrained(target)

@@ -67,8 +67,9 @@ class Recorder(TrainerCallback):
 
 
 def trainer(out, callbacks=(), eval_dataset=None, reward=exact, **args):
-    return GRPOTrainer(model=str(TINY_MODEL), reward_funcs=reward, args=GRPOConfig(output_dir=str(out), **{**FAST, **args}),
-                       train_dataset=rows(), eval_dataset=eval_dataset, callbacks=list(callbacks))
+    args = GRPOConfig(output_dir=str(out), **{**FAST, **args})
+    return GRPOTrainer(model=str(TINY_MODEL), reward_funcs=reward, args=args, train_dataset=rows(),
+                       eval_dataset=eval_dataset, callbacks=list(callbacks))
 
 
 @pytest.mark.slow
