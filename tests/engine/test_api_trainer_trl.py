@@ -153,6 +153,8 @@ def test_arguments_the_engine_cannot_honour_are_refused_before_loading():
     with pytest.raises(GRPOConfigError, match="set max_steps to a positive number"):
         GRPOTrainer(model="nowhere", reward_funcs=exact, train_dataset=rows().to_iterable_dataset(),
                     args=GRPOConfig(max_steps=-1))
+    with pytest.raises(GRPOConfigError, match="quantization_config: quantized loading is not supported yet"):
+        GRPOTrainer(model="nowhere", reward_funcs=exact, train_dataset=["a"], quantization_config=object())
     with pytest.raises(GRPOConfigError, match="reward_processing_classes: has 2 entries"):
         GRPOTrainer(model="nowhere", reward_funcs=exact, train_dataset=["a"], reward_processing_classes=[None, None])
 
@@ -177,3 +179,19 @@ def test_engine_messages_read_in_the_api_terms(tmp_path):
     assert "--output" not in text and "overwrite_output_dir=True" in text
     text = in_api_terms(f"free space and run `grpo-tui resume {tmp_path}` to save it", tmp_path)
     assert "grpo-tui" not in text and "train(resume_from_checkpoint=True)" in text
+
+
+@pytest.mark.slow
+def test_peft_config_trains_a_lora_adapter_and_save_model_writes_it(tmp_path):
+    from peft import LoraConfig
+
+    t = GRPOTrainer(model=str(TINY_MODEL), reward_funcs=exact, train_dataset=rows(),
+                    args=GRPOConfig(output_dir=str(tmp_path / "run"), max_steps=1, **FAST),
+                    peft_config=LoraConfig(r=4, lora_alpha=8, task_type="CAUSAL_LM"))
+    assert t.args.peft["r"] == 4 and hasattr(t.model, "peft_config")
+    t.train()
+    saved = t.save_model(tmp_path / "adapter")
+    assert (saved / "adapter_config.json").exists() and not (saved / "model.safetensors").exists()
+    with pytest.raises(GRPOConfigError, match="peft_config.use_dora=True: not supported here"):
+        GRPOTrainer(model="nowhere", reward_funcs=exact, train_dataset=["a"],
+                    peft_config=LoraConfig(r=4, use_dora=True))
