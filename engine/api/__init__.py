@@ -14,6 +14,7 @@ drives the same engine as the dashboard and writes the same run directory, so
 """
 
 from engine.api.config import GRPOConfig, GRPOConfigError
+from engine.api.output_dir import HubError
 from engine.api.trainer import GRPOTrainer, TrainingFailed
 
-__all__ = ["GRPOConfig", "GRPOConfigError", "GRPOTrainer", "TrainingFailed"]
+__all__ = ["GRPOConfig", "GRPOConfigError", "GRPOTrainer", "HubError", "TrainingFailed"]

@@ -13,7 +13,13 @@ import threading
 from pathlib import Path
 from typing import Any, Iterable
 
+from engine.api.callbacks import CallbackBridge, default_callbacks
 from engine.api.config import GRPOConfig, GRPOConfigError
+from engine.api.options import (HubSettings, as_rows, check_reward_processing_classes, check_unsupported, new_state,
+                                peft_options)
+from engine.api.results import TrainResult, log_metrics, save_metrics
+from engine.api.output_dir import (OutputDirError, checkpoint_to_resume, clear_for_new_run, in_api_terms, logged_until,
+                                   push_folder, run_dir_of)
 from engine.config.schema import REPO_ROOT, RunConfig
 from engine.config.trl_mapping import steps_for_epochs
 from engine.run.control import Control
@@ -54,7 +60,14 @@ class GRPOTrainer:
     :class:`TrainingFailed` naming the cause) or "pause" (wait for ``control.resume()``, which
     reloads reward plugins from their files, as the dashboard does).
 
-    Attributes: ``run_dir``, ``control``, ``model``, ``processing_class``, ``args``, ``summary``.
+    As TRL's: ``peft_config`` (a LoRA config), ``callbacks`` (transformers ``TrainerCallback``s:
+    which hooks are called is in :mod:`engine.api.callbacks`), ``reward_processing_classes``;
+    ``optimizers`` and ``quantization_config`` are refused unless unset (see
+    :mod:`engine.api.options`). ``train_dataset`` may be an ``IterableDataset`` when
+    ``max_steps`` is set.
+
+    Attributes: ``run_dir``, ``control``, ``model``, ``processing_class``, ``args``, ``summary``,
+    ``state`` (transformers' ``TrainerState``), ``accelerator``, ``callback_handler``.
     """
 
     def __init__(
@@ -68,6 +81,11 @@ class GRPOTrainer:
         processing_class: Any = None,
         tokenizer: Any = None,
         *,
+        reward_processing_classes: Any = None,
+        callbacks: list | None = None,
+        optimizers: tuple = (None, None),
+        quantization_config: Any = None,
+        peft_config: Any = None,
         control: Control | None = None,
         on_fault: str = "fail",
     ) -> None:
@@ -82,17 +100,22 @@ class GRPOTrainer:
             cfg = copy.deepcopy(args)
         else:
             raise TypeError(f"args: expected a GRPOConfig (or a RunConfig), got {type(args).__name__}")
+        check_unsupported(optimizers, quantization_config)
+        if peft_config is not None:
+            cfg.peft = peft_options(peft_config)
         if processing_class is not None and tokenizer is not None and processing_class is not tokenizer:
             raise TypeError("give the tokenizer once: processing_class= or tokenizer=, not both")
         tokenizer = processing_class if processing_class is not None else tokenizer
 
         specs = _reward_specs(reward_funcs)
         _check_rewards(cfg, specs)
+        check_reward_processing_classes(reward_processing_classes, specs)
         cfg.reward_funcs = [_display_spec(s) for s in specs]
 
         column = cfg.dataset.prompt_column
-        train_rows = _rows(train_dataset, "train_dataset", column)
-        eval_rows = _rows(eval_dataset, "eval_dataset", column) if eval_dataset is not None else []
+        train_rows = _rows(as_rows(train_dataset, "train_dataset", cfg), "train_dataset", column)
+        eval_rows = _rows(as_rows(eval_dataset, "eval_dataset", None), "eval_dataset", column) \
+            if eval_dataset is not None else []
         data = PromptData.from_rows(train_rows, eval_rows)
         if cfg.num_train_epochs is not None:  # TRL's epochs: the steps follow from the dataset size
             cfg.max_steps = steps_for_epochs(cfg.num_train_epochs, len(train_rows), cfg.per_device_train_batch_size,
@@ -107,14 +130,82 @@ class GRPOTrainer:
         self.reward_funcs = specs
         self.control = control or Control()
         self._given_ref = _load_reference(ref_model, cfg)
-        from engine.training.trainer import Trainer  # torch: loaded when a trainer is made, not on import
-
-        self._trainer = Trainer(cfg, control=self.control, evaluate=bool(eval_rows), model=self.model,
-                                tokenizer=tokenizer, reward_funcs=specs, data=data, ref_model=self._given_ref,
-                                on_fault=on_fault)
+        self._engine_kwargs = dict(evaluate=bool(eval_rows), model=self.model, tokenizer=tokenizer, reward_funcs=specs,
+                                   data=data, ref_model=self._given_ref, on_fault=on_fault)
+        self._trainer = self._engine()
         self.run_dir: Path = self._trainer.run_dir
         self.summary: dict[str, Any] = {}
         self._thread: threading.Thread | None = None
+        self.hub = HubSettings.of(args)
+        self._overwrite = bool(getattr(args, "overwrite_output_dir", False))
+        self.state = new_state(cfg)
+        given = [cb() if isinstance(cb, type) else cb for cb in callbacks or []]  # classes too, as transformers
+        self.callback_handler = CallbackBridge(
+            [*default_callbacks(args), *given], args, self.state, cfg.logging_steps,
+            {"model": self.model, "processing_class": tokenizer, "optimizer": None, "lr_scheduler": None,
+             "train_dataloader": None, "eval_dataloader": None})
+        self._accelerator = None
+
+    def _engine(self, resume_from: Path | None = None, run_dir: Path | None = None):
+        from engine.training.trainer import Trainer  # torch: loaded when a trainer is made, not on import
+
+        trainer = Trainer(self.args, control=self.control, run_dir=run_dir, **self._engine_kwargs)
+        trainer.resume_from = resume_from
+        return trainer
+
+    # TrainerCallback handling, as transformers' Trainer names it
+    def add_callback(self, callback: Any) -> None:
+        self.callback_handler.callbacks.append(callback() if isinstance(callback, type) else callback)
+
+    def pop_callback(self, callback: Any) -> Any:
+        for cb in self.callback_handler.callbacks:
+            if cb is callback or (isinstance(callback, type) and isinstance(cb, callback)):
+                self.callback_handler.callbacks.remove(cb)
+                return cb
+        return None
+
+    def remove_callback(self, callback: Any) -> None:
+        self.pop_callback(callback)
+
+    @property
+    def accelerator(self):
+        """accelerate's ``Accelerator`` of the run (the engine's own once it runs on several
+        processes): ``is_main_process``, ``process_index``, ``num_processes``, ``device``, ``print``..."""
+        dist = getattr(self._trainer, "dist", None)
+        if dist is not None and dist.accelerator is not None:
+            return dist.accelerator
+        if self._accelerator is None:
+            from accelerate import Accelerator
+
+            self._accelerator = Accelerator(cpu=str(getattr(self._trainer, "device", "") or "") == "cpu")
+        return self._accelerator
+
+    def is_world_process_zero(self) -> bool:
+        return self.state.is_world_process_zero
+
+    def save_model(self, output_dir: str | os.PathLike | None = None, _internal_call: bool = False) -> Path:
+        """Write the model (the LoRA adapter alone with peft, as TRL) and its tokenizer to
+        ``output_dir`` (default: ``args.output_dir``) in save_pretrained format."""
+        target = Path(output_dir) if output_dir is not None else self.run_dir
+        if self.state.is_world_process_zero:
+            target.mkdir(parents=True, exist_ok=True)
+            model = self._trainer.model if self._trainer.model is not None else self.model
+            model.save_pretrained(target, safe_serialization=True)
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(target)
+        return target
+
+    def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True,
+                    token: str | None = None, revision: str | None = None, **kwargs: Any) -> str:
+        """Upload the trained model (``output_dir/final``, else the model as it is now) to
+        ``args.hub_model_id`` (default: ``output_dir``'s name); the commit's URL. Raises
+        :class:`HubError` with one line when offline or the hub refuses."""
+        folder = self.run_dir / "final"
+        if not (folder / "config.json").exists() and not (folder / "adapter_config.json").exists():
+            folder = self.save_model(self.run_dir / "final")
+        return push_folder(folder, self.hub.repo_id or self.run_dir.resolve().name, token=token or self.hub.token,
+                           private=self.hub.private, revision=revision or self.hub.revision,
+                           commit_message=commit_message or "End of training")
 
     # TRL spells it both ways
     @property
@@ -127,28 +218,64 @@ class GRPOTrainer:
         used = getattr(self._trainer, "ref_model", None)
         return used if used is not None else self._given_ref
 
-    def start(self) -> threading.Thread:
-        """Train in a background thread and return it at once; steer with ``self.control``."""
+    def start(self, resume_from_checkpoint: bool | str | os.PathLike | None = None) -> threading.Thread:
+        """Train in a background thread and return it at once; steer with ``self.control``.
+        ``resume_from_checkpoint``: as :meth:`train`."""
         if self._thread is not None:
-            raise RuntimeError(f"this trainer has already run (run directory {self.run_dir}); make a new GRPOTrainer")
+            raise RuntimeError(f"this trainer has already run (output_dir {self.run_dir}); make a new GRPOTrainer")
+        try:
+            if resume_from_checkpoint not in (None, False):
+                checkpoint = checkpoint_to_resume(self.run_dir, resume_from_checkpoint)
+                self._trainer = self._engine(resume_from=checkpoint, run_dir=run_dir_of(checkpoint))
+                self.run_dir = self._trainer.run_dir
+                self.state.log_history[:] = logged_until(self.run_dir, checkpoint)
+            else:
+                clear_for_new_run(self.run_dir, self._overwrite)
+        except OutputDirError as exc:
+            raise TrainingFailed(str(exc), self.run_dir) from None
+        self._unsubscribe = self.callback_handler.attach(self.control)
         self._thread = self._trainer.start()
         return self._thread
 
-    def train(self) -> dict[str, Any]:
-        """Train to the end and return the summary (steps, wall time, eval accuracy, final model path).
+    def train(self, resume_from_checkpoint: bool | str | os.PathLike | None = None, **kwargs: Any) -> TrainResult:
+        """Train to the end and return the summary (steps, wall time, eval accuracy, final model
+        path), which also reads as transformers' ``TrainOutput`` (``.metrics``, ``.global_step``).
 
+        ``resume_from_checkpoint``: True continues the run in ``output_dir`` from its newest
+        checkpoint, a path from that checkpoint (or that run directory's newest); the run goes
+        on in the checkpoint's run directory with these arguments (``max_steps`` may grow).
         Interrupting (Ctrl-C, the notebook's stop button) asks the run to stop at the next
         step boundary; the final model is still saved. A failed run raises TrainingFailed, and
-        so does a fault (``on_fault="fail"``) or a stop while a fault stood.
+        so does a fault (``on_fault="fail"``) or a stop while a fault stood. With
+        ``push_to_hub=True`` the final model is uploaded at the end (see :meth:`push_to_hub`).
         """
-        thread = self.start()
+        if kwargs:
+            raise TypeError(f"train() got unexpected keyword arguments: {', '.join(kwargs)} "
+                            "(it takes resume_from_checkpoint)")
+        thread = self.start(resume_from_checkpoint)
         try:
             while thread.is_alive():
                 thread.join(0.2)
         except KeyboardInterrupt:
             self.control.stop()
             thread.join()
-        return self._result()
+        summary = self._result()
+        if self.hub.push and not summary.get("error"):
+            summary["hub_commit"] = self.push_to_hub()
+        return TrainResult(summary, self.state.log_history)
+
+    # transformers' helpers that TRL and open-r1 scripts call after train()
+    def log_metrics(self, split: str, metrics: dict[str, Any]) -> None:
+        log_metrics(split, metrics, self.state.is_world_process_zero)
+
+    def save_metrics(self, split: str, metrics: dict[str, Any], combined: bool = True) -> None:
+        save_metrics(self.run_dir, split, metrics, combined, self.state.is_world_process_zero)
+
+    def save_state(self) -> None:
+        """``<output_dir>/trainer_state.json``: ``trainer.state`` (log history included)."""
+        if self.state.is_world_process_zero:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.state.save_to_json(str(self.run_dir / "trainer_state.json"))
 
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
         """After :meth:`start`: wait for the run to end and return its summary (as ``train``)."""
@@ -160,14 +287,22 @@ class GRPOTrainer:
         return self._result()
 
     def _result(self) -> dict[str, Any]:
+        unsubscribe = getattr(self, "_unsubscribe", None)
+        if unsubscribe is not None:
+            unsubscribe()
         self.summary = dict(self._trainer.summary)
+        if self.callback_handler.error and not self.summary.get("error"):
+            self.summary["error"] = self.callback_handler.error
+            raise TrainingFailed(f"stopped at step {self.summary.get('steps', 0)}: {self.callback_handler.error}",
+                                 self.run_dir)
         error = self.summary.get("error")
         fault = self.summary.get("fault")
         if fault and not error:  # paused by a fault, then stopped: the run did not get where it was going
             raise TrainingFailed(f"stopped after a fault: {fault}", self.run_dir)
         if error:
             log = self.run_dir / "error.log"
-            raise TrainingFailed(error, self.run_dir, log if log.exists() and not fault else None)
+            raise TrainingFailed(in_api_terms(error, self.run_dir), self.run_dir,
+                                 log if log.exists() and not fault else None)
         return self.summary
 
 
@@ -260,8 +395,6 @@ def _rows(dataset: Any, what: str, column: str = "prompt") -> list[dict]:
     kind = type(dataset).__name__
     if kind == "DatasetDict" or (isinstance(dataset, dict) and dataset and all(hasattr(v, "column_names") for v in dataset.values())):
         raise TypeError(f"{what}: a DatasetDict has several splits; pass one, e.g. dataset['train']")
-    if kind == "IterableDataset":
-        raise TypeError(f"{what}: an IterableDataset has no length; load it with streaming=False or take a slice")
     if hasattr(dataset, "column_names") and hasattr(dataset, "to_list"):
         rows = dataset.to_list()
     elif hasattr(dataset, "to_dict") and hasattr(dataset, "columns"):  # a pandas DataFrame
@@ -304,6 +437,10 @@ def _load_policy(model: Any, cfg: RunConfig) -> tuple[Any, str]:
         name = getattr(model, "name_or_path", "") or type(model).__name__
     else:
         raise TypeError(f"model: expected a hub id, a folder or a causal-LM model object, got {type(model).__name__}")
+    if cfg.peft is not None and not hasattr(policy, "peft_config"):
+        from engine.training.model_loading import with_lora
+
+        policy = with_lora(policy, cfg.peft)
     if cfg.gradient_checkpointing:
         policy.gradient_checkpointing_enable()
         policy.config.use_cache = False

@@ -66,6 +66,12 @@ def translate(data: Mapping, problems: list[str], ours: set[str], source: str = 
         if h.kind == "no_effect":
             if value != h.default:
                 ignored.append(f"{key} ({h.note})")
+        elif h.kind == "trainer":  # GRPOTrainer reads these from its args; a preset has no GRPOTrainer
+            if source != "GRPOConfig" and value != h.default and value not in (None, False):
+                if h.default is False:  # a switch that would act (push, overwrite): refused
+                    problems.append(f"{key}={value!r}: not supported in a preset; {h.note}")
+                else:  # a setting such a switch reads: nothing to act on
+                    ignored.append(f"{key} ({h.note})")
         elif h.kind == "refused":
             if value != h.default and not (value in (None, False, [], {}, "") and h.default in (None, False, [], "")):
                 problems.append(f"{key}={value!r}: not supported here; {h.note}")

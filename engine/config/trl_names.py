@@ -21,9 +21,11 @@ from typing import Any, Literal
 class Handling:
     """What happens to one TRL name."""
 
-    kind: Literal["mapped", "no_effect", "refused"]
+    kind: Literal["mapped", "no_effect", "refused", "trainer"]
     note: str
-    """mapped: where it goes | no_effect: why nothing changes | refused: what to do instead"""
+    """mapped: where it goes | no_effect: why nothing changes | refused: what to do instead |
+    trainer: what GRPOTrainer does with it (in a preset a switch, default False, is refused
+    unless default; a setting is accepted with no effect)"""
     default: Any = None
     """TRL's default: always accepted (a refused name is only refused when set otherwise)"""
     type: Any = None
@@ -42,8 +44,12 @@ def _refuse(note: str, default: Any = None, type: Any = None) -> Handling:
     return Handling("refused", note, default, type)
 
 
+def _trainer(note: str, default: Any = None, type: Any = None) -> Handling:
+    return Handling("trainer", note, default, type)
+
+
 _SHARDING = "multi-GPU runs use the engine's own sharding (torchrun; see the README's multi-GPU section)"
-_HUB = "only read by push_to_hub, which is refused when on"
+_HUB = "read by GRPOTrainer.push_to_hub(); in a preset, push <run dir>/final with huggingface_hub"
 _EVAL_ONLY = "TRL's GRPOTrainer does not use it either"
 _LOGGING = "every step's metrics go to <run dir>/metrics.jsonl; console logging is the engine's"
 _NOT_YET = "not supported yet; remove it"
@@ -73,7 +79,8 @@ TRL_NAMES: dict[str, Handling] = {
     "log_multimodal": _none("prompts are text here", True),
     "log_unique_prompts": _none("samples.jsonl holds the logged groups", False),
     "num_completions_to_print": _none("completions are shown by the dashboard and samples.jsonl", None, int),
-    "disable_tqdm": _none("progress goes to the run directory and the dashboard", None, bool),
+    "disable_tqdm": _trainer("GRPOTrainer.train() prints its log lines without a progress bar; a preset's "
+                             "progress is the dashboard's", None, bool),
     "skip_memory_metrics": _none("memory is sampled by the engine", True),
     "include_num_input_tokens_seen": _none("token counts are logged by the engine", "no"),
     "project": _none("trackio's project: report_to: [trackio] logs into project grpo-tui", "huggingface"),
@@ -119,17 +126,22 @@ TRL_NAMES: dict[str, Handling] = {
     "save_only_model": _none("checkpoints also hold the optimizer so a run can resume; the model is the same", False),
     "restore_callback_states_from_checkpoint": _none("resuming restores the engine's whole state", False),
     "ignore_data_skip": _none("resuming restores the prompt order exactly", False),
-    "hub_model_id": _none(_HUB, None, str),
-    "hub_strategy": _none(_HUB, "every_save"),
-    "hub_token": _none(_HUB, None, str),
-    "hub_private_repo": _none(_HUB, None, bool),
-    "hub_always_push": _none(_HUB, False),
-    "hub_revision": _none(_HUB, None, str),
+    "hub_model_id": _trainer(_HUB, None, str),
+    "hub_strategy": _none("GRPOTrainer pushes once, when training ends (hub_strategy 'end')", "every_save"),
+    "hub_token": _trainer(_HUB, None, str),
+    "hub_private_repo": _trainer(_HUB, None, bool),
+    "hub_always_push": _none("GRPOTrainer pushes once, when training ends, and waits for the upload", False),
+    "hub_revision": _trainer(_HUB, None, str),
     # --- refused unless at TRL's default
-    "push_to_hub": _refuse("push <output_dir>/final with huggingface_hub's upload_folder after training", False),
+    "push_to_hub": _trainer("GRPOTrainer.train() uploads <output_dir>/final at the end (hub_strategy 'end'); "
+                            "in a preset, push <run dir>/final with huggingface_hub's upload_folder", False),
+    "overwrite_output_dir": _trainer("GRPOTrainer clears the earlier run's files from output_dir before training; "
+                                     "a preset never overwrites a run: choose a new output_dir", False),
     "log_completions_hub_repo": _refuse("completions are in <run dir>/completions with log_completions; "
                                         "upload that folder", None, str),
-    "resume_from_checkpoint": _refuse("resume a run from its run directory: grpo-tui resume <run dir>", None, str),
+    "resume_from_checkpoint": _trainer("as in transformers, for the script to pass to "
+                                       "GRPOTrainer.train(resume_from_checkpoint=...); in a preset: "
+                                       "grpo-tui resume <run dir>", None, str),
     "fp16": _refuse("use torch_dtype: float16 (or bf16)", False),
     "bf16_full_eval": _refuse("evaluation uses the training dtype", False),
     "fp16_full_eval": _refuse("evaluation uses the training dtype", False),
@@ -190,8 +202,6 @@ SCRIPT_NAMES: dict[str, Handling] = {
     "load_in_8bit": _refuse("quantized loading is " + _NOT_YET, False),
     "load_in_4bit": _refuse("quantized loading is " + _NOT_YET, False),
     "chat_template": _refuse("put the template in the model folder's tokenizer_config.json", None, str),
-    "overwrite_output_dir": _refuse("a run directory holding a run is never overwritten: choose a new "
-                                    "output_dir or delete the old one", False),
     "callbacks": _refuse("recipe callbacks are not run here; remove them", [], list[str]),
     "benchmarks": _refuse("evaluate the final model separately; remove it", [], list[str]),
     "wandb_entity": _refuse("set WANDB_ENTITY in the environment", None, str),
@@ -215,7 +225,8 @@ def trl_name_rows() -> list[tuple[str, str, str, str]]:
     import dataclasses
 
     ours = {f.name for f in dataclasses.fields(RunConfig)}
-    kinds = {"mapped": "mapped", "no_effect": "no effect", "refused": "refused unless default"}
+    kinds = {"mapped": "mapped", "no_effect": "no effect", "refused": "refused unless default",
+             "trainer": "by GRPOTrainer"}
     rows = []
     for table, where in ((TRL_NAMES, ""), (SCRIPT_NAMES, " [recipe key: presets only]")):
         for name, h in table.items():

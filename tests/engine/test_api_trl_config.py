@@ -83,7 +83,7 @@ def test_trl_parser_with_script_and_model_arguments_sees_no_name_twice():
 
 
 @pytest.mark.parametrize(("kwargs", "line"), [
-    ({"push_to_hub": True}, "push_to_hub=True: not supported here; push <output_dir>/final"),
+    ({"debug": "underflow_overflow"}, "debug='underflow_overflow': not supported here; debug modes"),
     ({"optim": "lion_8bit"}, "optim: 'lion_8bit' is not one of"),
     ({"save_strategy": "epoch"}, "save_strategy='epoch': not supported here; use steps"),
     ({"model_init_kwargs": {"device_map": "auto"}}, "model_init_kwargs.device_map: not taken here"),
@@ -200,7 +200,8 @@ def test_fields_trl_lists_how_each_trl_name_is_handled(capsys):
     listed = {line.split()[0] for line in capsys.readouterr().out.splitlines()}
     assert {n for n in TRL_FIELDS if n not in OURS} <= listed  # every TRL name that is not ours
     assert main(["fields", "--trl", "push_to"]) == 0
-    assert capsys.readouterr().out.startswith("push_to_hub  refused unless default (TRL default False): push")
+    assert capsys.readouterr().out.startswith("push_to_hub  by GRPOTrainer (TRL default False): GRPOTrainer.train() "
+                                              "uploads")
 
 
 def test_fields_set_after_construction_count():
