@@ -22,8 +22,10 @@ def test_a_wheel_installed_with_prefix_finds_its_presets(tmp_path: Path) -> None
     subprocess.run([*pip, "wheel", "--no-deps", str(ROOT), "-w", str(wheels)], check=True, timeout=600,
                    capture_output=True)
     (wheel,) = wheels.glob("grpo_tui-*.whl")
-    subprocess.run([*pip, "install", "--no-deps", "--prefix", str(prefix), str(wheel)], check=True, timeout=300,
-                   capture_output=True)
+    # --ignore-installed: never uninstall the environment's own (editable) grpo-tui first, as pip otherwise does
+    subprocess.run([*pip, "install", "--no-deps", "--ignore-installed", "--prefix", str(prefix), str(wheel)],
+                   check=True, timeout=300, capture_output=True)
+    assert (Path(sys.prefix) / "bin" / "grpo-tui").exists() or os.name == "nt"  # this environment's is still there
     (site,) = prefix.glob("lib/python*/site-packages")
     env = {**os.environ, "PYTHONPATH": str(site), "HF_HUB_OFFLINE": "1"}
     out = subprocess.run([sys.executable, "-c", "import engine; from engine.config.schema import REPO_ROOT; "
