@@ -148,6 +148,26 @@ def train_headless(cfg, on_fault: str = "fail") -> int:
 
 
 def _run_headless(trainer: Trainer) -> int:
+    try:
+        return _run_and_report(trainer)
+    finally:
+        end_process_group()
+
+
+def end_process_group() -> None:
+    """With several processes: leave the process group together before the interpreter exits
+    (left to exit, gloo's threads can abort a rank with "terminate called without an active
+    exception" and fail the launch)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
+
+
+def _run_and_report(trainer: Trainer) -> int:
     from engine.parallel.distributed import process_state
 
     control = trainer.control

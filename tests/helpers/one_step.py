@@ -96,6 +96,9 @@ def main() -> None:
         raise SystemExit(f"run failed: {summary['error']}")
     if trainer.dist.is_main:
         torch.save(grads, out / "grads.pt")
+    if torch.distributed.is_initialized():  # leave together, as grpo-tui's headless runs do
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
