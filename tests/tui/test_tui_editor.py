@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import time
 from pathlib import Path
 
 import pytest
 from textual.widgets import Input
 
 from conftest import ROOT
+from conftest import wait_for as until
 from engine.config.presets import find_presets, user_preset_dir
 from grpo_tui.app import GrpoApp
 from grpo_tui.screens.confirm import ChoiceScreen, ConfirmScreen
@@ -35,15 +35,6 @@ def places(tmp_path: Path, monkeypatch) -> Path:
     shutil.copy(DATA / "presets" / "tiny-arithmetic.yaml", work / "presets" / "mine.yaml")
     monkeypatch.chdir(work)
     return work
-
-
-async def until(pilot, predicate, what: str, timeout: float = 60.0) -> None:
-    """Let the app run until ``predicate`` holds (generous: the machine may be busy)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
 
 
 def editor_app(path: Path, new: bool = False) -> tuple[GrpoApp, PresetEditorScreen]:
