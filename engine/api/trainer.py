@@ -64,7 +64,11 @@ class GRPOTrainer:
     which hooks are called is in :mod:`engine.api.callbacks`), ``reward_processing_classes``;
     ``optimizers`` and ``quantization_config`` are refused unless unset (see
     :mod:`engine.api.options`). ``train_dataset`` may be an ``IterableDataset`` when
-    ``max_steps`` is set.
+    ``max_steps`` is set. Agentic GRPO as TRL 1.16 (see :mod:`engine.agents`): ``tools`` (typed,
+    documented functions, sync or async), ``environment_factory`` (a class or factory, one
+    instance per rollout, or ``{name: factory}`` chosen by an ``environment`` column; its
+    ``get_reward()`` may be the only reward) and ``rollout_func(prompts, trainer)``, with
+    ``args.max_tool_calling_iterations``.
 
     Attributes: ``run_dir``, ``control``, ``model``, ``processing_class``, ``args``, ``summary``,
     ``state`` (transformers' ``TrainerState``), ``accelerator``, ``callback_handler``.
@@ -73,7 +77,7 @@ class GRPOTrainer:
     def __init__(
         self,
         model: Any,
-        reward_funcs: Any,
+        reward_funcs: Any = None,
         args: RunConfig | None = None,
         train_dataset: Any = None,
         eval_dataset: Any = None,
@@ -86,6 +90,9 @@ class GRPOTrainer:
         optimizers: tuple = (None, None),
         quantization_config: Any = None,
         peft_config: Any = None,
+        tools: list | None = None,
+        rollout_func: Any = None,
+        environment_factory: Any = None,
         control: Control | None = None,
         on_fault: str = "fail",
     ) -> None:
@@ -107,7 +114,7 @@ class GRPOTrainer:
             raise TypeError("give the tokenizer once: processing_class= or tokenizer=, not both")
         tokenizer = processing_class if processing_class is not None else tokenizer
 
-        specs = _reward_specs(reward_funcs)
+        specs = _reward_specs(reward_funcs, allow_none=environment_factory is not None)
         _check_rewards(cfg, specs)
         check_reward_processing_classes(reward_processing_classes, specs)
         cfg.reward_funcs = [_display_spec(s) for s in specs]
@@ -126,12 +133,15 @@ class GRPOTrainer:
             tokenizer = _load_tokenizer(self.model, model)
         self.processing_class = tokenizer
         self.args = cfg
+        self.num_generations = cfg.num_generations  # what a rollout_func reads, as on TRL's trainer
         self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
         self.reward_funcs = specs
         self.control = control or Control()
         self._given_ref = _load_reference(ref_model, cfg)
         self._engine_kwargs = dict(evaluate=bool(eval_rows), model=self.model, tokenizer=tokenizer, reward_funcs=specs,
-                                   data=data, ref_model=self._given_ref, on_fault=on_fault)
+                                   data=data, ref_model=self._given_ref, on_fault=on_fault, tools=tools,
+                                   environment_factory=environment_factory,
+                                   rollout_func=_as_trainer_call(rollout_func, self))
         self._trainer = self._engine()
         self.run_dir: Path = self._trainer.run_dir
         self.summary: dict[str, Any] = {}
@@ -309,9 +319,26 @@ class GRPOTrainer:
 # --------------------------------------------------------------------------- helpers
 
 
-def _reward_specs(reward_funcs: Any) -> list:
+def _as_trainer_call(rollout_func: Any, trainer: "GRPOTrainer"):
+    """TRL calls ``rollout_func(prompts, trainer)`` with the GRPOTrainer itself: so does this one."""
+    if rollout_func is None:
+        return None
+    if not callable(rollout_func):
+        raise TypeError(f"rollout_func: expected a callable, got {type(rollout_func).__name__}")
+
+    def call(prompts, _view):
+        return rollout_func(prompts, trainer)
+    return call
+
+
+def _reward_specs(reward_funcs: Any, allow_none: bool = False) -> list:
+    if reward_funcs is None:  # an environment's get_reward may be the only reward (as TRL)
+        if allow_none:
+            return []
+        raise TypeError("reward_funcs: give at least one reward function (or an environment_factory whose "
+                        "environment has get_reward)")
     items = list(reward_funcs) if isinstance(reward_funcs, (list, tuple)) else [reward_funcs]
-    if not items:
+    if not items and not allow_none:
         raise TypeError("reward_funcs: give at least one reward function")
     out = []
     for i, item in enumerate(items):

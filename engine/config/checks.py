@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 
 from engine.config.schema import (
     ADJUSTABLE_FIELDS,
+    BUILTIN_ENVIRONMENTS,
     BUILTIN_REWARDS,
     DATASET_SUFFIXES,
     REPO_ROOT,
@@ -197,6 +198,64 @@ def _check_rewards(funcs: list[str], dirs: list[Path], check_paths: bool, proble
     return resolved
 
 
+def _check_code_spec(spec: Any, path: str, what: str, dirs: list[Path], check_paths: bool, problems: list[str],
+                     builtins: tuple[str, ...] = ()) -> Any:
+    """A ``module:name`` / ``pkg.module.name`` / ``path/file.py:name`` entry of tools, environment
+    or rollout_func: checked for shape, a file path made absolute (found beside the preset)."""
+    if not isinstance(spec, str) or not spec.strip():
+        problems.append(f"{path}: expected 'module:{what}' or 'path/file.py:{what}', got {_describe(spec)}")
+        return spec
+    spec = spec.strip()
+    if spec in builtins:
+        return spec
+    if ":" not in spec:
+        if "." in spec and all(part.isidentifier() for part in spec.split(".")):
+            return spec  # pkg.module.name
+        known = f" (built in: {', '.join(builtins)})" if builtins else ""
+        problems.append(f"{path}: {spec!r} is not 'module:{what}', 'pkg.module.{what}' or 'path/file.py:{what}'"
+                        f"{_did_you_mean(spec, builtins)}{known}")
+        return spec
+    target, _, name = spec.rpartition(":")
+    if not target.strip() or not name.strip() or not all(part.isidentifier() for part in name.split(".")):
+        problems.append(f"{path}: {spec!r} is not 'module:{what}' or 'path/file.py:{what}'")
+        return spec
+    if _is_file_spec(target):
+        found = _resolve(target, dirs)
+        if found is not None and found.is_file():
+            return f"{found}:{name}"
+        if check_paths:
+            problems.append(f"{path}: file not found: {target} (looked in {_where(dirs)})")
+    return spec
+
+
+def _check_agent(v: dict, dirs: list[Path], check_paths: bool, problems: list[str]) -> None:
+    """tools, environment(s) and rollout_func: their specs, and the combinations TRL allows."""
+    if isinstance(v.get("tools"), list):
+        v["tools"] = [_check_code_spec(s, f"tools[{i}]", "function", dirs, check_paths, problems)
+                      for i, s in enumerate(v["tools"])]
+    if isinstance(v.get("environment"), str):
+        v["environment"] = _check_code_spec(v["environment"], "environment", "Class", dirs, check_paths, problems,
+                                            BUILTIN_ENVIRONMENTS)
+    if isinstance(v.get("environments"), dict):
+        v["environments"] = {name: _check_code_spec(s, f"environments.{name}", "Class", dirs, check_paths, problems,
+                                                    BUILTIN_ENVIRONMENTS) for name, s in v["environments"].items()}
+        if v["environments"] and v.get("environment"):
+            problems.append("environments: set either environment (one for every row) or environments "
+                            "(chosen by each row's environment column), not both")
+    if isinstance(v.get("rollout_func"), str):
+        v["rollout_func"] = _check_code_spec(v["rollout_func"], "rollout_func", "function", dirs, check_paths, problems)
+        if v.get("tools") or v.get("environment") or v.get("environments"):
+            problems.append("rollout_func: a rollout_func makes the rounds itself, so tools and environments "
+                            "cannot be set with it (call them inside it)")
+        if v.get("use_vllm"):
+            problems.append("rollout_func: with a rollout_func the engine does not generate; set use_vllm: false "
+                            "(the function may drive vLLM itself)")
+    agentic = v.get("tools") or v.get("environment") or v.get("environments")
+    ds = v.get("dataset")
+    if agentic and (ds.get("format") if isinstance(ds, dict) else getattr(ds, "format", None)) == "ranked":
+        problems.append("tools: ranked datasets bring their responses; tools and environments need generation")
+
+
 def _check_factory(entry: dict, path: str, dirs: list[Path], check_paths: bool, problems: list[str],
                    checker: Callable | None) -> dict:
     """A factory entry with its file path made absolute; its source is parsed, never run."""
@@ -251,10 +310,11 @@ def _cross_check(v: dict, bad: set, dirs: list[Path], check_paths: bool, problem
             f"num_generations ({gens})"
         )
 
+    _check_agent(v, dirs, check_paths, problems)
     funcs = v.get("reward_funcs")
     if funcs is not None:
-        if not funcs:
-            problems.append("reward_funcs: name at least one reward function")
+        if not funcs and not (v.get("environment") or v.get("environments")):
+            problems.append("reward_funcs: name at least one reward function (or an environment with get_reward)")
         v["reward_funcs"] = funcs = _check_rewards(funcs, dirs, check_paths, problems)
         weights = v.get("reward_weights")
         if weights is not None and len(weights) != len(funcs):

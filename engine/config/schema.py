@@ -66,6 +66,8 @@ it, so the bundled model and presets are found wherever the command is run from.
 BUILTIN_REWARDS = ("accuracy", "answer_accuracy", "format", "tag_count", "reasoning_steps", "len", "cosine",
                    "repetition_penalty", "soft_overlong_punishment", "length")
 """Reward names known without asking ``engine.rewards.scoring`` (which may know more)."""
+BUILTIN_ENVIRONMENTS = ("calculator",)
+"""Environments that ship with the engine (engine.agents), by the name presets give them."""
 
 ADJUSTABLE_FIELDS = (
     "learning_rate",
@@ -326,6 +328,28 @@ class RunConfig:
     """options for reward functions by name, e.g. {"format": {"pattern": "..."}}"""
     reward_timeout: Annotated[float, Range(gt=0)] = 300.0
     """seconds a reward function running in its worker process has for one batch; then that batch's rewards from it are None and the worker is replaced (not in TRL)"""
+
+    # --- tools, environments, multi-turn rollouts (agentic GRPO)
+    tools: list[str] = field(default_factory=list)
+    """functions the model may call while it generates: "module:function", "pkg.module.function" or
+    "path/file.py:function", sync or async, with type hints and a Google-style docstring (their schema);
+    needs a chat template that renders tools"""
+    environment: str | None = None
+    """an environment class (TRL's environment_factory), one instance per rollout: the built-in "calculator",
+    "module:Class" or "path/file.py:Class"; reset(**row) starts an episode, its public methods are tools, and
+    get_reward() (if it has one) is a reward source with weight 1, named after the class"""
+    environments: dict[str, str] = field(default_factory=dict)
+    """several environments by name, {name: spec}: each row's `environment` column picks one, and its prompt
+    shows only that environment's tools (instead of environment)"""
+    max_tool_calling_iterations: Annotated[int, Range(ge=0)] | None = None
+    """tool-calling rounds an episode may take; None = until a turn calls no tool or the episode reaches
+    max_completion_length tokens (tool results count, and are never trained on)"""
+    tool_timeout: Annotated[float, Range(gt=0)] = 60.0
+    """seconds one tool call may take; then the model is shown a "timed out" error as its result (not in TRL)"""
+    rollout_func: str | None = None
+    """"module:function" or "path/file.py:function" that makes each round itself (TRL's rollout_func):
+    rollout_func(prompts, trainer) -> {prompt_ids, completion_ids, logprobs, optional env_mask, other columns
+    for the reward functions}"""
 
     # --- optimisation
     optim: OptimizerName = "adamw_torch_fused"

@@ -179,7 +179,6 @@ TRL_NAMES: dict[str, Handling] = {
     "transformers_continuous_batching_config": _refuse("generation uses the model's generate()", None, dict),
     "vllm_model_impl": _refuse("vLLM's own model implementation is used", "vllm"),
     "vllm_structured_outputs_regex": _refuse("structured outputs are " + _NOT_YET, None, str),
-    "max_tool_calling_iterations": _refuse("tool calling is " + _NOT_YET, None, int),
 }
 """Every TRL 1.16 GRPOConfig / TrainingArguments name that is not a RunConfig field."""
 

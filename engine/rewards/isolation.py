@@ -22,6 +22,7 @@ in-process, on the trainer's thread, with no timeout. :func:`isolate` says which
 from __future__ import annotations
 
 import atexit
+import inspect
 import os
 import pickle
 import subprocess
@@ -197,6 +198,15 @@ class RewardWorker:
 # --------------------------------------------------------------------------- which runs where
 
 
+def _reads_environments(fn) -> bool:
+    """Whether a reward function names an ``environments`` parameter (TRL passes the episodes'
+    environment instances under that name)."""
+    try:
+        return "environments" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def worker_target(func) -> tuple[tuple | None, str]:
     """``(target, why)``: how a worker finds ``func`` (a
     :class:`~engine.rewards.scoring.RewardFunction`), or None and why it runs in-process."""
@@ -206,6 +216,8 @@ def worker_target(func) -> tuple[tuple | None, str]:
 
     if isinstance(func.fn, RewardModel):
         return None, "a reward model, on the trainer's device"
+    if func.spec == "environment" or _reads_environments(func.fn):
+        return None, "it reads the episodes' environments, which live in the trainer's process"
     if func.spec in _BUILTINS and getattr(func.fn, "__module__", "") in ("engine.rewards.builtins",
                                                                          "engine.rewards.open_r1"):
         return None, "built in"

@@ -381,7 +381,9 @@ def score(
     isolated = [i for i, func in enumerate(funcs) if func.worker is not None]
     if isolated:
         try:
-            payload = pickle.dumps(dict(kwargs, trainer_state=dataclasses.replace(trainer_state, log_history=[])))
+            # an episode's environments live in this process (and rarely pickle): functions in workers go without
+            sent = {k: v for k, v in kwargs.items() if k != "environments"}
+            payload = pickle.dumps(dict(sent, trainer_state=dataclasses.replace(trainer_state, log_history=[])))
         except Exception as exc:  # noqa: BLE001 - a dataset column holding objects that do not pickle
             payload = None
             for i in isolated:

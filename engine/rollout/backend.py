@@ -47,10 +47,20 @@ class Rollout:
     # [N, T] entropy of softmax(logits / T) at each sampled token, when the backend samples from
     # the training model itself (then it equals what the training forward would compute)
     entropy: torch.Tensor | None = None
+    # [N, T] 1 on tokens the model wrote, 0 on tokens an episode's tools or environment added
+    # (engine.agents.episodes): those are context, never trained on. None: every token is the model's.
+    env_mask: torch.Tensor | None = None
 
     @property
     def lengths(self) -> torch.Tensor:
         return self.completion_mask.sum(dim=1)
+
+    @property
+    def model_lengths(self) -> torch.Tensor:
+        """Tokens the model wrote in each completion (an episode's tool results left out, as TRL counts)."""
+        if self.env_mask is None:
+            return self.lengths
+        return (self.completion_mask * self.env_mask.to(self.completion_mask.device)).sum(dim=1)
 
 
 class RolloutBackend(Protocol):
@@ -84,10 +94,13 @@ def left_pad(sequences: list[list[int]], pad_id: int, device: torch.device) -> t
 
 
 def rollout_from_lists(prompts: list[list[int]], completions: list[list[int]], truncated: list[bool], pad_id: int,
-                       device: torch.device | str = "cpu", logprobs: list[list[float]] | None = None) -> Rollout:
-    """A :class:`Rollout` from token lists made elsewhere (a vLLM engine, given responses):
-    prompts left-padded, completions right-padded with ``pad_id``, the mask covering each
-    completion's tokens (its EOS included, when it has one); ``logprobs`` zeros when not given."""
+                       device: torch.device | str = "cpu", logprobs: list[list[float]] | None = None,
+                       env_mask: list[list[int]] | None = None) -> Rollout:
+    """A :class:`Rollout` from token lists made elsewhere (a vLLM engine, given responses, a
+    ``rollout_func``): prompts left-padded, completions right-padded with ``pad_id``, the mask
+    covering each completion's tokens (its EOS included, when it has one); ``logprobs`` zeros
+    when not given; ``env_mask`` (1 on the model's tokens, 0 on those a tool or environment
+    added) kept when given."""
     device = torch.device(device)
     p_ids, p_mask = left_pad(prompts, pad_id, device)
     width = max(1, max(len(c) for c in completions))
@@ -99,9 +112,15 @@ def rollout_from_lists(prompts: list[list[int]], completions: list[list[int]], t
         c_mask[i, : len(tokens)] = 1
         if logprobs is not None:
             c_logps[i, : len(tokens)] = torch.tensor(logprobs[i][: len(tokens)], dtype=torch.float32)
+    e_mask = None
+    if env_mask is not None:
+        e_mask = torch.ones((len(completions), width), dtype=torch.long)
+        for i, row in enumerate(env_mask):
+            e_mask[i, : len(row)] = torch.tensor(row[: width], dtype=torch.long)
+        e_mask = e_mask.to(device)
     return Rollout(prompt_ids=p_ids, prompt_mask=p_mask, completion_ids=c_ids.to(device),
                    completion_mask=c_mask.to(device), logprobs=c_logps.to(device),
-                   truncated=torch.tensor(truncated, dtype=torch.bool, device=device))
+                   truncated=torch.tensor(truncated, dtype=torch.bool, device=device), env_mask=e_mask)
 
 
 def position_ids_from_mask(mask: torch.Tensor) -> torch.Tensor:
@@ -290,7 +309,11 @@ def concat_rollouts(rollouts: list[Rollout], pad_id: int) -> Rollout:
         truncated=torch.cat([r.truncated for r in rollouts]),
         entropy=None if any(r.entropy is None for r in rollouts)
         else torch.cat([right(r.entropy, t, 0.0) for r in rollouts]),
+        env_mask=None if all(r.env_mask is None for r in rollouts)
+        else torch.cat([right(r.env_mask if r.env_mask is not None else torch.ones_like(r.completion_mask), t, 1)
+                        for r in rollouts]),
     )
 
 
-ROLLOUT_FIELDS = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "logprobs", "truncated", "entropy")
+ROLLOUT_FIELDS = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "logprobs", "truncated", "entropy",
+                  "env_mask")

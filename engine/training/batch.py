@@ -23,6 +23,7 @@ class Scored:
     stats: dict[str, float] = field(default_factory=dict)  # how the round was gathered (dynamic sampling)
     ranks: list[list[int]] | None = None  # ranked groups: each group's given ranks, which set its advantages
     extra: dict[str, list] = field(default_factory=dict)  # reward functions' log_extra columns, one value a row
+    episodes: list[dict] | None = None  # per row of a tool run: {"turns": [...], "episode": {...}} (samples.jsonl)
 
 
 def merge_scored(parts: list[Scored], n_groups: int, g: int, pad_id: int, prefer_signal: bool) -> Scored:
@@ -43,7 +44,12 @@ def merge_scored(parts: list[Scored], n_groups: int, g: int, pad_id: int, prefer
     for column in dict.fromkeys(c for p in parts for c in p.extra):
         values = [v for p in parts for v in p.extra.get(column, [None] * len(p.rows))]
         extra[column] = [values[i] for i in idx]
+    episodes = None
+    if any(p.episodes is not None for p in parts):
+        every = [e for p in parts for e in (p.episodes or [None] * len(p.rows))]
+        episodes = [every[i] for i in idx]
     return Scored(
+        episodes=episodes,
         rollout=select_rows(rollout, rows_idx.to(rollout.prompt_ids.device)),
         rows=[all_rows[i] for i in idx],
         completions=[all_completions[i] for i in idx],
@@ -71,6 +77,7 @@ class Batch:
     token_logps: torch.Tensor  # [N, T] filled by the updates, for the inspector
     token_entropy: torch.Tensor  # [N, T]
     extra: dict[str, list] = field(default_factory=dict)  # reward functions' log_extra columns, one value a row
+    episodes: list[dict] | None = None  # per row of a tool run: {"turns": [...], "episode": {...}}
 
     def select(self, index: torch.Tensor) -> "Batch":
         """The rows ``index`` of this batch, in that order."""
@@ -91,4 +98,5 @@ class Batch:
             token_logps=pick(self.token_logps),
             token_entropy=pick(self.token_entropy),
             extra={column: [values[i] for i in idx] for column, values in self.extra.items()},
+            episodes=None if self.episodes is None else [self.episodes[i] for i in idx],
         )

@@ -42,21 +42,30 @@ class EvalTally:
         return EvalTally(self.greedy[keep], self.sampled[keep], self.lengths[keep], self.truncated[keep])
 
 
+def single_turn(renderer, backend, tokenizer):
+    """``sample(rows, n, params) -> (rollout, completions)``: n completions of each row, one turn each."""
+    def sample(rows: list[dict], n: int, params):
+        rollout = backend.generate([renderer.ids(r["prompt"]) for r in rows], n, params)
+        ids = [row[: int(k)] for row, k in zip(rollout.completion_ids.tolist(), rollout.lengths.tolist())]
+        return rollout, tokenizer.batch_decode(ids, skip_special_tokens=True)
+    return sample
+
+
 @torch.no_grad()
-def _correct_counts(renderer, backend, tokenizer, task, accuracy_fn, rows, params, n: int, judged=None):
+def _correct_counts(sample, task, accuracy_fn, rows, params, n: int, judged=None):
     """Per prompt: correct completions out of n (None when unjudgeable), the first completion's
-    length, and whether it was truncated. ``judged(k)`` hears after each batch that k more
-    prompts are done."""
+    length, and whether it was truncated. ``sample`` makes the completions (see
+    :func:`single_turn`; a tool run's episodes judge their final answer). ``judged(k)`` hears
+    after each batch that k more prompts are done."""
     counts: list[float | None] = []
     lengths: list[float] = []
     truncated: list[bool] = []
     per_batch = max(1, EVAL_BATCH // n)
     for start in range(0, len(rows), per_batch):
         chunk = rows[start : start + per_batch]
-        rollout = backend.generate([renderer.ids(r["prompt"]) for r in chunk], n, params)
+        rollout, texts = sample(chunk, n, params)
         ids = [row[: int(k)] for row, k in zip(rollout.completion_ids.tolist(), rollout.lengths.tolist())]
-        texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
-        lengths += rollout.lengths[::n].float().tolist()
+        lengths += rollout.model_lengths[::n].float().tolist()
         truncated += rollout.truncated[::n].tolist()
         verdicts = _judge(texts, [r for r in chunk for _ in range(n)], ids, task, accuracy_fn)
         for i in range(len(chunk)):
@@ -73,16 +82,16 @@ def can_evaluate(reward_funcs, task) -> bool:
 
 
 def eval_tally(renderer, backend, tokenizer, reward_funcs, task, rows, params,
-               num_samples: int = 0, sample_params=None, judged=None) -> EvalTally:
+               num_samples: int = 0, sample_params=None, judged=None, sample=None) -> EvalTally:
     """Greedy (and, with ``num_samples`` k > 0, k sampled) completions of ``rows``, judged;
-    ``judged(k)``: k more prompts done (each prompt counts once per pass)."""
+    ``judged(k)``: k more prompts done (each prompt counts once per pass); ``sample``: how
+    completions are made (default: one turn from ``backend``)."""
     accuracy_fn = [f for f in reward_funcs if f.name == "accuracy"]
-    greedy, lengths, truncated = _correct_counts(renderer, backend, tokenizer, task, accuracy_fn, rows, params, 1,
-                                                 judged)
+    sample = sample or single_turn(renderer, backend, tokenizer)
+    greedy, lengths, truncated = _correct_counts(sample, task, accuracy_fn, rows, params, 1, judged)
     sampled: list[float | None] = []
     if num_samples > 0 and sample_params is not None:
-        sampled, _, _ = _correct_counts(renderer, backend, tokenizer, task, accuracy_fn, rows, sample_params,
-                                        num_samples, judged)
+        sampled, _, _ = _correct_counts(sample, task, accuracy_fn, rows, sample_params, num_samples, judged)
     return EvalTally(greedy, sampled, lengths, truncated)
 
 
@@ -183,5 +192,22 @@ class Evaluator:
             progress.advance(done[0])
 
         tally = eval_tally(parts.renderer, parts.backend, parts.tokenizer, parts.reward_funcs, parts.data.task, mine,
-                           sampling_params(cfg, greedy=True), cfg.num_generations_eval, sampling_params(cfg), judged)
+                           sampling_params(cfg, greedy=True), cfg.num_generations_eval, sampling_params(cfg), judged,
+                           sample=self._episodes if parts.agent is not None else None)
         return eval_metrics(self.dist.gather_object(tally[:real]), cfg.num_generations_eval)
+
+    def _episodes(self, rows: list[dict], n: int, params):
+        """Held-out episodes of a tool run: judged on their final answer, as training rewards them."""
+        import dataclasses
+
+        parts, cfg = self.parts, self.cfg
+
+        def generate(prompt_ids, k, max_new_tokens):
+            return parts.backend.generate(prompt_ids, k, dataclasses.replace(params, max_new_tokens=max(1, max_new_tokens)))
+
+        made = parts.agent.rollout(rows, n, parts.renderer, parts.tokenizer, generate,
+                                   max_completion_length=cfg.max_completion_length, max_model_len=parts.max_model_len,
+                                   pad_id=parts.tokenizer.pad_token_id, eos_ids=parts.eos_ids, device=parts.device)
+        finals = [next((m.get("content") or "" for m in reversed(msgs) if m.get("role") == "assistant"), "")
+                  for msgs in made.episodes.messages]
+        return made.episodes.rollout, finals

@@ -8,6 +8,7 @@ for sampled ones and their ranks for rewards.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -32,6 +33,13 @@ def sampling_params(cfg, greedy: bool = False) -> SamplingParams:
         top_k=cfg.top_k or 0, min_p=cfg.min_p, repetition_penalty=cfg.repetition_penalty, greedy=greedy,
         extra=dict(cfg.generation_kwargs or {}),
     )
+
+
+def _row_weighted(parts: list[Scored]) -> dict[str, float]:
+    """The parts' own statistics (an episode round's tools/* metrics), weighted by their rows."""
+    names = dict.fromkeys(name for p in parts for name in p.stats)
+    rows = [p.keep.numel() for p in parts]
+    return {name: sum(p.stats.get(name, 0.0) * n for p, n in zip(parts, rows)) / max(sum(rows), 1) for name in names}
 
 
 class Rounds:
@@ -90,7 +98,7 @@ class Rounds:
             stats["dynamic_sampling/frac_dropped"] = 1.0 - sum(int(p.keep.sum()) for p in parts) / generated
             stats["dynamic_sampling/rounds"] = float(len(parts))
         scored = merge_scored(parts, n_prompts, g, self.parts.tokenizer.pad_token_id, prefer_signal=cfg.dynamic_sampling)
-        scored.stats = {**self._logged_metrics.metric_means(), **stats}
+        scored.stats = {**self._logged_metrics.metric_means(), **_row_weighted(parts), **stats}
         return scored
 
     def _next_prompts(self, count: int) -> list[dict]:
@@ -121,16 +129,30 @@ class Rounds:
         options = {}
         if getattr(parts.backend, "reports_progress", False) and progress.generation is not None:
             options["progress"] = progress.generation
-        rollout = parts.backend.generate(prompt_ids, cfg.num_generations, sampling_params(cfg), parts.sampling_gen,
-                                         **options)
+        group_rows = [r for r in rows for _ in range(cfg.num_generations)]
+        columns = reward_columns(group_rows)
+        agentic = None
+        if parts.agent is not None:  # episodes: turns, tool calls, tool results
+            agentic = self._episodes(rows, options)
+            rollout, completions = agentic.episodes.rollout, agentic.episodes.texts
+            completions_arg = agentic.episodes.messages
+            if agentic.environments is not None:
+                columns["environments"] = agentic.environments  # as TRL passes them to reward functions
+        elif parts.rollout_func is not None:  # the user's function makes the round
+            made = parts.rollout_func(rows)
+            rollout, completions, completions_arg = made.rollout, made.texts, made.completions
+            columns.update(made.columns)
+        else:
+            rollout = parts.backend.generate(prompt_ids, cfg.num_generations, sampling_params(cfg),
+                                             parts.sampling_gen, **options)
+            completions = self.decode(rollout)
+            conversational = isinstance(rows[0]["prompt"], list)
+            completions_arg = [[{"role": "assistant", "content": c}] for c in completions] if conversational \
+                else completions
         timings["time/generate"] += time.perf_counter() - t
 
         t = time.perf_counter()
-        completions = self.decode(rollout)
-        group_rows = [r for r in rows for _ in range(cfg.num_generations)]
         prompts = [r["prompt"] for r in group_rows]
-        conversational = isinstance(rows[0]["prompt"], list)
-        completions_arg = [[{"role": "assistant", "content": c}] for c in completions] if conversational else completions
         ids_list = [ids[: int(k)] for ids, k in zip(rollout.completion_ids.tolist(), rollout.lengths.tolist())]
         funcs = parts.reward_funcs
         progress.start("score", total=len(funcs), unit="reward functions", detail=f"{n} completions")
@@ -140,7 +162,7 @@ class Rounds:
 
         rewards = score(
             funcs, parts.reward_weights, prompts, completions_arg,
-            reward_columns(group_rows), ids_list, step, before_each=scoring, trainer_state=self.trainer_state(step),
+            columns, ids_list, step, before_each=scoring, trainer_state=self.trainer_state(step),
             cancelled=lambda: self.faults.publisher.control.stop_requested,
         )
         for name, values in rewards.metrics.items():
@@ -148,12 +170,60 @@ class Rounds:
         self.faults.reward_output(rewards.output, rewards.notes, step)
         self.faults.reward_errors(rewards.errors, {f.name for f in parts.reward_funcs}, step)
         timings["time/reward"] += time.perf_counter() - t
+        per_func = rewards.per_func
+        stats: dict[str, float] = {}
+        episodes = None
+        if agentic is not None:
+            per_func = self._episode_faults(agentic, per_func, step)
+            stats = dict(agentic.episodes.stats)
+            episodes = [{"turns": turns, "episode": summary}
+                        for turns, summary in zip(agentic.episodes.turns, agentic.episodes.summaries)]
         # a completion no function scored is NaN, not nansum's 0: left out of its group's statistics
-        total = grpo.mark_unscorable(rewards.total, rewards.per_func)
+        total = grpo.mark_unscorable(rewards.total, per_func)
         keep = grpo.groups_with_signal(total, cfg.num_generations)
         extra = {column: (list(values) + [None] * n)[:n] for column, values in rewards.extra.items()}
         return Scored(rollout=rollout, rows=group_rows, completions=completions, rewards_total=total,
-                      rewards_per_func=rewards.per_func, keep=keep, extra=extra)
+                      rewards_per_func=per_func, keep=keep, extra=extra, stats=stats, episodes=episodes)
+
+    def _episodes(self, rows: list[dict], options: dict):
+        """A round of episodes: every round of generation within it goes through the run's backend."""
+        cfg, parts, progress = self.cfg, self.parts, self.progress
+        base = sampling_params(cfg)
+
+        def generate(prompt_ids: list[list[int]], n: int, max_new_tokens: int):
+            params = dataclasses.replace(base, max_new_tokens=max(1, max_new_tokens))
+            return parts.backend.generate(prompt_ids, n, params, parts.sampling_gen, **options)
+
+        def on_round(round_: int, going: int) -> None:
+            progress.start("generate", total=cfg.max_completion_length, unit="tokens",
+                           detail=f"tool round {round_}: {going} episodes go on after their tool results")
+
+        return parts.agent.rollout(
+            rows, cfg.num_generations, parts.renderer, parts.tokenizer, generate,
+            max_completion_length=cfg.max_completion_length, max_model_len=parts.max_model_len,
+            pad_id=parts.tokenizer.pad_token_id, eos_ids=parts.eos_ids, on_round=on_round, device=parts.device)
+
+    def _episode_faults(self, agentic, per_func: torch.Tensor, step: int) -> torch.Tensor:
+        """Rollouts whose environment could not start score nothing (advantage 0); failed and
+        timed-out tool calls and malformed calls are told once a step as a warning."""
+        failed = [i for i, why in enumerate(agentic.failed) if why]
+        if failed:
+            per_func = per_func.clone()
+            per_func[failed] = float("nan")
+        summaries = agentic.episodes.summaries
+        calls = sum(s["calls"] for s in summaries)
+        tool_failures = sum(s["failures"] for s in summaries)
+        malformed = sum(s["stop"] == "parse_error" for s in summaries)
+        if failed or tool_failures:
+            parts = []
+            if tool_failures:
+                parts.append(f"{tool_failures} of {calls} tool calls failed (their error went back to the model)")
+            if failed:
+                parts.append(f"{len(failed)} environments could not start their episode ({agentic.failed[failed[0]]})")
+            self.faults.publisher.log("warning", "tools", f"step {step}: " + "; ".join(parts), step=step,
+                                      data={"tool_failures": tool_failures, "calls": calls,
+                                            "env_errors": len(failed), "malformed": malformed})
+        return per_func
 
     def _ranked(self, rows: list[dict]) -> Scored:
         """Ranked groups: the given responses, rewarded by rank (score (G − rank)/(G − 1))."""
@@ -197,6 +267,8 @@ class Rounds:
         advantages = advantages[local]
         rollout = scored.rollout
         mask = rollout.completion_mask.float()
+        if rollout.env_mask is not None:  # tool results and environment text: context, never trained on
+            mask = mask * rollout.env_mask.to(mask.device).float()
         if cfg.mask_truncated_completions:
             mask = grpo.truncation_mask(mask, rollout.truncated.to(mask.device))
         with torch.no_grad():
@@ -214,7 +286,8 @@ class Rounds:
         return Batch(rollout=rollout, rows=scored.rows, advantages=advantages.to(device), mask=mask.to(device),
                      old_logps=old_logps, ref_logps=ref_logps, stats=stats, rewards_total=scored.rewards_total,
                      rewards_per_func=scored.rewards_per_func, completions=scored.completions,
-                     token_logps=torch.zeros_like(mask), token_entropy=torch.zeros_like(mask), extra=scored.extra)
+                     token_logps=torch.zeros_like(mask), token_entropy=torch.zeros_like(mask), extra=scored.extra,
+                     episodes=scored.episodes)
 
     def _ranked_advantages(self, scored: Scored) -> Batch:
         """Ranked groups: advantages from the ranks, no sampling policy to compare against."""

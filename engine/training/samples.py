@@ -21,6 +21,14 @@ def _cell(value):
     return str(value)
 
 
+def _model_only(values: list, env_mask: list[list[int]] | None, row: int) -> list:
+    """Per-token values with None where an episode's tool or environment wrote the token (it
+    has no log-prob of the model's, and is not trained on)."""
+    if env_mask is None:
+        return values
+    return [v if env_mask[row][t] else None for t, v in enumerate(values)]
+
+
 def sample_groups(batch, tokenizer, reward_names: list[str], num_generations: int, max_groups: int,
                   token_logps: torch.Tensor, token_entropy: torch.Tensor) -> list[dict]:
     """The first ``max_groups`` groups of a batch with per-completion rewards and token arrays.
@@ -30,10 +38,13 @@ def sample_groups(batch, tokenizer, reward_names: list[str], num_generations: in
     A completion that no reward function scored (they failed, or gave None) has ``reward``
     null and advantage 0, and is left out of its group's mean and std; a group with none
     scored has a null mean and std. Columns that reward functions added with ``log_extra``
-    are each completion's ``extra``.
+    are each completion's ``extra``. An episode of a tool run also carries its ``turns`` (token
+    ranges of each assistant turn and tool result) and an ``episode`` summary.
     """
     extra = getattr(batch, "extra", None) or {}
+    episodes = getattr(batch, "episodes", None)
     rollout = batch.rollout
+    env_mask = rollout.env_mask.tolist() if rollout.env_mask is not None else None
     n_groups = min(max_groups, rollout.completion_ids.size(0) // num_generations)
     names = reward_names
     ids_all = rollout.completion_ids.tolist()
@@ -55,9 +66,12 @@ def sample_groups(batch, tokenizer, reward_names: list[str], num_generations: in
                 "length": n,
                 "truncated": bool(rollout.truncated[i]),
                 "tokens": [tokenizer.decode([t]) for t in ids],
-                "logprobs": [_num(v) for v in token_logps[i, :n].tolist()],
-                "entropy": [_num(v) for v in token_entropy[i, :n].tolist()],
+                "logprobs": _model_only([_num(v) for v in token_logps[i, :n].tolist()], env_mask, i),
+                "entropy": _model_only([_num(v) for v in token_entropy[i, :n].tolist()], env_mask, i),
             })
+            if episodes is not None and episodes[i] is not None:
+                completions[-1]["turns"] = episodes[i]["turns"]
+                completions[-1]["episode"] = episodes[i]["episode"]
             if extra:
                 completions[-1]["extra"] = {column: _cell(values[i]) for column, values in extra.items()}
         rewards = batch.rewards_total[scored]  # the baseline its advantages were computed from

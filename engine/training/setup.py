@@ -16,12 +16,14 @@ from typing import Any
 import torch
 from transformers.utils import logging as hf_logging
 
+from engine.agents.agent import Agent, load_spec
+from engine.agents.custom_rollout import CustomRollout
 from engine.config.schema import RunConfig
 from engine.config.trl_mapping import steps_for_epochs
 from engine.training.cpu_threads import set_cpu_threads
 from engine.data.prompts import BatchOrder, PromptData, PromptRenderer, load_prompt_data
 from engine.parallel.sharding import full_weights, is_sharded
-from engine.rewards.scoring import build_reward_funcs
+from engine.rewards.scoring import RewardFunction, build_reward_funcs
 from engine.rollout.backend import TransformersRollout
 from engine.run.reporting import make_reporters
 from engine.training.model_loading import (
@@ -47,6 +49,9 @@ class Given:
     data: PromptData | None = None
     ref_model: Any = None
     rollout_backend: Callable | None = None  # (model, pad_id, eos_ids) -> a rollout backend
+    tools: list | None = None  # tool callables (TRL's tools=)
+    environment_factory: Any = None  # a factory or {name: factory} (TRL's environment_factory=)
+    rollout_func: Callable | None = None  # TRL's rollout_func=: (prompts, trainer) -> dict
 
 
 @dataclass
@@ -73,6 +78,9 @@ class RunParts:
     sampling_gen: torch.Generator  # this process's sampling stream
     scheduler: torch.optim.lr_scheduler.LambdaLR
     ranked: bool  # ranked groups: given responses and ranks, nothing generated or scored
+    agent: Any = None  # engine.agents.agent.Agent: tools and environments make each round episodes
+    rollout_func: Any = None  # engine.agents.custom_rollout.CustomRollout: the user's function makes each round
+    max_model_len: int | None = None  # the model's context (episodes stop before it)
 
     def weights_for_sampling(self, alone: bool = False):
         """Sharded: the whole weights gathered on every rank while the model itself samples (or
@@ -128,17 +136,26 @@ def setup(cfg: RunConfig, given: Given, dist, run_dir: Path, resume_from: Path |
     state.order = BatchOrder(len(data.train), cfg.seed, cfg.dataset.shuffle)
     ranked = cfg.dataset.format == "ranked"
     # ranked groups bring their rewards (the ranks) with them: no reward functions run
-    reward_funcs = [] if ranked else build_reward_funcs(
-        given.reward_funcs or cfg.reward_funcs, task=data.task, reward_kwargs=cfg.reward_kwargs,
+    specs = given.reward_funcs or cfg.reward_funcs
+    reward_funcs = [] if ranked or not specs else build_reward_funcs(
+        specs, task=data.task, reward_kwargs=cfg.reward_kwargs,
         max_completion_length=cfg.max_completion_length, device=device,
         reload=resume_from is not None,  # a fixed plugin takes effect in the process that ran it
     )
+    agent = Agent.from_config(cfg, given.tools, given.environment_factory) if not ranked else None
+    if agent is not None:
+        agent.check_template(tokenizer)
+        if agent.environments is not None:
+            agent.environments.check_rows(data.train)
+        reward_funcs += [RewardFunction(name=fn.__name__, fn=fn, spec="environment") for fn in agent.reward_functions()]
     reward_names = ["rank_score"] if ranked else [f.name for f in reward_funcs]
     if dist.is_main:
         for reporter in make_reporters(cfg, run_dir):
             reporters.append(reporter)
             subscribe(reporter)
-    reward_weights = torch.tensor(cfg.reward_weights or [1.0] * len(reward_names))
+    # an environment's own reward has weight 1, after the configured functions' (as TRL)
+    from_env = sum(f.spec == "environment" for f in reward_funcs)
+    reward_weights = torch.tensor(list(cfg.reward_weights or [1.0] * (len(reward_names) - from_env)) + [1.0] * from_env)
     eos_ids = eos_token_ids(model, tokenizer)
     # DDP across processes, or FSDP2 sharding the model in place (see engine.parallel.sharding); alone, the model itself
     train_model, optimizer = dist.prepare(model, make_optimizer(model, cfg, device))
@@ -154,5 +171,18 @@ def setup(cfg: RunConfig, given: Given, dist, run_dir: Path, resume_from: Path |
         reward_weights=reward_weights, eos_ids=eos_ids, train_model=train_model, optimizer=optimizer,
         sharded=is_sharded(model), backend=backend, separate_engine=getattr(backend, "separate_engine", False),
         sampling_gen=torch.Generator(device="cpu").manual_seed(cfg.seed + dist.rank),
-        scheduler=make_scheduler(optimizer, cfg), ranked=ranked,
+        scheduler=make_scheduler(optimizer, cfg), ranked=ranked, agent=agent,
+        rollout_func=custom_rollout(cfg, given, model, tokenizer, renderer, eos_ids, device),
+        max_model_len=getattr(getattr(model, "config", None), "max_position_embeddings", None),
     )
+
+
+def custom_rollout(cfg: RunConfig, given: Given, model, tokenizer, renderer, eos_ids, device):
+    """The user's ``rollout_func`` (handed in or named by the config), ready to make rounds; None without one."""
+    fn = given.rollout_func
+    if fn is None and cfg.rollout_func:
+        fn = load_spec(cfg.rollout_func, "rollout_func")
+    if fn is None:
+        return None
+    return CustomRollout(fn, cfg=cfg, model=model, tokenizer=tokenizer, renderer=renderer, eos_ids=eos_ids,
+                         device=device)

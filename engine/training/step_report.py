@@ -90,7 +90,7 @@ class StepReporter:
             **reward_metrics(batch.rewards_total, batch.rewards_per_func, self.parts.reward_names),
             **batch.stats,
             **update.stats,
-            **length_metrics(batch.rollout.lengths, batch.rollout.truncated),
+            **length_metrics(batch.rollout.model_lengths, batch.rollout.truncated),
             "loss": update.loss,
             "grad_norm": update.grad_norm,
             "learning_rate": update.learning_rate,

@@ -90,18 +90,23 @@ class Trainer:
     def __init__(self, cfg: RunConfig, control: Control | None = None, run_dir: str | Path | None = None,
                  evaluate: bool = True, *, model=None, tokenizer=None, reward_funcs: list | None = None,
                  data: PromptData | None = None, ref_model=None, rollout_backend=None,
+                 tools: list | None = None, environment_factory=None, rollout_func=None,
                  on_fault: str = "pause") -> None:
         """``model``, ``tokenizer``, ``reward_funcs`` (callables or specs) and ``data`` replace
         what the config would load — the Python API passes objects a notebook already holds.
         ``rollout_backend(model, pad_id, eos_ids)`` makes the generation backend (default: the
         transformers one; see engine.rollout.backend for the interface). ``on_fault``: what a
         repeated fault does — "pause" (someone watches and resumes) or "fail" (checkpoint and
-        end as failed: headless, the Python API); see :mod:`engine.training.faults`."""
+        end as failed: headless, the Python API); see :mod:`engine.training.faults`.
+        ``tools``, ``environment_factory`` and ``rollout_func``: TRL's arguments of those names
+        (see :mod:`engine.agents`), used instead of the config's ``tools`` / ``environment`` /
+        ``rollout_func``."""
         self.cfg = cfg
         self.on_fault = check_fault_policy(on_fault)
         self.evaluate = evaluate
         self._given = Given(model=model, tokenizer=tokenizer, reward_funcs=reward_funcs, data=data,
-                            ref_model=ref_model, rollout_backend=rollout_backend)
+                            ref_model=ref_model, rollout_backend=rollout_backend, tools=tools,
+                            environment_factory=environment_factory, rollout_func=rollout_func)
         self.control = control or Control()
         self.run_dir = Path(run_dir or cfg.output_dir or default_run_dir(cfg))
         self.state = TrainState()  # where the run stands: what a checkpoint saves

@@ -94,7 +94,7 @@ class Updater:
                                f"(alpha {cfg.ref_model_mixup_alpha})", step=state.step)
         parts.backend.sync_weights(model)  # a separate engine gathers sharded weights to receive them
         rollout = batch.rollout
-        state.num_tokens += int(rollout.prompt_mask[part].sum() + rollout.completion_mask[part].sum())
+        state.num_tokens += int(rollout.prompt_mask[part].sum() + rollout.model_lengths[part].sum())
         return UpdateResult(loss=total_loss, grad_norm=float(grad_norm), learning_rate=lr,
                             stats={**mean_over_micro_batches(per_micro_batch), **step_stats})
 
