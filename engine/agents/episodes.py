@@ -114,8 +114,9 @@ def run_episodes(generate: Generate, tokenizer, prompts: list[list[int]], num_ge
         more = generate([rows[i].prompt + rows[i].ids for i in next_rows], 1, budget)
         _take(rows, next_rows, more, eos, tokenizer, max_completion_length)
         going = [i for i in next_rows if rows[i].pending]
-    for i in going:  # calls written after the last allowed round
-        rows[i].stop, rows[i].pending = "tool_limit", []
+    for row in rows:  # calls written after the last allowed round
+        if row.pending:
+            row.stop, row.pending = "tool_limit", []
 
     truncated = [not r.ids or (r.ids[-1] not in eos and r.stop != "tool_limit") for r in rows]
     for r, cut in zip(rows, truncated):
@@ -155,11 +156,14 @@ def _take(rows: list[_Row], which, rollout: Rollout, eos: set[int], tokenizer, m
         if parsed.tool_calls:
             turn_record["tool_calls"] = [{"name": c.name, "arguments": c.arguments} for c in parsed.tool_calls]
         row.messages.append(parsed.message())
-        if parsed.error:
+        ended = bool(turn) and turn[-1] in eos
+        if not ended:
+            row.stop = "length"  # cut by the budget: its calls (whole or not) are not run
+        elif parsed.error:
             turn_record["parse_error"] = parsed.error
             row.stop = "parse_error"
-        elif parsed.tool_calls and turn and turn[-1] in eos:
-            row.pending = list(parsed.tool_calls)  # a turn cut by the budget does not get its calls run
+        elif parsed.tool_calls:
+            row.pending = list(parsed.tool_calls)
         row.turns.append(turn_record)
 
 

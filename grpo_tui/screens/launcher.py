@@ -76,12 +76,19 @@ def rewards_label(fields: dict[str, Any]) -> str:
 
 
 def plugin_code(fields: dict[str, Any]) -> list[str]:
-    """The reward functions a preset names that are code of its author's -- a file
-    (``file.py:fn``) or a module (``pkg.mod:fn``, ``pkg.mod.fn``) -- which starting it will
-    import and run; built-in names are not code of anyone's. Read from the YAML only."""
-    funcs = fields.get("reward_funcs")
+    """The reward functions, tools, environments and rollout function a preset names that are
+    code of its author's -- a file (``file.py:fn``) or a module (``pkg.mod:fn``, ``pkg.mod.fn``)
+    -- which starting it will import and run; built-in names are not code of anyone's. Read
+    from the YAML only."""
+    entries: list = []
+    for key in ("reward_funcs", "tools"):
+        if isinstance(fields.get(key), list):
+            entries += fields[key]
+    if isinstance(fields.get("environments"), dict):
+        entries += list(fields["environments"].values())
+    entries += [fields.get("environment"), fields.get("rollout_func")]
     code = []
-    for entry in funcs if isinstance(funcs, list) else []:
+    for entry in entries:
         spec = entry.get("func") if isinstance(entry, dict) else entry
         if isinstance(spec, str) and any(mark in spec for mark in ":./\\"):
             code.append(spec)

@@ -21,6 +21,9 @@ def test_plugin_code_is_read_from_the_yaml_only() -> None:
     fields = {"reward_funcs": ["accuracy", "helpers.py:score", {"func": "pkg.rewards.cosine", "kwargs": {}}, "format"]}
     assert plugin_code(fields) == ["helpers.py:score", "pkg.rewards.cosine"]
     assert plugin_code({"reward_funcs": ["accuracy", "format"]}) == [] == plugin_code({})
+    agentic = {"reward_funcs": [], "tools": ["tools.py:add"], "environment": "calculator",
+               "environments": {"a": "envs.py:A", "b": "calculator"}, "rollout_func": "pkg.roll:out"}
+    assert plugin_code(agentic) == ["tools.py:add", "envs.py:A", "pkg.roll:out"]  # "calculator" is built in
 
 
 def test_launcher_marks_a_preset_that_runs_code_and_asks_before_starting_it(tmp_path: Path, monkeypatch) -> None:
