@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from engine.agents.environments import Environments, tool_methods
 from engine.agents.episodes import Episodes, Generate, run_episodes
 from engine.agents.templates import ToolTemplateError, check_tool_template, prompt_ids, with_observation
-from engine.agents.tools import Tool, ToolRunner, ToolSpecError
+from engine.agents.tools import AgentError, Tool, ToolRunner, ToolSpecError
 
 BUILTIN = {"calculator": "engine.agents.calculator:CalculatorEnv"}
 
@@ -33,7 +33,7 @@ def load_spec(spec, label: str):
     try:
         return _resolve_plugin(target, factory=True)
     except RewardSpecError as exc:
-        raise ValueError(str(exc).replace("reward plugin", label, 1)) from None
+        raise AgentError(str(exc).replace("reward plugin", label, 1)) from None
 
 
 @dataclass

@@ -22,12 +22,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from engine.agents.tools import AgentError
 from engine.rollout.backend import Rollout, rollout_from_lists
 
 REQUIRED = ("prompt_ids", "completion_ids", "logprobs")
 
 
-class RolloutFuncError(ValueError):
+class RolloutFuncError(AgentError):
     """What a rollout_func returned cannot be trained on."""
 
 

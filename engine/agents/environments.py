@@ -18,13 +18,13 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from engine.agents.tools import Tool
+from engine.agents.tools import AgentError, Tool
 
 NOT_TOOLS = ("reset", "get_reward")
 ENVIRONMENT_COLUMN = "environment"
 
 
-class EnvironmentSpecError(ValueError):
+class EnvironmentSpecError(AgentError):
     """An environment factory that cannot be used (no reset, an unknown name)."""
 
 

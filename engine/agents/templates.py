@@ -11,10 +11,12 @@ what the second adds after the first's last end-of-sequence token.
 
 from __future__ import annotations
 
+from engine.agents.tools import AgentError
+
 DUMMY_USER = {"role": "user", "content": "dummy"}
 
 
-class ToolTemplateError(ValueError):
+class ToolTemplateError(AgentError):
     """The model's chat template cannot render a tool conversation."""
 
 

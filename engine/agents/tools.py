@@ -22,7 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 
-class ToolSpecError(ValueError):
+class AgentError(ValueError):
+    """A user's tools, environment, template or rollout_func that the run cannot use: one
+    message that names the cause, no traceback."""
+
+
+class ToolSpecError(AgentError):
     """A tool whose schema cannot be built (missing type hints or docstring arguments)."""
 
 

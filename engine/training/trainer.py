@@ -30,6 +30,7 @@ import torch
 
 from engine.config.presets import config_from_yaml
 from engine.config.schema import ConfigError, RunConfig, config_to_dict, dump_yaml
+from engine.agents.tools import AgentError
 from engine.data.prompts import DataError, PromptData
 from engine.parallel.distributed import Dist
 from engine.parallel.sharding import full_state_dict
@@ -212,6 +213,8 @@ class Trainer:
             gc.unfreeze()  # the next run in this process (notebooks, tests) starts from a clean slate
             if self.parts is not None:
                 close_workers(self.parts.reward_funcs)
+                if self.parts.agent is not None:
+                    self.parts.agent.close()  # the async tools' event loop
             close_reporters(self.reporters)
             if self.channel is not None:
                 self.channel.stop()
@@ -408,7 +411,7 @@ class Trainer:
     def _fail(self, exc: Exception) -> None:
         # A fault under on_fault="fail" is one line that says it all; no traceback to keep.
         fault = isinstance(exc, RunFault)
-        told = fault or isinstance(exc, (DataError, ConfigError))  # the message says it all: no traceback to keep
+        told = fault or isinstance(exc, (DataError, ConfigError, AgentError))  # the message says it all: no traceback to keep
         tb_path = None if told else self.run_dir / (
             "error.log" if self.dist is None or self.dist.is_main else f"error-rank{self.dist.rank}.log")
         try:

@@ -11,7 +11,6 @@ import threading
 from pathlib import Path
 
 import pytest
-import torch
 
 from conftest import TINY_MODEL, tiny_config, train
 from engine.agents.agent import Agent
