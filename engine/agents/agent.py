@@ -97,7 +97,7 @@ class Agent:
 
     def rollout(self, rows: list[dict], num_generations: int, renderer, tokenizer, generate: Generate, *,
                 max_completion_length: int, max_model_len: int | None, pad_id: int, eos_ids: list[int],
-                on_round=None, device="cpu") -> RoundOfEpisodes:
+                on_round=None, device="cpu", most_of=None) -> RoundOfEpisodes:
         """Episodes for ``rows`` (``num_generations`` per row), each with its own environment."""
         each = [r for r in rows for _ in range(num_generations)]
         envs = self.environments.take(each) if self.environments else None
@@ -125,7 +125,8 @@ class Agent:
         episodes = run_episodes(generate, tokenizer, prompts, num_generations, tools, self.runner,
                                 max_completion_length=max_completion_length, max_iterations=self.max_iterations,
                                 max_model_len=max_model_len, pad_id=pad_id, eos_ids=eos_ids, schemas=schemas,
-                                chat_template_kwargs=renderer.chat_template_kwargs, on_round=on_round, device=device)
+                                chat_template_kwargs=renderer.chat_template_kwargs, on_round=on_round, device=device,
+                                most_of=most_of)
         for i, why in enumerate(failed):
             if why:
                 episodes.summaries[i]["stop"] = "env_error"

@@ -65,10 +65,14 @@ def run_episodes(generate: Generate, tokenizer, prompts: list[list[int]], num_ge
                  tools: list[dict[str, Tool]], runner: ToolRunner, *, max_completion_length: int,
                  max_iterations: int | None, max_model_len: int | None, pad_id: int, eos_ids: list[int],
                  schemas: list[list[dict]] | None = None, chat_template_kwargs: dict | None = None,
-                 on_round: Callable[[int, int], None] | None = None, device: torch.device | str = "cpu") -> Episodes:
+                 on_round: Callable[[int, int], None] | None = None, device: torch.device | str = "cpu",
+                 most_of: Callable[[int], int] | None = None) -> Episodes:
     """Run one episode per row: ``prompts`` and ``tools`` hold one entry per row (B·G rows,
     ``num_generations`` consecutive rows per prompt). ``on_round(round, rows)`` hears before each
-    round of generation after the first how many episodes go on."""
+    round of generation after the first how many episodes go on. ``most_of(n)``: the largest
+    ``n`` over the processes, for a backend whose ``generate`` every process must call together
+    (tensor-parallel vLLM): they then take the same rounds, a process with no episode left
+    calling it with none."""
     rows = [_Row(prompt=p, tools=t, schemas=(schemas[i] if schemas else None))
             for i, (p, t) in enumerate(zip(prompts, tools))]
     eos = set(eos_ids)
@@ -80,7 +84,8 @@ def run_episodes(generate: Generate, tokenizer, prompts: list[list[int]], num_ge
     rounds = 0
     limit = float("inf") if max_iterations is None else max_iterations
     going = [i for i, r in enumerate(rows) if r.pending]
-    while going and rounds < limit:
+    together = most_of or (lambda n: n)
+    while together(len(going)) and rounds < limit:
         results = runner.run([(rows[i].pending, rows[i].tools) for i in going])
         next_rows = []
         for i, row_results in zip(going, results):
@@ -106,13 +111,14 @@ def run_episodes(generate: Generate, tokenizer, prompts: list[list[int]], num_ge
             row.pending = []
             next_rows.append(i)
         rounds += 1
-        if not next_rows:
+        if not together(len(next_rows)):
             break
         if on_round is not None:
             on_round(rounds, len(next_rows))
-        budget = max(max_completion_length - len(rows[i].ids) for i in next_rows)
+        budget = together(max((max_completion_length - len(rows[i].ids) for i in next_rows), default=0))
         more = generate([rows[i].prompt + rows[i].ids for i in next_rows], 1, budget)
-        _take(rows, next_rows, more, eos, tokenizer, max_completion_length)
+        if next_rows:
+            _take(rows, next_rows, more, eos, tokenizer, max_completion_length)
         going = [i for i in next_rows if rows[i].pending]
     for row in rows:  # calls written after the last allowed round
         if row.pending:

@@ -89,6 +89,7 @@ class VllmRollout:
         self.sleep = cfg.vllm_enable_sleep_mode
         self.tp = tp
         self.tp_group = None
+        self.collective = tp > 1  # generate() is called by a tensor-parallel group's processes together
         if tp > 1:  # ranks [0..tp-1], [tp..2tp-1], …: each group samples the prompts of all its ranks
             self.tp_group, _ = torch.distributed.new_subgroups_by_enumeration(
                 [list(range(i * tp, (i + 1) * tp)) for i in range(world // tp)])
@@ -147,6 +148,8 @@ class VllmRollout:
                                         use_tqdm=False)
         rows = [(list(out.prompt_token_ids), c) for out in outputs for c in out.outputs]
         rows = self._tp_slice(rows, len(prompt_ids) * num_generations)
+        if not rows:  # a tool round in which this process has no episode left (its group's others do)
+            return None
         finished = [completion_row(*_tokens_and_logps(c), c.finish_reason, self.eos_ids, params.max_new_tokens)
                      for _, c in rows]
         tokens, logps, truncated = (list(column) for column in zip(*finished))

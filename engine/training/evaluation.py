@@ -207,7 +207,8 @@ class Evaluator:
 
         made = parts.agent.rollout(rows, n, parts.renderer, parts.tokenizer, generate,
                                    max_completion_length=cfg.max_completion_length, max_model_len=parts.max_model_len,
-                                   pad_id=parts.tokenizer.pad_token_id, eos_ids=parts.eos_ids, device=parts.device)
+                                   pad_id=parts.tokenizer.pad_token_id, eos_ids=parts.eos_ids, device=parts.device,
+                                   most_of=self.dist.max_int if getattr(parts.backend, "collective", False) else None)
         finals = [next((m.get("content") or "" for m in reversed(msgs) if m.get("role") == "assistant"), "")
                   for msgs in made.episodes.messages]
         return made.episodes.rollout, finals

@@ -201,7 +201,8 @@ class Rounds:
         return parts.agent.rollout(
             rows, cfg.num_generations, parts.renderer, parts.tokenizer, generate,
             max_completion_length=cfg.max_completion_length, max_model_len=parts.max_model_len,
-            pad_id=parts.tokenizer.pad_token_id, eos_ids=parts.eos_ids, on_round=on_round, device=parts.device)
+            pad_id=parts.tokenizer.pad_token_id, eos_ids=parts.eos_ids, on_round=on_round, device=parts.device,
+            most_of=self.dist.max_int if getattr(parts.backend, "collective", False) else None)
 
     def _episode_faults(self, agentic, per_func: torch.Tensor, step: int) -> torch.Tensor:
         """Rollouts whose environment could not start score nothing (advantage 0); failed and

@@ -407,3 +407,22 @@ def test_the_python_api_takes_an_environment_as_the_only_reward(tmp_path, tok):
     trainer.train()
     (metrics,) = _metrics(trainer.run_dir)
     assert "rewards/Adder/mean" in metrics and "tools/call_frequency" in metrics
+
+
+def test_processes_sharing_a_generation_engine_take_the_same_rounds(tok):
+    """With a collective backend, a process whose episodes ended still calls generate (with no
+    prompts) while another process's episodes go on, so tensor-parallel engines stay in step."""
+    calls = []
+
+    def generate(prompt_ids, n, max_new):
+        calls.append(len(prompt_ids))
+        if not prompt_ids:
+            return None
+        backend = ScriptedBackend(tok, lambda ctx, row: "7", tok.pad_token_id, tok.eos_token_id)
+        return backend.generate(prompt_ids, n, SamplingParams(max_new_tokens=max_new))
+
+    ids = tok("3+4=")["input_ids"]
+    ep = run_episodes(generate, tok, [ids], 1, [{}], ToolRunner(1), max_completion_length=50, max_iterations=None,
+                      max_model_len=None, pad_id=tok.pad_token_id, eos_ids=[tok.eos_token_id],
+                      most_of=lambda n: max(n, 1) if len(calls) < 3 else n)  # another process goes on for 2 rounds
+    assert calls == [1, 0, 0] and ep.summaries[0]["stop"] == "answer"
