@@ -39,6 +39,10 @@ def progress_line(step: int, total: int, m: dict) -> str:
         parts.append(f"acc {_num(m['accuracy'], '.3f')}")
     if "kl" in m:
         parts.append(f"kl {m['kl']:.4f}")
+    if "tools/call_frequency" in m:  # a tool run: calls per episode, and the share that failed
+        parts.append(f"tools {m['tools/call_frequency']:.2f}/ep")
+        if m.get("tools/failure_frequency"):
+            parts.append(f"fail {m['tools/failure_frequency']:.0%}")
     if m.get("step_time"):
         parts.append(f"{1.0 / m['step_time']:.1f} step/s")
     parts.append(f"ETA {format_duration(m.get('eta_s'))}")

@@ -47,3 +47,9 @@ def test_reward_bench_total_is_missing_when_every_function_failed():
     assert total is None and rows[0].error
     table = render_rows(rows, total, None).plain
     assert "total" in table and "—" in table.split("total", 1)[1]
+
+
+def test_progress_line_of_a_tool_run_shows_calls_per_episode_and_failures():
+    line = progress_line(3, 10, {"reward": 0.5, "tools/call_frequency": 1.25, "tools/failure_frequency": 0.1})
+    assert "tools 1.25/ep" in line and "fail 10%" in line
+    assert "tools" not in progress_line(3, 10, {"reward": 0.5})
