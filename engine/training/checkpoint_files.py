@@ -112,6 +112,8 @@ def round_tensors(batch: Batch) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     tensors = {name: t for name, t in tensors.items() if t is not None}
     parts = {"rows": batch.rows, "completions": batch.completions, "stats": batch.stats,
              "devices": {name: str(t.device) for name, t in tensors.items()}}
+    if batch.episodes is not None:  # a tool run's turns, for the samples written after a resume
+        parts["episodes"] = batch.episodes
     return tensors, parts
 
 
@@ -126,7 +128,7 @@ def round_from_tensors(tensors: dict[str, torch.Tensor], parts: dict[str, Any], 
 
     rollout = Rollout(**{f: get(f"rollout.{f}") for f in ROLLOUT_FIELDS})
     return Batch(rollout=rollout, rows=parts["rows"], completions=parts["completions"], stats=parts["stats"],
-                 **{name: get(name) for name in BATCH_TENSORS})
+                 episodes=parts.get("episodes"), **{name: get(name) for name in BATCH_TENSORS})
 
 
 # --------------------------------------------------------------------------- writing
