@@ -18,7 +18,7 @@ endif
 
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: run test test-quick lint-imports bench tiny-model clean
+.PHONY: run test test-quick test-min lint-imports bench tiny-model clean
 
 # Set up again when the project's requirements or this file change.
 $(STAMP): pyproject.toml Makefile
@@ -41,6 +41,36 @@ test: lint-imports
 test-quick: lint-imports
 	$(PY) -m pytest -q -m "not slow"
 
+# The declared lower bounds, tried: every direct dependency at the lowest version pyproject.toml
+# allows (uv's lowest-direct resolution), except torch (the same build as .venv: an old torch from
+# PyPI is a multi-GB CUDA download), then a 3-step run, its final/ loaded by that transformers, and
+# the tests of math answers and of viewing a recorded run. CI runs it after `make test`.
+MIN_VENV := .venv-min
+MIN_STAMP := $(MIN_VENV)/.installed
+FIND_LINKS := $(shell test -d /opt/wheels && echo --find-links /opt/wheels)
+
+$(MIN_STAMP): pyproject.toml Makefile $(STAMP)
+	rm -rf $(MIN_VENV)
+	$(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install --quiet "$(TORCH_SPEC)" $(TORCH_INDEX)
+	echo "$(TORCH_SPEC)" > $(MIN_VENV)/torch.txt
+	$(VENV)/bin/uv pip compile --quiet pyproject.toml --resolution lowest-direct --override $(MIN_VENV)/torch.txt \
+		--python $(MIN_VENV)/bin/python $(FIND_LINKS) -o $(MIN_VENV)/requirements.txt
+	$(VENV)/bin/uv pip install --quiet --python $(MIN_VENV)/bin/python $(FIND_LINKS) -r $(MIN_VENV)/requirements.txt \
+		pytest pytest-timeout
+	$(VENV)/bin/uv pip install --quiet --python $(MIN_VENV)/bin/python --no-deps -e .
+	touch $(MIN_STAMP)
+
+test-min: export HF_HUB_OFFLINE = 1
+test-min: $(MIN_STAMP)
+	@grep -E '^(transformers|accelerate|datasets|textual|math-verify|numpy|pyarrow)==' $(MIN_VENV)/requirements.txt | tr '\n' ' '; echo
+	rm -rf $(MIN_VENV)/run
+	$(MIN_VENV)/bin/grpo-tui train tiny-arithmetic --headless --max-steps 3 --set eval_steps=0 --output $(MIN_VENV)/run
+	$(MIN_VENV)/bin/python -c "from transformers import AutoModelForCausalLM, AutoTokenizer; \
+		AutoTokenizer.from_pretrained('$(MIN_VENV)/run/final'); AutoModelForCausalLM.from_pretrained('$(MIN_VENV)/run/final'); \
+		print('final/ loads')"
+	$(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/engine/rewards/test_open_r1_names.py tests/tui/test_tui_screens.py
+
 # The layers (pyproject.toml [tool.importlinter]): the engine never imports the TUI, engine.config
 # and engine.run import no torch, engine.algo imports nothing else of the engine.
 lint-imports: $(STAMP)
@@ -54,4 +84,4 @@ tiny-model: $(STAMP)
 	$(PY) assets/build_tiny_model.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(MIN_VENV) .pytest_cache
