@@ -37,3 +37,22 @@ def test_a_wheel_installed_with_prefix_finds_its_presets(tmp_path: Path) -> None
                             capture_output=True, text=True, timeout=300)
     assert listed.returncode == 0 and "tiny-arithmetic" in listed.stdout
     assert (prefix / "share" / "grpo-tui" / "assets" / "tiny-model" / "config.json").is_file()
+
+
+@pytest.mark.slow
+def test_the_sdist_carries_what_its_tests_need(tmp_path: Path) -> None:
+    """The source distribution holds the tests with their data, snapshots and conftest, the
+    Makefile and the bundled model, so its tests run from the unpacked tree."""
+    import tarfile
+
+    out = subprocess.run([sys.executable, "-c", "import sys; from setuptools import build_meta; "
+                          "print(build_meta.build_sdist(sys.argv[1]))", str(tmp_path)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600, check=True)
+    sdist = tmp_path / out.stdout.split()[-1]
+    with tarfile.open(sdist) as tar:
+        names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
+    for needed in ("tests/conftest.py", "tests/data/recorded-run/metrics.jsonl", "tests/tui/__snapshots__",
+                   "tests/helpers/scripted_agent.py", "Makefile", "assets/tiny-model/model.safetensors",
+                   "presets/tiny-arithmetic.yaml", "engine/agents/episodes.py"):
+        assert any(n == needed or n.startswith(needed + "/") for n in names), needed
+    assert not any("__pycache__" in n for n in names)
