@@ -37,6 +37,8 @@ from typing import Any, Callable
 OUTPUT_MAX_CHARS = 4000  # of one call's printed output, in its event
 _LIVE: "weakref.WeakSet[RewardWorker]" = weakref.WeakSet()
 _ENGINE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding the engine package
+_WORKER_BOOT = ("import runpy, sys; root = sys.argv.pop(1); sys.path.insert(0, root); "
+                "runpy.run_module('engine.rewards.worker_main', run_name='__main__', alter_sys=True)")
 
 
 class WorkerFailed(Exception):
@@ -77,7 +79,8 @@ class RewardWorker:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_ENGINE_ROOT, env.get("PYTHONPATH")) if p)
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "engine.rewards.worker_main", str(child_in), str(child_out)],
+                # not `-m`: that puts the working folder first, where a module named `engine` would hide ours
+                [sys.executable, "-c", _WORKER_BOOT, _ENGINE_ROOT, str(child_in), str(child_out)],
                 stdin=subprocess.DEVNULL, stdout=self._output, stderr=subprocess.STDOUT,
                 pass_fds=(child_in, child_out), env=env,
                 start_new_session=True,  # Ctrl+C in the dashboard's terminal is the trainer's to handle

@@ -56,3 +56,20 @@ def test_the_sdist_carries_what_its_tests_need(tmp_path: Path) -> None:
                    "presets/tiny-arithmetic.yaml", "engine/agents/episodes.py"):
         assert any(n == needed or n.startswith(needed + "/") for n in names), needed
     assert not any("__pycache__" in n for n in names)
+
+
+def test_a_module_named_engine_in_the_working_folder_does_not_hide_ours(tmp_path: Path) -> None:
+    """`engine` is a common name: a user's engine.py beside their script must not break
+    `python -m grpo_tui` nor the API imported as grpo_tui.api (nor reward worker processes)."""
+    (tmp_path / "engine.py").write_text("HIDDEN = True\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
+    listed = subprocess.run([sys.executable, "-m", "grpo_tui", "presets"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert listed.returncode == 0 and "tiny-arithmetic" in listed.stdout, listed.stderr[-500:]
+    api = subprocess.run([sys.executable, "-c", "from grpo_tui.api import GRPOTrainer; import engine; "
+                          "print(GRPOTrainer.__module__, hasattr(engine, 'HIDDEN'))"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert api.stdout.split() == ["engine.api.trainer", "False"], api.stderr[-500:]
+    late = subprocess.run([sys.executable, "-c", "import engine, grpo_tui"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert late.returncode != 0 and "import grpo_tui (or grpo_tui.api) first, or rename that module" in late.stderr
