@@ -181,7 +181,7 @@ def _summary(row: _Row) -> dict:
 def tool_stats(rows) -> dict[str, float]:
     """The round's ``tools/*`` metrics (TRL's call and failure frequencies, and ours).
 
-    >>> a, b = _Row([1], {}), _Row([1], {})
+    >>> a, b = _Row([1], {}, None), _Row([1], {}, None)
     >>> a.calls, a.failures, a.mask, a.turns = 2, 1, [1, 0, 0, 1], [{"role": "assistant"}] * 3
     >>> b.mask, b.turns, b.stop = [1], [{"role": "assistant"}], "parse_error"
     >>> s = tool_stats([a, b])

@@ -6,6 +6,7 @@ steps are timed; the first ``warmup`` steps are left out of the medians.
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import tempfile
@@ -14,6 +15,7 @@ from dataclasses import replace
 import torch
 
 from engine.training import cpu_threads
+from grpo_tui.cli import flops
 
 from engine.run.control import Control
 
@@ -39,6 +41,53 @@ def peak_rss_mib() -> float:
         return getattr(info, "peak_wset", info.rss) / 2**20
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return peak / (2**20 if sys.platform == "darwin" else 1024)
+
+
+def arithmetic_lines(trainer, cfg, timed: list[dict], rows: int) -> list[str]:
+    """Per phase: the FLOPs the step's matrix products do (counted from the model's shapes and
+    the tokens processed, :mod:`grpo_tui.cli.flops`), the rate achieved, and its share of this
+    machine's matmul peak (measured now, in the dtype the run computes in); and the step's
+    arithmetic floor: its FLOPs at that peak."""
+    parts = trainer.parts
+    config = getattr(parts.model, "config", None) if parts is not None else None
+    if config is None or not hasattr(config, "intermediate_size"):
+        return []
+    shape = flops.Shape.of(config)
+    sample = parts.data.train[:64]
+    prompt_len = statistics.mean(len(parts.renderer.ids(r["prompt"])) for r in sample) if sample else 0.0
+    new_tokens = _median(timed, "completions/mean_length")
+    prompts = rows // cfg.num_generations
+    reused = cfg.num_iterations > 1 or (cfg.steps_per_generation or cfg.gradient_accumulation_steps) > \
+        cfg.gradient_accumulation_steps
+    work = {
+        "time/generate": flops.generation_flops(shape, prompts, prompt_len, rows, new_tokens),
+        "time/update": flops.update_flops(shape, rows, prompt_len, new_tokens, cfg.num_iterations)
+        + flops.reference_flops(shape, rows, prompt_len, new_tokens, int(cfg.beta > 0) + int(reused)),
+    }
+    dtype = torch.bfloat16 if parts.use_bf16 else torch.float32
+    used = torch.get_num_threads()
+    peak_used = flops.matmul_peak(parts.device, dtype)
+    peak, cores = peak_used, used
+    if parts.device.type == "cpu" and (os.cpu_count() or 1) > used:  # the machine's peak: every core
+        cores = os.cpu_count() or 1
+        torch.set_num_threads(cores)
+        try:
+            peak = flops.matmul_peak(parts.device, dtype)
+        finally:
+            torch.set_num_threads(used)
+    where = f"{cores} threads" if parts.device.type == "cpu" else str(parts.device)
+    lines = [f"matmul peak   {peak / 1e9:.0f} GFLOP/s ({str(dtype).removeprefix('torch.')}, {where}, measured now)"
+             + (f"; {peak_used / 1e9:.0f} with the run's {used}" if cores != used else ""),
+             f"shape         hidden {shape.hidden}, {shape.layers} layers, MLP {shape.intermediate}, vocab {shape.vocab};"
+             f" prompts {prompt_len:.0f} tokens, completions {new_tokens:.0f}"]
+    for phase, amount in work.items():
+        seconds = _median(timed, phase)
+        rate = amount / seconds if seconds > 0 else float("nan")
+        lines.append(f"{phase:13s} {amount / 1e9:.1f} GFLOP  {rate / 1e9:.0f} GFLOP/s  {rate / peak:.0%} of peak")
+    floor = sum(work.values()) / peak
+    step_s = _median(timed, "step_time")
+    lines.append(f"floor         {floor:.3f} s/step at the matmul peak; this step is {step_s / floor:.1f}× it")
+    return lines
 
 
 def bench(cfg, steps: int = 20, warmup: int = 3, out=sys.stdout) -> int:
@@ -72,6 +121,7 @@ def bench(cfg, steps: int = 20, warmup: int = 3, out=sys.stdout) -> int:
     ]
     for phase in PHASES:
         lines.append(f"{phase:13s} median {_median(timed, phase):.4f} s")
+    lines += arithmetic_lines(trainer, cfg, timed, n_completions)
     lines += [
         f"completions/s {n_completions / step_s:.0f}",
         f"tokens/s      {statistics.median(tokens) / step_s:.0f} generated",

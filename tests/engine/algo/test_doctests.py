@@ -1,4 +1,5 @@
-"""The worked examples in the algorithm's docstrings are tests: each one runs here."""
+"""The worked examples in the algorithm's docstrings are tests: each one runs here (with those
+of the agents' pure functions and of the bench's FLOP counts)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,19 @@ import pkgutil
 
 import pytest
 
+import engine.agents
 import engine.algo
+
+MODULES = ("grpo_tui.cli.flops",)
 
 
 def _examples() -> list[doctest.DocTest]:
     finder = doctest.DocTestFinder()
     found = []
-    for info in pkgutil.iter_modules(engine.algo.__path__, "engine.algo."):
-        module = importlib.import_module(info.name)
+    names = [info.name for package in (engine.algo, engine.agents)
+             for info in pkgutil.iter_modules(package.__path__, package.__name__ + ".")]
+    for name in [*names, *MODULES]:
+        module = importlib.import_module(name)
         found += [t for t in finder.find(module) if t.examples]
     return sorted(found, key=lambda t: t.name)
 
