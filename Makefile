@@ -18,7 +18,7 @@ endif
 
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: run test test-quick test-min lint-imports bench tiny-model clean
+.PHONY: run test test-quick test-min gpu-check lint-imports bench tiny-model clean
 
 # Set up again when the project's requirements or this file change.
 $(STAMP): pyproject.toml Makefile
@@ -75,6 +75,11 @@ test-min: $(MIN_STAMP)
 # and engine.run import no torch, engine.algo imports nothing else of the engine.
 lint-imports: $(STAMP)
 	$(VENV)/bin/lint-imports
+
+# On the GPU machine's image as it is (no venv, no network): see .ci/gpu-check; fetch the wheels it
+# needs beforehand, where there is a network, with .ci/gpu-wheels.
+gpu-check:
+	bash .ci/gpu-check
 
 bench: $(STAMP)
 	$(VENV)/bin/grpo-tui bench tiny-arithmetic

@@ -66,7 +66,8 @@ def arithmetic_lines(trainer, cfg, timed: list[dict], rows: int) -> list[str]:
     }
     dtype = torch.bfloat16 if parts.use_bf16 else torch.float32
     used = torch.get_num_threads()
-    peak_used = flops.matmul_peak(parts.device, dtype)
+    size = 4096 if parts.device.type == "cuda" else 1024
+    peak_used = flops.matmul_peak(parts.device, dtype, size=size)
     peak, cores = peak_used, used
     if parts.device.type == "cpu" and (os.cpu_count() or 1) > used:  # the machine's peak: every core
         cores = os.cpu_count() or 1
@@ -87,7 +88,24 @@ def arithmetic_lines(trainer, cfg, timed: list[dict], rows: int) -> list[str]:
     floor = sum(work.values()) / peak
     step_s = _median(timed, "step_time")
     lines.append(f"floor         {floor:.3f} s/step at the matmul peak; this step is {step_s / floor:.1f}× it")
+    if parts.device.type == "cuda":
+        lines += _decode_roofline(parts, shape, rows, prompt_len, new_tokens, _median(timed, "time/generate"))
+        lines.append(f"MFU (update)  {work['time/update'] / _median(timed, 'time/update') / peak:.0%} of the measured "
+                     f"{str(dtype).removeprefix('torch.')} matmul peak")
     return lines
+
+
+def _decode_roofline(parts, shape, rows: int, prompt_len: float, new_tokens: float, gen_s: float) -> list[str]:
+    """Decoding against the memory-bandwidth roofline: each step reads the weights and the
+    key/value cache once, at the device's measured copy bandwidth."""
+    weights = sum(p.numel() * p.element_size() for p in parts.model.parameters())
+    bandwidth = flops.copy_bandwidth(parts.device)
+    step_bytes = flops.decode_bytes(weights, shape, rows, prompt_len + new_tokens / 2)
+    step_s = gen_s / max(new_tokens, 1)
+    ideal = step_bytes / bandwidth
+    return [f"bandwidth     {bandwidth / 1e9:.0f} GB/s (copy, measured now); weights {weights / 2**30:.2f} GiB",
+            f"decode        {step_s * 1e3:.1f} ms/token-step for {rows} rows; roofline {ideal * 1e3:.2f} ms "
+            f"({step_s / ideal:.1f}× it); {rows * new_tokens / gen_s:.0f} tokens/s"]
 
 
 def bench(cfg, steps: int = 20, warmup: int = 3, out=sys.stdout) -> int:

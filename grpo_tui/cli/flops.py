@@ -99,3 +99,32 @@ def matmul_peak(device, dtype, seconds: float = 1.0, size: int = 1024) -> float:
         sync()
         best = max(best, n * 2 * size**3 / (time.perf_counter() - t))
     return best
+
+
+def copy_bandwidth(device, seconds: float = 1.0, mib: int = 1024) -> float:
+    """Bytes/s a device-to-device copy of ``mib`` MiB moves (read plus write), best of a few."""
+    import torch
+
+    x = torch.empty(mib * 2**18, device=device, dtype=torch.float32)
+    y = torch.empty_like(x)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    y.copy_(x)
+    sync()
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        t = time.perf_counter()
+        for _ in range(4):
+            y.copy_(x)
+        sync()
+        best = max(best, 4 * 2 * x.numel() * 4 / (time.perf_counter() - t))
+    return best
+
+
+def decode_bytes(weight_bytes: float, shape: Shape, rows: int, context: float, cache_bytes_per_value: int = 2) -> float:
+    """What one decoding step must read at least: every weight once, and each row's key/value
+    cache over its ``context`` (2 · layers · kv · context values a row).
+
+    >>> decode_bytes(1e9, Shape(896, 24, 4864, 128, 151936), rows=256, context=256) / 1e9
+    1.805...
+    """
+    return weight_bytes + rows * 2 * shape.layers * shape.kv_dim * context * cache_bytes_per_value

@@ -36,3 +36,36 @@ def test_bench_uses_and_names_the_choice(tmp_path, monkeypatch):
     assert bench(wide, steps=1, warmup=0, out=out) == 0
     assert f"threads {TORCH_DEFAULT_THREADS} (hidden size 256 ≥ 256: compute-bound" in out.getvalue()
     assert torch.get_num_threads() == TORCH_DEFAULT_THREADS
+
+
+@pytest.mark.slow
+def test_bench_reports_each_phases_arithmetic_against_the_measured_peak(tmp_path):
+    """The FLOP counts come from the model's shapes: the tiny model's (hidden 128, 4 layers, MLP
+    512, vocab 100) appear, each phase gets GFLOP, GFLOP/s and its share of the peak, and the
+    step is compared with its arithmetic floor."""
+    import re
+
+    from grpo_tui.cli.bench import bench
+
+    out = io.StringIO()
+    assert bench(tiny_config(tmp_path, "log_completions_groups=0"), steps=2, warmup=0, out=out) == 0
+    text = out.getvalue()
+    assert "hidden 128, 4 layers, MLP 512, vocab 100" in text
+    assert re.search(r"matmul peak +\d+ GFLOP/s \(float32", text)
+    for phase in ("time/generate", "time/update"):
+        assert re.search(rf"{phase} +[\d.]+ GFLOP +\d+ GFLOP/s +\d+% of peak", text), text
+    assert re.search(r"floor +[\d.]+ s/step at the matmul peak; this step is [\d.]+× it", text)
+
+
+def test_the_decode_roofline_reads_weights_and_cache_at_the_measured_bandwidth():
+    from types import SimpleNamespace
+
+    from grpo_tui.cli import flops
+    from grpo_tui.cli.bench import _decode_roofline
+
+    model = torch.nn.Linear(256, 256, bias=False)  # 256 KiB of fp32 weights
+    parts = SimpleNamespace(model=model, device=torch.device("cpu"))
+    shape = flops.Shape(256, 2, 512, 64, 100)
+    lines = _decode_roofline(parts, shape, rows=4, prompt_len=10, new_tokens=20, gen_s=0.2)
+    assert lines[0].startswith("bandwidth") and "weights 0.00 GiB" in lines[0]
+    assert "10.0 ms/token-step for 4 rows" in lines[1] and "400 tokens/s" in lines[1]
