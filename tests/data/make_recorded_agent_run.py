@@ -149,7 +149,7 @@ def episode(kind: str, a: int, b: int, rng: random.Random) -> tuple[dict, dict[s
 def step_samples(step: int, rng: random.Random) -> tuple[dict, list[dict]]:
     groups, comps = [], []
     for g, kinds in enumerate(KINDS[step]):
-        a, b = PROMPTS[(2 * (step - 1) + g) % len(PROMPTS)]
+        a, b = PROMPTS[(2 * (3 - step) + g) % len(PROMPTS)]  # the last step's first: 347+589
         made = []
         for kind in kinds:
             comp, rewards = episode(kind, a, b, rng)
