@@ -269,9 +269,12 @@ class DashboardScreen(ChartControls, Screen):
             saved = chart_prefs.load(self._preset())
             for chart in charts:
                 chart.set_metrics(saved.get(chart.default_spec.title) or None)
-        self.query_one("#grid-training").mount(*charts)
+        self.call_later(self._mount_tool_charts, charts)
+
+    async def _mount_tool_charts(self, charts: list[MetricChart]) -> None:
+        await self.query_one("#grid-training").mount(*charts)
         self._charts.pop("tab-training", None)
-        self.call_after_refresh(self._fit_and_redraw)
+        self._fit_and_redraw()  # drawn once the layout has given them a size, not at the next round
 
     _next_chart_at = 0.0
     _round: list[MetricChart] | None = None

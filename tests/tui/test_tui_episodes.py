@@ -173,6 +173,27 @@ def test_the_tools_charts_come_only_with_tools_metrics() -> None:
     assert "tools" not in without and "episodes" not in without and len(without) == len(with_tools) - 2
 
 
+def test_the_tools_charts_join_when_a_run_logs_its_first_tools_metric() -> None:
+    async def go() -> None:
+        app = GrpoApp(run_dir=str(PLAIN_RUN), clock=lambda: 0.0)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await pilot.press("2")
+            await settle(pilot)
+            screen: DashboardScreen = app.screen
+            assert not screen.query("#chart-tools0")
+            record = json.loads((PLAIN_RUN / "metrics.jsonl").read_text().splitlines()[-1])
+            screen.model.add_metrics({"step": record["step"] + 1, "time": record["time"] + 1,
+                                      "tools/call_frequency": 1.5, "tools/failure_frequency": 0.25})
+            for _ in range(100):  # the next tick mounts them, and they draw once laid out
+                await pilot.pause(0.1)
+                if screen.query("#chart-tools0") and screen.query_one("#chart-tools0", MetricChart).has_data:
+                    break
+            chart = screen.query_one("#chart-tools0", MetricChart)
+            assert chart.display and chart in screen.visible_charts() and chart.has_data
+
+    asyncio.run(go())
+
+
 def test_the_tools_chart_draws_calls_and_failures_and_the_picker_lists_every_tools_metric() -> None:
     async def go() -> None:
         app = agent_app()
