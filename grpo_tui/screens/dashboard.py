@@ -19,6 +19,7 @@ from engine.run.events import RunState
 
 from grpo_tui.widgets.footer import ResponsiveFooter
 from grpo_tui.commands import DashboardCommands
+from grpo_tui.model import chart_prefs
 from grpo_tui.model.run_model import RunModel
 from grpo_tui.screens.chart_controls import CHART_BINDINGS, ChartControls, ChartHint
 from grpo_tui.widgets.charts.chart import ChartSpec, MetricChart
@@ -66,13 +67,27 @@ OVERVIEW = (
 )
 TRAINING = (
     ChartSpec("entropy", ("entropy",)),
-    ChartSpec("completion length", ("completions/mean_length",)),
+    # in a run with tools, the tokens of tool results in each episode (not trained on) beside its length
+    ChartSpec("completion length", ("completions/mean_length", "tools/masked_tokens_mean"), ("length", "tool tok")),
     ChartSpec("clipped (truncated) ratio", ("completions/clipped_ratio",)),
     ChartSpec("loss", ("loss",)),
     ChartSpec("grad norm", ("grad_norm",)),
     ChartSpec("learning rate", ("learning_rate",)),
     ChartSpec("completions / s", ("completions_per_s",)),
 )
+# A run with tools (multi-turn episodes) logs tools/* metrics; these charts join the training
+# tab when the first one comes, so a run without tools shows no empty charts for them.
+TOOLS = (
+    ChartSpec("tools", ("tools/call_frequency", "tools/failure_frequency", "tools/timeout_frequency"),
+              ("calls", "failed", "timeout")),  # calls per episode; the others shares of the calls
+    ChartSpec("episodes", ("tools/turns_mean", "tools/parse_error_frequency", "tools/limit_ratio"),
+              ("turns", "parse err", "limit")),  # assistant turns per episode; shares of the episodes
+)
+
+
+def has_tool_metrics(model: RunModel) -> bool:
+    return any(name.startswith("tools/") for name in model.series)
+
 
 CONTROL_ACTIONS = ("pause", "resume", "checkpoint", "adjust", "stop", "reload_rewards")
 
@@ -242,6 +257,25 @@ class DashboardScreen(ChartControls, Screen):
             self._draw_error_shown = True
             self.notify(f"A view failed to draw ({type(err).__name__}: {err}); training goes on.", severity="error")
 
+    _tool_charts = False
+
+    def add_tool_charts(self) -> None:
+        """The TOOLS charts, at the end of the training tab, once the run has logged a tools/* metric."""
+        if self._tool_charts or not has_tool_metrics(self.model):
+            return
+        self._tool_charts = True
+        charts = [MetricChart(spec, id=f"chart-tools{i}") for i, spec in enumerate(TOOLS)]
+        if self._prefs_applied:  # the others got the saved choices already
+            saved = chart_prefs.load(self._preset())
+            for chart in charts:
+                chart.set_metrics(saved.get(chart.default_spec.title) or None)
+        self.call_later(self._mount_tool_charts, charts)
+
+    async def _mount_tool_charts(self, charts: list[MetricChart]) -> None:
+        await self.query_one("#grid-training").mount(*charts)
+        self._charts.pop("tab-training", None)
+        self._fit_and_redraw()  # drawn once the layout has given them a size, not at the next round
+
     _next_chart_at = 0.0
     _round: list[MetricChart] | None = None
     _round_cost = 0.0
@@ -251,6 +285,7 @@ class DashboardScreen(ChartControls, Screen):
     def _tick(self) -> None:
         now = time.perf_counter()
         self.apply_chart_prefs()
+        self.add_tool_charts()
         if self._round is None and now >= self._next_chart_at:
             stale = [chart for chart in self.visible_charts() if chart.needs_redraw(self.model, self.view)]
             if stale:
@@ -287,6 +322,7 @@ class DashboardScreen(ChartControls, Screen):
     def redraw(self) -> None:
         """Everything visible, now (on mount, resize, tab switch, smoothing toggle)."""
         self.apply_chart_prefs()
+        self.add_tool_charts()
         for chart in self.visible_charts():
             chart.update_from(self.model, self.view)
         self.update_hints()

@@ -5,6 +5,7 @@ Reads samples.jsonl through a :class:`SampleIndex`, so it works the same for a l
 searches the completions of every step (text, /regex/, reward/advantage/length ranges: see
 :mod:`grpo_tui.model.sample_search`) in a worker thread, so a file of hundreds of MB never
 blocks the keys; the first hit is shown as soon as it is found, ``n``/``N`` step through them.
+An episode of a run with tools is shown turn by turn (:mod:`grpo_tui.widgets.episode_view`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from grpo_tui.commands import ScreenBindingCommands
 from grpo_tui.widgets.footer import ResponsiveFooter
 from grpo_tui.model.sample_index import SampleIndex
 from grpo_tui.screens.inspector_search import SampleSearch
-from grpo_tui.widgets.samples import completion_reward, fmt_num, short, sign_style
+from grpo_tui.widgets.episode import environment_rewards, is_episode, tool_tokens
+from grpo_tui.widgets.episode_view import EpisodeView, episode_blocks
+from grpo_tui.widgets.samples import completion_reward, fmt_num, short, sign_style, text_parts
 from grpo_tui.widgets.tokens import MODES, colour_tokens, display_token, legend
 
 SORTS = ("sampled", "best", "worst")
@@ -113,6 +116,7 @@ class InspectorScreen(SampleSearch, Screen):
         self.sort = SORTS[0]
         self.groups: list[tuple[int, dict]] = []
         self.completions: list[tuple[int, dict]] = []
+        self.config = read_config(self.run_dir)
         self._init_search()
 
     def compose(self) -> ComposeResult:
@@ -124,6 +128,7 @@ class InspectorScreen(SampleSearch, Screen):
             with VerticalScroll(id="insp-detail"):
                 yield Static("", id="insp-match")
                 yield Static("", id="insp-text")
+                yield EpisodeView(id="insp-episode")
                 yield Static("", id="insp-legend")
                 yield Static("", id="insp-breakdown")
                 yield Static("", id="insp-tokens")
@@ -222,7 +227,7 @@ class InspectorScreen(SampleSearch, Screen):
                         (f"{fmt_num(adv):>6}", f"bold {sign_style(adv)}"),
                         f" {fmt_num(completion_reward(comp), '5.2f'):>5} ",
                         ("✂" if comp.get("truncated") else "", "bold $warning"),
-                        short(str(comp.get("text", "")), 40),
+                        *text_parts(comp, 40),
                     )
                 )
             )
@@ -269,6 +274,8 @@ class InspectorScreen(SampleSearch, Screen):
         comp = self.current_completion()
         theme = self.app.theme_variables
         self._show_match()
+        episode = self.query_one("#insp-episode", EpisodeView)
+        episode.display = comp is not None and is_episode(comp)
         if comp is None:
             empty = "No group matches the filters." if self.record else "Nothing to show."
             self.query_one("#insp-text", Static).update(Content.styled(empty, "$text-muted"))
@@ -276,9 +283,13 @@ class InspectorScreen(SampleSearch, Screen):
                 self.query_one(name, Static).update("")
             return
         group = self.current_group() or {}
-        self.query_one("#insp-text", Static).update(
-            Content.assemble((str(group.get("prompt", "")), "$text-muted"), colour_tokens(comp, self.mode, theme))
-        )
+        prompt = (str(group.get("prompt", "")), "$text-muted")
+        if is_episode(comp):  # the prompt, then the turns each in a block of its own
+            self.query_one("#insp-text", Static).update(Content.assemble(prompt))
+            env = environment_rewards(self.config, comp.get("rewards") or {})
+            episode.show(episode_blocks(comp, self.mode, theme, env))
+        else:
+            self.query_one("#insp-text", Static).update(Content.assemble(prompt, colour_tokens(comp, self.mode, theme)))
         self.query_one("#insp-legend", Static).update(legend(self.mode, theme))
         parts: list = [("\nreward ", "bold"), f"{fmt_num(completion_reward(comp), '.3f')}"]
         for name, value in (comp.get("rewards") or {}).items():
@@ -376,21 +387,35 @@ class InspectorScreen(SampleSearch, Screen):
         self.app.push_screen(RewardBenchScreen(cfg, str(group.get("prompt", "")), str(comp.get("text", "")), columns))
 
 
+def read_config(run_dir: Path) -> dict:
+    """The run's config.yaml as a dict ({} when it is missing or unreadable): the inspector
+    reads which environment the run had, to name its reward in an episode's summary."""
+    import yaml
+
+    try:
+        config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
 def token_table(comp: dict) -> Content:
-    """Every token with its log-prob, probability and entropy."""
+    """Every token with its log-prob, probability and entropy; in an episode, the tokens of
+    tool results are marked as not trained on (they have no log-prob)."""
     tokens = comp.get("tokens") or []
     if not tokens:
         return Content("")
     lps = comp.get("logprobs") or []
     hs = comp.get("entropy") or []
+    tool = tool_tokens(comp)
     lines = [Content.styled("\n token     logp      p      H", "bold")]
     for i, token in enumerate(tokens[:256]):
         lp = lps[i] if i < len(lps) else None
         h = hs[i] if i < len(hs) else None
         p = math.exp(lp) if isinstance(lp, (int, float)) else None
-        lines.append(
-            Content(
-                f" {display_token(token).replace(chr(10), ''):<8} {fmt_num(lp, '7.3f'):>7} {fmt_num(p, '6.3f'):>6} {fmt_num(h, '6.3f'):>6}"
-            )
-        )
+        row = f" {display_token(token).replace(chr(10), ''):<8} {fmt_num(lp, '7.3f'):>7} {fmt_num(p, '6.3f'):>6} {fmt_num(h, '6.3f'):>6}"
+        if tool[i]:
+            lines.append(Content.assemble((row, "$text-muted"), ("  tool · not trained on", "italic $text-muted")))
+        else:
+            lines.append(Content(row))
     return Content("\n").join(lines)

@@ -1,8 +1,10 @@
 """The sample completions pane: the latest step's groups, one line per completion.
 
 Each completion shows its advantage (coloured by sign), total reward, the per-function
-rewards and its text; truncated completions are marked with ✂. Colours are theme
-variables, so every Textual theme works. A reward that is missing (its function failed or
+rewards and its text; truncated completions are marked with ✂. An episode of a run with
+tools shows its shape (``⚒2`` tool calls, ``✗`` failed calls, ``⁉`` a malformed call,
+``↻`` the tool limit: see :mod:`grpo_tui.widgets.episode`) and its final answer instead of
+the whole transcript. Colours are theme variables, so every Textual theme works. A reward that is missing (its function failed or
 gave None) shows as ``—``, never as 0.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 from textual.content import Content
 
 from grpo_tui.model.run_model import RunModel
+from grpo_tui.widgets.episode import answer_part, is_episode, shape
 from grpo_tui.widgets.fixed_body import FixedHeightBody
 
 TRUNCATED = "✂"
@@ -74,8 +77,20 @@ def completion_line(comp: dict, width: int) -> list[Part]:
     if comp.get("truncated"):
         parts.append((TRUNCATED, "bold $warning"))
         used += 1
-    parts.append(short(str(comp.get("text", "")), max(8, width - used)))
+    parts.extend(text_parts(comp, max(8, width - used)))
     return parts
+
+
+def text_parts(comp: dict, width: int) -> list[Part]:
+    """A completion's text in one line of ``width`` cells; for an episode its shape and its
+    final answer (the transcript is the inspector's to show)."""
+    if not is_episode(comp):
+        return [short(str(comp.get("text", "")), width)]
+    parts = shape(comp)
+    used = sum(len(text) for text, _ in parts) + 1
+    answer = answer_part(comp)
+    text, style = (answer, "") if isinstance(answer, str) else answer
+    return [*parts, " ", (short(text, max(1, width - used)), style)]
 
 
 def render_groups(record: dict | None, width: int) -> Content:
