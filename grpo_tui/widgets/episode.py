@@ -22,6 +22,7 @@ STOPS = {  # the episode's stop reason, as a list line says it when there is no 
     "parse_error": "parse error",
     "tool_limit": "tool limit",
     "length": "max length",
+    "env_error": "environment failed",
 }
 Part = tuple[str, str] | str
 

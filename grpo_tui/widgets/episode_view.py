@@ -28,7 +28,8 @@ from grpo_tui.widgets.tokens import colour_tokens, display_token
 
 MAX_TURNS = 200  # blocks beyond are counted, not drawn
 MAX_TOOL_TOKENS = 400  # of one tool result; a long web page need not fill the pane
-STOP_WORDS = {"answer": "answered", "tool_limit": "tool limit", "length": "max length", "parse_error": "parse error"}
+STOP_WORDS = {"answer": "answered", "tool_limit": "tool limit", "length": "max length", "parse_error": "parse error",
+              "env_error": "environment failed"}
 Block = tuple[str, Content]
 
 
@@ -41,7 +42,8 @@ def summary_line(comp: dict, env_rewards: Iterable[str] = ()) -> Content:
     so that it takes two lines of the inspector's pane at 80 columns."""
     info = summary(comp)
     stop = str(info["stop"])
-    stop_style = {"parse_error": "bold $error", "tool_limit": "bold $warning", "length": "bold $warning"}.get(stop, "")
+    stop_style = {"parse_error": "bold $error", "env_error": "bold $error", "tool_limit": "bold $warning",
+                  "length": "bold $warning"}.get(stop, "")
     parts: list = [
         (_plural(info["calls"], "call"), "bold"),
         " · ", (f"{info['failures']} failed", "bold $error" if info["failures"] else ""),
@@ -52,6 +54,9 @@ def summary_line(comp: dict, env_rewards: Iterable[str] = ()) -> Content:
     rewards = comp.get("rewards") or {}
     for name in env_rewards:
         parts += [" · ", (name, "bold"), f" {fmt_num(rewards.get(name), '.2f')}"]
+    why = (comp.get("episode") or {}).get("error")
+    if why:  # the environment could not start this episode (its reset raised)
+        parts += ["\n", (str(why), "$error")]
     return Content.assemble(*parts)
 
 
