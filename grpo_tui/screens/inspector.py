@@ -25,7 +25,7 @@ from grpo_tui.commands import ScreenBindingCommands
 from grpo_tui.widgets.footer import ResponsiveFooter
 from grpo_tui.model.sample_index import SampleIndex
 from grpo_tui.screens.inspector_search import SampleSearch
-from grpo_tui.widgets.episode import environment_rewards, is_episode, tool_tokens
+from grpo_tui.widgets.episode import environment_rewards, final_answer, is_episode, tool_tokens
 from grpo_tui.widgets.episode_view import EpisodeView, episode_blocks
 from grpo_tui.widgets.samples import completion_reward, fmt_num, short, sign_style, text_parts
 from grpo_tui.widgets.tokens import MODES, colour_tokens, display_token, legend
@@ -384,7 +384,10 @@ class InspectorScreen(SampleSearch, Screen):
             return
         group = self.current_group() or {}
         columns = {"answer": group["answer"]} if group.get("answer") is not None else {}
-        self.app.push_screen(RewardBenchScreen(cfg, str(group.get("prompt", "")), str(comp.get("text", "")), columns))
+        # an episode: its final answer, the text reward functions read from its last message
+        text = final_answer(comp) if is_episode(comp) else None
+        self.app.push_screen(RewardBenchScreen(cfg, str(group.get("prompt", "")),
+                                               str(comp.get("text", "") if text is None else text), columns))
 
 
 def read_config(run_dir: Path) -> dict:
