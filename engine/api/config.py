@@ -197,8 +197,8 @@ _DICT_FIELDS = frozenset(f.name for f in dataclasses.fields(GRPOConfig) if f.typ
 GRPOConfig.__doc__ = """TRL's ``GRPOConfig``: every field of TRL 1.16's GRPOConfig and transformers'
 TrainingArguments, and this engine's own settings (``dataset``, ``dynamic_sampling``, ``peft``…).
 
-Each TRL field is honoured under its own name (the RunConfig fields), mapped onto ours
-(``num_train_epochs`` → steps from the dataset size, ``shuffle_dataset`` → ``dataset.shuffle``,
+Each TRL field is honoured under its own name (the RunConfig fields, at TRL's defaults: ``max_steps=-1``
+trains ``num_train_epochs`` passes over train_dataset), mapped onto ours (``shuffle_dataset`` → ``dataset.shuffle``,
 ``model_init_kwargs={"dtype": ...}`` → ``torch_dtype``, ``save_strategy="no"`` → ``save_steps=0``…),
 accepted with no effect on the results (a warning names each with the reason), or refused
 unless at TRL's default, with what to do instead; ``grpo-tui fields --trl`` lists them all.

@@ -81,7 +81,7 @@ def as_rows(dataset: Any, what: str, cfg: RunConfig | None) -> Any:
         raise TypeError(f"{what}: an IterableDatasetDict has several splits; pass one, e.g. dataset['train']")
     if cfg is None:
         return list(dataset)
-    if cfg.num_train_epochs is not None or cfg.max_steps <= 0:
+    if cfg.max_steps <= 0:
         raise GRPOConfigError([f"{what}: an IterableDataset has no length, so epochs cannot be counted: "
                                "set max_steps to a positive number"], source="GRPOTrainer")
     per_step = max(1, cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps // cfg.num_generations)

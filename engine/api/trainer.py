@@ -21,7 +21,7 @@ from engine.api.results import TrainResult, log_metrics, save_metrics
 from engine.api.output_dir import (OutputDirError, checkpoint_to_resume, clear_for_new_run, in_api_terms, logged_until,
                                    push_folder, run_dir_of)
 from engine.config.schema import REPO_ROOT, RunConfig
-from engine.config.trl_mapping import steps_for_epochs
+from engine.config.trl_mapping import resolved_max_steps
 from engine.run.control import Control
 from engine.data.prompts import PromptData
 
@@ -124,9 +124,7 @@ class GRPOTrainer:
         eval_rows = _rows(as_rows(eval_dataset, "eval_dataset", None), "eval_dataset", column) \
             if eval_dataset is not None else []
         data = PromptData.from_rows(train_rows, eval_rows)
-        if cfg.num_train_epochs is not None:  # TRL's epochs: the steps follow from the dataset size
-            cfg.max_steps = steps_for_epochs(cfg.num_train_epochs, len(train_rows), cfg.per_device_train_batch_size,
-                                             cfg.gradient_accumulation_steps, cfg.num_generations)
+        cfg.max_steps = resolved_max_steps(cfg, len(train_rows))  # max_steps -1: TRL's epochs, from the dataset size
 
         self.model, cfg.model_name_or_path = _load_policy(model, cfg)
         if tokenizer is None:

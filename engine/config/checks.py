@@ -346,6 +346,10 @@ def _cross_check(v: dict, bad: set, dirs: list[Path], check_paths: bool, problem
         elif per_round % gens:
             problems.append(f"generation_batch_size: {per_round} completions per round is not a multiple of "
                             f"num_generations ({gens})")
+    steps = v.get("max_steps")
+    if isinstance(steps, int) and steps <= 0 and "num_train_epochs" not in bad and v.get("num_train_epochs") is None:
+        problems.append(f"max_steps: {steps} trains for num_train_epochs passes over the prompts, but num_train_epochs "
+                        "is None; set one of them")
     if v.get("sync_ref_model") and not v.get("beta"):
         problems.append("sync_ref_model: needs beta > 0 (without a KL term there is no reference model)")
     peft = v.get("peft")

@@ -186,8 +186,8 @@ class RunConfig:
     """completions sampled per prompt (the group size G)"""
     max_prompt_length: Annotated[int, Range(ge=1)] | None = 512
     """prompts longer than this many tokens are truncated from the left; None = no limit"""
-    max_completion_length: Annotated[int, Range(ge=1, le=1_048_576)] = 256
-    """maximum tokens generated per completion"""
+    max_completion_length: Annotated[int, Range(ge=1, le=1_048_576)] = 512
+    """maximum tokens generated per completion (TRL's default, 512)"""
     temperature: Annotated[float, Range(gt=0, le=100)] = 1.0
     """sampling temperature"""
     top_p: Annotated[float, Range(gt=0, le=1)] = 1.0
@@ -366,9 +366,10 @@ class RunConfig:
     """AdamW epsilon"""
     weight_decay: Annotated[float, Range(ge=0)] = 0.0
     """AdamW weight decay"""
-    lr_scheduler_type: LrSchedulerType = "constant"
-    """learning-rate schedule, built by transformers.get_scheduler: constant ignores warm-up; the others warm up
-    first; linear and cosine reach 0 at max_steps, the *_min_lr ones lr_scheduler_kwargs' min_lr or min_lr_rate"""
+    lr_scheduler_type: LrSchedulerType = "linear"
+    """learning-rate schedule, built by transformers.get_scheduler (TRL's default, linear): constant ignores warm-up;
+    the others warm up first; linear and cosine reach 0 at max_steps, the *_min_lr ones lr_scheduler_kwargs' min_lr
+    or min_lr_rate"""
     lr_scheduler_kwargs: dict | None = None
     """options of the schedule, e.g. {min_lr_rate: 0.1} for cosine_with_min_lr, {num_cycles: 2} for
     cosine_with_restarts, {power: 2.0, lr_end: 1e-8} for polynomial"""
@@ -382,16 +383,18 @@ class RunConfig:
     """completions per micro-batch (counted as TRL counts them)"""
     gradient_accumulation_steps: Annotated[int, Range(ge=1, le=1_000_000)] = 1
     """micro-batches per optimizer step; their product with the batch size must be a multiple of num_generations"""
-    max_steps: Annotated[int, Range(ge=1, le=100_000_000)] = 100
-    """optimizer steps to run"""
-    num_train_epochs: Annotated[float, Range(gt=0)] | None = None
-    """passes over the training prompts (TRL's name); when set, max_steps is worked out from the dataset size"""
+    max_steps: Annotated[int, Range(ge=-1, le=100_000_000)] = -1
+    """optimizer steps to run; -1 (or 0) = num_train_epochs passes over the training prompts, worked out from the
+    dataset size when the run starts (TRL's rule: a positive max_steps wins over num_train_epochs)"""
+    num_train_epochs: Annotated[float, Range(gt=0)] | None = 3.0
+    """passes over the training prompts when max_steps is -1 (TRL's default, 3); None = max_steps decides"""
     seed: Annotated[int, Range(ge=0, le=2**32 - 1)] = 42
     """seed for sampling prompts, generation and initialisation"""
     bf16: bool | None = None
-    """bfloat16 autocast of the forward passes over fp32 weights; None = on when a CUDA GPU supports it"""
-    gradient_checkpointing: bool = False
-    """trade compute for memory in the backward pass"""
+    """bfloat16 autocast of the forward passes over fp32 weights; None = on when a CUDA GPU supports it (TRL's None
+    turns it on everywhere: here a CPU or a GPU without bfloat16 stays in float32)"""
+    gradient_checkpointing: bool = True
+    """trade compute for memory in the backward pass: activations are recomputed there (TRL's default, on)"""
     gradient_checkpointing_kwargs: dict | None = None
     """passed to the model's gradient_checkpointing_enable, e.g. {use_reentrant: false}"""
     torch_compile: bool = False
@@ -403,8 +406,8 @@ class RunConfig:
     logging_steps: Annotated[int, Range(ge=1)] = 10
     """headless progress lines (when stdout is not a terminal) every this many steps; metrics.jsonl
     and the dashboard get every step"""
-    save_steps: Annotated[int, Range(ge=0)] = 0
-    """checkpoint every this many steps; 0 = only the final model"""
+    save_steps: Annotated[int, Range(ge=0)] = 500
+    """checkpoint every this many steps; 0 = only the final model (TRL's default, 500)"""
     save_total_limit: Annotated[int, Range(ge=1)] | None = None
     """keep at most this many checkpoints; None = keep all"""
     eval_steps: Annotated[int, Range(ge=0)] = 0

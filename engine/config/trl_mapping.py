@@ -46,17 +46,13 @@ def translate(data: Mapping, problems: list[str], ours: set[str], source: str = 
     """
     out: dict = {}
     trl: dict[str, Any] = {}
-    # ours too, but num_train_epochs only where max_steps leaves it room (as TRL), and generation_kwargs'
-    # sampling keys set the sampling fields
-    ours = ours - {"num_train_epochs", "generation_kwargs"}
+    # ours too, but generation_kwargs' sampling keys set the sampling fields
+    ours = ours - {"generation_kwargs"}
     for key, value in data.items():
         if isinstance(key, str) and key not in ours and handling(key) is not None:
             trl[key] = value
         else:
             out[key] = value
-    steps = out.get("max_steps")
-    if steps == -1 and not isinstance(steps, bool) and "num_train_epochs" not in trl:
-        trl["num_train_epochs"] = TRL_NAMES["num_train_epochs"].default  # TRL's max_steps -1: epochs decide
     if not trl:
         return out
     ignored: list[str] = []
@@ -89,14 +85,6 @@ def translate(data: Mapping, problems: list[str], ours: set[str], source: str = 
 
 
 # --------------------------------------------------------------------------- mapped names
-
-
-def _epochs(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> None:
-    steps = out.get("max_steps")
-    if value is None or isinstance(steps, int) and not isinstance(steps, bool) and steps > 0:
-        return  # as in TRL, max_steps wins
-    out.pop("max_steps", None)  # TRL's -1: "use num_train_epochs"
-    out["num_train_epochs"] = value  # its value is checked as our field
 
 
 def _shuffle(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> None:
@@ -174,7 +162,6 @@ def _peft(key: str, value: Any, out: dict, trl: dict, problems: list[str]) -> st
 
 
 _MAPPERS = {
-    "num_train_epochs": _epochs,
     "shuffle_dataset": _shuffle,
     "train_sampling_strategy": _shuffle,
     "generation_kwargs": _generation_kwargs,
@@ -201,3 +188,19 @@ def steps_for_epochs(epochs: float, n_prompts: int, per_device_train_batch_size:
     batch × accumulation completions, i.e. that over num_generations prompts)."""
     prompts_per_step = max(1, per_device_train_batch_size * gradient_accumulation_steps // num_generations)
     return max(1, math.ceil(epochs * n_prompts / prompts_per_step))
+
+
+def resolved_max_steps(cfg: RunConfig, n_prompts: int) -> int:
+    """The optimizer steps a run of ``cfg`` over ``n_prompts`` training prompts takes, by TRL's rule:
+    a positive ``max_steps`` wins; -1 (or 0) leaves it to ``num_train_epochs`` passes over the prompts.
+
+        >>> resolved_max_steps(RunConfig(max_steps=-1, num_train_epochs=2.0, per_device_train_batch_size=8,
+        ...                               num_generations=4), n_prompts=10)  # 2 prompts per step
+        10
+        >>> resolved_max_steps(RunConfig(max_steps=7, num_train_epochs=2.0), n_prompts=10)
+        7
+    """
+    if cfg.max_steps > 0 or cfg.num_train_epochs is None:  # validation refuses -1 without epochs
+        return cfg.max_steps
+    return steps_for_epochs(cfg.num_train_epochs, n_prompts, cfg.per_device_train_batch_size,
+                            cfg.gradient_accumulation_steps, cfg.num_generations)

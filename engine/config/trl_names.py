@@ -56,7 +56,6 @@ _NOT_YET = "not supported yet; remove it"
 
 TRL_NAMES: dict[str, Handling] = {
     # --- mapped onto our fields
-    "num_train_epochs": _map("num_train_epochs: max_steps from the dataset size when max_steps is not set (> 0)", 3.0),
     "shuffle_dataset": _map("dataset.shuffle", True),
     "train_sampling_strategy": _map("dataset.shuffle (random: true, sequential: false)", "random"),
     "generation_kwargs": _map("temperature, top_p, top_k, min_p, repetition_penalty, max_new_tokens set those "
@@ -229,6 +228,6 @@ def trl_name_rows() -> list[tuple[str, str, str, str]]:
     rows = []
     for table, where in ((TRL_NAMES, ""), (SCRIPT_NAMES, " [recipe key: presets only]")):
         for name, h in table.items():
-            if name not in ours or name in ("num_train_epochs", "generation_kwargs"):
+            if name not in ours or name == "generation_kwargs":
                 rows.append((name, kinds[h.kind], repr(h.default), h.note + where))
     return rows

@@ -116,6 +116,7 @@ def summarize_run(path: str | os.PathLike) -> RunSummary:
         cfg = {}
     cfg = cfg if isinstance(cfg, dict) else {}
     max_steps = cfg.get("max_steps") if isinstance(cfg.get("max_steps"), int) else 0
+    max_steps = max(max_steps, 0)  # -1 (from num_train_epochs) until the run has read its dataset: not known
     status = last_status_event(events) or {}
     return RunSummary(root, root.name, run_state(root, last_status(events)), step, max_steps, reward, acc,
                       str(cfg.get("model_name_or_path", "?")), str(cfg.get("run_name") or ""),

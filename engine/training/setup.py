@@ -19,7 +19,7 @@ from transformers.utils import logging as hf_logging
 from engine.agents.agent import Agent, load_spec
 from engine.agents.custom_rollout import CustomRollout
 from engine.config.schema import RunConfig
-from engine.config.trl_mapping import steps_for_epochs
+from engine.config.trl_mapping import resolved_max_steps
 from engine.training.cpu_threads import set_cpu_threads
 from engine.data.prompts import BatchOrder, PromptData, PromptRenderer, load_prompt_data
 from engine.parallel.sharding import full_weights, is_sharded
@@ -116,9 +116,7 @@ def setup(cfg: RunConfig, given: Given, dist, run_dir: Path, resume_from: Path |
     hf_logging.disable_progress_bar()
     # the data first: a bad file is named before minutes go into loading a model
     data = given.data or load_prompt_data(cfg.dataset, seed=cfg.seed)
-    if cfg.num_train_epochs is not None:  # TRL's epochs: the steps follow from the dataset size
-        cfg.max_steps = steps_for_epochs(cfg.num_train_epochs, len(data.train), cfg.per_device_train_batch_size,
-                                         cfg.gradient_accumulation_steps, cfg.num_generations)
+    cfg.max_steps = resolved_max_steps(cfg, len(data.train))  # max_steps -1: TRL's epochs, from the dataset size
     torch.manual_seed(cfg.seed)
     device = pick_device()
     if given.model is not None:

@@ -195,7 +195,8 @@ class Trainer:
                 unsubscribe_progress()
 
             self.channel = ChannelServer(self.run_dir, self.control, lambda: {
-                "state": self.control.state.value, "step": self.state.step, "max_steps": self.cfg.max_steps})
+                "state": self.control.state.value, "step": self.state.step,
+                "max_steps": max(self.cfg.max_steps, 0)})  # 0: not known yet (-1 until the dataset is read)
             self.channel.start()
         else:
             self.writer, unsubscribe = NullWriter(self.run_dir), lambda: None
@@ -274,8 +275,11 @@ class Trainer:
         cfg, dist, state, publisher = self.cfg, self.dist, self.state, self.publisher
         self.writer.write_config(dump_yaml(cfg))  # first, so even a run that fails to load is listed
         publisher.set_state(RunState.STARTING, "loading model")
+        asked_steps = cfg.max_steps
         self.parts = parts = setup(cfg, self._given, dist, self.run_dir, self.resume_from, state,
                                    self.reporters, self.control.subscribe)
+        if cfg.max_steps != asked_steps:  # -1 became num_train_epochs' steps: viewers and resumes read the total
+            self.writer.write_config(dump_yaml(cfg))
         where = isolate(parts.reward_funcs, cfg.reward_timeout)  # user functions in worker processes
         if any(not line.endswith("(built in)") for line in where):
             publisher.log("info", "reward_mode", "reward functions run: " + "; ".join(where))

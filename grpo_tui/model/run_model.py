@@ -245,7 +245,8 @@ class RunModel:
         self.run_dir = run_dir
         self.name = Path(run_dir).name if run_dir else str(config.get("run_name") or "")
         self.config = dict(config)
-        self.total_steps = int(total_steps if total_steps is not None else config.get("max_steps") or 0)
+        # max_steps -1 (from num_train_epochs) is not known until the run has read its dataset: 0
+        self.total_steps = max(0, int(total_steps if total_steps is not None else config.get("max_steps") or 0))
         self.model_name = short_model_name(model or str(config.get("model_name_or_path") or ""))
         if device:
             self.device = device

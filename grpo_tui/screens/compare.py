@@ -203,7 +203,7 @@ class CompareScreen(Screen):
             max_steps = model.config.get("max_steps")
             lines.append(Content.assemble(
                 ("━━ ", f"bold {colour}"), (label, "bold"),
-                (f"  {model.state} · step {model.step}" + (f"/{max_steps}" if max_steps else ""), "$text-muted"),
+                (f"  {model.state} · step {model.step}" + (f"/{max_steps}" if isinstance(max_steps, int) and max_steps > 0 else ""), "$text-muted"),
                 (f" · reward {reward:.3f}" if reward is not None else "", "$text-muted"),
             ))
         self.query_one("#cmp-legend", Static).update(Content("\n").join(lines))

@@ -75,6 +75,25 @@ def rewards_label(fields: dict[str, Any]) -> str:
     return ", ".join(str(f).split(":")[-1] for f in funcs) if isinstance(funcs, list) else str(funcs)
 
 
+def run_length_label(fields: dict[str, Any]) -> str:
+    """How long the preset trains, from its YAML alone: its positive max_steps, else TRL's rule of
+    num_train_epochs passes (3 unless set), whose steps are only known once the dataset is read.
+
+        >>> run_length_label({"max_steps": 60})
+        'max_steps = 60'
+        >>> run_length_label({})
+        'max_steps = -1 (3 epochs)'
+        >>> run_length_label({"num_train_epochs": 0.5, "max_steps": -1})
+        'max_steps = -1 (0.5 epochs)'
+    """
+    steps = fields.get("max_steps", -1)
+    if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0:
+        return f"max_steps = {steps}"
+    epochs = fields.get("num_train_epochs", 3.0)
+    shown = f"{epochs:g}" if isinstance(epochs, (int, float)) and not isinstance(epochs, bool) else str(epochs)
+    return f"max_steps = {steps} ({shown} epochs)"
+
+
 def plugin_code(fields: dict[str, Any]) -> list[str]:
     """The reward functions, tools, environments and rollout function a preset names that are
     code of its author's -- a file (``file.py:fn``) or a module (``pkg.mod:fn``, ``pkg.mod.fn``)
@@ -320,7 +339,9 @@ class LauncherScreen(Screen):
         if info.description:
             parts.append("\n" + info.description + "\n\n")
         for key in DETAIL_KEYS:
-            if key in fields:
+            if key == "max_steps":  # always: unset is TRL's -1, num_train_epochs passes
+                parts.append((run_length_label(fields) + "\n", "$text-muted"))
+            elif key in fields:
                 parts.append((f"{key} = {fields[key]}\n", "$text-muted"))
         if info.ok is None:
             parts.append(("\n… being checked", "$text-muted"))

@@ -14,6 +14,7 @@ from engine.run.control import Control
 from engine.run.rundir import read_jsonl, read_run
 
 FAST = dict(num_generations=4, per_device_train_batch_size=8, max_completion_length=4, learning_rate=1e-4,
+            lr_scheduler_type="constant", gradient_checkpointing=False,  # fast and flat: TRL's are linear, on
             log_completions_groups=1)
 ROWS = [{"prompt": f"{a:02d}+{b:02d}=", "answer": str(a + b)} for a in range(6) for b in range(6)]
 

@@ -88,7 +88,7 @@ def test_trl_parser_with_script_and_model_arguments_sees_no_name_twice():
     ({"save_strategy": "epoch"}, "save_strategy='epoch': not supported here; use steps"),
     ({"model_init_kwargs": {"device_map": "auto"}}, "model_init_kwargs.device_map: not taken here"),
     ({"fp16": True}, "fp16=True: not supported here; use torch_dtype: float16"),
-    ({"lr_scheduler_kwargs": {"min_lr_rate": 0.1}}, "lr_scheduler_kwargs.min_lr_rate: not an option of the constant"),
+    ({"lr_scheduler_kwargs": {"min_lr_rate": 0.1}}, "lr_scheduler_kwargs.min_lr_rate: not an option of the linear"),
 ])
 def test_a_refused_field_gives_one_line_saying_what_to_do(kwargs, line):
     with pytest.raises(ConfigError) as err:
@@ -107,8 +107,9 @@ def test_mapped_and_no_effect_fields():
     assert cfg.dataset.task == RunConfig().dataset.task  # rendering options keep the default source
     (message,) = [str(w.message) for w in caught]
     assert "dataloader_num_workers (prompts are read in process)" in message
-    # as in TRL, a positive max_steps wins over num_train_epochs
-    assert GRPOConfig(max_steps=5, num_train_epochs=2).to_run_config().num_train_epochs is None
+    # both kept, as TRL keeps them: a positive max_steps wins when the run starts
+    cfg = GRPOConfig(max_steps=5, num_train_epochs=2).to_run_config()
+    assert (cfg.max_steps, cfg.num_train_epochs) == (5, 2.0)
 
 
 def test_preset_did_you_mean_never_suggests_an_algorithm_setting():

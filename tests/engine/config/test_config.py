@@ -217,7 +217,7 @@ def test_enum_values(field, value):
         ("warmup_ratio", -0.1, 0.5),
         ("per_device_train_batch_size", 0, 8),
         ("gradient_accumulation_steps", 0, 2),
-        ("max_steps", 0, 1),
+        ("max_steps", -2, 1),
         ("min_p", 1.5, 0.1),
         ("adam_beta2", 1.0, 0.99),
         ("save_total_limit", 0, 2),
