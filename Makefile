@@ -18,7 +18,7 @@ endif
 
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: run test test-quick test-min gpu-check lint-imports bench tiny-model clean
+.PHONY: run test test-quick test-min gpu-check lint-imports bench tiny-model tiny-agent-model clean
 
 # Set up again when the project's requirements or this file change.
 $(STAMP): pyproject.toml Makefile
@@ -87,6 +87,10 @@ bench: $(STAMP)
 # Rebuild the bundled tiny model (deterministic; about a minute on 2 cores).
 tiny-model: $(STAMP)
 	$(PY) assets/build_tiny_model.py
+
+# Rebuild the bundled agent model (deterministic; about 7 minutes on 2 cores).
+tiny-agent-model: $(STAMP)
+	$(PY) assets/build_tiny_agent_model.py
 
 clean:
 	rm -rf $(VENV) $(MIN_VENV) .pytest_cache

@@ -55,6 +55,7 @@ class Rounds:
         self.geometry, self.faults, self.state = geometry, faults, state
         self.progress = progress or NoProgress()
         self._told_cut = False  # whether the run was told that max_prompt_length cuts prompts
+        self._told_tools = False  # whether the run was warned that tool calls fail
         self.log_history: list[dict] = []  # one dict per reported step: trainer_state.log_history
         self._logged_metrics = RewardLog()  # what reward functions sent with log_metric this round
 
@@ -221,7 +222,10 @@ class Rounds:
                 parts.append(f"{tool_failures} of {calls} tool calls failed (their error went back to the model)")
             if failed:
                 parts.append(f"{len(failed)} environments could not start their episode ({agentic.failed[failed[0]]})")
-            self.faults.publisher.log("warning", "tools", f"step {step}: " + "; ".join(parts), step=step,
+            # a warning the first time (headless prints it), then info: the charts show the rates
+            level = "info" if self._told_tools else "warning"
+            self._told_tools = True
+            self.faults.publisher.log(level, "tools", f"step {step}: " + "; ".join(parts), step=step,
                                       data={"tool_failures": tool_failures, "calls": calls,
                                             "env_errors": len(failed), "malformed": malformed})
         return per_func

@@ -223,3 +223,29 @@ def test_inspector_episode_snapshot(snap_compare) -> None:
 def test_inspector_episode_snapshot_small_terminal(snap_compare) -> None:
     """At 80x24 the summary and the first turns fit beside the lists."""
     assert snap_compare(agent_app(), terminal_size=SMALL, press=["i", "tab", "down"], run_before=settle)
+
+
+CALCULATOR_RUN = DATA / "recorded-calculator-run"  # real: tests/data/make_recorded_calculator_run.py
+
+
+def test_inspector_snapshot_of_a_real_calculator_episode(snap_compare) -> None:
+    """A recorded run of the bundled calculator agent: the model's call of add, the tool's
+    result (not trained on) and the answer it copied, coloured by log-prob."""
+    app = GrpoApp(run_dir=str(CALCULATOR_RUN), clock=lambda: 0.0)
+    assert snap_compare(app, terminal_size=SIZE, press=["i", "tab"], run_before=settle)
+
+
+def test_the_recorded_calculator_run_is_real_episodes() -> None:
+    """Its samples hold the engine's episode records: turns that cover every token, tool tokens
+    without log-probs, the environment's reward beside accuracy."""
+    record = json.loads((CALCULATOR_RUN / "samples.jsonl").read_text().splitlines()[-1])
+    comps = [c for g in record["groups"] for c in g["completions"]]
+    called = [c for c in comps if c["episode"]["calls"]]
+    assert called and set(comps[0]["rewards"]) == {"accuracy", "CalculatorEnv"}
+    for c in called:
+        turns = c["turns"]
+        assert turns[0]["start"] == 0 and turns[-1]["end"] == c["length"]
+        assert all(a["end"] == b["start"] for a, b in zip(turns, turns[1:]))
+        tool = next(t for t in turns if t["role"] == "tool")
+        assert c["tokens"][tool["start"]] == "<tool_response>"
+        assert all(v is None for v in c["logprobs"][tool["start"]:tool["end"]])
