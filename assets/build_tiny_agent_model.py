@@ -51,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+from tokenizers import AddedToken
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from transformers.utils import get_json_schema
 
@@ -59,6 +59,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a plain script from a checkout, installed or not
 
 from engine.data.tasks import get_task  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from build_tiny_model import build_tokenizer as tiny_tokenizer  # noqa: E402
 
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]
 CHARS = [chr(c) for c in range(32, 127)] + ["\n"]  # printable ASCII (space .. "~") and newline
@@ -127,23 +130,10 @@ ADD_SCHEMA = get_json_schema(add)
 
 # ---------------------------------------------------------------------------- tokenizer and model
 def build_tokenizer() -> PreTrainedTokenizerFast:
-    """One token per character, plus the four tool-markup tokens as single (non-special) tokens."""
-    vocab = {tok: i for i, tok in enumerate(SPECIALS + CHARS)}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    tok.decoder = decoders.Fuse()
-    tok.post_processor = processors.TemplateProcessing(
-        single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", vocab["<bos>"])]
-    )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<bos>",
-        eos_token="<eos>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        clean_up_tokenization_spaces=False,
-        model_max_length=MAX_POSITIONS,
-    )
+    """The tiny model's tokenizer (one token per character), with this model's context, plus the
+    four tool-markup tokens as single (non-special) tokens."""
+    tokenizer = tiny_tokenizer()
+    tokenizer.model_max_length = MAX_POSITIONS
     # special=False: decode(skip_special_tokens=True) keeps the markup, so a completion's
     # text still shows the call; normalized=False: matched verbatim.
     tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in TOOL_TOKENS])
