@@ -43,7 +43,6 @@ import hashlib
 import json
 import os
 import random
-import re
 import shutil
 import sys
 import time
@@ -61,7 +60,10 @@ sys.path.insert(0, str(ROOT))  # run as a plain script from a checkout, installe
 from engine.data.tasks import get_task  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_tiny_model import build_tokenizer as tiny_tokenizer  # noqa: E402
+from build_tiny_model import build_tokenizer as tiny_tokenizer, save  # noqa: E402
+
+from engine.agents.parsing import parse_hermes  # noqa: E402
+from engine.agents.templates import tool_suffix_ids  # noqa: E402
 
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]
 CHARS = [chr(c) for c in range(32, 127)] + ["\n"]  # printable ASCII (space .. "~") and newline
@@ -109,7 +111,6 @@ CHAT_TEMPLATE = (
     "{%- endif %}"
     "{%- endfor %}"
 )
-TOOL_CALL_RE = re.compile(r"<tool_call>(.*?)</tool_call>", re.S)
 
 
 def add(a: int, b: int) -> int:
@@ -174,20 +175,6 @@ def prompt_ids(tokenizer, prompt: str) -> list[int]:
     return chat_ids(tokenizer, [{"role": "user", "content": prompt}], tools=[ADD_SCHEMA], add_generation_prompt=True)
 
 
-def tool_suffix_ids(tokenizer, tool_messages: list[dict]) -> list[int]:
-    """The tokens between an assistant turn's <eos> and the next turn, the way TRL gets them:
-    render a dummy [user, assistant with a call] without, then with the tool messages and the
-    generation prompt, and keep what follows the shorter rendering's last <eos>."""
-    call = {"type": "function", "function": {"name": tool_messages[0]["name"], "arguments": {}}}
-    dummy = [{"role": "user", "content": "dummy"}, {"role": "assistant", "content": "", "tool_calls": [call]}]
-    prefix = chat_ids(tokenizer, dummy, add_generation_prompt=False)
-    full = chat_ids(tokenizer, dummy + tool_messages, add_generation_prompt=True)
-    last_eos = max(i for i, t in enumerate(prefix) if t == tokenizer.eos_token_id)
-    prefix = prefix[: last_eos + 1]
-    assert full[: len(prefix)] == prefix, "chat template is not prefix-preserving"
-    return full[len(prefix) :]
-
-
 def operands(prompt: str) -> tuple[int, int]:
     a, b = prompt.rstrip("=").split("+")
     return int(a), int(b)
@@ -241,17 +228,12 @@ def pad_rows(rows: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[torc
 
 # ---------------------------------------------------------------------------- measuring episodes
 def parse_call(text: str) -> dict | None:
-    """The first <tool_call> JSON as {"name", "arguments"}, or None when absent or malformed."""
-    match = TOOL_CALL_RE.search(text)
-    if not match:
+    """The first <tool_call> as {"name", "arguments"}, read as the engine reads it; None when
+    absent or malformed."""
+    turn = parse_hermes(text)
+    if turn.error or not turn.tool_calls:
         return None
-    try:
-        call = json.loads(match.group(1))
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(call, dict) or not isinstance(call.get("arguments"), dict):
-        return None
-    return call
+    return {"name": turn.tool_calls[0].name, "arguments": turn.tool_calls[0].arguments}
 
 
 @torch.no_grad()
@@ -402,16 +384,6 @@ With the same torch build on the same kind of CPU the weights are byte-identical
 It knows nothing but this one task; it is a test fixture and a teaching model.
 """
     (out / "README.md").write_text(card)
-
-
-def save(model, tokenizer, out: Path) -> None:
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-    # Name the class every transformers version knows (v5 writes its new alias).
-    cfg_path = out / "tokenizer_config.json"
-    cfg = json.loads(cfg_path.read_text())
-    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
-    cfg_path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
 
 
 def episode_lengths(tokenizer, example: dict) -> dict:
