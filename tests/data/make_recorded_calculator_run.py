@@ -20,6 +20,7 @@ sys.path.insert(0, str(HERE.parents[1]))
 from engine.config.presets import load_preset  # noqa: E402
 from engine.run.control import Control  # noqa: E402
 from engine.training.trainer import Trainer  # noqa: E402
+from make_recorded_run import keep_as_fixture  # noqa: E402
 
 OUT = HERE / "recorded-calculator-run"
 
@@ -31,20 +32,7 @@ def main() -> None:
                                                 "save_steps=0", "run_name=recorded-calculator-run",
                                                 f"output_dir={tmp}"])
     Trainer(cfg, control=Control()).run()
-    shutil.rmtree(tmp / "checkpoints", ignore_errors=True)
-    shutil.rmtree(tmp / "final", ignore_errors=True)
-    (tmp / "checkpoints").mkdir()
-    for name in ("heartbeat.json", "progress.json"):
-        (tmp / name).unlink(missing_ok=True)
-    shutil.rmtree(tmp / "commands", ignore_errors=True)
-    for path in tmp.iterdir():
-        if path.is_file():
-            text = path.read_text(encoding="utf-8").replace(str(tmp), "runs/recorded-calculator-run")
-            text = text.replace(str(HERE.parents[1]) + "/", "")
-            path.write_text(text, encoding="utf-8")
-    shutil.rmtree(OUT, ignore_errors=True)
-    tmp.rename(OUT)
-    (OUT / "checkpoints" / ".keep").write_text("")
+    keep_as_fixture(tmp, OUT)
 
 
 if __name__ == "__main__":

@@ -50,17 +50,26 @@ def main() -> None:
 
     control.subscribe(on_event)
     Trainer(cfg, control=control).run()
+    keep_as_fixture(tmp, OUT)
+
+
+def keep_as_fixture(tmp: Path, out: Path) -> None:
+    """A finished run made a test fixture: weights and the live files (heartbeat, progress, the
+    command channel) dropped, absolute paths made relative to the runs folder, moved to ``out``."""
     shutil.rmtree(tmp / "checkpoints", ignore_errors=True)
     shutil.rmtree(tmp / "final", ignore_errors=True)
+    shutil.rmtree(tmp / "commands", ignore_errors=True)
+    for name in ("heartbeat.json", "progress.json", ".lock"):
+        (tmp / name).unlink(missing_ok=True)
     (tmp / "checkpoints").mkdir()
     for path in tmp.iterdir():
         if path.is_file():
-            text = path.read_text(encoding="utf-8").replace(str(tmp), "runs/recorded-run")
+            text = path.read_text(encoding="utf-8").replace(str(tmp), f"runs/{out.name}")
             text = text.replace(str(HERE.parents[1]) + "/", "")
             path.write_text(text, encoding="utf-8")
-    shutil.rmtree(OUT, ignore_errors=True)
-    tmp.rename(OUT)
-    (OUT / "checkpoints" / ".keep").write_text("")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    (out / "checkpoints" / ".keep").write_text("")
 
 
 if __name__ == "__main__":
