@@ -112,14 +112,17 @@ class Agent:
                     failed[i] = f"{type(envs[i]).__name__}.reset raised {type(exc).__name__}: {exc}"
             row_tools = self._tools_for(self.environments.which(row) if envs is not None else None,
                                         envs[i] if envs is not None else None)
-            messages = with_observation(renderer.messages(row["prompt"]), observation)
             row_schemas = [self._schemas[name] for name in row_tools]
-            ids = prompt_ids(tokenizer, messages, row_schemas, renderer.chat_template_kwargs)
-            limit = renderer.max_prompt_length
-            if limit is not None and len(ids) > limit:
-                renderer.cut.append(len(ids))
-                ids = ids[-limit:]
-            prompts.append(ids)
+            if envs is None and i % num_generations:  # a group without environments: one prompt for all
+                prompts.append(prompts[-1])
+            else:
+                messages = with_observation(renderer.messages(row["prompt"]), observation)
+                ids = prompt_ids(tokenizer, messages, row_schemas, renderer.chat_template_kwargs)
+                limit = renderer.max_prompt_length
+                if limit is not None and len(ids) > limit:
+                    renderer.cut.append(len(ids))
+                    ids = ids[-limit:]
+                prompts.append(ids)
             tools.append(row_tools)
             schemas.append(row_schemas)
         episodes = run_episodes(generate, tokenizer, prompts, num_generations, tools, self.runner,

@@ -122,8 +122,6 @@ class Rounds:
         cfg, parts, progress = self.cfg, self.parts, self.progress
         t = time.perf_counter()
         parts.renderer.take_cut()  # (those of an evaluation in between are not this batch's)
-        prompt_ids = [parts.renderer.ids(r["prompt"]) for r in rows]
-        self._tell_cut(len(rows), step)
         n = len(rows) * cfg.num_generations
         progress.start("generate", total=cfg.max_completion_length, unit="tokens",
                        detail=f"{n} completions of up to {cfg.max_completion_length} tokens")
@@ -134,7 +132,8 @@ class Rounds:
         columns = reward_columns(group_rows)
         agentic = None
         if parts.agent is not None:  # episodes: turns, tool calls, tool results
-            agentic = self._episodes(rows, options)
+            agentic = self._episodes(rows, options)  # each episode's prompt rendered with its tools
+            self._tell_cut(n if parts.agent.environments is not None else len(rows), step)  # per episode / prompt
             rollout, completions = agentic.episodes.rollout, agentic.episodes.texts
             completions_arg = agentic.episodes.messages
             if agentic.environments is not None:
@@ -144,6 +143,8 @@ class Rounds:
             rollout, completions, completions_arg = made.rollout, made.texts, made.completions
             columns.update(made.columns)
         else:
+            prompt_ids = [parts.renderer.ids(r["prompt"]) for r in rows]
+            self._tell_cut(len(rows), step)
             rollout = parts.backend.generate(prompt_ids, cfg.num_generations, sampling_params(cfg),
                                              parts.sampling_gen, **options)
             completions = self.decode(rollout)
