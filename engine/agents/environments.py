@@ -14,6 +14,7 @@ it is not generated and scores nothing (advantage 0).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -128,7 +129,6 @@ def _env_reward(kind: type) -> Callable:
     if is_async:
         async def get_reward(environments=None, **kwargs):
             values = scores(environments)
-            import asyncio
 
             async def one(v):
                 try:

@@ -145,7 +145,7 @@ class ToolRunner:
                 results[r][c] = _failed(name, f"timed out after {self.timeout:g} s", timed_out=True)
             except Exception as exc:  # noqa: BLE001 - the tool's own error goes back to the model
                 results[r][c] = _failed(name, _one_line(exc))
-        return [[res for res in row] for row in results]  # every slot is filled above
+        return results  # every slot is filled above
 
     def _call_sync(self, tool: Tool, call: ToolCall) -> ToolResult:
         box: dict[str, Any] = {}

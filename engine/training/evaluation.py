@@ -7,6 +7,7 @@ reward (rows it cannot judge — None — are left out of the means).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -198,8 +199,6 @@ class Evaluator:
 
     def _episodes(self, rows: list[dict], n: int, params):
         """Held-out episodes of a tool run: judged on their final answer, as training rewards them."""
-        import dataclasses
-
         parts, cfg = self.parts, self.cfg
 
         def generate(prompt_ids, k, max_new_tokens):
