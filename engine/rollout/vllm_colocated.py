@@ -139,7 +139,7 @@ class VllmRollout:
             self.sync_weights(self.model)
         # the ranks of a tensor-parallel group must sample alike: their engines share a seed, so
         # no per-request seed there (ranks' generators differ)
-        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) \
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device)) \
             if generator is not None and self.tp == 1 else None
         prompts = self._tp_gather(prompt_ids)
         with self._awake():

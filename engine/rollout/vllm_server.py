@@ -221,7 +221,8 @@ class VllmServerRollout:
     @torch.no_grad()
     def generate(self, prompt_ids: list[list[int]], num_generations: int, params: SamplingParams,
                  generator: torch.Generator | None = None) -> Rollout:
-        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if generator is not None else None
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device)) \
+            if generator is not None else None
         every_rank = self.dist.gather_object([list(p) for p in prompt_ids])
         completions = None
         if self.dist.is_main:

@@ -88,7 +88,8 @@ def rng_state(sampling: torch.Generator, sampling_per_rank: list | None) -> dict
 
 def restore_rng(rng: dict[str, Any], sampling: torch.Generator, rank: int, world: int) -> None:
     """Put back what :func:`rng_state` saved: this process's sampling stream is its own when
-    the run had as many processes, else the one rank 0 saved."""
+    the run had as many processes, else the one rank 0 saved. A run resumed on another kind of
+    device (saved on a GPU, resumed on the CPU) keeps its freshly seeded sampling stream."""
     py = rng["python"]
     random.setstate((py["version"], tuple(py["keys"]), py["gauss_next"]))
     npy = rng["numpy"]
@@ -96,7 +97,9 @@ def restore_rng(rng: dict[str, Any], sampling: torch.Generator, rank: int, world
                          npy["cached_gaussian"]))
     torch.set_rng_state(rng["torch"])
     per_rank = rng.get("sampling_per_rank")
-    sampling.set_state(per_rank[rank] if per_rank and len(per_rank) == world else rng["sampling"])
+    state = per_rank[rank] if per_rank and len(per_rank) == world else rng["sampling"]
+    if state.numel() == sampling.get_state().numel():  # a CPU stream's state and a CUDA one's differ in kind
+        sampling.set_state(state)
     if rng.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
 

@@ -107,6 +107,12 @@ def load_reference(cfg: RunConfig, given: Given, device: torch.device, model):
     return load_reference_model(cfg, device, model if given.model is not None else None)
 
 
+def sampling_generator(device: torch.device, seed: int) -> torch.Generator:
+    """This process's sampling stream, on the device the sampling runs on (``torch.multinomial``
+    on CUDA takes only a CUDA generator)."""
+    return torch.Generator(device=device).manual_seed(seed)
+
+
 def setup(cfg: RunConfig, given: Given, dist, run_dir: Path, resume_from: Path | None, state,
           reporters: list, subscribe: Callable) -> RunParts:
     """Load and build everything a run trains with, in a fixed order. Sets ``state.order``
@@ -168,7 +174,7 @@ def setup(cfg: RunConfig, given: Given, dist, run_dir: Path, resume_from: Path |
         data=data, renderer=renderer, reward_funcs=reward_funcs, reward_names=reward_names,
         reward_weights=reward_weights, eos_ids=eos_ids, train_model=train_model, optimizer=optimizer,
         sharded=is_sharded(model), backend=backend, separate_engine=getattr(backend, "separate_engine", False),
-        sampling_gen=torch.Generator(device="cpu").manual_seed(cfg.seed + dist.rank),
+        sampling_gen=sampling_generator(device, cfg.seed + dist.rank),
         scheduler=make_scheduler(optimizer, cfg), ranked=ranked, agent=agent,
         rollout_func=custom_rollout(cfg, given, model, tokenizer, renderer, eos_ids, device),
         max_model_len=getattr(getattr(model, "config", None), "max_position_embeddings", None),
