@@ -110,7 +110,6 @@ TRL_NAMES: dict[str, Handling] = {
     "dataloader_in_order": _none("prompts are read in process", True),
     "dataloader_drop_last": _none("every optimizer step takes a whole batch of prompts", False),
     "pad_to_multiple_of": _none("padding is the engine's and does not change the results", "auto"),
-    "cache_implementation": _none("the KV cache kind changes speed, not results", None, str),
     "use_cache": _none("generation always uses the KV cache; training forwards never do", False),
     "torch_empty_cache_steps": _none("memory housekeeping only", None, int),
     "ds3_gather_for_generation": _none("no DeepSpeed here", True),

@@ -22,6 +22,7 @@ from typing import Protocol
 import torch
 
 from engine.rollout.llama_forward import gather_cache, lean_decoder
+from engine.rollout.static_cache import CHECK_EVERY, SPAN, StaticCache, round_up
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,20 @@ def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
     return logits
 
 
+def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """One token per row of ``logits`` [N, V]: its id, its log-prob under softmax(logits / T)
+    and that distribution's entropy (None when greedy: argmax, log-prob under softmax(logits))."""
+    if params.greedy:
+        token = logits.argmax(dim=-1)
+        return token, torch.log_softmax(logits, dim=-1).gather(1, token[:, None]).squeeze(1), None
+    scaled = logits / params.temperature
+    probs = torch.softmax(filter_logits(scaled, params), dim=-1)
+    token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    all_logp = torch.log_softmax(scaled, dim=-1)
+    return token, all_logp.gather(1, token[:, None]).squeeze(1), torch.special.entr(all_logp.exp()).sum(dim=-1)
+
+
 def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
     """CTRL-style penalty on tokens already in the sequence: positive logits ÷ p, negative × p.
 
@@ -162,14 +177,25 @@ class TransformersRollout:
 
     reports_progress = True
 
-    def __init__(self, model: torch.nn.Module, pad_id: int, eos_ids: list[int]) -> None:
+    def __init__(self, model: torch.nn.Module, pad_id: int, eos_ids: list[int],
+                 cache_implementation: str | None = None) -> None:
         self.pad_id = pad_id
         self.eos_ids = torch.tensor(sorted(set(eos_ids)), dtype=torch.long)
+        self.cache_implementation = cache_implementation  # static | dynamic | None: static on CUDA
+        self.static: StaticCache | None = None  # the last static batch's buffers and graphs, kept for the next
         self.sync_weights(model)
 
     def sync_weights(self, model: torch.nn.Module) -> None:
+        if getattr(self, "model", None) is not model:
+            self.static = None
         self.model = model
         self.lean = lean_decoder(model)  # None: the model's own forward
+
+    def uses_static_cache(self, device: torch.device) -> bool:
+        """Whether :mod:`engine.rollout.static_cache` decodes (it needs the lean decoder)."""
+        if self.lean is None or self.cache_implementation == "dynamic":
+            return False
+        return self.cache_implementation == "static" or device.type == "cuda"
 
     @torch.no_grad()
     def generate(
@@ -200,6 +226,11 @@ class TransformersRollout:
         # group that have sampled the same tokens share a node — the same next-token
         # distribution, computed once — and split when their samples differ. The prefill is
         # one node per prompt; finished rows leave. Every row still samples on its own.
+        if self.uses_static_cache(device):
+            try:
+                return self._generate_static(ids, mask, num_generations, params, generator, progress, seen)
+            finally:
+                model.train(was_training)
         positions = position_ids_from_mask(mask)
         lean = self.lean
         if lean is not None:
@@ -223,16 +254,9 @@ class TransformersRollout:
             logits = node_logits[node_of]
             if seen is not None:
                 logits = apply_repetition_penalty(logits, seen[active], params.repetition_penalty)
-            if params.greedy:
-                token = logits.argmax(dim=-1)
-                logp = torch.log_softmax(logits, dim=-1).gather(1, token[:, None]).squeeze(1)
-            else:
-                scaled = logits / params.temperature
-                probs = torch.softmax(filter_logits(scaled, params), dim=-1)
-                token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-                all_logp = torch.log_softmax(scaled, dim=-1)
-                logp = all_logp.gather(1, token[:, None]).squeeze(1)
-                entropy[active, t] = torch.special.entr(all_logp.exp()).sum(dim=-1)
+            token, logp, ent = sample(logits, params, generator)
+            if ent is not None:
+                entropy[active, t] = ent
             completion[active, t] = token
             logprobs[active, t] = logp
             steps = t + 1
@@ -265,20 +289,77 @@ class TransformersRollout:
 
         if was_training:
             model.train()
-        completion_ids = completion[:, :steps].clone()
-        is_eos = torch.isin(completion_ids, eos)
-        # mask: 1 up to and including the first EOS
-        after_eos = (is_eos.cumsum(dim=1) - is_eos.long()) > 0
+        return self._rollout(ids, mask, completion[:, :steps], logprobs[:, :steps], entropy[:, :steps],
+                             params.greedy or seen is not None)
+
+    def _generate_static(self, ids: torch.Tensor, mask: torch.Tensor, g: int, params: SamplingParams,
+                         generator: torch.Generator | None, progress: GenerationProgress | None,
+                         seen: torch.Tensor | None) -> Rollout:
+        """Every row decodes at every step over a preallocated cache (see :mod:`engine.rollout.static_cache`)."""
+        n, width = ids.shape
+        device, eos, budget = ids.device, self.eos_ids.to(ids.device), params.max_new_tokens
+        positions = position_ids_from_mask(mask)
+        padded = not bool(mask.all())
+        logits, prompt_cache = self.lean(ids[::g], positions[::g], mask[::g] if padded else None, keep=1)
+        capacity = round_up(width + budget, SPAN)
+        like = prompt_cache[0][0]
+        if self.static is None or not self.static.fits(self.lean, n, capacity, like):
+            self.static = None  # free the old buffers and graphs before taking new ones
+            self.static = StaticCache(self.lean, n, capacity, like)
+        state = self.static
+        state.start(prompt_cache, mask, positions[:, -1:], g)
+        del prompt_cache
+        logits = logits[:, -1, :].float().repeat_interleave(g, dim=0)
+
+        completion = torch.full((n, budget), self.pad_id, dtype=torch.long, device=device)
+        logprobs = torch.zeros((n, budget), device=device)
+        entropy = torch.zeros((n, budget), device=device)
+        ended = torch.zeros(n, dtype=torch.bool, device=device)
+        sampled = torch.zeros((), dtype=torch.long, device=device)  # tokens up to each row's end, kept on the device
+        rows = torch.arange(n, device=device)
+        steps = 0
+        for t in range(budget):
+            if seen is not None:
+                logits = apply_repetition_penalty(logits, seen, params.repetition_penalty)
+            token, logp, ent = sample(logits, params, generator)
+            completion[:, t], logprobs[:, t] = token, logp
+            if ent is not None:
+                entropy[:, t] = ent
+            if seen is not None:
+                seen[rows, token] = True
+            sampled += (~ended).sum()
+            ended |= torch.isin(token, eos)
+            steps = t + 1
+            if t == budget - 1:
+                break
+            if t % CHECK_EVERY == CHECK_EVERY - 1:  # the only host synchronisation of the loop
+                finished = int(ended.sum())
+                if finished == n:
+                    break
+                if progress is not None:
+                    progress(t + 1, budget, int(sampled), finished, n)
+            state.feed(token, width + t)
+            logits = state.step(round_up(width + t + 1, SPAN)).float()
+        return self._rollout(ids, mask, completion[:, :steps], logprobs[:, :steps], entropy[:, :steps],
+                             params.greedy or seen is not None)
+
+    def _rollout(self, ids: torch.Tensor, mask: torch.Tensor, completion: torch.Tensor, logprobs: torch.Tensor,
+                 entropy: torch.Tensor, no_entropy: bool) -> Rollout:
+        """The rollout of decoded rows: each completion kept up to and including its first EOS
+        (what a row wrote after it becomes padding), the width that of the longest."""
+        is_eos = torch.isin(completion, self.eos_ids.to(completion.device))
+        after_eos = (is_eos.cumsum(dim=1) - is_eos.long()) > 0  # 0 up to and including the first EOS
         completion_mask = (~after_eos).long()
-        truncated = ~is_eos.any(dim=1)
+        width = int(completion_mask.sum(dim=1).max()) if completion.numel() else completion.size(1)
+        completion_mask = completion_mask[:, :width]
         return Rollout(
             prompt_ids=ids,
             prompt_mask=mask,
-            completion_ids=completion_ids,
+            completion_ids=completion.masked_fill(after_eos, self.pad_id)[:, :width].clone(),
             completion_mask=completion_mask,
-            logprobs=logprobs[:, :steps].clone() * completion_mask,
-            truncated=truncated,
-            entropy=None if params.greedy or seen is not None else entropy[:, :steps] * completion_mask,
+            logprobs=logprobs[:, :width] * completion_mask,
+            truncated=~is_eos.any(dim=1),
+            entropy=None if no_entropy else entropy[:, :width] * completion_mask,
         )
 
 

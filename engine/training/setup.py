@@ -168,7 +168,8 @@ def setup(cfg: RunConfig, given: Given, dist, run_dir: Path, resume_from: Path |
 
         backend = make_vllm_backend(cfg, model, tokenizer.pad_token_id, eos_ids, dist)
     else:
-        backend = (given.rollout_backend or TransformersRollout)(model, tokenizer.pad_token_id, eos_ids)
+        backend = given.rollout_backend(model, tokenizer.pad_token_id, eos_ids) if given.rollout_backend \
+            else TransformersRollout(model, tokenizer.pad_token_id, eos_ids, cfg.cache_implementation)
     return RunParts(
         given=given, device=device, model=model, tokenizer=tokenizer, ref_model=ref_model, use_bf16=use_bf16,
         data=data, renderer=renderer, reward_funcs=reward_funcs, reward_names=reward_names,

@@ -108,6 +108,22 @@ def _decode_roofline(parts, shape, rows: int, prompt_len: float, new_tokens: flo
             f"({step_s / ideal:.1f}× it); {rows * new_tokens / gen_s:.0f} tokens/s"]
 
 
+def decoding(trainer) -> str:
+    """Which decoding loop made the completions, in words."""
+    backend = trainer.parts.backend
+    uses_static = getattr(backend, "uses_static_cache", None)
+    if uses_static is None:
+        return type(backend).__name__
+    if not uses_static(trainer.device):
+        return "transformers, dynamic KV cache (rows of a group share their common prefix)"
+    state = backend.static
+    if trainer.device.type != "cuda":
+        return "transformers, static KV cache"
+    if state is not None and state.graph_error:
+        return f"transformers, static KV cache, steps uncaptured ({state.graph_error})"
+    return f"transformers, static KV cache, {len(state.graphs) if state else 0} CUDA graphs"
+
+
 def bench(cfg, steps: int = 20, warmup: int = 3, out=sys.stdout) -> int:
     cfg = replace(cfg, max_steps=steps + warmup, save_steps=0, eval_steps=0, log_completions_groups=0)
     records: list[dict] = []
@@ -132,6 +148,7 @@ def bench(cfg, steps: int = 20, warmup: int = 3, out=sys.stdout) -> int:
         f"{cfg.gradient_accumulation_steps} micro-batch(es)",
         f"device        {trainer.device}  torch {torch.__version__}  threads {torch.get_num_threads()}"
         + (f" ({cpu_threads.last_choice[1]})" if trainer.device.type == "cpu" and cpu_threads.last_choice else ""),
+        f"generation    {decoding(trainer)}",
         f"steps timed   {len(timed)} (after {min(warmup, len(records))} warm-up)",
         f"s/step        median {step_s:.4f}  (min {min(r['step_time'] for r in timed):.4f}, "
         f"max {max(r['step_time'] for r in timed):.4f})",
