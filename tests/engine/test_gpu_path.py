@@ -330,3 +330,11 @@ def test_lora_weights_go_to_the_engine_merged_under_plain_names():
     assert checkpoint_name("lm_head.modules_to_save.default.weight") == "lm_head.weight"
     assert checkpoint_name("lm_head.original_module.weight") is None
     assert checkpoint_name("model.layers.0.self_attn.q_proj.lora_A.default.weight") is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_run_samples_on_cuda_with_a_cuda_generator(tmp_path):
+    """torch.multinomial on CUDA takes only a CUDA generator: the run's sampling stream lives on its device."""
+    trainer, _ = train(tiny_config(tmp_path, "max_steps=2"))
+    assert trainer.parts.device.type == "cuda" and trainer.parts.sampling_gen.device.type == "cuda"
+    assert len([r for r in read_jsonl(trainer.run_dir / "metrics.jsonl") if "reward" in r]) == 2
