@@ -47,6 +47,12 @@ CHART_BINDINGS = [
     Binding("M", "ema_strength", "EMA strength", id="dashboard.ema_strength", show=False,
             tooltip="Change the EMA strength (0.1, 0.3, 0.03) and turn smoothing on"),
     Binding("escape", "back", "Back", id="dashboard.back", show=False),
+    Binding("pagedown", "scroll_charts(1, 'page')", "Charts down", id="dashboard.charts_page_down", show=False,
+            tooltip="Scroll the tab's charts down a page (where more rows than fit)"),
+    Binding("pageup", "scroll_charts(-1, 'page')", "Charts up", id="dashboard.charts_page_up", show=False,
+            tooltip="Scroll the tab's charts up a page"),
+    Binding("down", "scroll_charts(1, 'row')", "Charts down", id="dashboard.charts_down", show=False),
+    Binding("up", "scroll_charts(-1, 'row')", "Charts up", id="dashboard.charts_up", show=False),
 ]
 
 
@@ -209,6 +215,19 @@ class ChartControls:
             grid.styles.grid_size_columns = cols
             grid.styles.grid_rows = "1fr" if per_page >= rows else str(height // per_page)
             grid.pages = (per_page, rows)
+
+    def action_scroll_charts(self, direction: int, by: str) -> None:
+        """Scroll the shown tab's chart grid by a row of charts or a page of them: the keys
+        reach here when the focus is on something that does not scroll (the tab bar); a
+        focused grid or chart scrolls itself."""
+        active = self._tabs.active
+        grids = [g for g in self.query(".chart-grid") if g.parent is not None and g.parent.id == active]
+        if not grids:
+            return
+        grid = grids[0]
+        per_page, _ = getattr(grid, "pages", (1, 1))
+        step = grid.size.height if by == "page" else max(1, grid.size.height // max(1, per_page))
+        grid.scroll_to(y=grid.scroll_y + direction * step, animate=False)
 
     # -- the hint line -------------------------------------------------------------
     def update_hints(self) -> None:

@@ -253,3 +253,32 @@ def test_snapshot_maximised_chart_80x24(snap_compare, tmp_path: Path) -> None:
         await settle(pilot)
 
     assert snap_compare(marked_app(tmp_path), terminal_size=(80, 24), run_before=before)
+
+
+def test_page_down_shows_the_lower_rows_of_charts_with_the_focus_on_the_tabs() -> None:
+    """At 80x24 the Training tab has more rows of charts than fit; the hint says PgDn/↓ shows
+    them, and they do so where a user lands: the focus on the tab bar, not on a chart."""
+
+    def shown(app) -> set[str]:
+        grid = app.screen.query_one("#grid-training")
+        top, bottom = grid.region.y, grid.region.bottom
+        return {c.spec.title for c in grid.query(MetricChart)
+                if c.display and top <= c.region.y and c.region.bottom <= bottom and c.region.height > 0}
+
+    async def go() -> None:
+        app = GrpoApp(run_dir=str(RECORDED), clock=lambda: 0.0)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("2")
+            await pilot.pause(0.5)
+            assert "Tabs" in type(app.focused).__name__
+            first = shown(app)
+            assert first and "PgDn" in str(app.screen.query_one("#tab-training .chart-hint").render())
+            await pilot.press("pagedown")
+            await pilot.pause(0.2)
+            second = shown(app)
+            assert second and not second & first
+            await pilot.press("up")
+            await pilot.pause(0.2)
+            assert shown(app) == first
+
+    run(go())
