@@ -124,12 +124,22 @@ def decoding(trainer) -> str:
     return f"transformers, static KV cache, {len(state.graphs) if state else 0} CUDA graphs"
 
 
-def bench(cfg, steps: int = 20, warmup: int = 3, out=sys.stdout) -> int:
+def bench(cfg, steps: int = 20, warmup: int = 3, out=sys.stdout, profile: int = 0) -> int:
     cfg = replace(cfg, max_steps=steps + warmup, save_steps=0, eval_steps=0, log_completions_groups=0)
     records: list[dict] = []
     failed: list[str] = []
     control = Control()
-    control.subscribe(lambda e: records.append(e.metrics) if isinstance(e, StepMetrics) else None)
+    profiler = Profiler(warmup, warmup + steps) if profile else None
+
+    def on_step(event) -> None:
+        if isinstance(event, StepMetrics):
+            records.append(event.metrics)
+            if profiler is not None:
+                profiler.after_step(len(records))
+
+    control.subscribe(on_step)
+    if profiler is not None:
+        profiler.after_step(0)
     control.subscribe(lambda e: failed.append(e.error) if isinstance(e, RunFailed) else None)
     with tempfile.TemporaryDirectory(prefix="grpo-bench-") as tmp:
         trainer = Trainer(cfg, control=control, run_dir=tmp, evaluate=False)
@@ -165,4 +175,33 @@ def bench(cfg, steps: int = 20, warmup: int = 3, out=sys.stdout) -> int:
     if torch.cuda.is_available():
         lines.append(f"peak GPU mem  {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
     print("\n".join(lines), file=out)
+    if profiler is not None:
+        print(profiler.table(profile), file=out)
     return 0
+
+
+class Profiler:
+    """torch.profiler over the timed steps only: from the end of the warm-up to the last step."""
+
+    def __init__(self, warmup: int, last: int) -> None:
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if torch.cuda.is_available():
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        self.warmup, self.last = warmup, last
+        self.prof, self.running = torch.profiler.profile(activities=activities), False
+
+    def after_step(self, done: int) -> None:
+        if done == self.warmup and not self.running:
+            self.prof.start()
+            self.running = True
+        elif done == self.last and self.running:
+            self.prof.stop()
+            self.running = False
+
+    def table(self, rows: int) -> str:
+        if self.running:
+            self.prof.stop()
+            self.running = False
+        sort = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+        return f"profile of the timed steps, by {sort}:\n" + self.prof.key_averages().table(sort_by=sort,
+                                                                                              row_limit=rows)

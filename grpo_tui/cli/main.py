@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     _preset_args(p, max_steps=False)
     p.add_argument("--steps", type=int, default=20, help="steps to time (default 20)")
     p.add_argument("--warmup", type=int, default=3, help="first steps left out of the figures (default 3)")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="also profile the timed steps (torch.profiler) and print the N costliest operations")
 
     p = sub.add_parser("presets", help="list the presets found and whether they validate")
 
@@ -241,7 +243,7 @@ def _dispatch(args) -> int:
     if args.command == "bench":
         from grpo_tui.cli.bench import bench
 
-        return bench(_load(args), steps=args.steps, warmup=args.warmup)
+        return bench(_load(args), steps=args.steps, warmup=args.warmup, profile=args.profile)
     if args.command == "presets":
         return _list_presets()
     if args.command == "fields":

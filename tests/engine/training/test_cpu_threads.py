@@ -42,15 +42,19 @@ def test_bench_uses_and_names_the_choice(tmp_path, monkeypatch):
 def test_bench_reports_each_phases_arithmetic_against_the_measured_peak(tmp_path):
     """The FLOP counts come from the model's shapes: the tiny model's (hidden 128, 4 layers, MLP
     512, vocab 100) appear, each phase gets GFLOP, GFLOP/s and its share of the peak, and the
-    step is compared with its arithmetic floor."""
+    step is compared with its arithmetic floor; ``--profile N`` adds the N costliest operations."""
     import re
 
     from grpo_tui.cli.bench import bench
 
     out = io.StringIO()
-    assert bench(tiny_config(tmp_path, "log_completions_groups=0"), steps=2, warmup=0, out=out) == 0
+    assert bench(tiny_config(tmp_path, "log_completions_groups=0"), steps=1, warmup=1, out=out, profile=5) == 0
     text = out.getvalue()
     assert "hidden 128, 4 layers, MLP 512, vocab 100" in text
+    assert "generation    transformers, dynamic KV cache" in text
+    # --profile: the timed step's costliest operations (its matrix products first on the CPU)
+    table = text[text.index("profile of the timed steps, by self_cpu_time_total"):]
+    assert "aten::mm" in table and len([line for line in table.splitlines() if "aten::" in line]) == 5
     assert re.search(r"matmul peak +\d+ GFLOP/s \(float32", text)
     for phase in ("time/generate", "time/update"):
         assert re.search(rf"{phase} +[\d.]+ GFLOP +\d+ GFLOP/s +\d+% of peak", text), text
