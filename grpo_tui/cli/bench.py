@@ -6,6 +6,7 @@ steps are timed; the first ``warmup`` steps are left out of the medians.
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import sys
@@ -59,10 +60,15 @@ def arithmetic_lines(trainer, cfg, timed: list[dict], rows: int) -> list[str]:
     prompts = rows // cfg.num_generations
     reused = cfg.num_iterations > 1 or (cfg.steps_per_generation or cfg.gradient_accumulation_steps) > \
         cfg.gradient_accumulation_steps
+    # At β = 0 with one update per round, groups whose rewards are all equal are left out of the
+    # update (their gradient is exactly zero): count the completions it computed.
+    skips = cfg.beta == 0 and not reused and not cfg.use_vllm and cfg.top_entropy_quantile >= 1.0
+    flat = _median(timed, "frac_group_reward_zero_std") if skips else 0.0
+    updated = rows * (1 - (0.0 if math.isnan(flat) else flat))
     work = {
         "time/generate": flops.generation_flops(shape, prompts, prompt_len, rows, new_tokens),
-        "time/update": flops.update_flops(shape, rows, prompt_len, new_tokens, cfg.num_iterations)
-        + flops.reference_flops(shape, rows, prompt_len, new_tokens, int(cfg.beta > 0) + int(reused)),
+        "time/update": flops.update_flops(shape, updated, prompt_len, new_tokens, cfg.num_iterations)
+        + flops.reference_flops(shape, updated, prompt_len, new_tokens, int(cfg.beta > 0) + int(reused)),
     }
     dtype = torch.bfloat16 if parts.use_bf16 else torch.float32
     used = torch.get_num_threads()
@@ -80,7 +86,9 @@ def arithmetic_lines(trainer, cfg, timed: list[dict], rows: int) -> list[str]:
     lines = [f"matmul peak   {peak / 1e9:.0f} GFLOP/s ({str(dtype).removeprefix('torch.')}, {where}, measured now)"
              + (f"; {peak_used / 1e9:.0f} with the run's {used}" if cores != used else ""),
              f"shape         hidden {shape.hidden}, {shape.layers} layers, MLP {shape.intermediate}, vocab {shape.vocab};"
-             f" prompts {prompt_len:.0f} tokens, completions {new_tokens:.0f}"]
+             f" prompts {prompt_len:.0f} tokens, completions {new_tokens:.0f}",
+             f"update rows   {updated:.0f} of {rows} completions"
+             + (" (groups without reward spread are left out at β = 0)" if updated < rows else "")]
     for phase, amount in work.items():
         seconds = _median(timed, phase)
         rate = amount / seconds if seconds > 0 else float("nan")

@@ -52,6 +52,7 @@ def test_bench_reports_each_phases_arithmetic_against_the_measured_peak(tmp_path
     text = out.getvalue()
     assert "hidden 128, 4 layers, MLP 512, vocab 100" in text
     assert "generation    transformers, dynamic KV cache" in text
+    assert re.search(r"update rows +\d+ of 64 completions", text)
     # --profile: the timed step's costliest operations (its matrix products first on the CPU)
     table = text[text.index("profile of the timed steps, by self_cpu_time_total"):]
     assert "aten::mm" in table and len([line for line in table.splitlines() if "aten::" in line]) == 5
