@@ -67,9 +67,11 @@ def arithmetic_lines(trainer, cfg, timed: list[dict], rows: int) -> list[str]:
     updated = rows * (1 - (0.0 if math.isnan(flat) else flat))
     work = {
         "time/generate": flops.generation_flops(shape, prompts, prompt_len, rows, new_tokens),
-        "time/update": flops.update_flops(shape, updated, prompt_len, new_tokens, cfg.num_iterations)
-        + flops.reference_flops(shape, updated, prompt_len, new_tokens, int(cfg.beta > 0) + int(reused)),
+        "time/update": flops.update_flops(shape, updated, prompt_len, new_tokens, cfg.num_iterations),
     }
+    # the reference's forward (β > 0) and the sampling policy's (a reused round) run between the two
+    # phases, in the step's time but in neither phase's
+    between = flops.reference_flops(shape, rows, prompt_len, new_tokens, int(cfg.beta > 0) + int(reused))
     dtype = torch.bfloat16 if parts.use_bf16 else torch.float32
     used = torch.get_num_threads()
     size = 4096 if parts.device.type == "cuda" else 1024
@@ -93,7 +95,9 @@ def arithmetic_lines(trainer, cfg, timed: list[dict], rows: int) -> list[str]:
         seconds = _median(timed, phase)
         rate = amount / seconds if seconds > 0 else float("nan")
         lines.append(f"{phase:13s} {amount / 1e9:.1f} GFLOP  {rate / 1e9:.0f} GFLOP/s  {rate / peak:.0%} of peak")
-    floor = sum(work.values()) / peak
+    if between:
+        lines.append(f"log-prob fwd  {between / 1e9:.1f} GFLOP (reference or sampling policy, between the phases)")
+    floor = (sum(work.values()) + between) / peak
     step_s = _median(timed, "step_time")
     lines.append(f"floor         {floor:.3f} s/step at the matmul peak; this step is {step_s / floor:.1f}× it")
     if parts.device.type == "cuda":
