@@ -34,12 +34,15 @@ run: $(STAMP)
 # The tests never reach a hub (`make run` may: a GPU preset downloads its model).
 test test-quick: export HF_HUB_OFFLINE = 1
 
+# Two workers (pytest-xdist): the tests are mostly single-threaded, and CI has two cores.
+TEST_WORKERS ?= 2
+
 test: lint-imports
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 # The quick loop: everything but the tests that train or start processes (under a minute).
 test-quick: lint-imports
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow"
 
 # The declared lower bounds, tried: every direct dependency at the lowest version pyproject.toml
 # allows (uv's lowest-direct resolution), except torch (the same build as .venv: an old torch from
