@@ -228,6 +228,7 @@ class ChartControls:
         per_page, _ = getattr(grid, "pages", (1, 1))
         step = grid.size.height if by == "page" else max(1, grid.size.height // max(1, per_page))
         grid.scroll_to(y=grid.scroll_y + direction * step, animate=False)
+        self.call_after_refresh(self.update_hints)  # the hint says how many rows are above and below
 
     # -- the hint line -------------------------------------------------------------
     def update_hints(self) -> None:
@@ -261,8 +262,13 @@ class ChartControls:
             parts.append(Text(f"steps {view.zoom[0]}–{view.zoom[1]} (0: all)", style="bold"))
         per_page, rows = getattr(grid, "pages", (1, 1))
         if per_page < rows and self._maximised is None:
-            parts.append(Text(f"PgDn/↓: {rows - per_page} more row{'s' if rows - per_page > 1 else ''} of charts",
-                              style="bold"))
+            row_h = max(1, grid.size.height // per_page)
+            above = min(rows - per_page, round(grid.scroll_y / row_h))
+            below = rows - per_page - above
+            if below:
+                parts.append(Text(f"PgDn/↓: {below} more row{'s' if below > 1 else ''} of charts", style="bold"))
+            if above:
+                parts.append(Text(f"PgUp/↑: {above} row{'s' if above > 1 else ''} above", style="bold"))
         if self._maximised is not None:
             parts.append(Text("esc: all charts", style="bold"))
         keys = ["[ ] cursor", "+/- zoom", "L log", "z maximise", "e metrics", "m EMA"]

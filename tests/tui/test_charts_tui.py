@@ -277,6 +277,8 @@ def test_page_down_shows_the_lower_rows_of_charts_with_the_focus_on_the_tabs() -
             await pilot.pause(0.2)
             second = shown(app)
             assert second and not second & first
+            hint = str(app.screen.query_one("#tab-training .chart-hint").render())
+            assert "PgUp/↑: 1 row above" in hint and "PgDn/↓: 2 more rows" in hint
             await pilot.press("up")
             await pilot.pause(0.2)
             assert shown(app) == first
