@@ -156,7 +156,10 @@ def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Genera
         return token, torch.log_softmax(logits, dim=-1).gather(1, token[:, None]).squeeze(1), None
     scaled = logits / params.temperature
     probs = torch.softmax(filter_logits(scaled, params), dim=-1)
-    token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    # torch.multinomial's own one-sample path (argmax of p / Exp(1) noise, the same draws from the
+    # same generator), without its checks of the probabilities, which wait for the device twice a
+    # token; a model whose logits are not finite is caught once per batch instead (Rollout checks)
+    token = (probs / torch.empty_like(probs).exponential_(generator=generator)).argmax(dim=-1)
     all_logp = torch.log_softmax(scaled, dim=-1)
     return token, all_logp.gather(1, token[:, None]).squeeze(1), torch.special.entr(all_logp.exp()).sum(dim=-1)
 
@@ -352,6 +355,9 @@ class TransformersRollout:
         completion_mask = (~after_eos).long()
         width = int(completion_mask.sum(dim=1).max()) if completion.numel() else completion.size(1)
         completion_mask = completion_mask[:, :width]
+        if not bool(torch.isfinite(logprobs[:, :width][completion_mask.bool()]).all()):
+            raise FloatingPointError("the model's next-token probabilities hold NaN or infinity while sampling: "
+                                     "its weights or logits are not finite (try a lower learning_rate, or bf16)")
         return Rollout(
             prompt_ids=ids,
             prompt_mask=mask,

@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Qwen2
 
 from conftest import TINY_MODEL
 from engine.rollout import static_cache
-from engine.rollout.backend import SamplingParams, TransformersRollout
+from engine.rollout.backend import SamplingParams, TransformersRollout, filter_logits, sample
 
 SMALL = dict(vocab_size=40, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
              max_position_embeddings=512, pad_token_id=0, eos_token_id=1)
@@ -145,3 +145,25 @@ def test_cuda_graphs_give_the_eager_steps_results(family, monkeypatch):
     mask = sampled.completion_mask.bool()
     torch.testing.assert_close(sampled.logprobs[mask], teacher_forced_logps(model, sampled)[mask],
                                rtol=1e-3, atol=1e-3)
+
+
+def test_sampling_draws_what_torch_multinomial_draws_from_the_same_generator():
+    """The sampler skips multinomial's probability checks (two waits for the device per token) but
+    not its draws: the same tokens from the same stream, and the stream left in the same state."""
+    logits = torch.randn(32, 500, generator=torch.Generator().manual_seed(0)) * 3
+    params = SamplingParams(max_new_tokens=1, temperature=0.7, top_k=50)
+    mine, theirs = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    token, logp, _ = sample(logits, params, mine)
+    probs = torch.softmax(filter_logits(logits / 0.7, params), dim=-1)
+    assert torch.equal(token, torch.multinomial(probs, 1, generator=theirs).squeeze(1))
+    assert torch.equal(mine.get_state(), theirs.get_state())
+
+
+@pytest.mark.parametrize("cache", ["dynamic", "static"])
+def test_a_model_with_non_finite_logits_fails_with_one_clear_error(cache):
+    model = make("llama-gqa")
+    with torch.no_grad():
+        model.lm_head.weight[3].fill_(float("nan"))
+    backend = TransformersRollout(model, 0, [1], cache_implementation=cache)
+    with pytest.raises(FloatingPointError, match="not finite"):
+        backend.generate(PROMPTS, 2, SamplingParams(max_new_tokens=5), torch.Generator().manual_seed(0))
