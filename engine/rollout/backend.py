@@ -22,7 +22,7 @@ from typing import Protocol
 import torch
 
 from engine.rollout.llama_forward import gather_cache, lean_decoder
-from engine.rollout.static_cache import CHECK_EVERY, SPAN, StaticCache, round_up
+from engine.rollout.static_cache import CHECK_EVERY, SPAN, StaticCache, round_up, worth_keeping
 
 
 @dataclass(frozen=True)
@@ -343,6 +343,8 @@ class TransformersRollout:
                     progress(t + 1, budget, int(sampled), finished, n)
             state.feed(token, width + t)
             logits = state.step(round_up(width + t + 1, SPAN)).float()
+        if not worth_keeping(state):
+            self.static = None
         return self._rollout(ids, mask, completion[:, :steps], logprobs[:, :steps], entropy[:, :steps],
                              params.greedy or seen is not None)
 

@@ -1,5 +1,5 @@
 """The worked examples in the algorithm's docstrings are tests: each one runs here (with those
-of the agents' pure functions and of the bench's FLOP counts)."""
+of the agents' pure functions, the static cache's and the bench's FLOP counts)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import engine.agents
 import engine.algo
 
-MODULES = ("grpo_tui.cli.flops",)
+MODULES = ("grpo_tui.cli.flops", "engine.rollout.static_cache")
 
 
 def _examples() -> list[doctest.DocTest]:
