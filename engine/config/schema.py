@@ -95,7 +95,9 @@ REWARD_MODEL_PREFIX = "model:"
 
 TorchDtype = Literal["auto", "float32", "bfloat16", "float16"]
 ModelInit = Literal["pretrained", "random"]
-CacheImplementation = Literal["static", "dynamic"]
+# transformers' cache kinds, as TRL passes them to generate(): the static ones choose the static loop
+CacheImplementation = Literal["static", "offloaded_static", "dynamic", "dynamic_full", "offloaded", "hybrid",
+                              "sliding_window", "quantized"]
 LossType = Literal["grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "luspo", "vespo"]
 ScaleRewards = Literal["group", "batch", "none"]
 ImportanceSamplingLevel = Literal["token", "sequence"]
@@ -202,7 +204,8 @@ class RunConfig:
     cache_implementation: CacheImplementation | None = None
     """the KV cache of generation without vLLM: static = allocated once, each step a replayed CUDA graph on a GPU
     (Llama, Qwen2/3, Mistral); dynamic = grown per token, rows of a group share their common prefix (fastest on a
-    CPU); None = static on CUDA, dynamic elsewhere. Greedy tokens are the same; sampled ones the same distribution"""
+    CPU; transformers' other kinds take it too); None = static on CUDA, dynamic elsewhere. Greedy tokens agree (in
+    bf16 up to rounding); sampled ones follow the same distribution"""
     generation_kwargs: dict | None = None
     """TRL's: its temperature, top_p, top_k, min_p, repetition_penalty and max_new_tokens override those fields;
     other keys (e.g. {presence_penalty: 0.5}) go to vLLM's SamplingParams and need use_vllm"""

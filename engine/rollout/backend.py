@@ -22,7 +22,7 @@ from typing import Protocol
 import torch
 
 from engine.rollout.llama_forward import gather_cache, lean_decoder
-from engine.rollout.static_cache import CHECK_EVERY, SPAN, StaticCache, round_up, worth_keeping
+from engine.rollout.static_cache import CHECK_EVERY, SPAN, STATIC_KINDS, StaticCache, round_up, worth_keeping
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,10 @@ class RolloutBackend(Protocol):
 
 
 GenerationProgress = Callable[[int, int, int, int, int], None]
-"""``progress(position, max_new_tokens, tokens_sampled, finished_rows, rows)``: called after
-each decoding position with the tokens sampled so far over every row and the rows that have
-ended (EOS). Cheap by contract — the trainer's callback only looks at the clock."""
+"""``progress(position, max_new_tokens, tokens_sampled, finished_rows, rows)``: called as
+decoding goes (after each position in the dynamic loop, every ``CHECK_EVERY`` positions in the
+static one) with the tokens sampled so far over every row and the rows that have ended (EOS).
+Cheap by contract — the trainer's callback only looks at the clock."""
 
 
 def left_pad(sequences: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -196,9 +197,9 @@ class TransformersRollout:
 
     def uses_static_cache(self, device: torch.device) -> bool:
         """Whether :mod:`engine.rollout.static_cache` decodes (it needs the lean decoder)."""
-        if self.lean is None or self.cache_implementation == "dynamic":
+        if self.lean is None or self.cache_implementation not in (None, *STATIC_KINDS):
             return False
-        return self.cache_implementation == "static" or device.type == "cuda"
+        return self.cache_implementation is not None or device.type == "cuda"
 
     @torch.no_grad()
     def generate(

@@ -22,9 +22,11 @@ gpt-fast:
   :data:`CHECK_EVERY` tokens (no host synchronisation per token), and what they wrote after
   their end token is discarded.
 
-Greedy decoding gives the default loop's tokens; sampled rows follow the same distribution
-but not draw for draw (rows that ended still draw). ``cache_implementation`` chooses:
-``static`` here, ``dynamic`` the default loop, None this one on CUDA for the architectures
+Greedy decoding gives the default loop's tokens in float32 (in bfloat16 the two loops' different
+kernels can round a near-tie either way); sampled rows follow the same distribution but not
+draw for draw (rows that ended still draw). ``cache_implementation`` chooses: ``static`` (or
+transformers' ``offloaded_static``) here, ``dynamic`` and transformers' other kinds the default
+loop, None this one on CUDA for the architectures
 :func:`~engine.rollout.llama_forward.lean_decoder` supports.
 """
 
@@ -37,6 +39,9 @@ from engine.rollout.llama_forward import KVCache, LeanDecoder, rotary
 
 SPAN = 128
 """Attention spans are multiples of this many slots: at most ⌈capacity / SPAN⌉ step shapes."""
+
+STATIC_KINDS = ("static", "offloaded_static")
+"""The ``cache_implementation`` values (transformers' names) that choose this loop."""
 
 CHECK_EVERY = 16
 """Tokens between two looks (a host synchronisation) at whether every row has ended."""
@@ -78,7 +83,9 @@ class StaticCache:
     def fits(self, lean: LeanDecoder, rows: int, capacity: int, like: torch.Tensor) -> bool:
         """Whether these buffers (and graphs) serve a batch of this shape on these weights."""
         k = self.cache[0][0]
-        return (self.lean is lean and self.rows == rows and self.capacity == capacity and k.dtype == like.dtype
+        # the decoder is rebuilt after every optimizer step (sync_weights): the model it reads is what counts;
+        # a larger capacity serves too (a step reads only the first ``span`` slots)
+        return (self.lean.lm is lean.lm and self.rows == rows and self.capacity >= capacity and k.dtype == like.dtype
                 and k.device == like.device and k.size(1) == like.size(1) and k.size(3) == like.size(3)
                 and self.weights == weight_pointers(lean))
 
@@ -101,14 +108,18 @@ class StaticCache:
     def step(self, span: int) -> torch.Tensor:
         """Logits [n, V] of the fed tokens, attending over the first ``span`` slots: the captured
         graph on CUDA, else the step run as it is."""
-        if self.tok.device.type != "cuda" or self.graph_error is not None:
-            return self.forward(span)
+        device = self.tok.device
+        if device.type != "cuda" or self.graph_error is not None or torch.is_autocast_enabled("cuda"):
+            return self.forward(span)  # (under autocast a graph would keep reading autocast's cached weight copies)
         if span not in self.graphs:
+            stream = torch.cuda.current_stream(device)
             try:
                 self.graphs[span] = self.capture(span)
             except RuntimeError as e:  # a layer that cannot be captured (host syncs in it): run the steps as they are
+                torch.cuda.set_stream(stream)  # a failed capture leaves its stream current
                 self.graph_error = f"{type(e).__name__}: {e}".splitlines()[0][:300]
-                torch.cuda.synchronize()
+                self.graphs.clear()
+                torch.cuda.synchronize(device)
                 return self.forward(span)
         graph, logits = self.graphs[span]
         graph.replay()
@@ -123,7 +134,7 @@ class StaticCache:
             self.forward(span)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
+        with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):  # other threads run on
             logits = self.forward(span)
         self.pool = graph.pool()
         return graph, logits
@@ -160,11 +171,13 @@ class StaticCache:
 
 
 def worth_keeping(cache: StaticCache) -> bool:
-    """Whether to keep this batch's buffers and graphs for the next round (:func:`keep_cache`)."""
+    """Whether to keep this batch's buffers and graphs for the next round (:func:`keep_cache`), the
+    cache and each graph's logits counted."""
     device = cache.tok.device
     if device.type != "cuda":
         return True
     held = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in cache.cache)
+    held += sum(out.numel() * out.element_size() for _, out in cache.graphs.values())  # each graph's logits
     return keep_cache(held, torch.cuda.get_device_properties(device).total_memory)
 
 

@@ -10,11 +10,16 @@ gave None) shows as ``—``, never as 0.
 
 from __future__ import annotations
 
+import time
+
 from textual.content import Content
 
 from grpo_tui.model.run_model import RunModel
 from grpo_tui.widgets.episode import answer_part, is_episode, shape
 from grpo_tui.widgets.fixed_body import FixedHeightBody
+
+FAST_STEPS_S = 1.0
+"""While steps come faster than this, the samples pane shows a new step at most this often."""
 
 TRUNCATED = "✂"
 Part = tuple[str, str] | str
@@ -120,9 +125,18 @@ class SamplesPane(FixedHeightBody, can_focus=True):
         self._key: tuple | None = None
 
     def update_from(self, model: RunModel) -> None:
+        """Show the latest step's groups: at once when the pane's width changed or the run's
+        steps are slow, at most every :data:`FAST_STEPS_S` while steps come faster (the tiny
+        model makes ~14 a second: a pane of text composited at each tick costs training more
+        than a reader gains)."""
         record = model.latest_samples()
         key = (id(record), self.size.width)
         if key == self._key or self.size.width == 0:
             return
-        self._key = key
+        now = time.monotonic()
+        if self._key is not None and key[1] == self._key[1] and now - self._shown_at < FAST_STEPS_S:
+            return
+        self._key, self._shown_at = key, now
         self.show(render_groups(record, self.size.width - 2), self.size.width - 2)
+
+    _shown_at = 0.0

@@ -90,14 +90,17 @@ def test_buffers_are_kept_for_the_next_round_and_follow_weight_updates():
     params = SamplingParams(max_new_tokens=12, greedy=True)
     static.generate(PROMPTS, 2, params)
     kept = static.static
-    with torch.no_grad():  # an optimizer step: the weights change in place
+    with torch.no_grad():  # an optimizer step: the weights change in place, then the trainer syncs them
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
+    static.sync_weights(model)
     got = static.generate(PROMPTS, 2, params)
     assert static.static is kept  # same shape, same weights' storage: the buffers (and graphs) serve again
     want = dynamic.generate(PROMPTS, 2, params)
     assert torch.equal(got.completion_ids, want.completion_ids)
-    static.generate(PROMPTS[:2], 2, params)  # another shape: new buffers
+    static.generate(PROMPTS, 2, SamplingParams(max_new_tokens=5, greedy=True))  # fewer slots needed: served too
+    assert static.static is kept
+    static.generate(PROMPTS[:2], 2, params)  # other rows: new buffers
     assert static.static is not kept
 
 
@@ -123,6 +126,8 @@ def test_cache_implementation_picks_the_loop():
     assert not TransformersRollout(model, 0, [1]).uses_static_cache(cpu)
     assert TransformersRollout(model, 0, [1]).uses_static_cache(cuda)  # None: static on CUDA
     assert not TransformersRollout(model, 0, [1], cache_implementation="dynamic").uses_static_cache(cuda)
+    assert not TransformersRollout(model, 0, [1], cache_implementation="hybrid").uses_static_cache(cuda)  # TRL's
+    assert TransformersRollout(model, 0, [1], cache_implementation="offloaded_static").uses_static_cache(cpu)
     gpt2 = AutoModelForCausalLM.from_config(
         __import__("transformers").GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=40))
     assert not TransformersRollout(gpt2, 0, [1], cache_implementation="static").uses_static_cache(cuda)
@@ -167,3 +172,25 @@ def test_a_model_with_non_finite_logits_fails_with_one_clear_error(cache):
     backend = TransformersRollout(model, 0, [1], cache_implementation=cache)
     with pytest.raises(FloatingPointError, match="not finite"):
         backend.generate(PROMPTS, 2, SamplingParams(max_new_tokens=5), torch.Generator().manual_seed(0))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_step_that_cannot_be_captured_runs_as_it_is(monkeypatch):
+    """A layer that waits for the device (not allowed in a CUDA graph) costs the graphs, not the
+    results, and leaves the thread on its own stream."""
+    original = static_cache.StaticCache.forward
+
+    def waiting(self, span):
+        out = original(self, span)
+        float(out[0, 0])  # a host synchronisation
+        return out
+
+    monkeypatch.setattr(static_cache.StaticCache, "forward", waiting)
+    model = make("llama-gqa", "cuda")
+    dynamic, static = backends(model, eos=(39,))
+    stream = torch.cuda.current_stream()
+    params = SamplingParams(max_new_tokens=30, greedy=True)
+    got = static.generate(PROMPTS, 2, params)
+    assert static.static.graph_error and not static.static.graphs
+    assert torch.cuda.current_stream() == stream
+    assert torch.equal(got.completion_ids, dynamic.generate(PROMPTS, 2, params).completion_ids)
