@@ -20,6 +20,7 @@ from grpo_tui.widgets.fixed_body import FixedHeightBody
 
 FAST_STEPS_S = 1.0
 """While steps come faster than this, the samples pane shows a new step at most this often."""
+clock = time.monotonic
 
 TRUNCATED = "✂"
 Part = tuple[str, str] | str
@@ -133,7 +134,7 @@ class SamplesPane(FixedHeightBody, can_focus=True):
         key = (id(record), self.size.width)
         if key == self._key or self.size.width == 0:
             return
-        now = time.monotonic()
+        now = clock()
         if self._key is not None and key[1] == self._key[1] and now - self._shown_at < FAST_STEPS_S:
             return
         self._key, self._shown_at = key, now

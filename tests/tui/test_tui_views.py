@@ -217,3 +217,51 @@ print(heavy)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_the_samples_pane_keeps_up_with_slow_steps_and_holds_fast_ones_to_once_a_second(monkeypatch) -> None:
+    """A step that comes a second or more after the one shown is shown at once; steps that come
+    faster (the tiny model makes ~14 a second) are shown at most once a second."""
+    import asyncio
+
+    from grpo_tui.widgets import samples as samples_module
+    from grpo_tui.widgets.samples import SamplesPane
+
+    import time
+
+    clock = [time.monotonic()]
+    monkeypatch.setattr(samples_module, "clock", lambda: clock[0])
+
+    def step(n: int) -> dict:
+        return {"step": n, "groups": [{"prompt": f"prompt of step {n}", "rewards": [1.0],
+                                        "completions": [{"text": f"answer {n}", "reward": 1.0}]}]}
+
+    class Model:
+        record = step(1)
+
+        def latest_samples(self):
+            return self.record
+
+    async def go() -> None:
+        app = GrpoApp(run_dir=str(RECORDED), clock=lambda: 0.0)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await pilot.pause(0.3)
+            pane = app.screen.query_one("#side-samples", SamplesPane)
+            model = Model()
+            shown = []
+            monkeypatch.setattr(SamplesPane, "show", lambda self, content, width: shown.append(str(content)))
+            clock[0] += 5.0  # the recorded run's last step was shown at mount, long enough ago
+            pane.update_from(model)
+            model.record = step(2)
+            clock[0] += 0.3  # a fast step: held back
+            pane.update_from(model)
+            assert len(shown) == 1 and "answer 1" in shown[0]
+            clock[0] += 0.8  # a second has passed since the last shown: the latest step shows
+            pane.update_from(model)
+            assert len(shown) == 2 and "answer 2" in shown[1]
+            model.record = step(3)
+            clock[0] += 30.0  # a slow step: shown at once
+            pane.update_from(model)
+            assert len(shown) == 3 and "answer 3" in shown[2]
+
+    asyncio.run(go())
