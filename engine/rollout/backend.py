@@ -226,15 +226,16 @@ class TransformersRollout:
             seen = torch.zeros((n, vocab), dtype=torch.bool, device=device)
             seen.scatter_(1, ids, mask.bool())
 
-        # The model's batch holds *nodes*: distinct (prompt, tokens so far) prefixes. Rows of a
-        # group that have sampled the same tokens share a node — the same next-token
-        # distribution, computed once — and split when their samples differ. The prefill is
-        # one node per prompt; finished rows leave. Every row still samples on its own.
         if self.uses_static_cache(device):
             try:
                 return self._generate_static(ids, mask, num_generations, params, generator, progress, seen)
             finally:
                 model.train(was_training)
+
+        # The dynamic loop. The model's batch holds *nodes*: distinct (prompt, tokens so far)
+        # prefixes. Rows of a group that have sampled the same tokens share a node — the same
+        # next-token distribution, computed once — and split when their samples differ. The
+        # prefill is one node per prompt; finished rows leave. Every row still samples on its own.
         positions = position_ids_from_mask(mask)
         lean = self.lean
         if lean is not None:
