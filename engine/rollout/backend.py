@@ -21,7 +21,8 @@ from typing import Protocol
 
 import torch
 
-from engine.rollout.llama_forward import gather_cache, lean_decoder
+from engine.rollout.llama_forward import lean_decoder
+from engine.rollout.node_cache import NodeCache
 from engine.rollout.static_cache import CHECK_EVERY, SPAN, STATIC_KINDS, StaticCache, round_up, worth_keeping
 
 
@@ -238,8 +239,10 @@ class TransformersRollout:
         # prefill is one node per prompt; finished rows leave. Every row still samples on its own.
         positions = position_ids_from_mask(mask)
         lean = self.lean
-        if lean is not None:
-            logits, cache = lean(ids[::g], positions[::g], mask[::g] if padded else None, keep=1)
+        if lean is not None:  # then node i lives in slot i of a cache allocated once (engine.rollout.node_cache)
+            logits, prompt_cache = lean(ids[::g], positions[::g], mask[::g] if padded else None, keep=1)
+            cache = NodeCache(prompt_cache, n, ids.size(1) + params.max_new_tokens)
+            del prompt_cache
         else:
             out = model(input_ids=ids[::g], attention_mask=mask[::g] if padded else None,
                         position_ids=positions[::g], use_cache=True, logits_to_keep=1)
@@ -277,13 +280,16 @@ class TransformersRollout:
             # next nodes: distinct (parent node, token) pairs among the rows still going
             keys, node_of = torch.unique(node_of * vocab + token, return_inverse=True)
             parent, node_token = keys // vocab, keys % vocab
+            if lean is not None:  # nodes in the order of their slots
+                order = cache.regroup(parent)
+                parent, node_token = parent[order], node_token[order]
+                node_of = torch.empty_like(order).scatter_(0, order, torch.arange(order.numel(), device=device))[node_of]
             node_pos = node_pos[parent]
             if padded:
                 node_attn = torch.cat([node_attn[parent], torch.ones((parent.numel(), 1), dtype=mask.dtype,
                                                                        device=device)], dim=1)
             if lean is not None:
-                logits, cache = lean(node_token[:, None], node_pos, node_attn if padded else None,
-                                     gather_cache(cache, parent))
+                logits, cache = lean(node_token[:, None], node_pos, node_attn if padded else None, cache)
             else:
                 cache.batch_select_indices(parent)
                 out = model(input_ids=node_token[:, None], attention_mask=node_attn if padded else None,

@@ -5,7 +5,7 @@ on small models each call costs more in per-call machinery (mask builders, cache
 output classes, attention-interface dispatch) than in arithmetic. :class:`LeanDecoder` runs
 the same arithmetic layer by layer with the model's own modules (embeddings, norms, MLPs,
 rotary embedding, every projection: LoRA and quantised layers work unchanged) and plain
-tensors for the KV cache:
+tensors for the KV cache (or a :class:`~engine.rollout.node_cache.NodeCache`, written in place):
 
     h = embed(ids)
     for each layer:  h = h + o(attn(rope(q(norm₁ h)), rope(k(norm₁ h)), v(norm₁ h)))
@@ -122,7 +122,8 @@ class LeanDecoder:
         keys and values of the ``past`` earlier tokens of each row."""
         inner = self.inner
         n, new = input_ids.shape
-        past = cache[0][0].size(2) if cache else 0
+        slotted = hasattr(cache, "write")  # a NodeCache: written in place (engine.rollout.node_cache)
+        past = cache.length if slotted else cache[0][0].size(2) if cache else 0
         mask = attention_mask(key_mask, past, new, input_ids.device)
         hidden = inner.embed_tokens(input_ids)
         cos, sin = inner.rotary_emb(hidden, position_ids)
@@ -139,12 +140,18 @@ class LeanDecoder:
             q, k = q.transpose(1, 2), k.transpose(1, 2)
             v = attn.v_proj(x).view(shape).transpose(1, 2)
             q, k = rotate(q), rotate(k)
-            if cache:
+            if slotted:
+                k, v = cache.write(i, k, v)
+            elif cache:
                 k = torch.cat([cache[i][0], k], dim=2)
                 v = torch.cat([cache[i][1], v], dim=2)
-            out_cache.append((k, v))
+            if not slotted:
+                out_cache.append((k, v))
             heads, kv_heads = q.size(1), k.size(1)
-            if kv_heads != heads:
+            grouped = kv_heads != heads and new == 1  # one query a row: heads sharing a kv head are its queries
+            if grouped:
+                q = q.reshape(n, kv_heads, heads // kv_heads, attn.head_dim)
+            elif kv_heads != heads:
                 k = k.repeat_interleave(heads // kv_heads, dim=1)
                 v = v.repeat_interleave(heads // kv_heads, dim=1)
             dropout = getattr(attn, "attention_dropout", 0.0) if attn.training else 0.0
@@ -152,11 +159,15 @@ class LeanDecoder:
                 q, k, v, attn_mask=mask, dropout_p=dropout, scale=attn.scaling,
                 is_causal=mask is None and past == 0 and new > 1,
             )
+            if grouped:
+                out = out.reshape(n, heads, 1, attn.head_dim)
             hidden = hidden + attn.o_proj(out.transpose(1, 2).reshape(n, new, -1))
             hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+        if slotted:
+            cache.grow(new)
         if keep is not None:
             hidden = hidden[:, -keep:]
-        return self.lm.lm_head(inner.norm(hidden)), out_cache
+        return self.lm.lm_head(inner.norm(hidden)), cache if slotted else out_cache
 
 
 def gather_cache(cache: KVCache, index: torch.Tensor) -> KVCache:

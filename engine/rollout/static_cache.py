@@ -1,8 +1,8 @@
 """Decoding over a preallocated key/value cache and, on CUDA, one captured graph per step shape.
 
-The default decoding loop (:meth:`TransformersRollout.generate`) grows each layer's keys and
-values by concatenation and shares work between the rows of a group that have sampled the
-same tokens: right on a CPU, where arithmetic is the cost. On a GPU a decoding step costs
+The default decoding loop (:meth:`TransformersRollout.generate`) decodes only the rows still
+going, shares work between the rows of a group that have sampled the same tokens, and looks at
+the host every token (:mod:`engine.rollout.node_cache`): right on a CPU, where arithmetic is the cost. On a GPU a decoding step costs
 reading the weights and the cache once and launching some twenty kernels per layer, and there
 growing tensors, per-token host synchronisation and launches dominate (measured on an H200:
 a 0.5B model, 256 rows, 54 ms per token where the memory roofline is 0.43 ms). Here, as in
