@@ -97,6 +97,9 @@ def arithmetic_lines(trainer, cfg, timed: list[dict], rows: int) -> list[str]:
         lines.append(f"{phase:13s} {amount / 1e9:.1f} GFLOP  {rate / 1e9:.0f} GFLOP/s  {rate / peak:.0%} of peak")
     if between:
         lines.append(f"log-prob fwd  {between / 1e9:.1f} GFLOP (reference or sampling policy, between the phases)")
+    if parts.device.type == "cpu":
+        lines.append(decode_products_line(parts.model, rows, peak, work["time/generate"],
+                                          _median(timed, "time/generate")))
     floor = (sum(work.values()) + between) / peak
     step_s = _median(timed, "step_time")
     lines.append(f"floor         {floor:.3f} s/step at the matmul peak; this step is {step_s / floor:.1f}× it")
@@ -105,6 +108,15 @@ def arithmetic_lines(trainer, cfg, timed: list[dict], rows: int) -> list[str]:
         lines.append(f"MFU (update)  {work['time/update'] / _median(timed, 'time/update') / peak:.0%} of the measured "
                      f"{str(dtype).removeprefix('torch.')} matmul peak")
     return lines
+
+
+def decode_products_line(model, rows: int, peak: float, gen_flops: float, gen_s: float) -> str:
+    """What decoding's matrix products can reach at the batch's width (:func:`flops.decode_product_rate`,
+    measured now with the run's threads), and generation's share of it."""
+    rate = flops.decode_product_rate(model, rows)
+    gen_rate = gen_flops / gen_s if gen_s > 0 else float("nan")
+    return (f"decode limit  {rate / 1e9:.0f} GFLOP/s: this model's products for {rows} rows, one token each "
+            f"({rate / peak:.0%} of peak); generation reaches {gen_rate / rate:.0%} of it")
 
 
 def _decode_roofline(parts, shape, rows: int, prompt_len: float, new_tokens: float, gen_s: float) -> list[str]:

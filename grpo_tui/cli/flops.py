@@ -101,6 +101,40 @@ def matmul_peak(device, dtype, seconds: float = 1.0, size: int = 1024) -> float:
     return best
 
 
+def decode_product_rate(model, rows: int, seconds: float = 1.0) -> float:
+    """FLOP/s of ``model``'s own matrix products (every ``nn.Linear``, in order, on its weights
+    as they lie in memory) for a batch of ``rows`` single tokens: what one decoding step's
+    arithmetic can reach at that width, best of a few passes. A CPU's matmul peak is measured on
+    large square products; decoding multiplies a few rows by weights read from memory each step,
+    and reaches far less (on 2 cores, 64 rows of a 26M Llama: about half the peak)."""
+    import torch
+    import torch.nn.functional as F
+
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    if not layers or rows < 1:
+        return float("nan")
+    weight = layers[0].weight
+    inputs = {m.in_features: torch.randn(rows, m.in_features, device=weight.device, dtype=weight.dtype)
+              for m in layers}
+    work = sum(2 * rows * m.in_features * m.out_features for m in layers)
+    sync = torch.cuda.synchronize if weight.device.type == "cuda" else (lambda: None)
+
+    def one_pass() -> None:
+        for m in layers:
+            F.linear(inputs[m.in_features], m.weight)
+
+    with torch.no_grad():
+        one_pass()
+        sync()
+        best, deadline = 0.0, time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            t = time.perf_counter()
+            one_pass()
+            sync()
+            best = max(best, work / (time.perf_counter() - t))
+    return best
+
+
 def copy_bandwidth(device, seconds: float = 1.0, mib: int = 1024) -> float:
     """Bytes/s a device-to-device copy of ``mib`` MiB moves (read plus write), best of a few."""
     import torch

@@ -60,6 +60,8 @@ def test_bench_reports_each_phases_arithmetic_against_the_measured_peak(tmp_path
     for phase in ("time/generate", "time/update"):
         assert re.search(rf"{phase} +[\d.]+ GFLOP +\d+ GFLOP/s +\d+% of peak", text), text
     assert re.search(r"floor +[\d.]+ s/step at the matmul peak; this step is [\d.]+× it", text)
+    assert re.search(r"decode limit +\d+ GFLOP/s: this model's products for 64 rows, one token each "
+                     r"\(\d+% of peak\); generation reaches \d+% of it", text)
 
 
 def test_the_decode_roofline_reads_weights_and_cache_at_the_measured_bandwidth():
