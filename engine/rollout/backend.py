@@ -283,7 +283,8 @@ class TransformersRollout:
             if lean is not None:  # nodes in the order of their slots
                 order = cache.regroup(parent)
                 parent, node_token = parent[order], node_token[order]
-                node_of = torch.empty_like(order).scatter_(0, order, torch.arange(order.numel(), device=device))[node_of]
+                slot_of = torch.empty_like(order).scatter_(0, order, torch.arange(order.numel(), device=device))
+                node_of = slot_of[node_of]
             node_pos = node_pos[parent]
             if padded:
                 node_attn = torch.cat([node_attn[parent], torch.ones((parent.numel(), 1), dtype=mask.dtype,

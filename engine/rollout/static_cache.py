@@ -2,11 +2,11 @@
 
 The default decoding loop (:meth:`TransformersRollout.generate`) decodes only the rows still
 going, shares work between the rows of a group that have sampled the same tokens, and looks at
-the host every token (:mod:`engine.rollout.node_cache`): right on a CPU, where arithmetic is the cost. On a GPU a decoding step costs
-reading the weights and the cache once and launching some twenty kernels per layer, and there
-growing tensors, per-token host synchronisation and launches dominate (measured on an H200:
-a 0.5B model, 256 rows, 54 ms per token where the memory roofline is 0.43 ms). Here, as in
-gpt-fast:
+the host every token (:mod:`engine.rollout.node_cache`): right on a CPU, where arithmetic is
+the cost. On a GPU a decoding step costs reading the weights and the cache once and launching
+some twenty kernels per layer, and there growing tensors, per-token host synchronisation and
+launches dominate (measured on an H200: a 0.5B model, 256 rows, 54 ms per token where the
+memory roofline is 0.43 ms). Here, as in gpt-fast:
 
 * the cache is allocated once, ``[rows, kv_heads, capacity, head_dim]`` per layer; the prompts'
   keys and values come from one prefill per prompt (copied to its G rows), and each new token's

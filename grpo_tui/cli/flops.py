@@ -106,7 +106,7 @@ def decode_product_rate(model, rows: int, seconds: float = 1.0) -> float:
     as they lie in memory) for a batch of ``rows`` single tokens: what one decoding step's
     arithmetic can reach at that width, best of a few passes. A CPU's matmul peak is measured on
     large square products; decoding multiplies a few rows by weights read from memory each step,
-    and reaches far less (on 2 cores, 64 rows of a 26M Llama: about half the peak)."""
+    and reaches far less (on 2 shared cores, 64 rows of a 25M Llama: 46–67% of the peak)."""
     import torch
     import torch.nn.functional as F
 
