@@ -153,22 +153,43 @@ def train_headless(cfg, on_fault: str = "fail") -> int:
 
 def _run_headless(trainer: Trainer) -> int:
     try:
-        return _run_and_report(trainer)
+        code = _run_and_report(trainer)
     finally:
-        end_process_group()
+        grouped = end_process_group()
+    if grouped:
+        leave_process(code)
+    return code
 
 
-def end_process_group() -> None:
-    """With several processes: leave the process group together before the interpreter exits
-    (left to exit, gloo's threads can abort a rank with "terminate called without an active
-    exception" and fail the launch)."""
+def end_process_group() -> bool:
+    """With several processes: leave the process group together (a barrier, then destroy it);
+    whether there was one to leave."""
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
+    if not (dist.is_available() and dist.is_initialized()):
+        return False
+    try:
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+    return True
+
+
+def leave_process(code: int) -> None:
+    """End a rank of a multi-process run with ``code`` once its run is over and saved: exit
+    functions run and output is flushed, then the process exits without the interpreter's
+    teardown. Left to that teardown, a daemon thread inside torch, or a C++ thread of the
+    process group still joinable when static destructors run, aborts the rank with
+    "terminate called without an active exception", and the launch fails a finished run."""
+    import atexit
+
+    atexit._run_exitfuncs()  # trackers, logging.shutdown and the like, as a normal exit would
+    for stream in (sys.stdout, sys.stderr):
         try:
-            dist.barrier()
-        finally:
-            dist.destroy_process_group()
+            stream.flush()
+        except (OSError, ValueError):  # closed or gone (the terminal went away)
+            pass
+    os._exit(code)
 
 
 def _run_and_report(trainer: Trainer) -> int:

@@ -394,3 +394,40 @@ def test_ranked_groups_of_mixed_sizes_train_under_fsdp(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     steps = [r["step"] for r in read_jsonl(run / "metrics.jsonl") if "loss" in r]
     assert steps == [1, 2, 3]
+
+
+RANK_EXIT = """
+import atexit, sys, threading, time
+import torch.distributed as dist
+import grpo_tui.cli.headless as headless
+
+dist.init_process_group("gloo", init_method="file://" + sys.argv[1], rank=0, world_size=1)
+atexit.register(lambda: print("exit functions ran; group left:", not dist.is_initialized()))
+threading.Thread(target=lambda: time.sleep(60), daemon=True).start()
+
+
+class Teardown:
+    def __del__(self):
+        print("interpreter teardown")
+
+
+keep = Teardown()
+headless._run_and_report = lambda trainer: 3  # a run that ended with code 3
+print("run over", end="")  # unflushed output must still come out
+headless._run_headless(None)
+print("not reached")
+"""
+
+
+def test_a_rank_leaves_its_group_and_exits_without_the_interpreters_teardown(tmp_path):
+    """A finished rank must not abort in the interpreter's teardown (where a daemon thread
+    inside torch, or a process-group thread, can end it with "terminate called without an
+    active exception" and fail the launch): exit functions run, output is flushed, the
+    teardown is skipped, and the run's exit code stands."""
+    proc = subprocess.run([sys.executable, "-c", RANK_EXIT, str(tmp_path / "store")], cwd=ROOT, env=_env(),
+                          capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "run over" in proc.stdout
+    assert "exit functions ran; group left: True" in proc.stdout
+    assert "not reached" not in proc.stdout
+    assert "interpreter teardown" not in proc.stdout
