@@ -156,14 +156,18 @@ def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Genera
     if params.greedy:
         token = logits.argmax(dim=-1)
         return token, torch.log_softmax(logits, dim=-1).gather(1, token[:, None]).squeeze(1), None
-    scaled = logits / params.temperature
-    probs = torch.softmax(filter_logits(scaled, params), dim=-1)
+    scaled = logits if params.temperature == 1.0 else logits / params.temperature  # (x / 1.0 is x, bit for bit)
+    filtered = filter_logits(scaled, params)
+    probs = torch.softmax(filtered, dim=-1)
     # torch.multinomial's own one-sample path (argmax of p / Exp(1) noise, the same draws from the
     # same generator), without its checks of the probabilities, which wait for the device twice a
     # token; a model whose logits are not finite is caught once per batch instead (Rollout checks)
     token = (probs / torch.empty_like(probs).exponential_(generator=generator)).argmax(dim=-1)
-    all_logp = torch.log_softmax(scaled, dim=-1)
-    return token, all_logp.gather(1, token[:, None]).squeeze(1), torch.special.entr(all_logp.exp()).sum(dim=-1)
+    # the log-prob and the entropy come from softmax(logits / T) itself: with no filter that is the
+    # distribution just sampled, so no log_softmax and exp over the vocabulary (rows × V each)
+    unfiltered = probs if filtered is scaled else torch.softmax(scaled, dim=-1)
+    logp = unfiltered.gather(1, token[:, None]).squeeze(1).log()
+    return token, logp, torch.special.entr(unfiltered).sum(dim=-1)
 
 
 def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
