@@ -7,6 +7,7 @@ import os
 import sys
 
 from grpo_tui.cli.main import EXIT_CONFIG, _check_resumable, _load
+from grpo_tui.cli.rank_launcher import CONSOLE_LOG_ENV
 
 def _headless_command(args):
     """``(run_dir, argv)``: the run directory, and the arguments that run this train or resume
@@ -102,7 +103,8 @@ def launch_processes(args) -> int:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = dict(os.environ)
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--main_process_port", str(port)]
+    env[CONSOLE_LOG_ENV] = str(run_dir / "console.log")
+    launch = [sys.executable, "-m", "grpo_tui.cli.rank_launcher", "--main_process_port", str(port)]
     if args.accelerate_config:
         launch += ["--config_file", args.accelerate_config]
     if n:
@@ -117,7 +119,29 @@ def launch_processes(args) -> int:
     if args.detach:
         return _start_in_background(command, run_dir, env)
     print(f"training on {n or 'the configured'} processes: {run_dir}", flush=True)
-    return subprocess.call(command, env=env)
+    return _wait_for_launcher(subprocess.Popen(command, env=env))
+
+
+def _wait_for_launcher(proc) -> int:
+    """Wait for the launcher, whose process group the terminal's Ctrl-C and hangup reach too: it
+    passes them to the ranks (:mod:`grpo_tui.cli.rank_launcher`), and this process, left alone,
+    would end at once and hand the shell back while the run still prints. A SIGTERM sent to this
+    process alone goes on to the launcher."""
+    import signal
+
+    from grpo_tui.model.signals import send_output_to
+
+    def hangup(signum, frame):
+        send_output_to(None)  # the terminal is gone; the run's output goes to its console.log
+
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, lambda signum, frame: None),
+                signal.SIGHUP: signal.signal(signal.SIGHUP, hangup),
+                signal.SIGTERM: signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum))}
+    try:
+        return proc.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _fsdp_setup(args) -> str | None:

@@ -431,3 +431,76 @@ def test_a_rank_leaves_its_group_and_exits_without_the_interpreters_teardown(tmp
     assert "exit functions ran; group left: True" in proc.stdout
     assert "not reached" not in proc.stdout
     assert "interpreter teardown" not in proc.stdout
+
+
+def test_the_launcher_passes_a_signal_on_once_and_knows_the_stop_it_asked_for():
+    """A signal that reaches the launcher twice at once (the terminal's process group, and the
+    process that started it) is one stop for the ranks; a second Ctrl-C later is a second."""
+    import signal
+
+    from grpo_tui.cli.rank_launcher import Relay
+
+    class Rank:
+        def __init__(self):
+            self.got = []
+
+        def send_signal(self, signum):
+            self.got.append(signum)
+
+    now = [100.0]
+    ranks = [Rank(), Rank()]
+    relay = Relay(clock=lambda: now[0], ranks=lambda: ranks)
+    relay.receive(signal.SIGINT)
+    now[0] += 0.01
+    relay.receive(signal.SIGINT)  # the same Ctrl-C by its second way
+    assert [r.got for r in ranks] == [[signal.SIGINT]] * 2
+    assert relay.asked_for(130) and not relay.asked_for(143) and not relay.asked_for(1)
+    now[0] += 5
+    relay.receive(signal.SIGINT)  # Ctrl-C again: the ranks abandon the run
+    relay.receive(signal.SIGTERM)
+    assert [r.got for r in ranks] == [[signal.SIGINT, signal.SIGINT, signal.SIGTERM]] * 2
+    assert relay.asked_for(143)
+
+
+def _wait_for_step(run: Path, step: int, proc: subprocess.Popen, log: Path) -> int:
+    """The newest step logged, once it is ``step`` or later (the run's output on failure)."""
+    deadline = time.monotonic() + LAUNCH_TIMEOUT
+    while True:
+        output = log.read_text()[-3000:] if log.exists() else f"(no {log.name})"
+        metrics = read_jsonl(run / "metrics.jsonl") if (run / "metrics.jsonl").exists() else []
+        if metrics and metrics[-1]["step"] >= step:
+            return metrics[-1]["step"]
+        assert proc.poll() is None, f"exit {proc.returncode}: {output}"
+        assert time.monotonic() < deadline, f"no step {step}: {output}"
+        time.sleep(0.05)
+
+
+def test_a_foreground_two_process_run_outlives_its_terminal_and_stops_on_ctrl_c(tmp_path):
+    """``--num-processes 2`` in a terminal: the terminal going away (SIGHUP to the command's
+    process group) leaves the run going, its output in console.log; Ctrl-C (SIGINT to the group)
+    then stops it at a step boundary with a checkpoint and the final model, exit 130, with no
+    launcher traceback. (torch's launcher used to kill the ranks 30 s after either signal.)"""
+    import signal
+
+    run, terminal = tmp_path / "run", tmp_path / "terminal.txt"
+    with open(terminal, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "grpo_tui", "train", "tiny-arithmetic", "--headless", "--num-processes", "2",
+             "--max-steps", "5000", "--output", str(run), "--set", "dataset.task_args.eval_size=16"],
+            cwd=ROOT, env=_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        hung_up_at = _wait_for_step(run, 2, proc, terminal)
+        os.killpg(proc.pid, signal.SIGHUP)
+        _wait_for_step(run, hung_up_at + 5, proc, run / "console.log")
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=LAUNCH_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    console = (run / "console.log").read_text()
+    assert proc.returncode == 130, terminal.read_text()[-2000:] + console[-3000:]
+    assert "Traceback" not in terminal.read_text() + console
+    assert "stopped by SIGINT at step" in console and "model saved to" in console
+    stop = max(r["step"] for r in read_jsonl(run / "metrics.jsonl"))
+    assert (run / "checkpoints" / f"step-{stop:06d}" / "COMPLETE").exists()
+    assert (run / "final" / "config.json").exists()
