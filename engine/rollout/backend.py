@@ -15,6 +15,8 @@ purpose so a vLLM backend can sit beside the transformers one:
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -129,6 +131,20 @@ def rollout_from_lists(prompts: list[list[int]], completions: list[list[int]], t
 def position_ids_from_mask(mask: torch.Tensor) -> torch.Tensor:
     """Positions that ignore left padding: the first real token is position 0."""
     return (mask.cumsum(dim=1) - 1).clamp(min=0)
+
+
+def cache_argument(model: torch.nn.Module) -> str:
+    """The keyword the model's forward takes a key/value cache under: ``cache`` from transformers
+    5.24, where ``past_key_values`` still works but prints a deprecation warning on the user's
+    screen; ``past_key_values`` before (wrapped models, DDP and PEFT, answered for what they wrap)."""
+    inner = getattr(model, "module", model)
+    inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
+    return _cache_argument(type(inner))
+
+
+@functools.cache
+def _cache_argument(cls: type) -> str:
+    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
 
 
 def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
@@ -298,7 +314,7 @@ class TransformersRollout:
             else:
                 cache.batch_select_indices(parent)
                 out = model(input_ids=node_token[:, None], attention_mask=node_attn if padded else None,
-                            position_ids=node_pos, past_key_values=cache, use_cache=True)
+                            position_ids=node_pos, use_cache=True, **{cache_argument(model): cache})
                 logits, cache = out.logits, out.past_key_values
             node_logits = logits[:, -1, :].float()
             node_pos = node_pos + 1

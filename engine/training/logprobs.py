@@ -23,7 +23,7 @@ import torch
 
 from engine.algo import grpo
 from engine.rollout.llama_forward import gather_cache, lean_decoder
-from engine.rollout.backend import Rollout, position_ids_from_mask
+from engine.rollout.backend import Rollout, cache_argument, position_ids_from_mask
 
 BUCKET_OVERHEAD_TOKENS = 64  # a forward call costs about this many tokens' worth of work
 MAX_BUCKETS = 3
@@ -133,7 +133,7 @@ def completion_logits_shared(model, prompt_ids, prompt_mask, completion_ids, gro
                 for layer, (keys, values) in zip(layers, base):
                     layer.keys, layer.values = keys[groups], values[groups]
             rest = model(input_ids=inputs, attention_mask=attn, position_ids=step_positions,
-                         past_key_values=cache, use_cache=True).logits
+                         use_cache=True, **{cache_argument(model): cache}).logits
         pieces.append((rows, rest if inverse is None else rest[inverse]))
 
     vocab = first.size(-1)

@@ -126,3 +126,28 @@ def test_on_cuda_under_bf16_autocast_the_lean_forward_matches_the_model():
         want = model(input_ids=more, attention_mask=mask2, position_ids=pos2, past_key_values=ref.past_key_values).logits
         torch.testing.assert_close(lean_decoder(model)(more, pos2, mask2, cache)[0].float(), want.float(),
                                    rtol=2e-2, atol=2e-2)
+
+
+def test_a_model_on_its_own_forward_decodes_and_scores_without_deprecation_warnings():
+    """A model the lean decoder does not take (Mistral with a sliding window) samples and is scored
+    through its own forward with its cache under the keyword its transformers version names:
+    no "past_key_values is deprecated" warning on the user's screen."""
+    import warnings
+
+    from transformers import MistralConfig
+
+    from engine.rollout.backend import SamplingParams, TransformersRollout
+    from engine.training.logprobs import completion_logps
+
+    model = make(MistralConfig, num_key_value_heads=2, sliding_window=32).eval()
+    assert lean_decoder(model) is None
+    backend = TransformersRollout(model, 0, [1], cache_implementation="dynamic")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rollout = backend.generate([[5, 6, 7], [8, 9]], 3, SamplingParams(max_new_tokens=6),
+                                   torch.Generator().manual_seed(0))
+        logps, _ = completion_logps(model, rollout, slice(0, 6), 3, 1.0)
+    assert rollout.completion_ids.size(1) > 1
+    mask = rollout.completion_mask.bool()
+    torch.testing.assert_close(logps[mask], rollout.logprobs[mask], rtol=1e-4, atol=1e-4)
+    assert not [w for w in caught if "deprecated" in str(w.message)], [str(w.message) for w in caught]
