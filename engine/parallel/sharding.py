@@ -139,14 +139,36 @@ def load_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimize
     rank reads the whole state and, under FSDP, keeps its shards. A sharded run's checkpoint
     resumes unsharded (one process, DDP) and the other way round."""
     by_name = isinstance(saved, dict) and saved.get("sharded_by_name", False)
-    names = [name for name, p in model.named_parameters() if p.requires_grad]  # the optimizer's order
+    name_of = {id(p): name for name, p in model.named_parameters()}
+    names = [name_of[id(p)] for group in optimizer.param_groups for p in group["params"]]  # its indices' order
+    if by_name:
+        state = saved["state"]
+    else:  # by position: the optimizer's order, or the model's for a state written in one group
+        one_group = len(saved["param_groups"]) == 1 < len(optimizer.param_groups)
+        state = _by_parameter_name(saved, [n for n, p in model.named_parameters() if p.requires_grad]
+                                   if one_group else names)
+    state = _in_groups_of(optimizer, state, names)
     if not is_sharded(model):
-        optimizer.load_state_dict(_by_index(saved["state"], names) if by_name else saved)
+        optimizer.load_state_dict(_by_index(state, names))
         return
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-    state = saved["state"] if by_name else _by_parameter_name(saved, names)
     set_optimizer_state_dict(model, optimizer, optim_state_dict=state, options=StateDictOptions(full_state_dict=True))
+
+
+def _in_groups_of(optimizer: torch.optim.Optimizer, state: dict, names: list[str]) -> dict:
+    """A state by parameter name in ``optimizer``'s groups. A checkpoint written before weight decay
+    spared biases and norms holds one group: each group now keeps its hyperparameters (the
+    learning rate the schedule reached among them) with its own ``weight_decay``."""
+    saved = state["param_groups"]
+    if len(saved) != 1 or len(optimizer.param_groups) == 1:
+        return state
+    groups, start = [], 0
+    for group in optimizer.param_groups:
+        count = len(group["params"])
+        groups.append({**saved[0], "weight_decay": group["weight_decay"], "params": names[start:start + count]})
+        start += count
+    return {**state, "param_groups": groups}
 
 
 def _by_parameter_name(state: dict, names: list[str]) -> dict:

@@ -37,6 +37,7 @@ from engine.run.checkpoints import (  # noqa: F401
 )
 from engine.run.events import RunState
 from engine.training.batch import Batch
+from engine.training.optimizers import per_group
 from engine.training.checkpoint_files import (  # noqa: F401
     TRAINING,
     CheckpointRefused,
@@ -78,7 +79,7 @@ def restore(saved: SavedCheckpoint, parts, state: TrainState, dist) -> None:
     position and the counters. ``parts``: the run's :class:`~engine.training.setup.RunParts`."""
     training = saved.training
     load_optimizer_state(parts.model, parts.optimizer, training["optimizer"])
-    parts.scheduler.load_state_dict(training["scheduler"])
+    parts.scheduler.load_state_dict(per_group(training["scheduler"], len(parts.optimizer.param_groups)))
     restore_rng(training["rng"], parts.sampling_gen, dist.rank, dist.world)
     state.round = saved.round_on(parts.device)
     state.order.load_state_dict(saved.state["data_order"])

@@ -270,7 +270,8 @@ def test_an_fsdp_run_saves_whole_models_and_checkpoints_that_resume_exactly(tmp_
     run = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "grpo_tui", "train", "tiny-arithmetic", "--headless", "--fsdp", "--num-processes", "2",
-         "--max-steps", "4", "--output", str(run), "--set", "save_steps=2", "--set", "dataset.task_args.eval_size=16"],
+         "--max-steps", "4", "--output", str(run), "--set", "save_steps=2", "--set", "dataset.task_args.eval_size=16",
+         "--set", "weight_decay=0.1"],  # two parameter groups: the optimizer's state is saved and restored by name
         cwd=ROOT, env=_fsdp_env(), capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert [e["data"]["sharded"] for e in read_jsonl(run / "events.jsonl") if e["kind"] == "run_started"] == [True]

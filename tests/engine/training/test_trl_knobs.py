@@ -66,6 +66,61 @@ def test_optim_picks_the_optimizer(optim, cls, fused):
         assert not opt.defaults["relative_step"] and not opt.defaults["scale_parameter"]
 
 
+def _small(config_cls, **extra):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_config(config_cls(vocab_size=32, hidden_size=32, intermediate_size=64,
+                                                       num_hidden_layers=2, num_attention_heads=4, **extra))
+
+
+@pytest.mark.parametrize("family", ["qwen2", "qwen3", "gpt2"])
+def test_weight_decay_spares_biases_and_norms_as_trls_trainer_does(family):
+    """The parameters that decay are the ones transformers' Trainer (so TRL's GRPOTrainer) decays:
+    not biases, RMSNorm/LayerNorm weights, Qwen3's q_norm/k_norm. With one step of AdamW at zero
+    gradient only decay shows: those weights shrink by lr · weight_decay, the rest stay."""
+    from transformers import GPT2Config, Qwen2Config, Qwen3Config, Trainer
+
+    model = {"qwen2": lambda: _small(Qwen2Config, num_key_value_heads=2),
+             "qwen3": lambda: _small(Qwen3Config, num_key_value_heads=2, head_dim=8),
+             "gpt2": lambda: _small(GPT2Config, n_embd=32, n_layer=2, n_head=4)}[family]()
+    names = {p: n for n, p in model.named_parameters()}
+    theirs = set(Trainer.get_decay_parameter_names(None, model)) & set(names.values())  # (a tied lm_head: once)
+    opt = make_optimizer(model, config(optim="adamw_torch", learning_rate=0.1, weight_decay=0.5), CPU)
+    ours = {names[p] for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert ours == theirs
+    assert set(names.values()) - ours  # something is spared: biases or norms
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p.detach(), before[n] * (0.95 if n in theirs else 1.0), msg=n)
+
+
+def test_an_optimizer_state_written_in_one_group_resumes_in_the_two_of_weight_decay():
+    """A checkpoint from before weight decay spared biases and norms holds every parameter in one
+    group: each parameter's moments land on that parameter, and each group keeps the saved
+    learning rate with its own weight decay."""
+    from transformers import Qwen2Config
+
+    from engine.parallel.sharding import load_optimizer_state
+
+    model = _small(Qwen2Config, num_key_value_heads=2)
+    old = torch.optim.AdamW([p for p in model.parameters()], lr=0.01, weight_decay=0.1)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    old.step()
+    old.param_groups[0]["lr"] = 0.004  # where the schedule had taken it
+    saved = old.state_dict()
+    opt = make_optimizer(model, config(optim="adamw_torch", learning_rate=0.01, weight_decay=0.1), CPU)
+    assert len(opt.param_groups) == 2
+    load_optimizer_state(model, opt, saved)
+    for p in model.parameters():
+        torch.testing.assert_close(opt.state[p]["exp_avg"], old.state[p]["exp_avg"], rtol=0, atol=0)
+        torch.testing.assert_close(opt.state[p]["exp_avg_sq"], old.state[p]["exp_avg_sq"], rtol=0, atol=0)
+    assert [(g["lr"], g["weight_decay"]) for g in opt.param_groups] == [(0.004, 0.1), (0.004, 0.0)]
+
+
 @pytest.mark.skipif(installed("bitsandbytes"), reason="bitsandbytes is installed")
 @pytest.mark.parametrize("optim", ["adamw_8bit", "paged_adamw_8bit"])
 def test_an_8bit_optimizer_without_bitsandbytes_is_one_line(optim):
