@@ -31,8 +31,9 @@ PASSED_ON = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 REPEAT_S = 1.0
-"""The same signal again within this many seconds is one signal that came two ways (to the
-terminal's process group and from the process that started the launcher), not a second Ctrl-C."""
+"""A SIGTERM again within this many seconds is one signal that came two ways (to the whole process
+group, and passed on by the process that started the launcher), not a second stop. (A Ctrl-C
+comes one way: that process leaves it to the launcher.)"""
 
 
 class Relay:
@@ -43,6 +44,7 @@ class Relay:
         self.clock = clock
         self.ranks = ranks or _children
         self.stops: list[int] = []
+        self.launching = False  # set once the ranks are being started
         self._last: dict[int, float] = {}
 
     def install(self) -> Relay:
@@ -56,13 +58,15 @@ class Relay:
         from grpo_tui.model.signals import send_output_to
 
         now, last = self.clock(), self._last.get(signum)
-        if last is not None and now - last < REPEAT_S:
+        if signum == signal.SIGTERM and last is not None and now - last < REPEAT_S:
             return
         self._last[signum] = now
         if signum == signal.SIGHUP:
             send_output_to(os.environ.get(CONSOLE_LOG_ENV))  # the next write to the terminal would fail
         else:
             self.stops.append(signum)
+            if not self.launching:  # no rank yet to stop: the launch does not start
+                raise SystemExit(128 + signum)
         for rank in self.ranks():
             try:
                 rank.send_signal(signum)
@@ -125,6 +129,7 @@ def main(argv: list[str]) -> int:
 
     args = launch_command_parser().parse_args(argv)
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # failures: our line below
+    relay.launching = True
     try:
         launch_command(args)
     except subprocess.CalledProcessError as e:  # one process, which accelerate starts by itself

@@ -434,9 +434,11 @@ def test_a_rank_leaves_its_group_and_exits_without_the_interpreters_teardown(tmp
     assert "interpreter teardown" not in proc.stdout
 
 
-def test_the_launcher_passes_a_signal_on_once_and_knows_the_stop_it_asked_for():
-    """A signal that reaches the launcher twice at once (the terminal's process group, and the
-    process that started it) is one stop for the ranks; a second Ctrl-C later is a second."""
+def test_the_launcher_passes_each_stop_on_once_and_knows_the_stop_it_asked_for():
+    """A SIGTERM that reaches the launcher twice at once (sent to the whole process group, and
+    passed on by the process that started it) is one stop for the ranks; a second Ctrl-C is a
+    second however soon it comes (the ranks then abandon the run); a stop before any rank has
+    started ends the launch."""
     import signal
 
     from grpo_tui.cli.rank_launcher import Relay
@@ -451,16 +453,21 @@ def test_the_launcher_passes_a_signal_on_once_and_knows_the_stop_it_asked_for():
     now = [100.0]
     ranks = [Rank(), Rank()]
     relay = Relay(clock=lambda: now[0], ranks=lambda: ranks)
+    with pytest.raises(SystemExit) as ended:
+        relay.receive(signal.SIGINT)
+    assert ended.value.code == 130 and ranks[0].got == []
+    relay = Relay(clock=lambda: now[0], ranks=lambda: ranks)
+    relay.launching = True
+    relay.receive(signal.SIGTERM)
+    now[0] += 0.01
+    relay.receive(signal.SIGTERM)  # the same SIGTERM by its second way
+    assert [r.got for r in ranks] == [[signal.SIGTERM]] * 2
+    assert relay.asked_for(143) and not relay.asked_for(130) and not relay.asked_for(1)
     relay.receive(signal.SIGINT)
     now[0] += 0.01
-    relay.receive(signal.SIGINT)  # the same Ctrl-C by its second way
-    assert [r.got for r in ranks] == [[signal.SIGINT]] * 2
-    assert relay.asked_for(130) and not relay.asked_for(143) and not relay.asked_for(1)
-    now[0] += 5
-    relay.receive(signal.SIGINT)  # Ctrl-C again: the ranks abandon the run
-    relay.receive(signal.SIGTERM)
-    assert [r.got for r in ranks] == [[signal.SIGINT, signal.SIGINT, signal.SIGTERM]] * 2
-    assert relay.asked_for(143)
+    relay.receive(signal.SIGINT)
+    assert [r.got for r in ranks] == [[signal.SIGTERM, signal.SIGINT, signal.SIGINT]] * 2
+    assert relay.asked_for(130)
 
 
 def _wait_for_step(run: Path, step: int, proc: subprocess.Popen, log: Path) -> int:
