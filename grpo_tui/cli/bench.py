@@ -31,6 +31,31 @@ def _median(records: list[dict], key: str) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def per_step(records: list[dict], key: str, cycle: int) -> float:
+    """A step's seconds of ``key``: the median over the timed steps when every step generates its
+    own completions, else (a round feeds ``cycle`` steps, and only its first generates) the mean
+    over whole rounds.
+
+    >>> per_step([{"t": 9.0}, {"t": 0.0}, {"t": 11.0}, {"t": 0.0}], "t", 2)
+    5.0
+    >>> per_step([{"t": 9.0}, {"t": 1.0}, {"t": 11.0}], "t", 1)
+    9.0
+    """
+    if cycle == 1:
+        return _median(records, key)
+    values = [r[key] for r in records if key in r]
+    return statistics.fmean(values) if values else float("nan")
+
+
+def round_cycle(cfg) -> tuple[int, int]:
+    """``(steps, rows)``: the optimizer steps one generation round feeds (its steps times μ) and
+    the completions it generates at once, on one process."""
+    from engine.training.geometry import RoundGeometry
+
+    g = RoundGeometry.of(cfg, 1)
+    return g.steps_per_round * g.num_iterations, g.round_size
+
+
 def peak_rss_mib() -> float:
     """This process's peak resident memory in MiB (psutil's where ``resource`` is missing: Windows)."""
     try:
@@ -48,7 +73,9 @@ def arithmetic_lines(trainer, cfg, timed: list[dict], rows: int) -> list[str]:
     """Per phase: the FLOPs the step's matrix products do (counted from the model's shapes and
     the tokens processed, :mod:`grpo_tui.cli.flops`), the rate achieved, and its share of this
     machine's matmul peak (measured now, in the dtype the run computes in); and the step's
-    arithmetic floor: its FLOPs at that peak."""
+    arithmetic floor: its FLOPs at that peak. A round that feeds several steps counts a step's
+    share of its generation; decoding runs at the round's width."""
+    cycle, round_rows = round_cycle(cfg)
     parts = trainer.parts
     config = getattr(parts.model, "config", None) if parts is not None else None
     if config is None or not hasattr(config, "intermediate_size"):
@@ -92,21 +119,21 @@ def arithmetic_lines(trainer, cfg, timed: list[dict], rows: int) -> list[str]:
              f"update rows   {updated:.0f} of {rows} completions"
              + (" (groups without reward spread are left out at β = 0)" if updated < rows else "")]
     for phase, amount in work.items():
-        seconds = _median(timed, phase)
+        seconds = per_step(timed, phase, cycle)
         rate = amount / seconds if seconds > 0 else float("nan")
         lines.append(f"{phase:13s} {amount / 1e9:.1f} GFLOP  {rate / 1e9:.0f} GFLOP/s  {rate / peak:.0%} of peak")
     if between:
         lines.append(f"log-prob fwd  {between / 1e9:.1f} GFLOP (reference or sampling policy, between the phases)")
+    gen_s = per_step(timed, "time/generate", cycle)
     if parts.device.type == "cpu":
-        lines.append(decode_products_line(parts.model, rows, peak, work["time/generate"],
-                                          _median(timed, "time/generate")))
+        lines.append(decode_products_line(parts.model, round_rows, peak, work["time/generate"], gen_s))
     floor = (sum(work.values()) + between) / peak
-    step_s = _median(timed, "step_time")
+    step_s = per_step(timed, "step_time", cycle)
     lines.append(f"floor         {floor:.3f} s/step at the matmul peak; this step is {step_s / floor:.1f}× it")
-    if parts.device.type == "cuda":
-        lines += _decode_roofline(parts, shape, rows, prompt_len, new_tokens, _median(timed, "time/generate"))
-        lines.append(f"MFU (update)  {work['time/update'] / _median(timed, 'time/update') / peak:.0%} of the measured "
-                     f"{str(dtype).removeprefix('torch.')} matmul peak")
+    if parts.device.type == "cuda":  # a round's decoding: its rows, its seconds
+        lines += _decode_roofline(parts, shape, round_rows, prompt_len, new_tokens, gen_s * cycle)
+        mfu = work["time/update"] / per_step(timed, "time/update", cycle) / peak
+        lines.append(f"MFU (update)  {mfu:.0%} of the measured {str(dtype).removeprefix('torch.')} matmul peak")
     return lines
 
 
@@ -149,6 +176,8 @@ def decoding(trainer) -> str:
 
 
 def bench(cfg, steps: int = 20, warmup: int = 3, out=sys.stdout, profile: int = 0) -> int:
+    cycle, round_rows = round_cycle(cfg)
+    steps, warmup = -(-steps // cycle) * cycle, -(-warmup // cycle) * cycle  # whole rounds
     cfg = replace(cfg, max_steps=steps + warmup, save_steps=0, eval_steps=0, log_completions_groups=0)
     records: list[dict] = []
     failed: list[str] = []
@@ -173,8 +202,9 @@ def bench(cfg, steps: int = 20, warmup: int = 3, out=sys.stdout, profile: int = 
         return 1
     timed = records[warmup:] or records
     n_completions = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
-    step_s = _median(timed, "step_time")
+    step_s = per_step(timed, "step_time", cycle)
     tokens = [r["completions/mean_length"] * n_completions for r in timed]
+    how = "median" if cycle == 1 else "mean  "
     lines = [
         f"preset        {cfg.run_name}  model {cfg.model_name_or_path}",
         f"geometry      {n_completions // cfg.num_generations} prompts × {cfg.num_generations} generations = "
@@ -183,13 +213,14 @@ def bench(cfg, steps: int = 20, warmup: int = 3, out=sys.stdout, profile: int = 
         f"device        {trainer.device}  torch {torch.__version__}  threads {torch.get_num_threads()}"
         + (f" ({cpu_threads.last_choice[1]})" if trainer.device.type == "cpu" and cpu_threads.last_choice else ""),
         f"generation    {decoding(trainer)}",
-        f"steps timed   {len(timed)} (after {min(warmup, len(records))} warm-up)",
-        f"s/step        median {step_s:.4f}  (min {min(r['step_time'] for r in timed):.4f}, "
+        f"steps timed   {len(timed)} (after {min(warmup, len(records))} warm-up)"
+        + (f"; rounds of {round_rows} completions, each feeding {cycle} steps" if cycle > 1 else ""),
+        f"s/step        {how} {step_s:.4f}  (min {min(r['step_time'] for r in timed):.4f}, "
         f"max {max(r['step_time'] for r in timed):.4f})",
         f"steps/s       {1 / step_s:.2f}",
     ]
     for phase in PHASES:
-        lines.append(f"{phase:13s} median {_median(timed, phase):.4f} s")
+        lines.append(f"{phase:13s} {how} {per_step(timed, phase, cycle):.4f} s")
     lines += arithmetic_lines(trainer, cfg, timed, n_completions)
     lines += [
         f"completions/s {n_completions / step_s:.0f}",

@@ -12,7 +12,7 @@ import pytest
 import engine.agents
 import engine.algo
 
-MODULES = ("grpo_tui.cli.flops", "grpo_tui.cli.rank_launcher", "engine.training.optimizers", "engine.rollout.static_cache", "engine.rollout.node_cache")
+MODULES = ("grpo_tui.cli.flops", "grpo_tui.cli.bench", "grpo_tui.cli.rank_launcher", "engine.training.optimizers", "engine.rollout.static_cache", "engine.rollout.node_cache")
 
 
 def _examples() -> list[doctest.DocTest]:

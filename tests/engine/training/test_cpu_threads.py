@@ -64,6 +64,25 @@ def test_bench_reports_each_phases_arithmetic_against_the_measured_peak(tmp_path
                      r"\(\d+% of peak\); generation reaches \d+% of it", text)
 
 
+@pytest.mark.slow
+def test_bench_counts_a_round_that_feeds_several_steps_by_its_share(tmp_path):
+    """steps_per_generation = 2: only a round's first step generates, so the bench times whole
+    rounds, gives each phase's mean per step (a median would be 0 s of generation and a NaN
+    rate), and measures the decode limit at the round's width (128 rows), where decoding runs."""
+    import re
+
+    from grpo_tui.cli.bench import bench
+
+    out = io.StringIO()
+    cfg = tiny_config(tmp_path, "log_completions_groups=0", "steps_per_generation=2")
+    assert bench(cfg, steps=1, warmup=1, out=out) == 0
+    text = out.getvalue()
+    assert "steps timed   2 (after 2 warm-up); rounds of 128 completions, each feeding 2 steps" in text
+    assert re.search(r"s/step +mean +[\d.]+", text) and re.search(r"time/generate +mean +[\d.]+ s", text)
+    assert re.search(r"time/generate +[\d.]+ GFLOP +\d+ GFLOP/s +\d+% of peak", text), text
+    assert re.search(r"decode limit +\d+ GFLOP/s: this model's products for 128 rows", text), text
+
+
 def test_the_decode_roofline_reads_weights_and_cache_at_the_measured_bandwidth():
     from types import SimpleNamespace
 
