@@ -183,7 +183,10 @@ def leave_process(code: int) -> None:
     "terminate called without an active exception", and the launch fails a finished run."""
     import atexit
 
-    atexit._run_exitfuncs()  # trackers, logging.shutdown and the like, as a normal exit would
+    for thread in threading.enumerate():  # as a normal exit: wait for the threads that are not daemons,
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()  # then the exit functions: trackers, logging.shutdown and the like
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -405,6 +405,7 @@ import grpo_tui.cli.headless as headless
 dist.init_process_group("gloo", init_method="file://" + sys.argv[1], rank=0, world_size=1)
 atexit.register(lambda: print("exit functions ran; group left:", not dist.is_initialized()))
 threading.Thread(target=lambda: time.sleep(60), daemon=True).start()
+threading.Thread(target=lambda: (time.sleep(0.5), print("worker thread done"))).start()  # waited for
 
 
 class Teardown:
@@ -429,7 +430,7 @@ def test_a_rank_leaves_its_group_and_exits_without_the_interpreters_teardown(tmp
                           capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "run over" in proc.stdout
-    assert "exit functions ran; group left: True" in proc.stdout
+    assert proc.stdout.index("worker thread done") < proc.stdout.index("exit functions ran; group left: True")
     assert "not reached" not in proc.stdout
     assert "interpreter teardown" not in proc.stdout
 
