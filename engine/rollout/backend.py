@@ -134,9 +134,10 @@ def position_ids_from_mask(mask: torch.Tensor) -> torch.Tensor:
 
 
 def cache_argument(model: torch.nn.Module) -> str:
-    """The keyword the model's forward takes a key/value cache under: ``cache`` from transformers
-    5.24, where ``past_key_values`` still works but prints a deprecation warning on the user's
-    screen; ``past_key_values`` before (wrapped models, DDP and PEFT, answered for what they wrap)."""
+    """The name a model's forward takes its key/value cache under, and its output returns it under:
+    ``cache`` from transformers 5.24, where ``past_key_values`` still works but prints deprecation
+    warnings on the user's screen; ``past_key_values`` before (wrapped models, DDP and PEFT,
+    answered for what they wrap)."""
     inner = getattr(model, "module", model)
     inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
     return _cache_argument(type(inner))
@@ -266,7 +267,7 @@ class TransformersRollout:
         else:
             out = model(input_ids=ids[::g], attention_mask=mask[::g] if padded else None,
                         position_ids=positions[::g], use_cache=True, logits_to_keep=1)
-            logits, cache = out.logits, out.past_key_values
+            logits, cache = out.logits, getattr(out, cache_argument(model))
         node_logits = logits[:, -1, :].float()
         node_pos = positions[::g, -1:] + 1
         node_attn = mask[::g]
@@ -315,7 +316,7 @@ class TransformersRollout:
                 cache.batch_select_indices(parent)
                 out = model(input_ids=node_token[:, None], attention_mask=node_attn if padded else None,
                             position_ids=node_pos, use_cache=True, **{cache_argument(model): cache})
-                logits, cache = out.logits, out.past_key_values
+                logits, cache = out.logits, getattr(out, cache_argument(model))
             node_logits = logits[:, -1, :].float()
             node_pos = node_pos + 1
 

@@ -85,7 +85,7 @@ def completion_logits_shared(model, prompt_ids, prompt_mask, completion_ids, gro
         prompt_logits, cache = lean(p_ids, positions, p_mask if padded else None, keep=1)
     else:
         out = model(input_ids=p_ids, attention_mask=p_mask, position_ids=positions, use_cache=True, logits_to_keep=1)
-        prompt_logits, cache = out.logits, out.past_key_values
+        prompt_logits, cache = out.logits, getattr(out, cache_argument(model))
     n, t = completion_ids.shape
     row_group = torch.arange(n, device=completion_ids.device) // group
     first = prompt_logits[:, -1:, :][row_group]  # predicts completion token 0

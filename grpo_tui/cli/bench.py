@@ -84,7 +84,6 @@ def arithmetic_lines(trainer, cfg, timed: list[dict], rows: int) -> list[str]:
     sample = parts.data.train[:64]
     prompt_len = statistics.mean(len(parts.renderer.ids(r["prompt"])) for r in sample) if sample else 0.0
     new_tokens = _median(timed, "completions/mean_length")
-    prompts = rows // cfg.num_generations
     reused = cfg.num_iterations > 1 or (cfg.steps_per_generation or cfg.gradient_accumulation_steps) > \
         cfg.gradient_accumulation_steps
     # At β = 0 with one update per round, groups whose rewards are all equal are left out of the
@@ -92,13 +91,17 @@ def arithmetic_lines(trainer, cfg, timed: list[dict], rows: int) -> list[str]:
     skips = cfg.beta == 0 and not reused and not cfg.use_vllm and cfg.top_entropy_quantile >= 1.0
     flat = _median(timed, "frac_group_reward_zero_std") if skips else 0.0
     updated = rows * (1 - (0.0 if math.isnan(flat) else flat))
+    # A step's share of its round: the round generates round_rows completions for ``cycle`` steps
+    # (μ passes over the round, each step one pass over its own rows).
     work = {
-        "time/generate": flops.generation_flops(shape, prompts, prompt_len, rows, new_tokens),
-        "time/update": flops.update_flops(shape, updated, prompt_len, new_tokens, cfg.num_iterations),
+        "time/generate": flops.generation_flops(shape, round_rows // cfg.num_generations, prompt_len, round_rows,
+                                                new_tokens) / cycle,
+        "time/update": flops.update_flops(shape, updated, prompt_len, new_tokens, 1),
     }
-    # the reference's forward (β > 0) and the sampling policy's (a reused round) run between the two
-    # phases, in the step's time but in neither phase's
-    between = flops.reference_flops(shape, rows, prompt_len, new_tokens, int(cfg.beta > 0) + int(reused))
+    # the reference's forward (β > 0) and the sampling policy's (a reused round) run once a round
+    # between the two phases, in the step's time but in neither phase's
+    between = flops.reference_flops(shape, round_rows, prompt_len, new_tokens,
+                                    int(cfg.beta > 0) + int(reused)) / cycle
     dtype = torch.bfloat16 if parts.use_bf16 else torch.float32
     used = torch.get_num_threads()
     size = 4096 if parts.device.type == "cuda" else 1024

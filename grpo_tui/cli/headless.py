@@ -183,9 +183,10 @@ def leave_process(code: int) -> None:
     "terminate called without an active exception", and the launch fails a finished run."""
     import atexit
 
-    for thread in threading.enumerate():  # as a normal exit: wait for the threads that are not daemons,
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+    # The run is over and saved: torch's launcher, seeing another rank end with a stop's code,
+    # sends SIGTERM to the rest; it must not cut these last steps short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading._shutdown()  # as a normal exit: threading's exit hooks (executors), then the non-daemon threads
     atexit._run_exitfuncs()  # then the exit functions: trackers, logging.shutdown and the like
     for stream in (sys.stdout, sys.stderr):
         try:

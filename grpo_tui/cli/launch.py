@@ -126,7 +126,9 @@ def _wait_for_launcher(proc) -> int:
     """Wait for the launcher, whose process group the terminal's Ctrl-C and hangup reach too: it
     passes them to the ranks (:mod:`grpo_tui.cli.rank_launcher`), and this process, left alone,
     would end at once and hand the shell back while the run still prints. A SIGTERM sent to this
-    process alone goes on to the launcher."""
+    process alone goes on to the launcher, which passes it to ranks in sessions of their own
+    (several processes); a single process, in the launcher's group, is reached by a SIGTERM sent
+    to the group."""
     import signal
 
     from grpo_tui.model.signals import send_output_to

@@ -45,6 +45,7 @@ class Relay:
         self.ranks = ranks or _children
         self.stops: list[int] = []
         self.launching = False  # set once the ranks are being started
+        self.pending: list[int] = []  # stops that came while no rank was there yet
         self._last: dict[int, float] = {}
 
     def install(self) -> Relay:
@@ -53,29 +54,60 @@ class Relay:
         return self
 
     def receive(self, signum: int, frame=None) -> None:
-        import psutil
-
         from grpo_tui.model.signals import send_output_to
 
         now, last = self.clock(), self._last.get(signum)
         if signum == signal.SIGTERM and last is not None and now - last < REPEAT_S:
             return
         self._last[signum] = now
-        if signum == signal.SIGHUP:
-            send_output_to(os.environ.get(CONSOLE_LOG_ENV))  # the next write to the terminal would fail
+        if signum == signal.SIGHUP:  # ranks started from now on write where this process does
+            send_output_to(_console_log())  # the next write to the terminal would fail
         else:
             self.stops.append(signum)
             if not self.launching:  # no rank yet to stop: the launch does not start
                 raise SystemExit(128 + signum)
-        for rank in self.ranks():
+        if not self._send(signum) and signum != signal.SIGHUP:
+            self.pending.append(signum)
+
+    def _send(self, signum: int) -> int:
+        """Pass ``signum`` to every rank; how many there were."""
+        import psutil
+
+        ranks = self.ranks()
+        for rank in ranks:
             try:
                 rank.send_signal(signum)
             except psutil.NoSuchProcess:
                 pass
+        return len(ranks)
+
+    def ranks_started(self) -> None:
+        """The ranks exist now: take the signals back (torch's launcher before 2.7 sets its own
+        while it starts them) and pass on the stops that came before."""
+        self.install()
+        pending, self.pending = self.pending, []
+        for signum in pending:
+            self._send(signum)
 
     def asked_for(self, exit_code: int) -> bool:
-        """Whether a rank's ``exit_code`` is the stop these signals asked for (128 + signal)."""
-        return any(exit_code == 128 + signum for signum in self.stops)
+        """Whether a rank's ``exit_code`` is the stop these signals asked for: 128 + the signal,
+        or the signal itself (negative) for a rank it ended before the rank could act on it."""
+        return any(exit_code in (128 + signum, -signum) for signum in self.stops)
+
+
+def _console_log() -> str | None:
+    """The run's console.log, its folder made if the run has not made it yet; None (/dev/null)
+    where it cannot be written."""
+    path = os.environ.get(CONSOLE_LOG_ENV)
+    if path:
+        try:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            with open(path, "a"):
+                pass
+            return path
+        except OSError:
+            pass
+    return None
 
 
 def _children() -> list:
@@ -126,6 +158,15 @@ def main(argv: list[str]) -> int:
         return elastic_run(elastic_args)
 
     distributed_run.run = run
+    from torch.distributed.elastic.multiprocessing import api as elastic_api
+
+    start = elastic_api.PContext.start
+
+    def start_then_relay(context) -> None:
+        start(context)
+        relay.ranks_started()
+
+    elastic_api.PContext.start = start_then_relay
 
     args = launch_command_parser().parse_args(argv)
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # failures: our line below

@@ -51,6 +51,18 @@ def send_output_to(path: str | os.PathLike | None) -> None:
         os.close(fd)
 
 
+_held: Signals | None = None
+
+
+def hold_from_start() -> None:
+    """For a rank of a multi-process run: keep SIGINT, SIGTERM and SIGHUP from the process's first
+    moments (the launcher passes them on at once, and importing torch and loading a model take
+    a while), for the :class:`Signals` the run installs to act on; left to their default actions
+    they would kill the rank, or raise KeyboardInterrupt inside an import."""
+    global _held
+    _held = Signals().install((signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+
+
 class Signals:
     """The stop signals and the hangup the main thread received, for its loop to act on.
 
@@ -64,6 +76,9 @@ class Signals:
         self._previous: dict[int, object] = {}
 
     def install(self, signums: Iterable[int]) -> Signals:
+        global _held
+        if _held is not None and _held is not self:  # what came before the run could act: its own now
+            self.stops, self.hangup, _held = list(_held.stops), _held.hangup, None
         for signum in signums:
             self._previous[signum] = signal.signal(signum, self._handle)
         return self

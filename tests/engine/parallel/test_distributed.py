@@ -406,6 +406,9 @@ dist.init_process_group("gloo", init_method="file://" + sys.argv[1], rank=0, wor
 atexit.register(lambda: print("exit functions ran; group left:", not dist.is_initialized()))
 threading.Thread(target=lambda: time.sleep(60), daemon=True).start()
 threading.Thread(target=lambda: (time.sleep(0.5), print("worker thread done"))).start()  # waited for
+from concurrent.futures import ThreadPoolExecutor
+pool = ThreadPoolExecutor(2)  # idle workers, which only threading's exit hooks end
+pool.submit(print, "pool used").result()
 
 
 class Teardown:
@@ -427,7 +430,7 @@ def test_a_rank_leaves_its_group_and_exits_without_the_interpreters_teardown(tmp
     active exception" and fail the launch): exit functions run, output is flushed, the
     teardown is skipped, and the run's exit code stands."""
     proc = subprocess.run([sys.executable, "-c", RANK_EXIT, str(tmp_path / "store")], cwd=ROOT, env=_env(),
-                          capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
+                          capture_output=True, text=True, timeout=120)
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "run over" in proc.stdout
     assert proc.stdout.index("worker thread done") < proc.stdout.index("exit functions ran; group left: True")
@@ -468,7 +471,55 @@ def test_the_launcher_passes_each_stop_on_once_and_knows_the_stop_it_asked_for()
     now[0] += 0.01
     relay.receive(signal.SIGINT)
     assert [r.got for r in ranks] == [[signal.SIGTERM, signal.SIGINT, signal.SIGINT]] * 2
-    assert relay.asked_for(130)
+    assert relay.asked_for(130) and relay.asked_for(-2)  # (a rank the signal itself ended)
+
+
+def test_a_stop_while_the_ranks_are_being_started_reaches_them_once_they_are():
+    import signal
+
+    from grpo_tui.cli.rank_launcher import PASSED_ON, Relay
+
+    class Rank:
+        got: list = []
+
+        def send_signal(self, signum):
+            self.got.append(signum)
+
+    ranks: list = []
+    relay = Relay(ranks=lambda: ranks)
+    relay.launching = True
+    relay.receive(signal.SIGTERM)  # accelerate is starting torch's launcher: no rank yet
+    ranks.append(Rank())
+    saved = {signum: signal.getsignal(signum) for signum in PASSED_ON}
+    try:
+        relay.ranks_started()
+        assert all(signal.getsignal(signum) == relay.receive for signum in PASSED_ON)  # the relay's again
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+    assert ranks[0].got == [signal.SIGTERM] and relay.pending == []
+
+
+HELD = """
+import os, signal
+from grpo_tui.model.signals import Signals, hold_from_start
+
+hold_from_start()
+os.kill(os.getpid(), signal.SIGINT)  # while the rank still imports torch and loads its model
+os.kill(os.getpid(), signal.SIGHUP)
+signals = Signals().install((signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+print("stops", signals.stops, "hangup", signals.hangup, file=open(os.environ["OUT"], "w"))
+"""
+
+
+def test_a_rank_keeps_the_signals_that_come_before_its_run_can_act_on_them(tmp_path):
+    """A signal passed on before the rank's run installs its handlers neither kills the rank nor
+    raises KeyboardInterrupt in an import: the run's handlers act on it when they come."""
+    out = tmp_path / "out.txt"
+    proc = subprocess.run([sys.executable, "-c", HELD], cwd=ROOT, env={**_env(), "OUT": str(out)},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert out.read_text().split() == ["stops", "[2]", "hangup", "True"]
 
 
 def _wait_for_step(run: Path, step: int, proc: subprocess.Popen, log: Path) -> int:
