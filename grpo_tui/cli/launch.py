@@ -140,10 +140,12 @@ def _wait_for_launcher(proc) -> int:
                 signal.SIGHUP: signal.signal(signal.SIGHUP, hangup),
                 signal.SIGTERM: signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum))}
     try:
-        return proc.wait()
+        code = proc.wait()
+        return code if code >= 0 else 128 - code  # ended by a signal: as a shell reports it
     finally:
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            if signum != signal.SIGINT:  # a Ctrl-C pressed as the launcher ended is not a traceback here
+                signal.signal(signum, handler)
 
 
 def _fsdp_setup(args) -> str | None:

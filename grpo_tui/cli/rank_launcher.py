@@ -9,7 +9,8 @@ ended the run half a minute later, without a checkpoint. Here the launcher passe
 signals to its ranks and keeps waiting for them:
 
 - SIGINT, SIGTERM: the run stops at the step boundary with a checkpoint and the final model; a
-  second one abandons it (what a single process does, see :mod:`grpo_tui.model.signals`);
+  second one abandons it (what a single process does, see :mod:`grpo_tui.model.signals`); a
+  third kills the ranks, for one stuck where it cannot act on a signal;
 - SIGHUP: the launcher's own output moves to the run's console.log and the run goes on.
 
 When the ranks end, a rank's failure is one line, not the elastic launcher's report."""
@@ -34,6 +35,11 @@ REPEAT_S = 1.0
 """A SIGTERM again within this many seconds is one signal that came two ways (to the whole process
 group, and passed on by the process that started the launcher), not a second stop. (A Ctrl-C
 comes one way: that process leaves it to the launcher.)"""
+
+
+KILL_AFTER = 3
+"""The stop signal that kills the ranks outright (the first stops at the step boundary, the
+second abandons the run)."""
 
 
 class Relay:
@@ -66,6 +72,8 @@ class Relay:
             self.stops.append(signum)
             if not self.launching:  # no rank yet to stop: the launch does not start
                 raise SystemExit(128 + signum)
+            if len(self.stops) >= KILL_AFTER:  # the ranks did not end on the second: stuck where Python
+                signum = signal.SIGKILL  # cannot run a handler (a collective whose peer is gone)
         if not self._send(signum) and signum != signal.SIGHUP:
             self.pending.append(signum)
 
@@ -147,6 +155,13 @@ def describe_failure(rank: int, exit_code: int, pid: int | None) -> str:
 
 def main(argv: list[str]) -> int:
     relay = Relay().install()
+    try:
+        return _launch(relay, argv)
+    except KeyboardInterrupt:  # a signal while torch's launcher had Python's default handler in
+        return shell_code(-signal.SIGINT)
+
+
+def _launch(relay: Relay, argv: list[str]) -> int:
     import torch.distributed.run as distributed_run
     from accelerate.commands.launch import launch_command, launch_command_parser
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -174,19 +189,29 @@ def main(argv: list[str]) -> int:
     try:
         launch_command(args)
     except subprocess.CalledProcessError as e:  # one process, which accelerate starts by itself
+        relay.install()  # (torch's launcher may have reset the handlers on its way out)
         if relay.asked_for(e.returncode):
-            return e.returncode
+            return shell_code(e.returncode)
         print(f"grpo-tui: {describe_failure(0, e.returncode, None)}", file=sys.stderr, flush=True)
-        return e.returncode if e.returncode > 0 else 128 - e.returncode
+        return shell_code(e.returncode)
     except ChildFailedError as e:
+        relay.install()
         codes = {rank: failure.exitcode for rank, failure in e.failures.items()}
         if codes and all(relay.asked_for(code) for code in codes.values()):
-            return max(codes.values())  # the stop the user asked for: the ranks said so themselves
+            return shell_code(max(codes.values(), key=abs))  # the stop the user asked for: the ranks said so
         for rank, failure in sorted(e.failures.items()):
             print(f"grpo-tui: {describe_failure(rank, failure.exitcode, failure.pid)}", file=sys.stderr, flush=True)
-        code = next((code for code in codes.values() if code), 1)
-        return code if code > 0 else 128 - code  # a rank a signal ended: as a shell reports it
+        return shell_code(next((code for code in codes.values() if code), 1))
     return 0
+
+
+def shell_code(code: int) -> int:
+    """A process's exit code as a shell reports it: a signal's ending (negative) is 128 + the signal.
+
+    >>> shell_code(130), shell_code(-2), shell_code(-9), shell_code(0)
+    (130, 130, 137, 0)
+    """
+    return code if code >= 0 else 128 - code
 
 
 if __name__ == "__main__":
