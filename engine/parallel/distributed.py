@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from datetime import timedelta
 from typing import Any
 
@@ -194,6 +195,9 @@ class Dist:
 
         # No buffer broadcast on each forward: ranks make different numbers of forward calls
         # per step (length buckets, shared prompts), and buffers (rotary tables) never change.
+        # torch 2.13 names it forward_sync_buffers and warns on every rank's screen; accelerate
+        # passes only the old name, which keeps its meaning.
+        warnings.filterwarnings("ignore", message="`broadcast_buffers` is deprecated", category=FutureWarning)
         self.accelerator = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
         kind = str(self.accelerator.distributed_type).rpartition(".")[2]
         if kind in UNSUPPORTED:
