@@ -1,6 +1,8 @@
 import os
 
-if os.environ.get("GRPO_TUI_CONSOLE_LOG"):  # a rank started by grpo-tui's launcher (grpo_tui.cli.rank_launcher)
+from grpo_tui.cli.rank_launcher import CONSOLE_LOG_ENV
+
+if os.environ.get(CONSOLE_LOG_ENV):  # a rank started by grpo-tui's launcher
     from grpo_tui.model.signals import hold_from_start
 
     hold_from_start()

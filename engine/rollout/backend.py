@@ -265,9 +265,10 @@ class TransformersRollout:
             cache = NodeCache(prompt_cache, n, ids.size(1) + params.max_new_tokens)
             del prompt_cache
         else:
+            cache_name = cache_argument(model)  # (once: the loop below runs per token)
             out = model(input_ids=ids[::g], attention_mask=mask[::g] if padded else None,
                         position_ids=positions[::g], use_cache=True, logits_to_keep=1)
-            logits, cache = out.logits, getattr(out, cache_argument(model))
+            logits, cache = out.logits, getattr(out, cache_name)
         node_logits = logits[:, -1, :].float()
         node_pos = positions[::g, -1:] + 1
         node_attn = mask[::g]
@@ -315,8 +316,8 @@ class TransformersRollout:
             else:
                 cache.batch_select_indices(parent)
                 out = model(input_ids=node_token[:, None], attention_mask=node_attn if padded else None,
-                            position_ids=node_pos, use_cache=True, **{cache_argument(model): cache})
-                logits, cache = out.logits, getattr(out, cache_argument(model))
+                            position_ids=node_pos, use_cache=True, **{cache_name: cache})
+                logits, cache = out.logits, getattr(out, cache_name)
             node_logits = logits[:, -1, :].float()
             node_pos = node_pos + 1
 

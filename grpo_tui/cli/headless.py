@@ -186,7 +186,9 @@ def leave_process(code: int) -> None:
     # The run is over and saved: torch's launcher, seeing another rank end with a stop's code,
     # sends SIGTERM to the rest; it must not cut these last steps short.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    threading._shutdown()  # as a normal exit: threading's exit hooks (executors), then the non-daemon threads
+    shutdown = getattr(threading, "_shutdown", None)  # what a normal exit runs first: threading's exit
+    if shutdown is not None:  # hooks (idle executors end), then it joins the threads that are not daemons
+        shutdown()
     atexit._run_exitfuncs()  # then the exit functions: trackers, logging.shutdown and the like
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -7,7 +7,7 @@ import os
 import sys
 
 from grpo_tui.cli.main import EXIT_CONFIG, _check_resumable, _load
-from grpo_tui.cli.rank_launcher import CONSOLE_LOG_ENV
+from grpo_tui.cli.rank_launcher import CONSOLE_LOG_ENV, shell_code
 
 def _headless_command(args):
     """``(run_dir, argv)``: the run directory, and the arguments that run this train or resume
@@ -140,8 +140,7 @@ def _wait_for_launcher(proc) -> int:
                 signal.SIGHUP: signal.signal(signal.SIGHUP, hangup),
                 signal.SIGTERM: signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum))}
     try:
-        code = proc.wait()
-        return code if code >= 0 else 128 - code  # ended by a signal: as a shell reports it
+        return shell_code(proc.wait())  # (ended by a signal: 128 + the signal)
     finally:
         for signum, handler in previous.items():
             if signum != signal.SIGINT:  # a Ctrl-C pressed as the launcher ended is not a traceback here

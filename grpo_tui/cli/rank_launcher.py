@@ -4,9 +4,9 @@ Run as ``python -m grpo_tui.cli.rank_launcher ARGS``, with the arguments of ``ac
 torch's elastic launcher, under accelerate, answers SIGINT, SIGTERM and SIGHUP itself: it passes
 the signal to every rank, gives them 30 seconds and kills them. A rank stops at its next step
 boundary with a checkpoint (SIGINT, SIGTERM) or goes on with its output in the run's console.log
-(SIGHUP), so a step longer than 30 seconds was lost to a Ctrl-C, and a dropped SSH connection
-ended the run half a minute later, without a checkpoint. Here the launcher passes the three
-signals to its ranks and keeps waiting for them:
+(SIGHUP), so a stop during a step longer than 30 seconds lost the step and its checkpoint, and a
+dropped SSH connection ended the run half a minute later, without one. Here the launcher passes
+the three signals to its ranks and keeps waiting for them:
 
 - SIGINT, SIGTERM: the run stops at the step boundary with a checkpoint and the final model; a
   second one abandons it (what a single process does, see :mod:`grpo_tui.model.signals`); a
@@ -60,7 +60,7 @@ class Relay:
         return self
 
     def receive(self, signum: int, frame=None) -> None:
-        from grpo_tui.model.signals import send_output_to
+        from grpo_tui.model.signals import exit_code, send_output_to
 
         now, last = self.clock(), self._last.get(signum)
         if signum == signal.SIGTERM and last is not None and now - last < REPEAT_S:
@@ -71,7 +71,7 @@ class Relay:
         else:
             self.stops.append(signum)
             if not self.launching:  # no rank yet to stop: the launch does not start
-                raise SystemExit(128 + signum)
+                raise SystemExit(exit_code(signum))
             if len(self.stops) >= KILL_AFTER:  # the ranks did not end on the second: stuck where Python
                 signum = signal.SIGKILL  # cannot run a handler (a collective whose peer is gone)
         if not self._send(signum) and signum != signal.SIGHUP:
@@ -100,7 +100,7 @@ class Relay:
     def asked_for(self, exit_code: int) -> bool:
         """Whether a rank's ``exit_code`` is the stop these signals asked for: 128 + the signal,
         or the signal itself (negative) for a rank it ended before the rank could act on it."""
-        return any(exit_code in (128 + signum, -signum) for signum in self.stops)
+        return any(shell_code(exit_code) == shell_code(-signum) for signum in self.stops)
 
 
 def _console_log() -> str | None:
@@ -190,9 +190,8 @@ def _launch(relay: Relay, argv: list[str]) -> int:
         launch_command(args)
     except subprocess.CalledProcessError as e:  # one process, which accelerate starts by itself
         relay.install()  # (torch's launcher may have reset the handlers on its way out)
-        if relay.asked_for(e.returncode):
-            return shell_code(e.returncode)
-        print(f"grpo-tui: {describe_failure(0, e.returncode, None)}", file=sys.stderr, flush=True)
+        if not relay.asked_for(e.returncode):
+            print(f"grpo-tui: {describe_failure(0, e.returncode, None)}", file=sys.stderr, flush=True)
         return shell_code(e.returncode)
     except ChildFailedError as e:
         relay.install()
